@@ -235,7 +235,7 @@ def _compile(cls: type) -> None:
             dec.append("    else:")
             if min_size:
                 dec.append(f"        if _n * {min_size} > end - pos:")
-                dec.append(f"            raise JuteError(f'vector of {{_n}} cannot fit in {{end - pos}} bytes')")
+                dec.append("            raise JuteError(f'vector of {_n} cannot fit in {end - pos} bytes')")
             dec.append(f"        v_{name} = []")
             dec.append("        for _ in range(_n):")
             dec.append(f"            _x, pos = {ename}_dec(buf, pos, end)")
@@ -364,7 +364,7 @@ def decode(cls: type[R], data: bytes | memoryview, pos: int = 0, *, exact: bool 
         value, stop = cls.jute_decode(data, pos, end)  # type: ignore[attr-defined]
     except JuteError:
         raise
-    except (struct.error, UnicodeError, OverflowError, MemoryError) as exc:  # pragma: no cover - guarded above
+    except (struct.error, UnicodeError, OverflowError, MemoryError) as exc:  # pragma: no cover
         raise JuteError(f"malformed {cls.__name__}: {exc}") from exc
     if exact and stop != end:
         raise JuteError(f"{end - stop} trailing bytes after {cls.__name__}")
