@@ -11,20 +11,47 @@ A storage engine keeps three things for one server, like Apache ZooKeeper's
 * snapshots of the data tree and sessions (opaque bytes produced by the tree);
 * the persistent ZAB epochs (``acceptedEpoch``, ``currentEpoch``).
 
-Engines are blocking, synchronous objects: the runtime calls them from one worker
-task (through ``trio.to_thread``), never from the sans-I/O core, and never from
-two threads at once.  A write is acknowledged to a client only after the
-``sync`` covering it has returned.
+Engines are blocking, synchronous objects called by the runtime, never by the
+sans-I/O core.  ``append`` only encodes into memory and is cheap enough to call
+from the event loop; ``sync`` (and ``save_snapshot``) block and belong in
+``trio.to_thread``.  ``append`` may run while a ``sync`` is in progress in another
+thread (that is how group commit overlaps the next batch with the running
+fsync); ``sync`` covers exactly what was appended before it was called.
+``save_snapshot`` and ``purge`` may also run in a background thread while
+``append``/``sync`` go on (a snapshot of a large tree must not stall the log).
+Other calls must not overlap each other.  A write is acknowledged to a client
+only after the ``sync`` covering it has returned.
+
+Plugins
+-------
+An engine is a plugin of the entry-point group ``trizab.storage`` (see
+:mod:`trizab.plugin`).  The registered class is constructed as::
+
+    cls(data_dir=Path | None, data_log_dir=Path | None, force_sync=bool, **options)
+
+where ``options`` are the engine's own declared ``storage.<name>=`` options, and
+declares ``durable: ClassVar[bool]`` (False for engines that forget everything
+when closed; the conformance suite skips reopen tests for them).  ``open()`` must
+be called once before anything else.
+
+Snapshots: ``save_snapshot`` ends the current log segment (the next append goes
+to a new one, as ZooKeeper's ``rollLog``) and may be a *fuzzy* snapshot: its data
+may already contain some transactions after ``zxid``; recovery replays every
+logged transaction after ``zxid`` and applying them again must be idempotent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
 from trizab.txn import Txn
+
+
+class StorageError(Exception):
+    """The stored state cannot be used as it is (for example a gap inside the log)."""
 
 
 @attrs.frozen
@@ -48,6 +75,9 @@ class Recovered:
 class Storage(Protocol):
     """One server's durable state.  See the module docstring for the rules."""
 
+    # True if what was synced survives close() and a crash (memory: False).
+    durable: ClassVar[bool]
+
     def open(self) -> Recovered:
         """Recover (truncating any torn tail of the log) and return what is durable."""
         ...
@@ -57,7 +87,11 @@ class Storage(Protocol):
         ...
 
     def sync(self) -> None:
-        """Durability barrier: return once every appended transaction is durable."""
+        """Durability barrier: return once every appended transaction is durable.
+
+        An ``OSError`` here is final: the engine refuses further syncs (the state of
+        unsynced pages is unknown after a failed fsync), and the server must stop.
+        """
         ...
 
     def read_from(self, zxid: int) -> Iterator[Txn]:
@@ -65,19 +99,31 @@ class Storage(Protocol):
         ...
 
     def truncate_after(self, zxid: int) -> None:
-        """Drop every transaction with zxid > ``zxid`` (ZAB's TRUNC)."""
+        """Drop every transaction (and snapshot) with zxid > ``zxid`` (ZAB's TRUNC); durable on return."""
         ...
 
     def save_snapshot(self, zxid: int, data: bytes) -> None:
         """Persist a snapshot whose state includes every txn up to ``zxid``."""
         ...
 
-    def set_accepted_epoch(self, epoch: int) -> None: ...
+    def snapshots(self) -> list[int]:
+        """Zxids of the snapshots held, oldest first."""
+        ...
 
-    def set_current_epoch(self, epoch: int) -> None: ...
+    def set_accepted_epoch(self, epoch: int) -> None:
+        """Persist ``acceptedEpoch`` (durable on return, replaced atomically)."""
+        ...
+
+    def set_current_epoch(self, epoch: int) -> None:
+        """Persist ``currentEpoch`` (durable on return, replaced atomically)."""
+        ...
 
     def purge(self, keep: int) -> None:
         """Delete snapshots and logs no longer needed, keeping the newest ``keep`` snapshots."""
+        ...
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters for monitoring and benchmarks (txns, syncs, fsyncs, bytes, batch sizes)."""
         ...
 
     def close(self) -> None: ...
