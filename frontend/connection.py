@@ -1,0 +1,275 @@
+"""One client connection's bytes, as a sans-I/O state machine (h11 style).
+
+Theory of operation
+-------------------
+The runtime feeds whatever the socket produced into :meth:`ClientConnection.receive_data`
+and then calls :meth:`ClientConnection.next_event` until it returns :data:`NEED_DATA`.
+Nothing here reads a socket, a clock or the data tree.
+
+States (a connection only moves forward)::
+
+    HANDSHAKE --ConnectRequest--> SESSION --(frames)--> SESSION
+        |                            |
+        +--four-letter word--+       +--ProtocolError--> CLOSED
+        +--ProtocolError-----+--> CLOSED
+
+Framing follows ``NIOServerCnxn``: every frame is a 4-byte big-endian signed
+length and that many bytes.  In HANDSHAKE the first four bytes are first
+compared with the known four-letter words (``ruok`` read as an int is a length
+of 1,920,298,859); a match yields :class:`FourLetterWord` and the connection is
+over, as in ZooKeeper (``stmk`` also consumes the 8-byte trace mask after it).
+Otherwise the frame is a ``ConnectRequest``: 45 bytes with the ``readOnly``
+flag, 44 bytes from a pre-3.4 client (``ProtocolManager`` reads the flag
+optimistically; trailing bytes beyond it are ignored as ZooKeeper ignores them).
+``protocolVersion`` is not checked, because ``ZooKeeperServer.processConnectRequest``
+does not check it either; the decoded request goes to the core unchanged.
+
+In SESSION every frame is a ``RequestHeader`` (xid, opcode) plus the request
+body, which stays undecoded here: the core decodes it and answers a malformed
+body with ``MarshallingError`` per request.  A length below zero or above
+``jute.maxbuffer`` ("Len error" in ZooKeeper) or a frame too short for its
+header is a :class:`ProtocolError`: the remote's fault, and the end of this
+connection only.
+
+Outbound, :func:`encode_output` turns the core's outputs
+(:class:`~trizab.server.api.Reply`, :class:`~trizab.server.api.Notification`,
+:class:`~trizab.server.api.Connected`) into length-prefixed frames.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Final
+
+import attrs
+
+from trizab.server.api import Connected, Notification, Output, Reply
+from trizab.wire import records as r
+from trizab.wire.jute import JuteError, decode_prefix, encode_into
+
+__all__ = [
+    "FOUR_LETTER_WORDS",
+    "NEED_DATA",
+    "ClientConnection",
+    "ConnectReceived",
+    "Event",
+    "FourLetterWord",
+    "ProtocolError",
+    "RequestReceived",
+    "State",
+    "encode_output",
+    "encode_outputs",
+]
+
+DEFAULT_MAX_BUFFER: Final = 0xFFFFF
+
+_LEN = struct.Struct(">i")
+_HEADER = struct.Struct(">ii")
+_REPLY_HEADER = struct.Struct(">iiqi")  # frame length + ReplyHeader
+
+# FourLetterCommands.java: every word ZooKeeper 3.8 recognises on a fresh connection.
+FOUR_LETTER_WORDS: Final = frozenset(
+    "conf cons crst dirs dump envi gtmk ruok stmk srst srvr stat wchc wchp wchs mntr isro hash".split()
+)
+_WORD_BY_CODE: Final = {_LEN.unpack(w.encode("ascii"))[0]: w for w in FOUR_LETTER_WORDS}
+# A telnet ^C (IAC IP IAC DO) on a fresh connection just closes it (FourLetterCommands.telnetCloseCmd).
+_TELNET_CLOSE: Final = -720899
+
+# ConnectRequestNoRO is 44 bytes with a 16-byte password: 4 + 8 + 4 + 8 + 4 + 16.
+_CONNECT_NO_RO_SIZE: Final = 44
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"
+    SESSION = "session"
+    CLOSED = "closed"
+
+
+@attrs.frozen
+class FourLetterWord:
+    """A four-letter word instead of a handshake; ``argument`` is stmk's 8-byte mask, else None."""
+
+    word: str
+    argument: int | None = None
+
+
+@attrs.frozen
+class ConnectReceived:
+    """The handshake frame; ``has_read_only_flag`` False for a pre-3.4 (44-byte) request."""
+
+    request: r.ConnectRequest
+    has_read_only_flag: bool
+
+
+@attrs.frozen
+class RequestReceived:
+    """One request frame: its header fields and the undecoded bytes after the header."""
+
+    xid: int
+    opcode: int
+    payload: memoryview
+
+
+@attrs.frozen
+class ProtocolError:
+    """The remote broke the framing; log ``message`` and close this connection."""
+
+    message: str
+
+
+Event = FourLetterWord | ConnectReceived | RequestReceived | ProtocolError
+
+
+class ClientConnection:
+    """Server side of one client connection: bytes in, events out; see the module docstring."""
+
+    def __init__(self, *, max_buffer: int = DEFAULT_MAX_BUFFER) -> None:
+        self.max_buffer = max_buffer
+        self.state = State.HANDSHAKE
+        self._buf = bytearray()
+        self._pos = 0  # start of unparsed bytes in _buf (compacted lazily)
+        self._eof = False
+
+    # -- input -----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the socket; ``b""`` means the remote closed its side."""
+        if not data:
+            self._eof = True
+            return
+        if self.state is State.CLOSED:
+            return  # the runtime is closing us; later bytes are meaningless
+        if self._pos and self._pos >= len(self._buf) // 2:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events."""
+        return len(self._buf) - self._pos
+
+    def next_event(self) -> Event | _NeedData:
+        """The next complete event, or :data:`NEED_DATA`."""
+        if self.state is State.CLOSED:
+            return NEED_DATA
+        avail = len(self._buf) - self._pos
+        if avail < 4:
+            return self._need_data(avail)
+        (length,) = _LEN.unpack_from(self._buf, self._pos)
+        if self.state is State.HANDSHAKE:
+            word = _WORD_BY_CODE.get(length)
+            if word is not None:
+                return self._four_letter_word(word, avail)
+            if length == _TELNET_CLOSE:
+                return self._fail("telnet close request before the handshake")
+        if length < 0 or length > self.max_buffer:
+            return self._fail(f"frame length {length} out of range 0..{self.max_buffer} (jute.maxbuffer)")
+        if avail < 4 + length:
+            return self._need_data(avail)
+        start = self._pos + 4
+        frame = bytes(self._buf[start : start + length])
+        self._pos = start + length
+        if self.state is State.HANDSHAKE:
+            return self._connect(frame)
+        return self._request(frame)
+
+    def _need_data(self, avail: int) -> _NeedData | ProtocolError:
+        if self._eof and avail:
+            return self._fail(f"connection closed inside a frame ({avail} bytes of a partial frame)")
+        return NEED_DATA
+
+    def _fail(self, message: str) -> ProtocolError:
+        self.state = State.CLOSED
+        self._buf = bytearray()
+        self._pos = 0
+        return ProtocolError(message)
+
+    def _four_letter_word(self, word: str, avail: int) -> Event | _NeedData:
+        argument = None
+        if word == "stmk":
+            # SetTraceMaskCommand reads a long after the word.
+            if avail < 12:
+                return self._need_data(avail)
+            (argument,) = struct.unpack_from(">q", self._buf, self._pos + 4)
+        self.state = State.CLOSED
+        self._buf = bytearray()
+        self._pos = 0
+        return FourLetterWord(word, argument)
+
+    def _connect(self, frame: bytes) -> ConnectReceived | ProtocolError:
+        try:
+            base, pos = decode_prefix(r.ConnectRequestNoRO, frame)
+        except JuteError as exc:
+            return self._fail(f"undecodable ConnectRequest ({len(frame)} bytes): {exc}")
+        has_flag = pos < len(frame)
+        read_only = bool(frame[pos]) if has_flag else False
+        self.state = State.SESSION
+        request = r.ConnectRequest(
+            protocol_version=base.protocol_version,
+            last_zxid_seen=base.last_zxid_seen,
+            time_out=base.time_out,
+            session_id=base.session_id,
+            passwd=base.passwd,
+            read_only=read_only,
+        )
+        return ConnectReceived(request, has_flag)
+
+    def _request(self, frame: bytes) -> RequestReceived | ProtocolError:
+        if len(frame) < _HEADER.size:
+            return self._fail(f"request frame of {len(frame)} bytes is shorter than a RequestHeader (8)")
+        xid, opcode = _HEADER.unpack_from(frame)
+        return RequestReceived(xid, opcode, memoryview(frame)[_HEADER.size :])
+
+
+# ---------------------------------------------------------------------------
+# Output encoding.
+
+
+def encode_output(out: bytearray, output: Output) -> None:
+    """Append ``output`` to ``out`` as one length-prefixed frame."""
+    start = len(out)
+    out += b"\0\0\0\0"  # length placeholder, patched below
+    if isinstance(output, Reply):
+        encode_into(out, output.header)
+        if output.body is not None:
+            encode_into(out, output.body)
+    elif isinstance(output, Notification):
+        encode_into(out, r.ReplyHeader(xid=-1, zxid=output.zxid, err=0), output.event)
+    elif isinstance(output, Connected):
+        resp = output.response
+        if output.send_read_only_flag:
+            encode_into(out, resp)
+        else:
+            encode_into(
+                out,
+                r.ConnectResponseNoRO(
+                    protocol_version=resp.protocol_version,
+                    time_out=resp.time_out,
+                    session_id=resp.session_id,
+                    passwd=resp.passwd,
+                ),
+            )
+    else:  # pragma: no cover - a programming error in the core
+        raise TypeError(f"not a core output: {output!r}")
+    _LEN.pack_into(out, start, len(out) - start - 4)
+
+
+def encode_outputs(outputs: list[Output]) -> bytes:
+    out = bytearray()
+    for o in outputs:
+        encode_output(out, o)
+    return bytes(out)

@@ -1,0 +1,144 @@
+"""`trizab serve` / `python -m trizab` as a user runs them: errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+from trizab.testing.process import TrizabProcess, four_letter_word, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trizab", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("config", "fragments"),
+    [
+        ("tickTime=2000\nclientPort=notaport\n", ["zoo.cfg:2", "clientPort=notaport", "integer"]),
+        ("storage=nosuchengine\n", ["storage=nosuchengine", "choices", "memory"]),
+        ("storage=memory\nstorage.bogus=1\n", ["storage.bogus=1", "unknown option"]),
+        ("forceSync=perhaps\n", ["forceSync=perhaps", "yes/no"]),
+        ("tickTime=\n", ["zoo.cfg:1", "tickTime="]),
+    ],
+)
+def test_bad_config_is_one_line_exit_2(tmp_path: Path, config: str, fragments: list[str]) -> None:
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path / 'data'}\nclientPort={free_port()}\n" + config)
+    # The first two lines shift the interesting one down; adjust the expected line numbers.
+    fragments = [f.replace("zoo.cfg:1", "zoo.cfg:3").replace("zoo.cfg:2", "zoo.cfg:4") for f in fragments]
+    assert_one_line_error(run_cli("serve", "--config", str(cfg), cwd=tmp_path), *fragments)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("serve", "--config", "nope.cfg", cwd=tmp_path), "nope.cfg")
+
+
+def test_bad_flag(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("serve", "--port", "99999", cwd=tmp_path), "99999")
+    assert_one_line_error(run_cli("serve", "--frobnicate", cwd=tmp_path), "--frobnicate")
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
+    assert_one_line_error(result, f"127.0.0.1:{port}")
+
+
+def test_plugins_lists_builtin_storage(tmp_path: Path) -> None:
+    result = run_cli("plugins", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "memory" in result.stdout and "txnlog" in result.stdout
+
+
+def test_default_serve_uses_trizab_data_and_answers_four_letter_words(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trizab", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = four_letter_word("127.0.0.1", port, "ruok", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert answer == "imok"  # the embedded default whitelists every word
+        assert "zookeeper.version=3.8." in four_letter_word("127.0.0.1", port, "envi")
+        assert (tmp_path / "trizab-data").is_dir()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("storage", ["txnlog", "sqlite"])
+def test_data_survives_restart(tmp_path: Path, storage: str) -> None:
+    with TrizabProcess(tmp_path, storage=storage) as server:
+        zk = KazooClient(hosts=server.address)
+        zk.start(timeout=10)
+        zk.create("/kept", b"value")
+        zk.create("/kept/child-", b"", sequence=True)
+        zk.stop()
+        zk.close()
+        server.restart(kill=True)  # a crash: acknowledged writes must still be there
+        zk = KazooClient(hosts=server.address)
+        zk.start(timeout=10)
+        try:
+            assert zk.get("/kept")[0] == b"value"
+            assert zk.get_children("/kept") == ["child-0000000000"]
+        finally:
+            zk.stop()
+            zk.close()
+
+
+def test_snapshots_then_crash_recover_everything(tmp_path: Path) -> None:
+    with TrizabProcess(tmp_path, storage="txnlog", extra_config=["snapCount=4"]) as server:
+        zk = KazooClient(hosts=server.address)
+        zk.start(timeout=10)
+        for i in range(30):
+            zk.create(f"/n{i}", str(i).encode())
+        zk.set("/n0", b"changed")
+        zk.stop()
+        zk.close()
+        server.restart(kill=True)
+        assert "snapshot at 0x" in server.log_path.read_text()
+        zk = KazooClient(hosts=server.address)
+        zk.start(timeout=10)
+        try:
+            assert sorted(zk.get_children("/")) == sorted([*(f"n{i}" for i in range(30)), "zookeeper"])
+            assert zk.get("/n0")[0] == b"changed" and zk.get("/n29")[0] == b"29"
+        finally:
+            zk.stop()
+            zk.close()

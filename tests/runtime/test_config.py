@@ -1,0 +1,120 @@
+"""zoo.cfg parsing: ZooKeeper keys, trizab plugin keys, one-line errors, warnings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from trizab import config as cfg
+
+SAMPLE = """
+# a typical Apache ZooKeeper config
+tickTime = 1000
+initLimit=5
+syncLimit: 2
+dataDir=/var/lib/zk
+dataLogDir=/var/lib/zk-log
+clientPort=2281
+clientPortAddress=0.0.0.0
+maxClientCnxns=0
+snapCount=5000
+autopurge.snapRetainCount=4
+autopurge.purgeInterval=1
+jute.maxbuffer=0x1fffff
+4lw.commands.whitelist=ruok, srvr ,envi
+server.1=a.example:2888:3888
+server.2=b.example:2888:3888:observer;127.0.0.1:2182
+server.3=[::1]:2888:3888:participant;2183
+readonlymode.enabled=true
+forceSync=no
+zookeeper.extendedTypesEnabled=true
+DigestAuthenticationProvider.superDigest=super:abc=
+storage=sqlite
+storage.cache_kib=1024
+election=fast
+election.finalize_wait_ms=100
+admin.enableServer=false
+"""
+
+
+def test_full_sample() -> None:
+    c = cfg.parse(SAMPLE, read_myid=False)
+    assert (c.tick_time, c.init_limit, c.sync_limit) == (1000, 5, 2)
+    assert c.data_dir == Path("/var/lib/zk") and c.data_log_dir == Path("/var/lib/zk-log")
+    assert (c.client_port, c.client_port_address, c.max_client_cnxns) == (2281, "0.0.0.0", 0)
+    assert (c.snap_count, c.autopurge_snap_retain_count, c.autopurge_purge_interval) == (5000, 4, 1)
+    assert c.jute_max_buffer == 0x1FFFFF
+    assert c.effective_4lw_whitelist == {"ruok", "srvr", "envi"}
+    assert c.servers[1] == cfg.QuorumServer(1, "a.example", 2888, 3888)
+    assert c.servers[2] == cfg.QuorumServer(2, "b.example", 2888, 3888, "observer", "127.0.0.1", 2182)
+    assert c.servers[3].host == "::1" and c.servers[3].client_port == 2183
+    assert c.read_only_mode and not c.force_sync and c.extended_types_enabled
+    assert c.super_digest == "super:abc="
+    assert (c.storage_name, c.storage_options) == ("sqlite", {"cache_kib": "1024"})
+    assert (c.election_name, c.election_options) == ("fast", {"finalize_wait_ms": "100"})
+
+
+def test_defaults_follow_zookeeper() -> None:
+    c = cfg.parse("", read_myid=False)
+    assert (c.tick_time, c.client_port, c.jute_max_buffer, c.snap_count) == (2000, 2181, 0xFFFFF, 100_000)
+    assert (c.min_session_timeout, c.max_session_timeout) == (4000, 40000)
+    assert c.effective_4lw_whitelist == {"srvr"}
+    assert cfg.parse("readonlymode.enabled=true").effective_4lw_whitelist == {"srvr", "isro"}
+    assert cfg.parse("4lw.commands.whitelist=*").effective_4lw_whitelist == cfg.ALL_4LW
+    assert cfg.parse("tickTime=100").min_session_timeout == 200
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("tickTime=abc", "bad value tickTime=abc: expected an integer"),
+        ("clientPort=70000", "clientPort=70000: expected an integer <= 65535"),
+        ("forceSync=maybe", "forceSync=maybe: expected yes/no"),
+        ("server.1=host:notaport", "server.1=host:notaport: expected host:quorumPort"),
+        ("peerType=boss", "expected participant or observer"),
+        ("jute.maxbuffer=-1", "jute.maxbuffer=-1"),
+        ("justakey", "key justakey has no value"),
+    ],
+)
+def test_bad_values_are_one_line(line: str, fragment: str) -> None:
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.parse(f"tickTime=2000\n{line}\n", source=Path("zoo.cfg"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("zoo.cfg:2: ")
+    assert fragment in message
+
+
+def test_session_bounds_must_be_ordered() -> None:
+    with pytest.raises(
+        cfg.ConfigError, match="minSessionTimeout=5000 must not exceed maxSessionTimeout=4000"
+    ):
+        cfg.parse("minSessionTimeout=5000\nmaxSessionTimeout=4000")
+
+
+def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="trizab.config"):
+        c = cfg.parse("tickTime=2000\nnoSuchKey=1\nadmin.serverPort=8080\n")
+    assert c.tick_time == 2000
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "noSuchKey" in warnings[0].getMessage()
+    assert any("admin.serverPort" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_myid(tmp_path: Path) -> None:
+    (tmp_path / "myid").write_text("2\n")
+    text = f"dataDir={tmp_path}\nserver.1=h:1:2\nserver.2=h:3:4\n"
+    assert cfg.parse(text).server_id == 2
+    (tmp_path / "myid").write_text("7\n")
+    with pytest.raises(cfg.ConfigError, match=r"myid=7 has no server\.7= line"):
+        cfg.parse(text)
+    (tmp_path / "myid").write_text("x\n")
+    with pytest.raises(cfg.ConfigError, match="bad server id"):
+        cfg.parse(text)
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(cfg.ConfigError, match="cannot read config file"):
+        cfg.load(tmp_path / "nope.cfg")

@@ -1,0 +1,5 @@
+"""``python -m trizab`` is the ``trizab`` command."""
+
+from trizab.cli import main
+
+raise SystemExit(main())

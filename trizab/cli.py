@@ -1,0 +1,170 @@
+"""The ``trizab`` command line: ``trizab serve`` and ``trizab plugins``.
+
+``trizab serve`` without ``--config`` runs the embedded default configuration:
+127.0.0.1:2181, data in ``./trizab-data``, tickTime 2000, every four-letter word
+enabled (``4lw.commands.whitelist=*``, unlike ZooKeeper's ``srvr``-only default,
+because a local development server should answer ``ruok`` and kazoo's
+``server_version()``), and the ``txnlog`` storage engine when it is installed
+(``memory`` otherwise).  With ``--config`` the file is read as a ZooKeeper
+``zoo.cfg`` and ZooKeeper's defaults apply to anything it does not set;
+``--port``, ``--host`` and ``--data-dir`` override the file.
+
+Every user mistake (bad flag, unreadable or invalid config, unknown plugin, port
+in use) prints one line on stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from trizab import config as cfg
+
+DEFAULT_DATA_DIR = Path("trizab-data")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 2181
+
+EXIT_USAGE = 2
+
+log = logging.getLogger("trizab")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        sys.stderr.write(f"trizab: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port {raw!r}: expected an integer 0..65535") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"bad port {raw!r}: expected an integer 0..65535")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trizab", description="A ZooKeeper-compatible coordination service on Trio.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run a server")
+    serve.add_argument("--config", type=Path, help="a ZooKeeper zoo.cfg")
+    serve.add_argument("--port", type=_port, help=f"client port (default {DEFAULT_PORT})")
+    serve.add_argument("--host", help=f"client address to listen on (default {DEFAULT_HOST})")
+    serve.add_argument("--data-dir", type=Path, help=f"data directory (default ./{DEFAULT_DATA_DIR})")
+    serve.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
+    )
+    sub.add_parser("plugins", help="list installed storage and election plugins with their options")
+    sub.add_parser("version", help="print the version")
+    for p in sub.choices.values():
+        p.error = parser.error  # type: ignore[method-assign]
+    return parser
+
+
+def server_config(args: argparse.Namespace) -> cfg.ServerConfig:
+    """The configuration ``trizab serve`` runs: the file (or the embedded default) plus flags."""
+    if args.config is not None:
+        config = cfg.load(args.config)
+    else:
+        config = cfg.ServerConfig(data_dir=DEFAULT_DATA_DIR, four_letter_whitelist=cfg.ALL_4LW)
+    changes: dict[str, object] = {}
+    if args.port is not None:
+        changes["client_port"] = args.port
+    if args.host is not None:
+        changes["client_port_address"] = args.host
+    if args.data_dir is not None:
+        changes["data_dir"] = args.data_dir
+    if changes:
+        config = config.evolve(**changes)
+    if config.data_dir is None:
+        config = config.evolve(data_dir=DEFAULT_DATA_DIR)
+    return config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from trizab.plugin import PluginError
+    from trizab.runtime.server import Server, StartupError
+    from trizab.storage import StorageError
+
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    config = server_config(args)
+    try:
+        for d in (config.data_dir, config.data_log_dir):
+            if d is not None:
+                d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cfg.ConfigError(f"cannot create data directory: {exc}") from None
+    try:
+        server = Server(config)
+    except PluginError as exc:
+        raise cfg.ConfigError(str(exc)) from None
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        log.info("received %s; shutting down", signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(stop_on_signal)
+            await nursery.start(server.run)
+
+    try:
+        trio.run(main)
+    except (StartupError, PluginError, StorageError) as exc:
+        raise cfg.ConfigError(str(exc)) from None
+    except BaseExceptionGroup as group:
+        # Start-up errors surface through the nursery; report the first as one line.
+        match, _rest = group.split((StartupError, PluginError, StorageError))
+        if match is None:
+            raise
+        raise cfg.ConfigError(str(_first_leaf(match))) from None
+    return 0
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "plugins":
+            from trizab.plugin import describe_plugins
+
+            sys.stdout.write(describe_plugins())
+            return 0
+        if args.command == "version":
+            from trizab.runtime.server import trizab_version
+
+            print(trizab_version())
+            return 0
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    except cfg.ConfigError as exc:
+        sys.stderr.write(f"trizab: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,398 @@
+"""Server configuration: a ZooKeeper ``zoo.cfg`` read into one typed :class:`ServerConfig`.
+
+Theory of operation
+-------------------
+``zoo.cfg`` is a Java properties file (``key=value`` or ``key: value`` lines,
+``#``/``!`` comments, surrounding whitespace ignored), read the way
+``QuorumPeerConfig.parseProperties`` reads it, so an existing Apache ZooKeeper
+configuration starts a trizab server unchanged.  Each key ZooKeeper knows is
+parsed into a typed attribute; a bad value stops start-up with one
+:class:`ConfigError` line naming the key, the value and what is allowed.
+Keys we do not know are logged as warnings and otherwise ignored (ZooKeeper
+itself turns them into system properties), and keys that ZooKeeper knows but
+trizab has no use for (admin server, TLS, metrics providers, ...) are logged at
+info level.
+
+trizab adds ``storage=NAME`` and ``election=NAME`` plus ``storage.<opt>=...``
+and ``election.<opt>=...``; those option values stay raw strings here because
+each plugin declares and validates its own options (:mod:`trizab.plugin`).
+
+Divergence from ZooKeeper: ``clientPortAddress`` defaults to ``127.0.0.1``
+rather than every interface, so a server started without a config is not
+exposed to the network by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["DEFAULT_4LW_WHITELIST", "ConfigError", "QuorumServer", "ServerConfig", "load", "parse"]
+
+log = logging.getLogger(__name__)
+
+# Every four-letter word ZooKeeper 3.8 knows (FourLetterCommands.java).
+ALL_4LW = frozenset(
+    "conf cons crst dirs dump envi gtmk ruok stmk srst srvr stat wchc wchp wchs mntr isro hash".split()
+)
+# ZooKeeper 3.5.3+: only srvr unless configured (isro is added with readonlymode.enabled).
+DEFAULT_4LW_WHITELIST = frozenset({"srvr"})
+
+
+class ConfigError(Exception):
+    """A configuration mistake; ``str()`` is one line fit to print before exiting."""
+
+
+@attrs.frozen
+class QuorumServer:
+    """``server.N=host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]``."""
+
+    sid: int
+    host: str
+    quorum_port: int
+    election_port: int
+    role: str = "participant"
+    client_host: str | None = None
+    client_port: int | None = None
+
+
+@attrs.frozen
+class ServerConfig:
+    """Everything a trizab server needs to start; defaults are ZooKeeper's unless noted."""
+
+    tick_time: int = 2000
+    init_limit: int = 10
+    sync_limit: int = 5
+    data_dir: Path | None = None
+    data_log_dir: Path | None = None
+    client_port: int = 2181
+    client_port_address: str = "127.0.0.1"
+    max_client_cnxns: int = 60
+    # -1 means "derive from tickTime" (2x and 20x), as in ZooKeeper.
+    min_session_timeout_raw: int = -1
+    max_session_timeout_raw: int = -1
+    snap_count: int = 100_000
+    autopurge_snap_retain_count: int = 3
+    autopurge_purge_interval: int = 0  # hours; 0 disables purging
+    jute_max_buffer: int = 0xFFFFF
+    # None: ZooKeeper's default whitelist (srvr, plus isro in read-only mode).
+    four_letter_whitelist: frozenset[str] | None = None
+    servers: dict[int, QuorumServer] = attrs.Factory(dict)
+    peer_type: str = "participant"
+    read_only_mode: bool = False
+    reconfig_enabled: bool = False
+    standalone_enabled: bool = True
+    force_sync: bool = True
+    extended_types_enabled: bool = False
+    super_digest: str | None = None
+    # trizab plugins; storage_name None means "txnlog if installed, else memory".
+    storage_name: str | None = None
+    storage_options: dict[str, str] = attrs.Factory(dict)
+    election_name: str | None = None
+    election_options: dict[str, str] = attrs.Factory(dict)
+    # dataDir/myid; 0 for a standalone server without one.
+    server_id: int = 0
+    # Where the config came from (for `conf` and log lines); None for defaults.
+    source: Path | None = None
+
+    @property
+    def min_session_timeout(self) -> int:
+        return self.min_session_timeout_raw if self.min_session_timeout_raw >= 0 else 2 * self.tick_time
+
+    @property
+    def max_session_timeout(self) -> int:
+        return self.max_session_timeout_raw if self.max_session_timeout_raw >= 0 else 20 * self.tick_time
+
+    @property
+    def effective_4lw_whitelist(self) -> frozenset[str]:
+        if self.four_letter_whitelist is not None:
+            return self.four_letter_whitelist
+        return DEFAULT_4LW_WHITELIST | ({"isro"} if self.read_only_mode else set())
+
+    def evolve(self, **changes: Any) -> ServerConfig:
+        return attrs.evolve(self, **changes)
+
+
+# ---------------------------------------------------------------------------
+# Value parsers: each returns the value or raises ValueError("expected ...").
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"expected an integer <= {maximum}")
+        return value
+
+    return parse
+
+
+def _jute_int(raw: str) -> int:
+    # jute.maxbuffer is read with Integer.decode in ZooKeeper, so 0xfffff works too.
+    try:
+        value = int(raw, 0)
+    except ValueError:
+        raise ValueError("expected an integer (decimal or 0x hex)") from None
+    if value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0"):
+        return False
+    raise ValueError("expected yes/no or true/false")
+
+
+def _path(raw: str) -> Path:
+    if not raw:
+        raise ValueError("expected a directory path")
+    return Path(raw)
+
+
+def _whitelist(raw: str) -> frozenset[str]:
+    words = {w.strip() for w in raw.split(",") if w.strip()}
+    if "*" in words:
+        return ALL_4LW
+    unknown = sorted(words - ALL_4LW)
+    if unknown:
+        # ZooKeeper ignores unknown words with a log line; a typo here silently
+        # disables a command, so say so but do not stop.
+        log.warning("4lw.commands.whitelist: ignoring unknown commands %s", ", ".join(unknown))
+    return frozenset(words & ALL_4LW)
+
+
+def _peer_type(raw: str) -> str:
+    value = raw.lower()
+    if value not in ("participant", "observer"):
+        raise ValueError("expected participant or observer")
+    return value
+
+
+def _plugin_name(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", raw):
+        raise ValueError("expected a plugin name (see `trizab plugins`)")
+    return raw
+
+
+_SERVER_RE = re.compile(
+    r"(?P<host>\[[^\]]+\]|[^:;\s]+):(?P<qport>\d+):(?P<eport>\d+)(?::(?P<role>[A-Za-z]+))?"
+    r"(?:;(?:(?P<chost>[^:;\s]+):)?(?P<cport>\d+))?"
+)
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError(f"port {value} out of range 1..65535")
+    return value
+
+
+def _server_line(sid: int, raw: str) -> QuorumServer:
+    m = _SERVER_RE.fullmatch(raw)
+    if m is None:
+        raise ValueError(
+            "expected host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]"
+        )
+    role = (m["role"] or "participant").lower()
+    if role not in ("participant", "observer"):
+        raise ValueError("role must be participant or observer")
+    return QuorumServer(
+        sid=sid,
+        host=m["host"].strip("[]"),
+        quorum_port=_port(m["qport"]),
+        election_port=_port(m["eport"]),
+        role=role,
+        client_host=m["chost"],
+        client_port=_port(m["cport"]) if m["cport"] else None,
+    )
+
+
+# key in zoo.cfg -> (attribute, parser)
+_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "tickTime": ("tick_time", _int(1)),
+    "initLimit": ("init_limit", _int(1)),
+    "syncLimit": ("sync_limit", _int(1)),
+    "dataDir": ("data_dir", _path),
+    "dataLogDir": ("data_log_dir", _path),
+    "clientPort": ("client_port", _int(0, 65535)),
+    "clientPortAddress": ("client_port_address", str),
+    "maxClientCnxns": ("max_client_cnxns", _int(0)),
+    "minSessionTimeout": ("min_session_timeout_raw", _int(-1)),
+    "maxSessionTimeout": ("max_session_timeout_raw", _int(-1)),
+    "snapCount": ("snap_count", _int(2)),
+    "autopurge.snapRetainCount": ("autopurge_snap_retain_count", _int(1)),
+    "autopurge.purgeInterval": ("autopurge_purge_interval", _int(0)),
+    "jute.maxbuffer": ("jute_max_buffer", _jute_int),
+    "4lw.commands.whitelist": ("four_letter_whitelist", _whitelist),
+    "peerType": ("peer_type", _peer_type),
+    "readonlymode.enabled": ("read_only_mode", _bool),
+    "reconfigEnabled": ("reconfig_enabled", _bool),
+    "standaloneEnabled": ("standalone_enabled", _bool),
+    "forceSync": ("force_sync", _bool),
+    "zookeeper.forceSync": ("force_sync", _bool),
+    "extendedTypesEnabled": ("extended_types_enabled", _bool),
+    "zookeeper.extendedTypesEnabled": ("extended_types_enabled", _bool),
+    "DigestAuthenticationProvider.superDigest": ("super_digest", str),
+    "zookeeper.DigestAuthenticationProvider.superDigest": ("super_digest", str),
+    "storage": ("storage_name", _plugin_name),
+    "election": ("election_name", _plugin_name),
+}
+
+# Keys Apache ZooKeeper understands that trizab accepts and ignores (logged at info).
+_IGNORED_PREFIXES = (
+    "admin.",
+    "metricsProvider.",
+    "authProvider.",
+    "ssl.",
+    "sslQuorum",
+    "quorum.",
+    "zookeeper.",
+    "group.",
+    "weight.",
+    "serverCnxnFactory",
+    "jvm.",
+)
+_IGNORED_KEYS = frozenset(
+    {
+        "secureClientPort",
+        "secureClientPortAddress",
+        "clientPortListenBacklog",
+        "electionAlg",
+        "electionPortBindRetry",
+        "localSessionsEnabled",
+        "localSessionsUpgradingEnabled",
+        "dynamicConfigFile",
+        "quorumListenOnAllIPs",
+        "maxSessionTimeoutMultiplier",
+        "connectToLearnerMasterLimit",
+        "syncEnabled",
+        "portUnification",
+        "multiAddress.enabled",
+        "multiAddress.reachabilityCheckEnabled",
+        "multiAddress.reachabilityCheckTimeoutMs",
+        "observerMasterPort",
+        "metricsProvider",
+        "globalOutstandingLimit",
+        "preAllocSize",
+        "maxResponseCacheSize",
+        "learnerMasterConnectionLimit",
+        "netty.server.outstandingHandshake.limit",
+        "fsync.warningthresholdms",
+        "txnLogSizeLimitInKb",
+        "snapSizeLimitInKb",
+        "skipACL",
+        "audit.enable",
+        "version",
+    }
+)
+
+
+def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> ServerConfig:
+    """Parse the text of a zoo.cfg.  ``source`` is used for messages and relative dataDirs."""
+    values: dict[str, Any] = {}
+    servers: dict[int, QuorumServer] = {}
+    storage_options: dict[str, str] = {}
+    election_options: dict[str, str] = {}
+    where = str(source) if source is not None else "config"
+    for lineno, key, raw in _properties(text, where):
+        try:
+            if key in _KEYS:
+                attr, parser = _KEYS[key]
+                values[attr] = parser(raw)
+            elif key.startswith("server.") and key[7:].isdigit():
+                sid = int(key[7:])
+                servers[sid] = _server_line(sid, raw)
+            elif key.startswith("storage."):
+                storage_options[key[8:]] = raw
+            elif key.startswith("election."):
+                election_options[key[9:]] = raw
+            elif key in _IGNORED_KEYS or key.startswith(_IGNORED_PREFIXES):
+                log.info("%s:%d: %s is not used by trizab; ignored", where, lineno, key)
+            else:
+                log.warning("%s:%d: unknown key %s; ignored", where, lineno, key)
+        except ValueError as exc:
+            raise ConfigError(f"{where}:{lineno}: bad value {key}={raw}: {exc}") from None
+    config = ServerConfig(
+        servers=servers,
+        storage_options=storage_options,
+        election_options=election_options,
+        source=source,
+        **values,
+    )
+    return _validate(config, where, read_myid=read_myid)
+
+
+def _validate(config: ServerConfig, where: str, *, read_myid: bool) -> ServerConfig:
+    if config.min_session_timeout > config.max_session_timeout:
+        raise ConfigError(
+            f"{where}: minSessionTimeout={config.min_session_timeout} must not exceed "
+            f"maxSessionTimeout={config.max_session_timeout}"
+        )
+    if config.data_log_dir is not None and config.data_dir is None:
+        raise ConfigError(f"{where}: dataLogDir={config.data_log_dir} is set but dataDir is missing")
+    if read_myid and config.data_dir is not None:
+        myid = config.data_dir / "myid"
+        if myid.is_file():
+            raw = myid.read_text().strip()
+            try:
+                sid = int(raw, 10)
+            except ValueError:
+                raise ConfigError(f"{myid}: bad server id {raw!r}: expected an integer") from None
+            config = config.evolve(server_id=sid)
+    if config.servers and config.server_id and config.server_id not in config.servers:
+        raise ConfigError(
+            f"{where}: myid={config.server_id} has no server.{config.server_id}= line; "
+            f"servers: {', '.join(map(str, sorted(config.servers)))}"
+        )
+    return config
+
+
+def _properties(text: str, where: str) -> Iterable[tuple[int, str, str]]:
+    """Java-properties-ish lines: ``key=value``, ``key: value`` or ``key value``; comments skipped."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        lineno = i + 1
+        line = lines[i].strip()
+        i += 1
+        # A trailing backslash continues the line, as java.util.Properties does.
+        while line.endswith("\\") and not line.endswith("\\\\") and i < len(lines):
+            line = line[:-1] + lines[i].strip()
+            i += 1
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"([^=:\s]+)\s*(?:[=:]\s*|\s+)(.*)$", line)
+        if m is None:
+            if re.fullmatch(r"[^=:\s]+", line):
+                # A bare key has an empty value in Java properties; for zoo.cfg it is a mistake.
+                raise ConfigError(f"{where}:{lineno}: key {line} has no value; expected key=value")
+            raise ConfigError(f"{where}:{lineno}: cannot parse line {line!r}; expected key=value")
+        yield lineno, m[1], m[2].strip()
+
+
+def load(path: str | Path) -> ServerConfig:
+    """Read and parse a zoo.cfg file; any problem is one :class:`ConfigError` line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    config = parse(text, source=path)
+    # ZooKeeper resolves a relative dataDir against the working directory; so do we.
+    return config

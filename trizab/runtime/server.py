@@ -1,0 +1,842 @@
+"""The standalone server: sockets, storage and time around the sans-I/O :class:`ServerCore`.
+
+Theory of operation
+-------------------
+One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
+
+    listener ──> per connection: reader task ──┐            ┌──> writer task ──> socket
+                 (ClientConnection events)     ├─> inbox ──>│ core task (owns ServerCore)
+    ticker  (Tick every tickTime/2) ───────────┤            └──> storage worker (append, sync
+    storage worker (Committed after sync) ─────┘                 in a thread, snapshots, purge)
+
+* **The core task** is the only code that touches the :class:`ServerCore`; no
+  locks.  It drains the bounded ``inbox`` in batches, calls the core, and after
+  every call carries out ``ready()`` in the contract's order: hand ``to_log`` to
+  the storage worker, encode ``outputs`` into per-connection buffers, close
+  ``close`` connections.  At the end of a batch each connection's buffer goes to
+  its writer as one chunk, so a burst of pipelined requests costs one
+  ``send_all``.  The core task never waits on anything but the inbox.
+* **Reader tasks** turn bytes into events with the sans-I/O
+  :class:`~trizab.frontend.connection.ClientConnection` and send one inbox
+  message per ``receive_some``.  A protocol error logs one line and closes that
+  connection only.
+* **Writer tasks** drain their connection's queue.  The queue is bounded in
+  bytes, not messages: a client that stops reading is disconnected once its
+  backlog passes ``MAX_OUTBOUND_BYTES``, and never slows anybody else down.
+* **The storage worker** is group commit as in ZooKeeper's
+  ``SyncRequestProcessor``: it takes every transaction handed over since the
+  last round, appends them, and runs one ``sync()`` in a thread; whatever
+  arrives meanwhile waits for the next round and shares its sync.  Once the
+  sync returns, the batch is reported to the core task as committed, which is
+  when the core may reply.  Snapshots (every ~``snapCount`` transactions,
+  randomised between half and all of it as ZooKeeper does so that servers of an
+  ensemble do not snapshot together) and purges run in the same worker, so the
+  engine never sees two calls at once.  If the storage falls behind by more than
+  ``MAX_LOG_BACKLOG`` transactions, readers stop feeding the inbox until it
+  catches up: back-pressure reaches the clients' TCP windows instead of memory.
+* **The ticker** calls ``core.tick`` every ``tickTime/2``.
+
+Time: the core gets ``now_ms`` from a :class:`Clock`, which is wall-clock
+milliseconds anchored once and then advanced by trio's clock, so session ids and
+txn times look like ZooKeeper's while a ``MockClock`` still drives expiry in
+tests.
+
+Shutdown: cancelling :func:`serve` stops listening and drops every connection;
+the final storage flush and close run shielded, under a deadline.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import logging
+import math
+import os
+import platform
+import random
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from trizab import config as cfg
+from trizab.frontend import fourletter
+from trizab.frontend.connection import (
+    NEED_DATA,
+    ClientConnection,
+    ConnectReceived,
+    FourLetterWord,
+    ProtocolError,
+    RequestReceived,
+    encode_output,
+)
+from trizab.server.api import Connected, Notification, Ready, Reply
+from trizab.storage import Storage
+from trizab.txn import Txn
+
+__all__ = ["Clock", "Server", "StartupError", "open_storage", "serve", "trizab_version"]
+
+log = logging.getLogger("trizab.server")
+
+RECEIVE_SIZE = 256 * 1024
+INBOX_SIZE = 1024
+MAX_OUTBOUND_BYTES = 32 * 1024 * 1024
+MAX_LOG_BACKLOG = 50_000
+SHUTDOWN_GRACE_S = 10.0
+FOUR_LETTER_WORD_TIMEOUT_S = 30.0
+
+
+class StartupError(Exception):
+    """The server cannot start (for example its port is taken); ``str()`` is one line."""
+
+
+def trizab_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("trizab")
+    except Exception:  # running from a checkout that is not installed
+        return "0.0.0"
+
+
+class Clock:
+    """Wall-clock milliseconds that advance with trio's clock (so MockClock drives them)."""
+
+    def __init__(self, epoch_ms: int | None = None) -> None:
+        self._epoch_ms = epoch_ms
+        self._offset_ms: float | None = None
+
+    def now_ms(self) -> int:
+        now = trio.current_time() * 1000.0
+        if self._offset_ms is None:
+            epoch = self._epoch_ms if self._epoch_ms is not None else time.time_ns() // 1_000_000
+            self._offset_ms = epoch - now
+        return int(now + self._offset_ms)
+
+
+def open_storage(config: cfg.ServerConfig) -> Storage:
+    """The storage engine ``config`` names; default txnlog (with a dataDir) or memory."""
+    from trizab import plugin
+
+    name = config.storage_name
+    if name is None:
+        installed = {p.name for p in plugin.available("trizab.storage") if p.error is None}
+        name = "txnlog" if config.data_dir is not None and "txnlog" in installed else "memory"
+    return plugin.load_storage(config.evolve(storage_name=name))
+
+
+def _core_config(config: cfg.ServerConfig) -> Any:
+    """Build the core's CoreConfig from whichever of its fields we know how to fill."""
+    from trizab.server.core import CoreConfig
+
+    known = {
+        "server_id": config.server_id,
+        "tick_time_ms": config.tick_time,
+        "min_session_timeout_ms": config.min_session_timeout,
+        "max_session_timeout_ms": config.max_session_timeout,
+        "super_digest": config.super_digest,
+        "extended_types_enabled": config.extended_types_enabled,
+        "jute_max_buffer": config.jute_max_buffer,
+        "read_only": False,
+        "reconfig_enabled": config.reconfig_enabled,
+    }
+    names = {f.name for f in attrs.fields(CoreConfig)}
+    return CoreConfig(**{k: v for k, v in known.items() if k in names})
+
+
+def _default_core(config: cfg.ServerConfig, now_ms: int) -> Any:
+    from trizab.server.core import ServerCore
+
+    return ServerCore(_core_config(config), now_ms=now_ms)
+
+
+_CLOSE = object()  # sentinel in a writer's queue: flush, then close the connection
+
+
+@attrs.define(eq=False)
+class _Conn:
+    """Runtime-side state of one connection (owned by the core task once registered)."""
+
+    conn_id: int
+    remote: str
+    host: str
+    send: trio.MemorySendChannel[Any]
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    outbuf: bytearray = attrs.Factory(bytearray)
+    queued_bytes: int = 0
+    closing: bool = False  # the core (or overload) asked for the close; no connection_lost
+    interest_ops: int = 1  # as ZooKeeper shows it in cons: 0 once we stopped reading
+    received: int = 0
+    sent: int = 0
+    session_id: int | None = None
+    timeout_ms: int = 0
+    established_ms: int = 0
+    last_op: int | None = None
+    last_cxid: int = -1
+    last_zxid: int = -1
+    last_response_ms: int = 0
+    last_latency: int = 0
+    min_latency: int | None = None
+    max_latency: int = 0
+    total_latency: int = 0
+    replies: int = 0
+    # (xid, opcode, received_ms) of requests still waiting for their reply, in order.
+    pending: collections.deque[tuple[int, int, int]] = attrs.Factory(collections.deque)
+
+
+class Server:
+    """One standalone trizab server; :meth:`run` is the whole lifetime (see module docstring)."""
+
+    def __init__(
+        self,
+        config: cfg.ServerConfig,
+        *,
+        storage: Storage | None = None,
+        clock: Clock | None = None,
+        # (config, now_ms) -> core; default: trizab.server.core.ServerCore.
+        core_factory: Callable[[cfg.ServerConfig, int], Any] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.storage = storage if storage is not None else open_storage(config)
+        self.clock = clock or Clock()
+        self._core_factory = core_factory
+        self._rng = rng or random.Random()
+        self.core: Any = None
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[tuple[Any, ...]](INBOX_SIZE)
+        self._conns: dict[int, _Conn] = {}
+        self._per_host: collections.Counter[str] = collections.Counter()
+        self._ids = itertools.count(1)
+        self._dirty: set[int] = set()
+        self._lost: list[int] = []  # connections whose handler ended, for the core task
+        # storage worker state (owned by the core task; the worker takes batches)
+        self._to_log: list[Txn] = []
+        self._log_wakeup = trio.Event()
+        self._in_flight = 0  # txns handed over but not yet committed
+        self._backlog_ok = trio.Event()
+        self._backlog_ok.set()
+        self._snapshot_job: tuple[int, bytes] | None = None
+        self._purge_requested = False
+        self._since_snapshot = 0
+        self._next_snapshot = self._snapshot_threshold()
+        self._last_committed_zxid = 0
+        self.stats = fourletter.ServerStats()
+        self._started_ms = 0
+        self.addresses: list[tuple[str, int]] = []
+
+    # -- lifetime --------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+        listeners: list[trio.abc.Listener[Any]] | None = None,
+    ) -> None:
+        """Serve until cancelled; ``listeners`` replaces the TCP client port (tests)."""
+        config = self.config
+        if listeners is None:
+            # Bind first: a taken port is the commonest start-up failure, and should
+            # stop us before the storage is even opened.
+            try:
+                tcp = await trio.open_tcp_listeners(config.client_port, host=config.client_port_address)
+            except OSError as exc:
+                where = f"{config.client_port_address}:{config.client_port}"
+                raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+            self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
+            listeners = list(tcp)
+        try:
+            recovered = await self._blocking(self.storage.open)
+        except BaseException:
+            for ln in listeners:
+                await trio.aclose_forcefully(ln)
+            raise
+        try:
+            now = self.clock.now_ms()
+            self._started_ms = now
+            factory = self._core_factory or _default_core
+            self.core = factory(config, now)
+            self.core.load(recovered)
+            self._last_committed_zxid = recovered.last_zxid
+            self._handle_ready()
+            log.info(
+                "recovered %d txns after snapshot 0x%x; last zxid 0x%x",
+                len(recovered.txns),
+                recovered.snapshot_zxid,
+                recovered.last_zxid,
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._core_task)
+                nursery.start_soon(self._storage_worker)
+                nursery.start_soon(self._ticker)
+                if config.autopurge_purge_interval > 0:
+                    nursery.start_soon(self._purger)
+                # serve_listeners owns (and closes) the listeners from here on.
+                await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
+                log.info(
+                    "serving ZooKeeper clients on %s (storage %s, dataDir %s)",
+                    ", ".join(f"{h}:{p}" for h, p in self.addresses),
+                    type(self.storage).__name__,
+                    config.data_dir,
+                )
+                task_status.started(self.addresses)
+        finally:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
+                for ln in listeners:
+                    with contextlib.suppress(Exception):
+                        await trio.aclose_forcefully(ln)
+                await self._final_flush()
+
+    async def _final_flush(self) -> None:
+        batch, self._to_log = self._to_log, []
+
+        def flush() -> None:
+            if batch:
+                self.storage.append(batch)
+            self.storage.sync()
+            self.storage.close()
+
+        try:
+            await self._blocking(flush)
+            log.info("storage flushed and closed")
+        except Exception:
+            log.exception("final storage flush failed")
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking storage call in a thread; inline for an engine that never blocks.
+
+        ``durable = False`` engines (memory) only move lists around: a thread hop would
+        cost more than the call, and running inline keeps MockClock tests free of
+        threads (an autojumping clock jumps while a thread runs).
+        """
+        if getattr(self.storage, "durable", True):
+            return await trio.to_thread.run_sync(fn, *args)
+        await trio.lowlevel.checkpoint()
+        return fn(*args)
+
+    # -- the core task ---------------------------------------------------
+
+    async def _core_task(self) -> None:
+        recv = self._inbox_recv
+        while True:
+            msg = await recv.receive()
+            self._dispatch(msg)
+            # Take everything already queued before flushing: one chunk per connection.
+            for _ in range(INBOX_SIZE):
+                try:
+                    msg = recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self._dispatch(msg)
+            self._process_lost()
+            self._flush()
+
+    def _connection_ended(self, conn_id: int) -> None:
+        """A handler is gone (sync, so it works while cancelled); the core task reports it."""
+        self._lost.append(conn_id)
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            # Only a wake-up: if the inbox is full the core task is busy and will see _lost anyway.
+            self._inbox_send.send_nowait(("lost",))
+
+    def _process_lost(self) -> None:
+        lost, self._lost = self._lost, []
+        for conn_id in lost:
+            self._forget(conn_id)
+            self.core.connection_lost(conn_id, self.clock.now_ms())
+            self._handle_ready()
+
+    def _dispatch(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        core = self.core
+        if kind == "events":
+            _, conn_id, events = msg
+            c = self._conns.get(conn_id)
+            if c is None or c.closing:
+                return
+            # One clock read per receive_some: these events arrived together.
+            now = self.clock.now_ms()
+            for ev in events:
+                c.received += 1
+                self.stats.packets_received += 1
+                try:
+                    if isinstance(ev, RequestReceived):
+                        c.pending.append((ev.xid, ev.opcode, now))
+                        core.receive(conn_id, ev.xid, ev.opcode, ev.payload, now)
+                    elif isinstance(ev, ConnectReceived):
+                        c.established_ms = now
+                        core.connect(
+                            conn_id,
+                            ev.request,
+                            has_read_only_flag=ev.has_read_only_flag,
+                            client_addr=c.host,
+                            now_ms=now,
+                        )
+                except Exception:
+                    # A core bug triggered by one client's request must not take the
+                    # server down for everybody: drop that connection and go on.
+                    log.exception("internal error on a request from %s; closing its connection", c.remote)
+                    self._abort(c)
+                    return
+                self._handle_ready()
+                if c.closing:
+                    return
+        elif kind == "lost":
+            self._process_lost()
+        elif kind == "4lw":
+            _, conn_id, word, argument = msg
+            self._four_letter_word(conn_id, word, argument)
+        elif kind == "tick":
+            core.tick(self.clock.now_ms())
+            self._handle_ready()
+        elif kind == "committed":
+            batch: list[Txn] = msg[1]
+            self._in_flight -= len(batch)
+            if not self._backlog_ok.is_set() and self._in_flight < MAX_LOG_BACKLOG // 2:
+                self._backlog_ok.set()
+            self._last_committed_zxid = batch[-1].zxid
+            core.committed(batch, self.clock.now_ms())
+            self._handle_ready()
+            self._since_snapshot += len(batch)
+            if self._since_snapshot >= self._next_snapshot and self._snapshot_job is None:
+                self._take_snapshot()
+        else:  # pragma: no cover
+            raise AssertionError(f"unknown inbox message {kind!r}")
+
+    def _handle_ready(self) -> None:
+        rd: Ready = self.core.ready()
+        if rd.to_log:
+            self._to_log.extend(rd.to_log)
+            self._in_flight += len(rd.to_log)
+            self._log_wakeup.set()
+            if self._in_flight > MAX_LOG_BACKLOG and self._backlog_ok.is_set():
+                self._backlog_ok = trio.Event()
+        if rd.outputs:
+            conns = self._conns
+            now = -1
+            for conn_id, output in rd.outputs:
+                c = conns.get(conn_id)
+                if c is None or c.closing:
+                    continue
+                encode_output(c.outbuf, output)
+                c.sent += 1
+                self.stats.packets_sent += 1
+                self._dirty.add(conn_id)
+                if isinstance(output, Reply):
+                    if now < 0:
+                        now = self.clock.now_ms()
+                    self._account_reply(c, output, now)
+                elif isinstance(output, Connected):
+                    resp = output.response
+                    if resp.time_out > 0:
+                        c.session_id = resp.session_id
+                        c.timeout_ms = resp.time_out
+                elif isinstance(output, Notification):
+                    pass
+        for conn_id in rd.close:
+            self._close(conn_id)
+
+    def _account_reply(self, c: _Conn, reply: Reply, now: int) -> None:
+        header = reply.header
+        pending = c.pending
+        while pending:
+            xid, opcode, started = pending.popleft()
+            if xid == header.xid:
+                latency = max(0, now - started)
+                c.last_op = opcode
+                c.last_cxid = xid
+                c.last_latency = latency
+                c.replies += 1
+                c.total_latency += latency
+                c.max_latency = max(c.max_latency, latency)
+                c.min_latency = latency if c.min_latency is None else min(c.min_latency, latency)
+                self.stats.record_latency(latency)
+                break
+        c.last_zxid = header.zxid
+        c.last_response_ms = now
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for conn_id in dirty:
+            c = self._conns.get(conn_id)
+            if c is None or not c.outbuf or c.closing:
+                continue
+            chunk = bytes(c.outbuf)
+            c.outbuf.clear()
+            self._enqueue(c, chunk)
+
+    def _enqueue(self, c: _Conn, chunk: bytes) -> None:
+        c.queued_bytes += len(chunk)
+        if c.queued_bytes > MAX_OUTBOUND_BYTES:
+            log.warning(
+                "closing connection %s: client is not reading (%d bytes queued)", c.remote, c.queued_bytes
+            )
+            self._abort(c)
+            return
+        c.send.send_nowait(chunk)  # the queue is unbounded in count; bytes are bounded above
+
+    def _close(self, conn_id: int) -> None:
+        """The core asked to close: flush what it sent before, then close."""
+        c = self._conns.get(conn_id)
+        if c is None or c.closing:
+            return
+        if c.outbuf:
+            chunk = bytes(c.outbuf)
+            c.outbuf.clear()
+            self._enqueue(c, chunk)
+            if c.closing:
+                return
+        c.closing = True
+        c.send.send_nowait(_CLOSE)
+        self._forget(conn_id)
+
+    def _abort(self, c: _Conn) -> None:
+        """Drop a connection now (slow reader); the core hears connection_lost."""
+        if c.closing:
+            return
+        c.closing = True
+        c.outbuf.clear()
+        c.scope.cancel()
+        self._forget(c.conn_id)
+        self.core.connection_lost(c.conn_id, self.clock.now_ms())
+        self._handle_ready()
+
+    def _forget(self, conn_id: int) -> None:
+        c = self._conns.pop(conn_id, None)
+        if c is not None:
+            self._per_host[c.host] -= 1
+            if self._per_host[c.host] <= 0:
+                del self._per_host[c.host]
+
+    def _take_snapshot(self) -> None:
+        data = self.core.snapshot()
+        # The newest zxid handed to committed(): everything up to it is applied and
+        # durable; anything later in the snapshot makes it fuzzy, which is allowed.
+        self._snapshot_job = (self._last_committed_zxid, data)
+        self._since_snapshot = 0
+        self._next_snapshot = self._snapshot_threshold()
+        self._log_wakeup.set()
+
+    def _snapshot_threshold(self) -> int:
+        half = max(1, self.config.snap_count // 2)
+        return half + self._rng.randrange(half + 1)
+
+    # -- four-letter words -----------------------------------------------
+
+    def _four_letter_word(self, conn_id: int, word: str, argument: int | None) -> None:
+        c = self._conns.get(conn_id)
+        if c is None:
+            return
+        c.received, c.interest_ops = 1, 0
+        text = fourletter.run(word, self.config.effective_4lw_whitelist, self._snapshot_for_4lw, argument)
+        self._forget(conn_id)  # not a client: not listed by cons, never connection_lost
+        c.closing = True
+        c.send.send_nowait(text.encode("utf-8", "replace"))
+        c.send.send_nowait(_CLOSE)
+
+    def _snapshot_for_4lw(self) -> fourletter.Snapshot:
+        core = self.core
+        config = self.config
+        now = self.clock.now_ms()
+        connections = [
+            fourletter.ConnectionInfo(
+                remote=c.remote,
+                interest_ops=c.interest_ops,
+                queued=len(c.pending),
+                received=c.received,
+                sent=c.sent,
+                session_id=c.session_id,
+                last_op=c.last_op,
+                established_ms=c.established_ms,
+                timeout_ms=c.timeout_ms,
+                last_cxid=c.last_cxid,
+                last_zxid=c.last_zxid,
+                last_response_ms=c.last_response_ms,
+                last_latency=c.last_latency,
+                min_latency=c.min_latency or 0,
+                avg_latency=c.total_latency // c.replies if c.replies else 0,
+                max_latency=c.max_latency,
+            )
+            for c in self._conns.values()
+        ]
+        data_size = _dir_size(config.data_dir)
+        log_size = _dir_size(config.data_log_dir) if config.data_log_dir else data_size
+        return fourletter.Snapshot(
+            version=fourletter.version_string(trizab_version()),
+            mode="standalone",
+            read_only=False,
+            zxid=_get(core, "last_zxid", 0),
+            node_count=_get(core, "node_count", 0),
+            approximate_data_size=_get(core, "approximate_data_size", 0),
+            outstanding_requests=_get(core, "outstanding_requests", 0),
+            stats=self.stats,
+            connections=connections,
+            sessions=_sessions(core),
+            ephemerals_by_session=_get(core, "ephemerals_by_session", {}),
+            watches_by_session=_get(core, "watches_by_session", {}),
+            watches_by_path=_get(core, "watches_by_path", {}),
+            conf=_conf_lines(config, data_size, log_size),
+            environment=_environment(),
+            data_dir_size=data_size,
+            log_dir_size=log_size,
+            uptime_ms=now - self._started_ms,
+            open_file_descriptors=_open_fds(),
+            max_file_descriptors=_max_fds(),
+            reset_connection_stats=self._reset_connection_stats,
+        )
+
+    def _reset_connection_stats(self) -> None:
+        for c in self._conns.values():
+            c.received = c.sent = c.replies = c.total_latency = c.max_latency = 0
+            c.min_latency = None
+            c.last_latency = 0
+
+    # -- other tasks -----------------------------------------------------
+
+    async def _storage_worker(self) -> None:
+        storage = self.storage
+        while True:
+            await self._log_wakeup.wait()
+            self._log_wakeup = trio.Event()
+            batch, self._to_log = self._to_log, []
+            if batch:
+                storage.append(batch)
+                await self._blocking(storage.sync)
+                await self._inbox_send.send(("committed", batch))
+            job, self._snapshot_job = self._snapshot_job, None
+            if job is not None:
+                zxid, data = job
+                started = time.perf_counter()
+                await self._blocking(storage.save_snapshot, zxid, data)
+                log.info(
+                    "snapshot at 0x%x: %d bytes in %.1f ms",
+                    zxid,
+                    len(data),
+                    (time.perf_counter() - started) * 1e3,
+                )
+                self._purge_requested = self.config.autopurge_purge_interval > 0
+            if self._purge_requested:
+                self._purge_requested = False
+                await self._blocking(storage.purge, self.config.autopurge_snap_retain_count)
+
+    async def _ticker(self) -> None:
+        interval = max(self.config.tick_time / 2, 1) / 1000.0
+        while True:
+            await trio.sleep(interval)
+            await self._inbox_send.send(("tick",))
+
+    async def _purger(self) -> None:
+        # ZooKeeper's DatadirCleanupManager: purge at start-up and every purgeInterval hours.
+        # Purges between snapshots happen in the storage worker; this only covers idle servers,
+        # by asking the worker (the sole caller of the engine) to run one.
+        interval = self.config.autopurge_purge_interval * 3600.0
+        while True:
+            self._purge_requested = True
+            self._log_wakeup.set()
+            await trio.sleep(interval)
+
+    # -- connections -----------------------------------------------------
+
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        sock = getattr(stream, "socket", None)
+        try:
+            peer = sock.getpeername() if sock is not None else getattr(stream, "peer_name", ("unknown", 0))
+            host, port = str(peer[0]), int(peer[1])
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        limit = self.config.max_client_cnxns
+        if limit and self._per_host[host] >= limit:
+            log.warning("too many connections from %s (max %d); closing", host, limit)
+            await trio.aclose_forcefully(stream)
+            return
+        if isinstance(stream, trio.SocketStream):
+            with contextlib.suppress(OSError):
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        conn_id = next(self._ids)
+        send, recv = trio.open_memory_channel[Any](math.inf)
+        c = _Conn(conn_id=conn_id, remote=f"{host}:{port}", host=host, send=send)
+        self._conns[conn_id] = c
+        self._per_host[host] += 1
+        reason = "closed"
+        try:
+            with c.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, stream, recv, c)
+                    reason = await self._reader(stream, c)
+                    if reason == "4lw":
+                        # Let the writer deliver the answer; it ends the scope itself.
+                        await trio.sleep(FOUR_LETTER_WORD_TIMEOUT_S)
+                    nursery.cancel_scope.cancel()
+        finally:
+            if not c.closing and conn_id in self._conns:
+                self._connection_ended(conn_id)
+            with contextlib.suppress(Exception):
+                await trio.aclose_forcefully(stream)
+            log.debug("connection %s ended: %s", c.remote, reason)
+
+    async def _reader(self, stream: trio.abc.Stream, c: _Conn) -> str:
+        conn = ClientConnection(max_buffer=self.config.jute_max_buffer)
+        inbox = self._inbox_send
+        while True:
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return "connection reset"
+            conn.receive_data(data)
+            events: list[Any] = []
+            while True:
+                ev = conn.next_event()
+                if ev is NEED_DATA:
+                    break
+                if isinstance(ev, ProtocolError):
+                    log.warning("closing connection %s: %s", c.remote, ev.message)
+                    if events:
+                        await inbox.send(("events", c.conn_id, events))
+                    return "protocol error"
+                if isinstance(ev, FourLetterWord):
+                    await inbox.send(("4lw", c.conn_id, ev.word, ev.argument))
+                    return "4lw"
+                events.append(ev)
+            if events:
+                if not self._backlog_ok.is_set():
+                    await self._backlog_ok.wait()
+                await inbox.send(("events", c.conn_id, events))
+            if not data:
+                return "eof"
+
+    async def _writer(self, stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel[Any], c: _Conn) -> None:
+        try:
+            while True:
+                item = await recv.receive()
+                chunks = []
+                close = False
+                while True:
+                    if item is _CLOSE:
+                        close = True
+                        break
+                    chunks.append(item)
+                    try:
+                        item = recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                if chunks:
+                    data = b"".join(chunks)
+                    await stream.send_all(data)
+                    c.queued_bytes -= len(data)
+                if close:
+                    with contextlib.suppress(Exception):
+                        await stream.send_eof()
+                    c.scope.cancel()
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            c.scope.cancel()
+
+
+def _get(obj: Any, name: str, default: Any) -> Any:
+    value = getattr(obj, name, default)
+    return value() if callable(value) else value
+
+
+def _sessions(core: Any) -> dict[int, tuple[int, int | None]]:
+    """session id -> (timeout ms, expiry ms or None) from the core's ``sessions()``."""
+    out: dict[int, tuple[int, int | None]] = {}
+    tracker = getattr(core, "tracker", None)
+    live = getattr(tracker, "sessions", {})
+    for entry in _get(core, "sessions", []):
+        sid, timeout = int(entry[0]), int(entry[1])
+        session = live.get(sid)
+        out[sid] = (timeout, getattr(session, "expire_at", None) or None)
+    return out
+
+
+def _dir_size(path: Path | None) -> int:
+    if path is None:
+        return 0
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def _conf_lines(config: cfg.ServerConfig, data_size: int, log_size: int) -> list[tuple[str, str]]:
+    data_dir = str(config.data_dir) if config.data_dir else ""
+    lines = [
+        ("clientPort", str(config.client_port)),
+        ("secureClientPort", "-1"),
+        ("dataDir", data_dir),
+        ("dataDirSize", str(data_size)),
+        ("dataLogDir", str(config.data_log_dir) if config.data_log_dir else data_dir),
+        ("dataLogSize", str(log_size)),
+        ("tickTime", str(config.tick_time)),
+        ("maxClientCnxns", str(config.max_client_cnxns)),
+        ("minSessionTimeout", str(config.min_session_timeout)),
+        ("maxSessionTimeout", str(config.max_session_timeout)),
+        ("clientPortListenBacklog", "-1"),
+        ("serverId", str(config.server_id)),
+    ]
+    if config.servers:
+        lines += [("initLimit", str(config.init_limit)), ("syncLimit", str(config.sync_limit))]
+    return lines
+
+
+def _environment() -> list[tuple[str, str]]:
+    return [
+        ("host.name", socket.gethostname()),
+        ("trizab.version", trizab_version()),
+        ("python.version", platform.python_version()),
+        ("python.implementation", platform.python_implementation()),
+        ("python.executable", sys.executable),
+        ("trio.version", trio.__version__),
+        ("os.name", platform.system()),
+        ("os.arch", platform.machine()),
+        ("os.version", platform.release()),
+        ("user.name", _user()),
+        ("user.home", os.path.expanduser("~")),
+        ("user.dir", os.getcwd()),
+        ("process.id", str(os.getpid())),
+    ]
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return "?"
+
+
+def _open_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def _max_fds() -> int | None:
+    try:
+        import resource
+
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+async def serve(
+    config: cfg.ServerConfig,
+    *,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+    storage: Storage | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Run a standalone server until cancelled; ``task_status.started`` gets the bound addresses."""
+    server = Server(config, storage=storage, clock=clock)
+    await server.run(task_status=task_status)

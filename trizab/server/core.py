@@ -1,0 +1,930 @@
+"""The standalone server core: ZooKeeper's request pipeline as one synchronous object.
+
+Theory of operation
+-------------------
+:class:`ServerCore` plays the parts of Apache ZooKeeper's ``ZooKeeperServer``
+(handshake, ``processPacket``), ``PrepRequestProcessor`` (:mod:`trizab.tree.prep`),
+``SyncRequestProcessor`` (the driver: it logs ``Ready.to_log`` and calls
+:meth:`ServerCore.committed`), ``FinalRequestProcessor`` (apply, reply, watches)
+and ``SessionTrackerImpl`` (:mod:`trizab.server.sessions`).  It does no I/O and
+reads no clock: every entry point gets ``now_ms`` (wall-clock milliseconds since
+the epoch; they become ctime/mtime and seed session ids).
+
+A write is decoded, prepared against the tree plus the outstanding changes, and
+becomes a transaction (failures too: an ``ErrorTxn``, as ZooKeeper logs them and
+spends a zxid on them).  The transaction goes out in ``Ready.to_log``; once the
+driver reports it committed, :meth:`committed` applies it, emits the watch events
+it fired, and completes the waiting request.
+
+Each connection has a FIFO of requests (``CommitProcessor``'s per-session queue):
+a read behind an uncommitted write of the same connection waits and runs after
+it, so replies leave in request order and a read sees its own session's writes.
+Notifications are appended to the outputs the moment their transaction is
+applied, hence before any later reply (event-before-reply).
+
+Watches belong to sessions, not TCP connections; events for a session that has
+no live connection are queued (bounded) and flushed after its reconnect's
+``Connected``.
+
+Zxids come from :meth:`ServerCore.next_zxid`, a counter restored from the
+recovered state (standalone: the epoch part never changes); a ZAB leader can
+replace it by assigning ``zxid_source``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from trizab.server.api import Connected, ConnId, Notification, Ready, Reply
+from trizab.server.sessions import SessionTracker, generate_password, initial_session_id
+from trizab.tree import acl as acls
+from trizab.tree import watches as wm
+from trizab.tree.acl import OPEN_ACL_UNSAFE
+from trizab.tree.datatree import NORMAL, TTL, DataTree, Result, ephemeral_kind, ttl_of
+from trizab.tree.prep import Prep, PrepError
+from trizab.tree.snapshot import deserialize_snapshot, serialize_snapshot
+from trizab.txn import Txn
+from trizab.wire import records as r
+from trizab.wire.codes import Err, OpCode, Perms, WatcherType
+from trizab.wire.jute import JuteError
+from trizab.wire.requests import REQUEST_RECORD, MultiResponse, OpResult, decode_multi, decode_request
+
+__all__ = ["CoreConfig", "ServerCore"]
+
+log = logging.getLogger(__name__)
+
+_ZERO_PASSWD = bytes(16)
+_MAX_QUEUED_EVENTS = 10_000
+
+_WRITE_OPS = frozenset(
+    {
+        OpCode.CREATE,
+        OpCode.CREATE2,
+        OpCode.CREATE_CONTAINER,
+        OpCode.CREATE_TTL,
+        OpCode.DELETE,
+        OpCode.SET_DATA,
+        OpCode.SET_ACL,
+        OpCode.CHECK,
+        OpCode.MULTI,
+        OpCode.RECONFIG,
+        OpCode.CLOSE_SESSION,
+    }
+)
+_READ_OPS = frozenset(
+    {
+        OpCode.EXISTS,
+        OpCode.GET_DATA,
+        OpCode.GET_ACL,
+        OpCode.GET_CHILDREN,
+        OpCode.GET_CHILDREN2,
+        OpCode.SYNC,
+        OpCode.PING,
+        OpCode.SET_WATCHES,
+        OpCode.SET_WATCHES2,
+        OpCode.CHECK_WATCHES,
+        OpCode.REMOVE_WATCHES,
+        OpCode.GET_EPHEMERALS,
+        OpCode.GET_ALL_CHILDREN_NUMBER,
+        OpCode.MULTI_READ,
+        OpCode.ADD_WATCH,
+        OpCode.WHO_AM_I,
+    }
+)
+
+_GET_DATA = int(OpCode.GET_DATA)
+_decode_get_data = r.GetDataRequest.jute_decode  # type: ignore[attr-defined]
+_READ = int(Perms.READ)
+_ADMIN = int(Perms.ADMIN)
+
+
+@attrs.define
+class CoreConfig:
+    server_id: int = 0
+    tick_time_ms: int = 2000
+    min_session_timeout_ms: int | None = None  # None: 2 * tick_time_ms
+    max_session_timeout_ms: int | None = None  # None: 20 * tick_time_ms
+    super_digest: str | None = None  # "super:base64(sha1(super:password))"
+    extended_types_enabled: bool = False
+    container_check_interval_ms: int = 60_000
+    local_reads: bool = True
+    read_only: bool = False
+    # Standalone ZooKeeper answers reconfig with ReconfigDisabled, or Unimplemented when enabled.
+    reconfig_enabled: bool = False
+    jute_max_buffer: int = 0xFFFFF
+    max_queued_events: int = _MAX_QUEUED_EVENTS
+
+    @property
+    def min_timeout(self) -> int:
+        return (
+            self.min_session_timeout_ms if self.min_session_timeout_ms is not None else 2 * self.tick_time_ms
+        )
+
+    @property
+    def max_timeout(self) -> int:
+        return (
+            self.max_session_timeout_ms if self.max_session_timeout_ms is not None else 20 * self.tick_time_ms
+        )
+
+
+# Pending request kinds.
+_READ_KIND, _WRITE_KIND, _CONNECT_KIND, _FIXED_KIND = 0, 1, 2, 3
+
+
+class _Pending:
+    __slots__ = ("conn", "done", "kind", "op", "payload", "reply", "timeout", "xid")
+
+    def __init__(self, conn: _Conn | None, kind: int, xid: int, op: int, payload: Any = None) -> None:
+        self.conn = conn
+        self.kind = kind
+        self.xid = xid
+        self.op = op
+        self.payload = payload
+        self.done = False
+        self.reply: Any = None
+        self.timeout = 0
+
+
+class _Conn:
+    __slots__ = (
+        "client_addr",
+        "client_ip",
+        "conn_id",
+        "established",
+        "ids",
+        "last_zxid",
+        "queue",
+        "received",
+        "send_ro_flag",
+        "sent",
+        "session_id",
+        "started_ms",
+    )
+
+    def __init__(self, conn_id: int, client_addr: str, send_ro_flag: bool, now_ms: int) -> None:
+        self.conn_id = conn_id
+        self.client_addr = client_addr
+        self.client_ip = _client_ip(client_addr)
+        self.ids: list[r.Id] = [r.Id("ip", self.client_ip)]
+        self.send_ro_flag = send_ro_flag
+        self.session_id = 0
+        self.established = False
+        self.queue: deque[_Pending] = deque()
+        self.received = 0
+        self.sent = 0
+        self.last_zxid = -1
+        self.started_ms = now_ms
+
+
+def _client_ip(addr: str) -> str:
+    try:
+        return str(ipaddress.ip_address(addr))
+    except ValueError:
+        pass
+    host = addr.rsplit(":", 1)[0] if ":" in addr else addr
+    host = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+class ServerCore:
+    """See the module docstring.  Feed it events, then act on :meth:`ready`."""
+
+    def __init__(self, config: CoreConfig, *, now_ms: int) -> None:
+        self.config = config
+        self.tree = DataTree(extended_types=config.extended_types_enabled)
+        self.prep = Prep(self.tree, extended_types=config.extended_types_enabled)
+        # Standalone ZooKeeper seeds session ids with server id 1 (createSessionTrackerServerId).
+        self.tracker = SessionTracker(config.tick_time_ms, initial_session_id(now_ms, config.server_id or 1))
+        self.conns: dict[ConnId, _Conn] = {}
+        self.session_conn: dict[int, _Conn] = {}
+        self._queued_events: dict[int, deque[r.WatcherEvent]] = {}
+        self._pending: dict[tuple[int, int], deque[_Pending]] = {}
+        self._hzxid = 0
+        # A ZAB leader may assign zxids itself; None means our own counter.
+        self.zxid_source: Callable[[], int] | None = None
+        self._to_log: list[Txn] = []
+        self._outputs: list[tuple[ConnId, Any]] = []
+        self._close: list[ConnId] = []
+        self._reaping: set[str] = set()
+        self._next_container_check = now_ms + config.container_check_interval_ms
+        self.now_ms = now_ms
+
+    # -- introspection ------------------------------------------------------------
+
+    @property
+    def last_zxid(self) -> int:
+        return self.tree.last_processed_zxid
+
+    @property
+    def node_count(self) -> int:
+        # ZooKeeper's NodeHashMap holds the root twice ("" and "/"); zk_znode_count shows that.
+        return len(self.tree.nodes) + 1
+
+    @property
+    def approximate_data_size(self) -> int:
+        return self.tree.approximate_data_size()
+
+    @property
+    def outstanding_requests(self) -> int:
+        return sum(len(c.queue) for c in self.conns.values())
+
+    def sessions(self) -> list[tuple[int, int, ConnId | None]]:
+        """(session id, timeout ms, connection id or None) for every live session."""
+        out = []
+        for sid, s in self.tracker.sessions.items():
+            conn = self.session_conn.get(sid)
+            out.append((sid, s.timeout, conn.conn_id if conn else None))
+        return out
+
+    def connection_info(self, conn_id: ConnId) -> dict[str, Any] | None:
+        c = self.conns.get(conn_id)
+        if c is None:
+            return None
+        s = self.tracker.sessions.get(c.session_id)
+        return {
+            "client_addr": c.client_addr,
+            "session_id": c.session_id,
+            "timeout": s.timeout if s else 0,
+            "queued": len(c.queue),
+            "received": c.received,
+            "sent": c.sent,
+            "last_zxid": c.last_zxid,
+            "established_ms": c.started_ms,
+        }
+
+    def ephemerals_by_session(self) -> dict[int, list[str]]:
+        return {sid: list(paths) for sid, paths in self.tree.ephemerals.items()}
+
+    def watch_summary(self) -> tuple[int, int, int]:
+        """(sessions watching, paths watched, total watches) of the data-watch table, as wchs."""
+        dw = self.tree.data_watches
+        return len(dw.by_watcher), len(dw.table), dw.size()
+
+    def watches_by_session(self) -> dict[int, list[str]]:
+        return {sid: list(paths) for sid, paths in self.tree.data_watches.by_watcher.items()}
+
+    def watches_by_path(self) -> dict[str, list[int]]:
+        return {path: list(ws) for path, ws in self.tree.data_watches.table.items()}
+
+    # -- driver API -----------------------------------------------------------------
+
+    def ready(self) -> Ready:
+        rd = Ready(self._to_log, self._outputs, self._close)
+        self._to_log = []
+        self._outputs = []
+        self._close = []
+        return rd
+
+    def next_zxid(self) -> int:
+        if self.zxid_source is not None:
+            return self.zxid_source()
+        self._hzxid += 1
+        return self._hzxid
+
+    def snapshot(self) -> bytes:
+        return serialize_snapshot(self.tree)
+
+    def load(self, recovered: Any) -> None:
+        """Restore a snapshot and replay the log after it (start-up, before any connection)."""
+        tree = DataTree(extended_types=self.config.extended_types_enabled)
+        if recovered.snapshot is not None:
+            deserialize_snapshot(tree, recovered.snapshot)
+            tree.last_processed_zxid = recovered.snapshot_zxid
+        for txn in recovered.txns:
+            tree.process_txn(txn.header, txn.body)
+        tree.events.clear()
+        self.tree = tree
+        self.prep = Prep(tree, extended_types=self.config.extended_types_enabled)
+        self._hzxid = max(self._hzxid, tree.last_processed_zxid)
+        for sid, timeout in tree.sessions.items():
+            self.tracker.add(sid, timeout, self.now_ms)
+
+    # -- connections --------------------------------------------------------------
+
+    def connect(
+        self,
+        conn_id: ConnId,
+        request: Any,
+        *,
+        has_read_only_flag: bool,
+        client_addr: str,
+        now_ms: int,
+    ) -> None:
+        """``ZooKeeperServer.processConnectRequest``."""
+        self.now_ms = now_ms
+        conn = _Conn(conn_id, client_addr, has_read_only_flag, now_ms)
+        self.conns[conn_id] = conn
+        cfg = self.config
+        if request.last_zxid_seen > self.last_zxid:
+            # The client has seen a newer state than ours: refuse so it tries another server.
+            log.info(
+                "refusing session for client %s: it has seen zxid 0x%x, our last zxid is 0x%x",
+                client_addr,
+                request.last_zxid_seen,
+                self.last_zxid,
+            )
+            self._drop_conn(conn)
+            return
+        if not getattr(request, "read_only", False) and cfg.read_only:
+            self._drop_conn(conn)
+            return
+        timeout = min(max(request.time_out, cfg.min_timeout), cfg.max_timeout)
+        sid = request.session_id
+        if sid == 0:
+            sid = self.tracker.new_session_id()
+            self.tracker.add(sid, timeout, now_ms)
+            self._bind(conn, sid)
+            if cfg.read_only:
+                # A read-only server has no quorum to log with: local sessions only.
+                self._send_connected(conn, timeout)
+                return
+            entry = _Pending(conn, _CONNECT_KIND, 0, OpCode.CREATE_SESSION)
+            entry.timeout = timeout
+            conn.queue.append(entry)
+            self._log(sid, 0, OpCode.CREATE_SESSION, r.CreateSessionTxn(timeout), entry, now_ms)
+            return
+        passwd = request.passwd
+        if (
+            passwd is not None
+            and passwd == generate_password(sid)
+            and self.tracker.touch(sid, now_ms, timeout)
+        ):
+            self._bind(conn, sid)
+            self._send_connected(conn, timeout)
+            return
+        self._outputs.append(
+            (conn_id, Connected(r.ConnectResponse(0, 0, 0, _ZERO_PASSWD, cfg.read_only), has_read_only_flag))
+        )
+        self._drop_conn(conn)
+
+    def _bind(self, conn: _Conn, sid: int) -> None:
+        old = self.session_conn.get(sid)
+        if old is not None and old is not conn:
+            # The client moved to a new connection; the old one is stale.
+            self._drop_conn(old)
+        conn.session_id = sid
+        self.session_conn[sid] = conn
+
+    def _send_connected(self, conn: _Conn, timeout: int) -> None:
+        sid = conn.session_id
+        resp = r.ConnectResponse(0, timeout, sid, generate_password(sid), self.config.read_only)
+        self._outputs.append((conn.conn_id, Connected(resp, conn.send_ro_flag)))
+        conn.established = True
+        queued = self._queued_events.pop(sid, None)
+        if queued:
+            for ev in queued:
+                self._outputs.append((conn.conn_id, Notification(-1, ev)))
+
+    def _drop_conn(self, conn: _Conn) -> None:
+        """Forget a connection and ask the driver to close it (after its outputs)."""
+        if self.conns.get(conn.conn_id) is conn:
+            del self.conns[conn.conn_id]
+            self._close.append(conn.conn_id)
+        self._forget(conn)
+
+    def _forget(self, conn: _Conn) -> None:
+        if conn.session_id and self.session_conn.get(conn.session_id) is conn:
+            del self.session_conn[conn.session_id]
+        for entry in conn.queue:
+            entry.conn = None
+        conn.queue.clear()
+        conn.established = False
+
+    def connection_lost(self, conn_id: ConnId, now_ms: int) -> None:
+        """The socket is gone; the session lives on until it expires or is resumed."""
+        self.now_ms = now_ms
+        conn = self.conns.pop(conn_id, None)
+        if conn is not None:
+            self._forget(conn)
+
+    # -- requests -------------------------------------------------------------------
+
+    def receive(
+        self, conn_id: ConnId, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int
+    ) -> None:
+        """One request (``ZooKeeperServer.processPacket`` then the processor chain)."""
+        self.now_ms = now_ms
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        conn.received += 1
+        sid = conn.session_id
+        self.tracker.touch(sid, now_ms)
+        if opcode in _READ_OPS:
+            if not conn.queue:
+                # Fast path: nothing in flight on this connection, answer now.
+                self._emit(conn, self._read(conn, xid, opcode, payload))
+            else:
+                conn.queue.append(_Pending(conn, _READ_KIND, xid, opcode, bytes(payload)))
+            return
+        if opcode in _WRITE_OPS:
+            self._write(conn, xid, opcode, payload, now_ms)
+            return
+        if opcode == OpCode.AUTH:
+            self._auth(conn, xid, payload)
+            return
+        if opcode == OpCode.SASL:
+            # No SASL server is configured: fail like an unknown auth scheme.
+            self._outputs.append((conn_id, Reply(r.ReplyHeader(xid, 0, Err.AUTH_FAILED))))
+            self._drop_conn(conn)
+            return
+        # Unknown opcode: ZooKeeper's UnimplementedRequestProcessor; keep the connection.
+        self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, Err.UNIMPLEMENTED)))
+
+    def _fixed(self, conn: _Conn, reply: Reply) -> None:
+        if not conn.queue:
+            self._emit(conn, reply)
+        else:
+            entry = _Pending(conn, _FIXED_KIND, reply.header.xid, 0)
+            entry.reply = reply
+            entry.done = True
+            conn.queue.append(entry)
+
+    def _emit(self, conn: _Conn, reply: Reply) -> None:
+        conn.sent += 1
+        conn.last_zxid = reply.header.zxid
+        self._outputs.append((conn.conn_id, reply))
+
+    def _auth(self, conn: _Conn, xid: int, payload: bytes | memoryview) -> None:
+        try:
+            pkt = decode_request(OpCode.AUTH, payload)
+        except JuteError:
+            self._drop_conn(conn)
+            return
+        ids = acls.authenticate(pkt.scheme, pkt.auth, conn.client_ip, self.config.super_digest)
+        if ids is None:
+            log.warning("no authentication provider for scheme %r", pkt.scheme)
+            self._outputs.append((conn.conn_id, Reply(r.ReplyHeader(xid, 0, Err.AUTH_FAILED))))
+            self._drop_conn(conn)
+            return
+        for i in ids:
+            if i not in conn.ids:
+                conn.ids.append(i)
+        self._outputs.append((conn.conn_id, Reply(r.ReplyHeader(xid, 0, 0))))
+
+    def _log(
+        self,
+        client_id: int,
+        cxid: int,
+        txn_type: int,
+        body: Any,
+        entry: _Pending | None,
+        now_ms: int,
+        zxid: int | None = None,
+    ) -> Txn:
+        if zxid is None:
+            zxid = self.next_zxid()
+        txn = Txn(r.TxnHeader(client_id, cxid, zxid, now_ms, txn_type), body)
+        self._to_log.append(txn)
+        if entry is not None:
+            key = (client_id, cxid)
+            q = self._pending.get(key)
+            if q is None:
+                self._pending[key] = deque([entry])
+            else:
+                q.append(entry)
+        return txn
+
+    def _write(self, conn: _Conn, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
+        """``PrepRequestProcessor.pRequest`` for one write."""
+        sid = conn.session_id
+        entry = _Pending(conn, _WRITE_KIND, xid, opcode)
+        if self.config.read_only:
+            # ReadOnlyRequestProcessor answers writes itself.
+            self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, Err.NOT_READONLY)))
+            return
+        conn.queue.append(entry)
+        zxid = self.next_zxid()
+        prep = self.prep
+        try:
+            if opcode == OpCode.CLOSE_SESSION:
+                self.tracker.set_closing(sid)
+                txn_type, body = prep.close_session(sid, zxid)
+            elif not self.tracker.is_live(sid):
+                raise PrepError(Err.SESSION_EXPIRED)
+            elif opcode == OpCode.MULTI:
+                try:
+                    ops = decode_multi(payload, read=False)
+                except JuteError:
+                    raise PrepError(Err.MARSHALLING_ERROR) from None
+                body, _err = prep.multi(ops, sid, conn.ids, zxid, now_ms)
+                txn_type = OpCode.MULTI
+            elif opcode == OpCode.RECONFIG:
+                decode_request(opcode, payload)
+                raise PrepError(Err.UNIMPLEMENTED if self.config.reconfig_enabled else Err.RECONFIG_DISABLED)
+            else:
+                try:
+                    req = decode_request(opcode, payload)
+                except JuteError:
+                    raise PrepError(Err.MARSHALLING_ERROR) from None
+                txn_type, body = prep.prep(opcode, req, sid, conn.ids, zxid, now_ms)
+        except JuteError:
+            txn_type, body = OpCode.ERROR, r.ErrorTxn(Err.MARSHALLING_ERROR)
+        except PrepError as e:
+            txn_type, body = OpCode.ERROR, r.ErrorTxn(e.code)
+        self._log(sid, xid, txn_type, body, entry, now_ms, zxid)
+
+    # -- commit / apply -----------------------------------------------------------
+
+    def committed(self, txns: list[Txn], now_ms: int) -> None:
+        """Apply durable transactions in zxid order; reply and notify (``FinalRequestProcessor``)."""
+        self.now_ms = now_ms
+        tree = self.tree
+        for txn in txns:
+            header = txn.header
+            rc = tree.process_txn(header, txn.body)
+            self.prep.applied(header.zxid)
+            if header.zxid > self._hzxid and self.zxid_source is None:
+                self._hzxid = header.zxid
+            if tree.events:
+                self._deliver(tree.events)
+                tree.events = []
+            t = header.type
+            if t == OpCode.CREATE_SESSION:
+                if header.client_id not in self.tracker.sessions:
+                    self.tracker.add(header.client_id, txn.body.time_out, now_ms)
+            entry = self._take_pending(header.client_id, header.cxid)
+            if t == OpCode.CLOSE_SESSION:
+                self._session_closed(header.client_id, entry)
+            elif entry is not None and entry.conn is not None:
+                if entry.kind == _CONNECT_KIND:
+                    conn = entry.conn
+                    if conn.queue and conn.queue[0] is entry:
+                        conn.queue.popleft()
+                    self._send_connected(conn, entry.timeout)
+                    self._drain(conn)
+                else:
+                    entry.reply = self._write_reply(entry, rc, txn)
+                    entry.done = True
+                    self._drain(entry.conn)
+            if t in (OpCode.DELETE, OpCode.CLOSE_SESSION, OpCode.MULTI, OpCode.DELETE_CONTAINER):
+                self._check_containers_after(txn)
+
+    def _take_pending(self, client_id: int, cxid: int) -> _Pending | None:
+        q = self._pending.get((client_id, cxid))
+        if not q:
+            return None
+        entry = q.popleft()
+        if not q:
+            del self._pending[(client_id, cxid)]
+        return entry
+
+    def _session_closed(self, sid: int, entry: _Pending | None) -> None:
+        self.tracker.remove(sid)
+        self.tree.remove_watcher(sid)
+        self._queued_events.pop(sid, None)
+        conn = self.session_conn.get(sid)
+        if entry is not None and entry.conn is not None:
+            entry.reply = Reply(r.ReplyHeader(entry.xid, self.last_zxid, 0))
+            entry.done = True
+            conn = entry.conn
+            self._drain(conn)
+        if conn is not None:
+            self._drop_conn(conn)
+
+    def _deliver(self, events: list[tuple[list[int], r.WatcherEvent]]) -> None:
+        outputs = self._outputs
+        session_conn = self.session_conn
+        for watchers, ev in events:
+            note = None
+            for sid in watchers:
+                conn = session_conn.get(sid)
+                if conn is not None and conn.established:
+                    if note is None:
+                        note = Notification(-1, ev)
+                    outputs.append((conn.conn_id, note))
+                elif sid in self.tracker.sessions:
+                    q = self._queued_events.get(sid)
+                    if q is None:
+                        q = self._queued_events[sid] = deque(maxlen=self.config.max_queued_events)
+                    q.append(ev)
+
+    def _drain(self, conn: _Conn) -> None:
+        """Send every reply at the head of the connection's queue that is ready."""
+        q = conn.queue
+        while q:
+            head = q[0]
+            if head.kind == _READ_KIND:
+                q.popleft()
+                self._emit(conn, self._read(conn, head.xid, head.op, head.payload))
+            elif head.done:
+                q.popleft()
+                if head.reply is not None:
+                    self._emit(conn, head.reply)
+            else:
+                break
+
+    def _write_reply(self, entry: _Pending, rc: Result, txn: Txn) -> Reply:
+        zxid = self.last_zxid
+        op = entry.op
+        if rc.type == OpCode.ERROR:
+            return Reply(r.ReplyHeader(entry.xid, zxid, rc.err))
+        if op == OpCode.MULTI:
+            return Reply(r.ReplyHeader(entry.xid, zxid, 0), MultiResponse(self._multi_results(rc)))
+        if rc.err:
+            return Reply(r.ReplyHeader(entry.xid, zxid, rc.err))
+        header = r.ReplyHeader(entry.xid, zxid, 0)
+        if op == OpCode.CREATE:
+            return Reply(header, r.CreateResponse(rc.path))
+        if op in (OpCode.CREATE2, OpCode.CREATE_TTL, OpCode.CREATE_CONTAINER):
+            return Reply(header, r.Create2Response(rc.path, rc.stat))
+        if op == OpCode.SET_DATA:
+            return Reply(header, r.SetDataResponse(rc.stat))
+        if op == OpCode.SET_ACL:
+            return Reply(header, r.SetACLResponse(rc.stat))
+        if op == OpCode.CHECK:
+            node = self.tree.nodes.get(rc.path or "")
+            return Reply(header, r.SetDataResponse(node.stat() if node else _EMPTY_STAT))
+        return Reply(header)
+
+    @staticmethod
+    def _multi_results(rc: Result) -> list[OpResult]:
+        out: list[OpResult] = []
+        for sub in rc.multi or ():
+            t = sub.type
+            if t == OpCode.ERROR:
+                out.append(OpResult(OpCode.ERROR, sub.err))
+            elif t == OpCode.CHECK:
+                out.append(OpResult(OpCode.CHECK))
+            elif t == OpCode.CREATE:
+                out.append(OpResult(OpCode.CREATE, 0, r.CreateResponse(sub.path)))
+            elif t in (OpCode.CREATE2, OpCode.CREATE_TTL, OpCode.CREATE_CONTAINER):
+                out.append(OpResult(OpCode.CREATE2, 0, r.Create2Response(sub.path, sub.stat)))
+            elif t in (OpCode.DELETE, OpCode.DELETE_CONTAINER):
+                out.append(OpResult(OpCode.DELETE))
+            elif t == OpCode.SET_DATA:
+                out.append(OpResult(OpCode.SET_DATA, 0, r.SetDataResponse(sub.stat)))
+        return out
+
+    # -- reads (FinalRequestProcessor) ------------------------------------------------
+
+    def _read(self, conn: _Conn, xid: int, op: int, payload: Any) -> Reply:
+        zxid = self.tree.last_processed_zxid
+        if op == _GET_DATA and conn.session_id in self.tracker.live:
+            # Hot path (benchmarked): getData without the generic dispatch.
+            try:
+                req = _decode_get_data(payload, 0, len(payload))[0]
+            except JuteError:
+                return Reply(r.ReplyHeader(xid, zxid, Err.MARSHALLING_ERROR))
+            node = self.tree.nodes.get(req.path)
+            if node is None:
+                return Reply(r.ReplyHeader(xid, zxid, Err.NO_NODE))
+            acl = node.acl
+            if acl is not OPEN_ACL_UNSAFE and not acls.check_acl(acl, _READ, conn.ids):
+                return Reply(r.ReplyHeader(xid, zxid, Err.NO_AUTH))
+            if req.watch:
+                self.tree.data_watches.add(req.path, conn.session_id)
+            return Reply(r.ReplyHeader(xid, zxid, 0), r.GetDataResponse(node.data, node.stat()))
+        if op == OpCode.PING:
+            return Reply(r.ReplyHeader(xid, zxid, 0))
+        if not self.tracker.is_live(conn.session_id):
+            return Reply(r.ReplyHeader(xid, zxid, Err.SESSION_EXPIRED))
+        try:
+            body = self._read_body(conn, op, payload)
+        except PrepError as e:
+            return Reply(r.ReplyHeader(xid, zxid, e.code))
+        except (JuteError, KeyError, ValueError, TypeError, AttributeError):
+            return Reply(r.ReplyHeader(xid, zxid, Err.MARSHALLING_ERROR))
+        return Reply(r.ReplyHeader(xid, zxid, 0), body)
+
+    def _node_for_read(self, conn: _Conn, path: str | None, perm: int = _READ) -> Any:
+        node = self.tree.nodes.get(path)  # type: ignore[arg-type]
+        if node is None:
+            raise PrepError(Err.NO_NODE)
+        if not acls.check_acl(node.acl, perm, conn.ids):
+            raise PrepError(Err.NO_AUTH)
+        return node
+
+    def _read_body(self, conn: _Conn, op: int, payload: Any) -> Any:
+        tree = self.tree
+        sid = conn.session_id
+        if op == _GET_DATA:
+            req = decode_request(op, payload)
+            node = self._node_for_read(conn, req.path)
+            if req.watch:
+                tree.data_watches.add(req.path, sid)
+            return r.GetDataResponse(node.data, node.stat())
+        if op == OpCode.EXISTS:
+            req = decode_request(op, payload)
+            path = req.path
+            if path is None or "\0" in path:
+                raise PrepError(Err.BAD_ARGUMENTS)
+            if req.watch:
+                tree.data_watches.add(path, sid)
+            node = tree.nodes.get(path)
+            if node is None:
+                raise PrepError(Err.NO_NODE)
+            return r.ExistsResponse(node.stat())
+        if op == OpCode.GET_CHILDREN or op == OpCode.GET_CHILDREN2:
+            req = decode_request(op, payload)
+            node = self._node_for_read(conn, req.path)
+            if req.watch:
+                tree.child_watches.add(req.path, sid)
+            if op == OpCode.GET_CHILDREN:
+                return r.GetChildrenResponse(list(node.children))
+            return r.GetChildren2Response(list(node.children), node.stat())
+        if op == OpCode.GET_ACL:
+            req = decode_request(op, payload)
+            node = self._node_for_read(conn, req.path, _READ | _ADMIN)
+            acl = list(node.acl)
+            if not acls.check_acl(node.acl, _ADMIN, conn.ids):
+                # Without ADMIN the digest hashes are masked (ZOOKEEPER-1392 follow-up).
+                acl = [
+                    r.ACL(a.perms, r.Id(a.id.scheme, (a.id.id or "").split(":", 1)[0] + ":x"))
+                    if a.id.scheme == "digest"
+                    else a
+                    for a in acl
+                ]
+            return r.GetACLResponse(acl, node.stat())
+        if op == OpCode.SYNC:
+            req = decode_request(op, payload)
+            return r.SyncResponse(req.path)
+        if op == OpCode.SET_WATCHES or op == OpCode.SET_WATCHES2:
+            req = decode_request(op, payload)
+            two = op == OpCode.SET_WATCHES2
+            events = tree.set_watches(
+                req.relative_zxid,
+                req.data_watches or (),
+                req.exist_watches or (),
+                req.child_watches or (),
+                (req.persistent_watches or ()) if two else (),
+                (req.persistent_recursive_watches or ()) if two else (),
+                sid,
+            )
+            for ev in events:
+                self._outputs.append((conn.conn_id, Notification(-1, ev)))
+            return None
+        if op == OpCode.CHECK_WATCHES or op == OpCode.REMOVE_WATCHES:
+            req = decode_request(op, payload)
+            wtype = WatcherType(req.type)
+            found = (self._check_watch if op == OpCode.CHECK_WATCHES else self._remove_watch)(
+                req.path, wtype, sid
+            )
+            if not found:
+                raise PrepError(Err.NO_WATCHER)
+            return None
+        if op == OpCode.GET_EPHEMERALS:
+            req = decode_request(op, payload)
+            prefix = req.prefix_path
+            mine = list(tree.ephemerals.get(sid, ()))
+            if prefix is None or not prefix.strip() or prefix.strip() == "/":
+                return r.GetEphemeralsResponse(mine)
+            return r.GetEphemeralsResponse([p for p in mine if p.startswith(prefix)])
+        if op == OpCode.GET_ALL_CHILDREN_NUMBER:
+            req = decode_request(op, payload)
+            self._node_for_read(conn, req.path)
+            return r.GetAllChildrenNumberResponse(tree.get_all_children_number(req.path))
+        if op == OpCode.MULTI_READ:
+            return MultiResponse(self._multi_read(conn, payload))
+        if op == OpCode.ADD_WATCH:
+            req = decode_request(op, payload)
+            if req.mode == 0:
+                mode = wm.PERSISTENT
+            elif req.mode == 1:
+                mode = wm.RECURSIVE
+            else:
+                raise ValueError(f"unsupported addWatch mode {req.mode}")
+            tree.add_watch(req.path, sid, mode)
+            return r.ErrorResponse(0)
+        if op == OpCode.WHO_AM_I:
+            return r.WhoAmIResponse([r.ClientInfo(i.scheme, acls.user_name(i)) for i in conn.ids])
+        raise KeyError(op)
+
+    def _multi_read(self, conn: _Conn, payload: Any) -> list[OpResult]:
+        ops = decode_multi(payload, read=True)
+        out: list[OpResult] = []
+        for op in ops:
+            try:
+                node = self._node_for_read(conn, op.request.path)
+            except PrepError as e:
+                out.append(OpResult(OpCode.ERROR, e.code))
+                continue
+            if op.type == OpCode.GET_DATA:
+                if op.request.watch:
+                    self.tree.data_watches.add(op.request.path, conn.session_id)
+                out.append(OpResult(OpCode.GET_DATA, 0, r.GetDataResponse(node.data, node.stat())))
+            else:
+                if op.request.watch:
+                    self.tree.child_watches.add(op.request.path, conn.session_id)
+                out.append(OpResult(OpCode.GET_CHILDREN, 0, r.GetChildrenResponse(list(node.children))))
+        return out
+
+    def _check_watch(self, path: str, wtype: WatcherType, sid: int) -> bool:
+        t = self.tree
+        if wtype == WatcherType.CHILDREN:
+            return t.child_watches.contains(path, sid, wm.STANDARD)
+        if wtype == WatcherType.DATA:
+            return t.data_watches.contains(path, sid, wm.STANDARD)
+        if wtype == WatcherType.PERSISTENT:
+            return t.data_watches.contains(path, sid, wm.PERSISTENT)
+        if wtype == WatcherType.PERSISTENT_RECURSIVE:
+            return t.data_watches.contains(path, sid, wm.RECURSIVE)
+        return t.child_watches.contains(path, sid, None) or t.data_watches.contains(path, sid, None)
+
+    def _remove_watch(self, path: str, wtype: WatcherType, sid: int) -> bool:
+        t = self.tree
+        if wtype == WatcherType.CHILDREN:
+            return t.child_watches.remove(path, sid, wm.STANDARD)
+        if wtype == WatcherType.DATA:
+            return t.data_watches.remove(path, sid, wm.STANDARD)
+        if wtype == WatcherType.PERSISTENT:
+            a = t.child_watches.remove(path, sid, wm.PERSISTENT)
+            b = t.data_watches.remove(path, sid, wm.PERSISTENT)
+            return a or b
+        if wtype == WatcherType.PERSISTENT_RECURSIVE:
+            return t.data_watches.remove(path, sid, wm.RECURSIVE)
+        a = t.child_watches.remove(path, sid, None)
+        b = t.data_watches.remove(path, sid, None)
+        return a or b
+
+    # -- time -------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> None:
+        """Expire sessions (closeSession txns) and reap containers and TTL nodes."""
+        self.now_ms = now_ms
+        for sid in self.tracker.expired(now_ms):
+            log.info("expiring session 0x%x", sid)
+            zxid = self.next_zxid()
+            txn_type, body = self.prep.close_session(sid, zxid)
+            self._log(sid, 0, txn_type, body, None, now_ms, zxid)
+        if now_ms >= self._next_container_check:
+            self._next_container_check = now_ms + self.config.container_check_interval_ms
+            self._reap(self._candidates(now_ms), now_ms)
+
+    def _candidates(self, now_ms: int) -> list[str]:
+        """``ContainerManager.getCandidates``."""
+        tree = self.tree
+        out = []
+        for path in tree.containers:
+            node = tree.nodes.get(path)
+            if node is not None and not node.children and node.cversion > 0:
+                out.append(path)
+        for path in tree.ttls:
+            node = tree.nodes.get(path)
+            if node is not None and not node.children:
+                if ephemeral_kind(node.ephemeral_owner, self.config.extended_types_enabled) == TTL:
+                    ttl = ttl_of(node.ephemeral_owner)
+                    if ttl and now_ms - node.mtime > ttl:
+                        out.append(path)
+        return out
+
+    def _reap(self, paths: list[str], now_ms: int) -> None:
+        if self.config.read_only:
+            return
+        for path in paths:
+            if path in self._reaping:
+                continue
+            try:
+                rec = self.prep.record(path)
+            except PrepError:
+                continue
+            if rec.child_count or ephemeral_kind(rec.owner, self.config.extended_types_enabled) == NORMAL:
+                continue
+            zxid = self.next_zxid()
+            try:
+                txn_type, body = self.prep.delete_container(path, zxid)
+            except PrepError:  # pragma: no cover - checked just above
+                continue
+            self._reaping.add(path)
+            self._log(0, 0, txn_type, body, None, now_ms, zxid)
+
+    def _check_containers_after(self, txn: Txn) -> None:
+        """Reap a container as soon as its last child goes (beside the periodic check)."""
+        tree = self.tree
+        t = txn.header.type
+        body = txn.body
+        if t == OpCode.DELETE_CONTAINER:
+            self._reaping.discard(body.path)
+        paths: list[str] = []
+        if t in (OpCode.DELETE, OpCode.DELETE_CONTAINER):
+            paths = [body.path]
+        elif t == OpCode.CLOSE_SESSION:
+            paths = list(body.paths2_delete or ()) if body else []
+        elif t == OpCode.MULTI:
+            for sub in body.txns or ():
+                if sub.type == OpCode.DELETE:
+                    try:
+                        paths.append(decode_request(OpCode.DELETE, sub.data or b"").path)
+                    except JuteError:
+                        pass
+        candidates = []
+        for p in paths:
+            parent = p[: p.rfind("/")] or "/"
+            node = tree.nodes.get(parent)
+            if node is not None and parent in tree.containers and not node.children and node.cversion > 0:
+                candidates.append(parent)
+        if candidates:
+            self._reap(candidates, self.now_ms)
+
+
+_EMPTY_STAT = r.Stat(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+_ = REQUEST_RECORD

@@ -1,0 +1,189 @@
+"""ACLs and authentication: ZooKeeper's auth providers and ``checkACL``.
+
+Theory of operation
+-------------------
+A connection carries a list of authenticated :class:`~trizab.wire.records.Id`
+(``authInfo`` in ``ServerCnxn``): ``ip:<address>`` from the start, plus what
+``addauth`` adds (``digest:user:base64(sha1(user:pass))``, and ``super:`` when
+that digest equals the configured super digest).  ``check_acl`` is
+``ZooKeeperServer.checkACL``: an empty ACL or a ``super`` id allows everything,
+otherwise some ACL entry granting the permission must match one of the ids
+(``world:anyone`` matches everyone; ``digest`` by equality; ``ip`` by address
+and prefix).  ``fixup_acl`` is ``PrepRequestProcessor.fixupACL`` (dedupe, reject
+malformed entries, expand ``auth``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from collections.abc import Sequence
+
+from trizab.wire.codes import Perms
+from trizab.wire.records import ACL, Id
+
+__all__ = [
+    "CREATOR_ALL_ACL",
+    "OPEN_ACL_UNSAFE",
+    "READ_ACL_UNSAFE",
+    "AclError",
+    "authenticate",
+    "check_acl",
+    "fixup_acl",
+    "generate_digest",
+    "intern_acl",
+    "user_name",
+]
+
+ANYONE = Id("world", "anyone")
+_OPEN_ENTRY = ACL(int(Perms.ALL), ANYONE)
+OPEN_ACL_UNSAFE: tuple[ACL, ...] = (_OPEN_ENTRY,)
+READ_ACL_UNSAFE: tuple[ACL, ...] = (ACL(int(Perms.READ), ANYONE),)
+CREATOR_ALL_ACL: tuple[ACL, ...] = (ACL(int(Perms.ALL), Id("auth", "")),)
+SUPER = Id("super", "")
+
+
+class AclError(Exception):
+    """Carries the ZooKeeper error code (NO_AUTH, INVALID_ACL, AUTH_FAILED)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def generate_digest(id_password: str) -> str:
+    """``DigestAuthenticationProvider.generateDigest``: ``user:base64(sha1(user:password))``."""
+    user = id_password.split(":", 1)[0]
+    digest = hashlib.sha1(id_password.encode("utf-8", "surrogateescape")).digest()
+    return f"{user}:{base64.b64encode(digest).decode('ascii')}"
+
+
+def _java_split(s: str, sep: str) -> list[str]:
+    """``String.split`` drops trailing empty strings."""
+    parts = s.split(sep)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def _ip_network(expr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    parts = expr.split("/", 1)
+    try:
+        addr = ipaddress.ip_address(parts[0])
+    except ValueError:
+        return None
+    bits = addr.max_prefixlen
+    if len(parts) == 2:
+        try:
+            bits = int(parts[1])
+        except ValueError:
+            return None
+        if not 0 <= bits <= addr.max_prefixlen:
+            return None
+    return ipaddress.ip_network(f"{addr}/{bits}", strict=False)
+
+
+def _valid_id(scheme: str, ident: str | None) -> bool:
+    if ident is None:
+        return False
+    if scheme == "digest":
+        return len(_java_split(ident, ":")) == 2
+    if scheme == "ip":
+        return _ip_network(ident) is not None
+    return False
+
+
+def _matches(scheme: str, auth_id: str | None, acl_id: str | None) -> bool:
+    if scheme == "digest":
+        return auth_id == acl_id
+    if scheme == "ip":
+        if auth_id is None or acl_id is None:
+            return False
+        net = _ip_network(acl_id)
+        try:
+            return net is not None and ipaddress.ip_address(auth_id) in net
+        except ValueError:
+            return False
+    return False
+
+
+def intern_acl(acl: Sequence[ACL]) -> Sequence[ACL]:
+    """Share one object for the ubiquitous world:anyone ALL list (fast path in check_acl)."""
+    if len(acl) == 1 and acl[0] == _OPEN_ENTRY:
+        return OPEN_ACL_UNSAFE
+    return acl
+
+
+def check_acl(acl: Sequence[ACL], perm: int, ids: Sequence[Id]) -> bool:
+    """``ZooKeeperServer.checkACL`` as a predicate."""
+    if acl is OPEN_ACL_UNSAFE or not acl:
+        return True
+    for i in ids:
+        if i.scheme == "super":
+            return True
+    for a in acl:
+        if a.perms & perm:
+            aid = a.id
+            if aid.scheme == "world" and aid.id == "anyone":
+                return True
+            for i in ids:
+                if i.scheme == aid.scheme and _matches(aid.scheme, i.id, aid.id):
+                    return True
+    return False
+
+
+def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id]) -> list[ACL]:
+    """``PrepRequestProcessor.fixupACL``; raises :class:`AclError` (INVALID_ACL)."""
+    from trizab.wire.codes import Err
+
+    uniq: list[ACL] = []
+    for a in acl or ():
+        if a not in uniq:
+            uniq.append(a)
+    if not uniq:
+        raise AclError(Err.INVALID_ACL)
+    out: list[ACL] = []
+    for a in uniq:
+        aid = a.id
+        if aid is None or aid.scheme is None:
+            raise AclError(Err.INVALID_ACL)
+        if aid.scheme == "world" and aid.id == "anyone":
+            out.append(a)
+        elif aid.scheme == "auth":
+            valid = False
+            for cid in ids:
+                # Only the digest provider reports isAuthenticated(); ip does not and
+                # "super" has no provider, so neither is expanded (as in Java).
+                if cid.scheme == "digest":
+                    valid = True
+                    out.append(ACL(a.perms, cid))
+            if not valid:
+                raise AclError(Err.INVALID_ACL)
+        else:
+            if not _valid_id(aid.scheme, aid.id):
+                raise AclError(Err.INVALID_ACL)
+            out.append(a)
+    return out  # the tree interns it (intern_acl) when the create or setACL is applied
+
+
+def authenticate(
+    scheme: str | None, auth: bytes | None, client_ip: str, super_digest: str | None
+) -> list[Id] | None:
+    """The ids an ``AuthPacket`` adds, or None for AUTH_FAILED (unknown scheme)."""
+    if scheme == "digest":
+        digest = generate_digest((auth or b"").decode("utf-8", "surrogateescape"))
+        ids = [Id("digest", digest)]
+        if super_digest is not None and digest == super_digest:
+            ids.insert(0, SUPER)
+        return ids
+    if scheme == "ip":
+        return [Id("ip", client_ip)]
+    return None
+
+
+def user_name(ident: Id) -> str:
+    """``AuthenticationProvider.getUserName`` for whoAmI."""
+    if ident.scheme == "digest" and ident.id is not None:
+        return ident.id.split(":", 1)[0]
+    return ident.id or ""

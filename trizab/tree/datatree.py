@@ -1,0 +1,517 @@
+"""The replicated state: znodes, ephemerals, containers, TTL nodes, sessions, watches.
+
+Theory of operation
+-------------------
+This is ZooKeeper's ``DataTree`` (plus the session table that ``ZKDatabase``
+keeps beside it).  It changes only through :meth:`DataTree.process_txn`, a pure
+function of the tree and one transaction: the transaction carries everything,
+including the time and the parent's new cversion, so every server that applies
+the same log reaches the same tree.  Reads go straight to :attr:`DataTree.nodes`
+(a flat ``path -> Node`` map, as ZooKeeper's ``NodeHashMap``).
+
+Watches fire as a side effect of applying: every trigger appends
+``(watchers, WatcherEvent)`` to :attr:`DataTree.events`, which the server core
+drains after each transaction and turns into notifications (before any reply
+that shows the change).
+
+A node stores its cversion the way ZooKeeper does internally, as the number of
+children ever created (that is what sequential names count); clients see
+``2 * cversion - numChildren`` (``DataNode.copyStat``), i.e. creates plus
+deletes.  The client-visible :class:`~trizab.wire.records.Stat` is built lazily
+and cached until the node changes, because getData and exists are the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from trizab.tree import watches as w
+from trizab.tree.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, intern_acl
+from trizab.txn import TXN_BODY
+from trizab.wire import records as r
+from trizab.wire.codes import (
+    CONTAINER_EPHEMERAL_OWNER,
+    TTL_EPHEMERAL_OWNER_MASK,
+    Err,
+    EventType,
+    KeeperState,
+    OpCode,
+)
+from trizab.wire.jute import JuteError, decode
+
+__all__ = ["DataTree", "Node", "Result", "TreeError", "ephemeral_kind"]
+
+VOID, NORMAL, CONTAINER, TTL = 0, 1, 2, 3
+_TTL_MASK = TTL_EPHEMERAL_OWNER_MASK
+_SYNC_CONNECTED = int(KeeperState.SYNC_CONNECTED)
+_CREATED = int(EventType.NODE_CREATED)
+_DELETED = int(EventType.NODE_DELETED)
+_DATA_CHANGED = int(EventType.NODE_DATA_CHANGED)
+_CHILDREN_CHANGED = int(EventType.NODE_CHILDREN_CHANGED)
+
+
+def ephemeral_kind(owner: int, extended_types: bool) -> int:
+    """``EphemeralType.get``: VOID, NORMAL, CONTAINER or TTL."""
+    if owner == 0:
+        return VOID
+    if owner == CONTAINER_EPHEMERAL_OWNER:
+        return CONTAINER
+    if extended_types and (owner & _TTL_MASK) == _TTL_MASK:
+        return TTL
+    return NORMAL
+
+
+def ttl_of(owner: int) -> int:
+    return owner & ((1 << 40) - 1)
+
+
+class TreeError(Exception):
+    """A KeeperException raised while applying (NoNode, NodeExists, ...)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class Node:
+    """``DataNode`` + ``StatPersisted``; ``cversion`` is the internal create count."""
+
+    __slots__ = (
+        "_stat",
+        "acl",
+        "aversion",
+        "children",
+        "client_owner",
+        "ctime",
+        "cversion",
+        "czxid",
+        "data",
+        "ephemeral_owner",
+        "mtime",
+        "mzxid",
+        "pzxid",
+        "version",
+    )
+
+    def __init__(
+        self,
+        data: bytes | None,
+        acl: Sequence[r.ACL],
+        czxid: int = 0,
+        mzxid: int = 0,
+        ctime: int = 0,
+        mtime: int = 0,
+        version: int = 0,
+        cversion: int = 0,
+        aversion: int = 0,
+        ephemeral_owner: int = 0,
+        pzxid: int = 0,
+        client_owner: int = 0,
+    ) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = pzxid
+        self.client_owner = client_owner
+        self.children: dict[str, None] = {}
+        self._stat: r.Stat | None = None
+
+    def stat(self) -> r.Stat:
+        s = self._stat
+        if s is None:
+            n = len(self.children)
+            data = self.data
+            cversion = 2 * self.cversion - n
+            if not -0x80000000 <= cversion <= 0x7FFFFFFF:  # Java int arithmetic wraps
+                cversion = (cversion + 0x80000000) % 0x100000000 - 0x80000000
+            s = self._stat = r.Stat(
+                self.czxid,
+                self.mzxid,
+                self.ctime,
+                self.mtime,
+                self.version,
+                cversion,
+                self.aversion,
+                self.client_owner,
+                0 if data is None else len(data),
+                n,
+                self.pzxid,
+            )
+        return s
+
+    def persisted(self) -> r.StatPersisted:
+        return r.StatPersisted(
+            self.czxid,
+            self.mzxid,
+            self.ctime,
+            self.mtime,
+            self.version,
+            self.cversion,
+            self.aversion,
+            self.ephemeral_owner,
+            self.pzxid,
+        )
+
+
+class Result:
+    """``DataTree.ProcessTxnResult``."""
+
+    __slots__ = ("client_id", "cxid", "err", "multi", "path", "stat", "type", "zxid")
+
+    def __init__(self, header: r.TxnHeader) -> None:
+        self.client_id = header.client_id
+        self.cxid = header.cxid
+        self.zxid = header.zxid
+        self.type = header.type
+        self.err = 0
+        self.path: str | None = None
+        self.stat: r.Stat | None = None
+        self.multi: list[Result] | None = None
+
+
+class DataTree:
+    def __init__(self, *, extended_types: bool = False) -> None:
+        self.extended_types = extended_types
+        root = Node(b"", OPEN_ACL_UNSAFE)
+        proc = Node(b"", OPEN_ACL_UNSAFE)
+        quota = Node(b"", OPEN_ACL_UNSAFE)
+        # Reconfig node is access controlled (ZOOKEEPER-2014); setACL(..., -1) leaves aversion -1.
+        config = Node(b"", READ_ACL_UNSAFE, aversion=-1)
+        root.children["zookeeper"] = None
+        proc.children["quota"] = None
+        proc.children["config"] = None
+        self.nodes: dict[str, Node] = {
+            "/": root,
+            "/zookeeper": proc,
+            "/zookeeper/quota": quota,
+            "/zookeeper/config": config,
+        }
+        self.ephemerals: dict[int, dict[str, None]] = {}
+        self.containers: dict[str, None] = {}
+        self.ttls: dict[str, None] = {}
+        # sessionsWithTimeouts (ZKDatabase): part of the replicated state and the snapshot.
+        self.sessions: dict[int, int] = {}
+        self.data_watches = w.WatchManager()
+        self.child_watches = w.WatchManager()
+        self.last_processed_zxid = 0
+        self.events: list[tuple[list[int], r.WatcherEvent]] = []
+
+    # -- helpers -------------------------------------------------------------
+
+    def _new_node(self, data: bytes | None, acl: Sequence[r.ACL], owner: int, zxid: int, time: int) -> Node:
+        kind = ephemeral_kind(owner, self.extended_types)
+        return Node(
+            data,
+            acl,
+            czxid=zxid,
+            mzxid=zxid,
+            ctime=time,
+            mtime=time,
+            ephemeral_owner=owner,
+            pzxid=zxid,
+            client_owner=owner if kind == NORMAL else 0,
+        )
+
+    def _fire(self, watchers: list[int], event_type: int, path: str) -> None:
+        if watchers:
+            self.events.append((watchers, r.WatcherEvent(event_type, _SYNC_CONNECTED, path)))
+
+    def is_special_path(self, path: str) -> bool:
+        return path in ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
+
+    # -- mutations (DataTree.createNode / deleteNode / setData / setACL) -----
+
+    def create_node(
+        self,
+        path: str,
+        data: bytes | None,
+        acl: Sequence[r.ACL],
+        owner: int,
+        parent_cversion: int,
+        zxid: int,
+        time: int,
+    ) -> Node:
+        i = path.rfind("/")
+        parent_name = path[:i] or "/"
+        child = path[i + 1 :]
+        nodes = self.nodes
+        parent = nodes.get(parent_name)
+        if parent is None:
+            raise TreeError(Err.NO_NODE)
+        if path in nodes:
+            raise TreeError(Err.NODE_EXISTS)
+        if parent_cversion == -1:
+            parent_cversion = parent.cversion + 1
+        # Replaying a create already in a fuzzy snapshot must not move cversion back.
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        node = self._new_node(data, intern_acl(acl), owner, zxid, time)
+        parent.children[child] = None
+        parent._stat = None
+        nodes[path] = node
+        kind = ephemeral_kind(owner, self.extended_types)
+        if kind == CONTAINER:
+            self.containers[path] = None
+        elif kind == TTL:
+            self.ttls[path] = None
+        elif owner != 0:
+            self.ephemerals.setdefault(owner, {})[path] = None
+        self._fire(self.data_watches.trigger(path, _CREATED), _CREATED, path)
+        self._fire(self.child_watches.trigger(parent_name, _CHILDREN_CHANGED), _CHILDREN_CHANGED, parent_name)
+        return node
+
+    def delete_node(self, path: str, zxid: int) -> None:
+        i = path.rfind("/")
+        parent_name = path[:i] or "/"
+        nodes = self.nodes
+        parent = nodes.get(parent_name)
+        if parent is None:
+            raise TreeError(Err.NO_NODE)
+        parent.children.pop(path[i + 1 :], None)
+        # Only move pzxid forward: a replayed delete must not undo a later create's pzxid.
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        parent._stat = None
+        node = nodes.pop(path, None)
+        if node is None:
+            raise TreeError(Err.NO_NODE)
+        owner = node.ephemeral_owner
+        kind = ephemeral_kind(owner, self.extended_types)
+        if kind == CONTAINER:
+            self.containers.pop(path, None)
+        elif kind == TTL:
+            self.ttls.pop(path, None)
+        elif owner != 0:
+            eph = self.ephemerals.get(owner)
+            if eph is not None:
+                eph.pop(path, None)
+                if not eph:
+                    del self.ephemerals[owner]
+        processed = self.data_watches.trigger(path, _DELETED)
+        self._fire(processed, _DELETED, path)
+        self._fire(self.child_watches.trigger(path, _DELETED, processed), _DELETED, path)
+        self._fire(self.child_watches.trigger(parent_name, _CHILDREN_CHANGED), _CHILDREN_CHANGED, parent_name)
+
+    def set_data(self, path: str, data: bytes | None, version: int, zxid: int, time: int) -> r.Stat:
+        node = self.nodes.get(path)
+        if node is None:
+            raise TreeError(Err.NO_NODE)
+        node.data = data
+        node.mtime = time
+        node.mzxid = zxid
+        node.version = version
+        node._stat = None
+        self._fire(self.data_watches.trigger(path, _DATA_CHANGED), _DATA_CHANGED, path)
+        return node.stat()
+
+    def set_acl(self, path: str, acl: Sequence[r.ACL], version: int) -> r.Stat:
+        node = self.nodes.get(path)
+        if node is None:
+            raise TreeError(Err.NO_NODE)
+        node.aversion = version
+        node.acl = intern_acl(acl)
+        node._stat = None
+        return node.stat()
+
+    def set_cversion_pzxid(self, path: str, new_cversion: int, zxid: int) -> None:
+        node = self.nodes.get(path)
+        if node is None:
+            raise TreeError(Err.NO_NODE)
+        if new_cversion == -1:
+            new_cversion = node.cversion + 1
+        if new_cversion > node.cversion:
+            node.cversion = new_cversion
+            node.pzxid = zxid
+            node._stat = None
+
+    def kill_session(self, session_id: int, zxid: int, paths: Sequence[str] | None) -> None:
+        local = self.ephemerals.pop(session_id, {})
+        listed = list(paths or ())
+        seen = set(listed)
+        # The txn's list first; anything else this tree still has for the session after it.
+        for path in listed + [p for p in local if p not in seen]:
+            try:
+                self.delete_node(path, zxid)
+            except TreeError:
+                pass  # "Ignoring NoNodeException ... while removing ephemeral for dead session"
+
+    # -- DataTree.processTxn ------------------------------------------------
+
+    def process_txn(self, header: r.TxnHeader, body: Any, sub_txn: bool = False) -> Result:
+        rc = Result(header)
+        t = header.type
+        try:
+            if t == OpCode.SET_DATA or t == OpCode.RECONFIG:
+                rc.path = body.path
+                rc.stat = self.set_data(body.path, body.data, body.version, header.zxid, header.time)
+            elif t == OpCode.CREATE or t == OpCode.CREATE2:
+                rc.path = body.path
+                node = self.create_node(
+                    body.path,
+                    body.data,
+                    body.acl or (),
+                    header.client_id if body.ephemeral else 0,
+                    body.parent_c_version,
+                    header.zxid,
+                    header.time,
+                )
+                if t == OpCode.CREATE2:
+                    rc.stat = node.stat()
+            elif t == OpCode.CREATE_TTL:
+                rc.path = body.path
+                owner = _TTL_MASK | (body.ttl & ((1 << 40) - 1))
+                node = self.create_node(
+                    body.path,
+                    body.data,
+                    body.acl or (),
+                    owner,
+                    body.parent_c_version,
+                    header.zxid,
+                    header.time,
+                )
+                rc.stat = node.stat()
+            elif t == OpCode.CREATE_CONTAINER:
+                rc.path = body.path
+                node = self.create_node(
+                    body.path,
+                    body.data,
+                    body.acl or (),
+                    CONTAINER_EPHEMERAL_OWNER,
+                    body.parent_c_version,
+                    header.zxid,
+                    header.time,
+                )
+                rc.stat = node.stat()
+            elif t == OpCode.DELETE or t == OpCode.DELETE_CONTAINER:
+                rc.path = body.path
+                self.delete_node(body.path, header.zxid)
+            elif t == OpCode.SET_ACL:
+                rc.path = body.path
+                rc.stat = self.set_acl(body.path, body.acl or (), body.version)
+            elif t == OpCode.CREATE_SESSION:
+                self.sessions[header.client_id] = body.time_out
+            elif t == OpCode.CLOSE_SESSION:
+                self.sessions.pop(header.client_id, None)
+                self.kill_session(header.client_id, header.zxid, body.paths2_delete if body else None)
+            elif t == OpCode.ERROR:
+                rc.err = body.err
+            elif t == OpCode.CHECK:
+                rc.path = body.path
+            elif t == OpCode.MULTI:
+                self._process_multi(header, body, rc)
+        except TreeError as e:
+            rc.err = e.code
+        if t == OpCode.CREATE and rc.err == Err.NODE_EXISTS and rc.path is not None:
+            # Replay of a create whose node was re-created by another session after a
+            # fuzzy snapshot: still move the parent's cversion/pzxid (DataTree.processTxn).
+            try:
+                self.set_cversion_pzxid(
+                    rc.path[: rc.path.rfind("/")] or "/", body.parent_c_version, header.zxid
+                )
+            except TreeError as e:
+                rc.err = e.code
+        if not sub_txn and rc.zxid > self.last_processed_zxid:
+            self.last_processed_zxid = rc.zxid
+        return rc
+
+    def _process_multi(self, header: r.TxnHeader, body: r.MultiTxn, rc: Result) -> None:
+        txns = body.txns or []
+        failed = any(sub.type == OpCode.ERROR for sub in txns)
+        post_failed = False
+        rc.multi = []
+        for sub in txns:
+            sub_type = sub.type
+            if sub_type == OpCode.ERROR:
+                post_failed = True
+            if failed and sub_type != OpCode.ERROR:
+                code = Err.RUNTIME_INCONSISTENCY if post_failed else Err.OK
+                sub_type = OpCode.ERROR
+                sub_body: Any = r.ErrorTxn(int(code))
+            else:
+                body_type = TXN_BODY.get(sub_type)
+                if body_type is None or sub_type in (
+                    OpCode.MULTI,
+                    OpCode.CREATE_SESSION,
+                    OpCode.CLOSE_SESSION,
+                ):
+                    raise TreeError(Err.MARSHALLING_ERROR)
+                try:
+                    sub_body = decode(body_type, sub.data or b"")
+                except JuteError:
+                    raise TreeError(Err.MARSHALLING_ERROR) from None
+            sub_header = r.TxnHeader(header.client_id, header.cxid, header.zxid, header.time, sub_type)
+            sub_rc = self.process_txn(sub_header, sub_body, True)
+            rc.multi.append(sub_rc)
+            if sub_rc.err != 0 and rc.err == 0:
+                rc.err = sub_rc.err
+
+    # -- reads and watches ---------------------------------------------------
+
+    def get_all_children_number(self, path: str) -> int:
+        if path == "/":
+            return len(self.nodes) - 1
+        prefix = path + "/"
+        return sum(1 for p in self.nodes if p.startswith(prefix))
+
+    def add_watch(self, path: str, watcher: int, mode: int) -> None:
+        """``DataTree.addWatch`` (addWatch op): persistent goes in both tables, recursive in data only."""
+        self.data_watches.add(path, watcher, mode)
+        if mode != w.RECURSIVE:
+            self.child_watches.add(path, watcher, mode)
+
+    def set_watches(
+        self,
+        relative_zxid: int,
+        data_watches: Sequence[str],
+        exist_watches: Sequence[str],
+        child_watches: Sequence[str],
+        persistent: Sequence[str],
+        recursive: Sequence[str],
+        watcher: int,
+    ) -> list[r.WatcherEvent]:
+        """``DataTree.setWatches``: re-register, or return the catch-up events to send now."""
+        out: list[r.WatcherEvent] = []
+        nodes = self.nodes
+        for path in data_watches:
+            node = nodes.get(path)
+            if node is None:
+                out.append(r.WatcherEvent(_DELETED, _SYNC_CONNECTED, path))
+            elif node.mzxid > relative_zxid:
+                out.append(r.WatcherEvent(_DATA_CHANGED, _SYNC_CONNECTED, path))
+            else:
+                self.data_watches.add(path, watcher)
+        for path in exist_watches:
+            if path in nodes:
+                out.append(r.WatcherEvent(_CREATED, _SYNC_CONNECTED, path))
+            else:
+                self.data_watches.add(path, watcher)
+        for path in child_watches:
+            node = nodes.get(path)
+            if node is None:
+                out.append(r.WatcherEvent(_DELETED, _SYNC_CONNECTED, path))
+            elif node.pzxid > relative_zxid:
+                out.append(r.WatcherEvent(_CHILDREN_CHANGED, _SYNC_CONNECTED, path))
+            else:
+                self.child_watches.add(path, watcher)
+        for path in persistent:
+            self.child_watches.add(path, watcher, w.PERSISTENT)
+            self.data_watches.add(path, watcher, w.PERSISTENT)
+        for path in recursive:
+            self.data_watches.add(path, watcher, w.RECURSIVE)
+        return out
+
+    def remove_watcher(self, watcher: int) -> None:
+        self.data_watches.remove_watcher(watcher)
+        self.child_watches.remove_watcher(watcher)
+
+    def approximate_data_size(self) -> int:
+        return sum(len(p) + (len(n.data) if n.data else 0) for p, n in self.nodes.items())
