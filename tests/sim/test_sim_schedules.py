@@ -1,0 +1,155 @@
+"""The simulated ensemble: thousands of random schedules of crashes, restarts and partitions.
+
+Every schedule is checked after every step for agreement, integrity, primary order,
+commit-on-quorum and one established leader per epoch, and at the end for
+durability and liveness (see trizab.testing.sim).  A failure names its seed and
+the one-line command that replays it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trizab.testing import sim as S
+from trizab.zab import peer as P
+from trizab.zab.messages import Proposal
+
+# CI: 1,000 schedules per ensemble size, i.e. 2,000 per election plugin.
+SCHEDULES = int(os.environ.get("TRIZAB_SIM_SCHEDULES", "1000"))
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def _one(args: tuple[int, int, str]) -> str | None:
+    seed, peers, election = args
+    try:
+        S.run_schedule(seed, peers, election)
+    except Exception as exc:
+        return (
+            f"seed {seed}: {type(exc).__name__}: {exc}\n  replay: {S.replay_command(seed, peers, election)}"
+        )
+    return None
+
+
+def run_many(seeds: range, peers: int, election: str) -> list[str]:
+    jobs = [(seed, peers, election) for seed in seeds]
+    if WORKERS == 1:
+        return [f for f in map(_one, jobs) if f]
+    with ProcessPoolExecutor(WORKERS) as pool:
+        return [f for f in pool.map(_one, jobs, chunksize=25) if f]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peers", [3, 5])
+@pytest.mark.parametrize("election", ["fast", "priority", "static"])
+def test_random_schedules(election: str, peers: int) -> None:
+    failures = run_many(range(SCHEDULES), peers, election)
+    assert not failures, "\n".join(failures[:5])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peers", [3, 5])
+def test_safety_does_not_depend_on_the_election(peers: int) -> None:
+    # An elector that picks the LEAST up-to-date peer it can: discovery must make
+    # that leader learn the quorum's best history.
+    failures = run_many(range(300), peers, "perverse")
+    assert not failures, "\n".join(failures[:5])
+
+
+peer_ids = st.integers(1, 5)
+actions = st.one_of(
+    st.tuples(st.just("crash"), peer_ids),
+    st.tuples(st.just("restart"), peer_ids),
+    st.tuples(st.just("crash_leader")),
+    st.tuples(st.just("crash_leader"), peer_ids),
+    st.tuples(st.just("partition"), st.lists(peer_ids, min_size=1, max_size=4, unique=True).map(tuple)),
+    st.tuples(st.just("heal")),
+    st.tuples(st.just("break"), peer_ids, peer_ids),
+    st.tuples(st.just("slow"), peer_ids, peer_ids, st.sampled_from([50, 500, 3000])),
+    st.tuples(st.just("snapshot"), peer_ids),
+)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    peers=st.sampled_from([3, 5]),
+    election=st.sampled_from(["fast", "priority", "static"]),
+    faults=st.lists(st.tuples(st.integers(0, 8000), actions), max_size=25),
+)
+def test_hypothesis_chosen_faults(seed: int, peers: int, election: str, faults: list) -> None:  # type: ignore[type-arg]
+    params = S.params_for(seed, peers, election)
+    sim = S.Simulation(params, seed)
+    sim.run(actions=[(t, a) for t, a in faults if all(x <= peers for x in a[1:3] if isinstance(x, int))])
+
+
+def test_a_seed_replays_exactly() -> None:
+    a = S.Simulation(S.params_for(7, 5, "fast"), 7)
+    b = S.Simulation(S.params_for(7, 5, "fast"), 7)
+    a.trace, b.trace = [], []
+    assert a.run() == b.run()
+    assert a.trace == b.trace and len(a.trace) > 100
+
+
+def test_liveness_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = S.Simulation(S.params_for(3, 3, "fast"), 3)
+    monkeypatch.setattr(sim.net, "heal", lambda: None)  # the partition below never heals
+    with pytest.raises(S.InvariantViolation, match="liveness"):
+        sim.run(actions=[(100, ("partition", (1,))), (150, ("partition", (2,)))])
+
+
+# --- the checker has teeth: deliberate bugs, monkeypatched only here --------------
+
+
+def commit_without_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P, "quorum_acked", lambda acked, voters: max(acked.values()) if acked else None)
+
+
+def apply_before_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    orig = P.Peer._step_broadcast_learner
+
+    def step(self, f, msg):  # type: ignore[no-untyped-def]
+        orig(self, f, msg)
+        if isinstance(msg, Proposal) and msg.zxid <= self.last_zxid:
+            self.committed = max(self.committed, msg.zxid)
+
+    monkeypatch.setattr(P.Peer, "_step_broadcast_learner", step)
+
+
+def skip_history_adoption(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The leader completes discovery without adopting the quorum's best history.
+    monkeypatch.setattr(P.Peer, "_install_plan", lambda self, plan: None)
+
+
+@pytest.mark.parametrize(
+    ("bug", "election"),
+    [(commit_without_quorum, "fast"), (apply_before_commit, "fast"), (skip_history_adoption, "perverse")],
+)
+def test_the_checker_catches_deliberate_bugs(monkeypatch: pytest.MonkeyPatch, bug, election: str) -> None:  # type: ignore[no-untyped-def]
+    bug(monkeypatch)
+    out = io.StringIO()
+    _, failed = S.soak(range(60), 5, election, out=out)
+    assert failed, "the bug went unnoticed"
+    assert (
+        f"replay: python -m trizab.testing.sim --replay {failed[0]} --peers 5 --election {election}"
+        in out.getvalue()
+    )
+
+
+def test_failover_time_after_a_leader_crash() -> None:
+    for peers in (3, 5):
+        times = sorted(S.measure_failover(peers, 15))
+        # ZooKeeper takes a few hundred ms here; a second tickTime would mean a timeout fired.
+        assert times[len(times) // 2] < 1000 and times[-1] < 2000, times
+
+
+def test_command_line_soak_and_replay(capsys: pytest.CaptureFixture[str]) -> None:
+    assert S.main(["--schedules", "3", "--peers", "3", "--election", "priority"]) == 0
+    assert "3 schedules, 0 failed" in capsys.readouterr().out
+    assert S.main(["--replay", "2", "--peers", "5", "--election", "static"]) == 0
+    assert "seed 2: ok" in capsys.readouterr().out

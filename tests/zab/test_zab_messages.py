@@ -1,0 +1,88 @@
+"""Quorum messages round-trip through QuorumPacket and the Jute codec; notifications use FLE's format."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trizab.wire import records as r
+from trizab.wire.codes import QuorumPacketType as T
+from trizab.wire.jute import decode, encode
+from trizab.zab import messages as m
+from trizab.zab.zxid import zxid
+
+sid = st.integers(1, 255)
+z = st.integers(0, 2**63 - 1)
+epoch = st.integers(0, 2**31 - 1)
+blob = st.binary(max_size=40)
+entries = st.lists(st.builds(m.Entry, z, blob), max_size=4).map(tuple)
+plans = st.builds(m.SyncPlan, st.sampled_from([T.DIFF, T.TRUNC, T.SNAP]), z, entries, st.none() | blob)
+
+messages = st.one_of(
+    st.builds(m.FollowerInfo, sid, epoch, st.booleans()),
+    st.builds(m.LeaderInfo, sid, epoch, epoch, z),
+    st.builds(m.AckEpoch, sid, epoch, z, st.none() | plans),
+    st.builds(m.Diff, sid, z),
+    st.builds(m.Trunc, sid, z),
+    st.builds(m.Snap, sid, z, blob),
+    st.builds(m.NewLeader, sid, epoch),
+    st.builds(m.UpToDate, sid, z),
+    st.builds(m.Proposal, sid, z, blob),
+    st.builds(m.Ack, sid, z),
+    st.builds(m.Commit, sid, z),
+    st.builds(m.Inform, sid, z, blob),
+    st.builds(m.Ping, sid, z, blob),
+    st.builds(m.Request, sid, blob),
+)
+
+
+@settings(derandomize=True)
+@given(messages)
+def test_quorum_packet_round_trip(msg: m.QuorumMessage) -> None:
+    pkt = m.to_packet(msg)
+    wire = encode(pkt)
+    back = m.from_packet(decode(r.QuorumPacket, wire), msg.sender)
+    assert back == msg
+
+
+def test_packet_types_are_zookeepers() -> None:
+    assert m.to_packet(m.FollowerInfo(3, 5)).type == 11
+    assert m.to_packet(m.FollowerInfo(3, 5, observer=True)).type == 16
+    assert m.to_packet(m.Proposal(1, 7, b"x")).type == 2
+    assert m.to_packet(m.NewLeader(1, 6)).zxid == zxid(6, 0)
+    info = m.to_packet(m.FollowerInfo(3, 5))
+    assert info.zxid == zxid(5, 0)
+    assert decode(r.LearnerInfo, info.data) == r.LearnerInfo(3, 0x10000, 0)
+    # ACKEPOCH: zxid = lastZxid, data starts with the 4-byte currentEpoch, as in Learner.java.
+    ack = m.to_packet(m.AckEpoch(2, 4, zxid(4, 9)))
+    assert (ack.type, ack.zxid, ack.data) == (18, zxid(4, 9), struct.pack(">i", 4))
+
+
+@pytest.mark.parametrize("pkt", [r.QuorumPacket(99, 0, None, None), r.QuorumPacket(18, 0, b"\x00", None)])
+def test_malformed_packets_raise_protocol_error(pkt: r.QuorumPacket) -> None:
+    with pytest.raises(m.ProtocolError):
+        m.from_packet(pkt, 1)
+
+
+@settings(derandomize=True)
+@given(sid, sid, z, epoch, epoch, st.sampled_from(list(m.PeerState)), blob)
+def test_notification_round_trip(
+    s: int, leader: int, zz: int, ee: int, pe: int, state: m.PeerState, cfg: bytes
+) -> None:
+    n = m.Notification(s, leader, zz, ee, pe, state, cfg)
+    data = m.encode_notification(n)
+    # FastLeaderElection.buildMsg: int state, long leader, long zxid, long electionEpoch,
+    # long peerEpoch, int version, int config length, config.
+    assert struct.unpack_from(">iqqqqii", data) == (int(state), leader, zz, ee, pe, 2, len(cfg))
+    assert m.decode_notification(data, s) == n
+
+
+def test_old_notification_format_and_garbage() -> None:
+    old = struct.pack(">iqqq", 1, 3, zxid(2, 5), 7)
+    assert m.decode_notification(old, 3) == m.Notification(3, 3, zxid(2, 5), 7, 2, m.PeerState.FOLLOWING)
+    for bad in (b"", b"\x00" * 10, struct.pack(">iqqqqii", 9, 0, 0, 0, 0, 2, 0)):
+        with pytest.raises(m.ProtocolError):
+            m.decode_notification(bad, 1)

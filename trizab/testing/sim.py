@@ -1,0 +1,909 @@
+"""A deterministic simulated ensemble of ZAB peers, with faults and the Zab property checker.
+
+Theory of operation
+-------------------
+Everything runs in one thread on a simulated clock (integer milliseconds) and an
+event heap; the only randomness is one ``random.Random(seed)``, so a seed *is* a
+schedule and replays exactly.
+
+* **Peers** are real :class:`trizab.zab.peer.Peer` objects driven like the Trio
+  runtime drives them: inputs are stepped in, then the peer's ``Ready`` is carried
+  out in its documented order.  Storage writes are asynchronous: a Ready's writes
+  become durable only when its simulated fsync completes (1-5 ms later); only
+  then are its messages sent, its committed txns applied and ``advance`` called.
+  Inputs keep arriving meanwhile (group commit).
+* **Storage** (:class:`SimStorage`) keeps a durable part and the writes of the
+  Ready in flight.  A crash keeps a random *prefix* of the in-flight writes, in
+  the order the Ready contract prescribes (truncate, snapshot, appends, epochs
+  last), and loses the rest, as a log that was appended but not synced would.
+* **Network** (:class:`SimNetwork`): per directed pair, a FIFO quorum channel
+  that models a TCP connection (a partition holds bytes until it heals; closing
+  or breaking a connection delivers what was sent, then the close; whatever the
+  other side sent on the dead connection is discarded), and a lossy election
+  channel (a partition drops notifications).  Delays are random per message but
+  never reorder a channel.
+* **Clients** write unique payloads to random live peers; a write is
+  *acknowledged* when the peer it was sent to applies it.  Unacknowledged writes
+  are retried every second at a random peer.
+* **The application** of each peer is just its delivered sequence of
+  ``(zxid, payload)``; a snapshot is that sequence, pickled.
+
+After every applied transaction the checker verifies: that a quorum of voters
+held it durably when it was first applied anywhere (a commit is a quorum's
+durable acknowledgement), agreement (every peer's
+delivered sequence is a prefix of one global sequence), integrity and primary
+order (a delivered txn is exactly what the leader of its epoch proposed at that
+zxid, and within an epoch counters are delivered 1, 2, 3... with no gap, epochs
+increasing), at most one established leader per epoch, and that no leader
+proposed two different txns at one zxid.  After the fault phase everything
+heals and restarts; then within ``LIVENESS_BOUND_MS`` of simulated time a leader
+must be established, every acknowledged and every pending write must be applied
+on every peer, and all peers must agree exactly (durability and liveness).
+
+Run a soak with ``python -m trizab.testing.sim --schedules 100000 --peers 5
+--election fast``; a failure prints its seed and the one-line replay command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import pickle
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from trizab.election import Elector
+from trizab.plugins.election.fast import FastElector
+from trizab.zab.messages import Disconnect, Disconnected, Entry, Notification, QuorumMessage
+from trizab.zab.peer import NotLeader, Peer, PeerConfig
+from trizab.zab.ready import Ready, Role
+from trizab.zab.vote import Vote
+from trizab.zab.zxid import counter_of, epoch_of, fmt
+
+# Once faults stop (everything healed and restarted), this much simulated time is
+# allowed for a leader to be established and every pending write to be applied
+# everywhere.  Derivation for the defaults (tickTime 2 s, initLimit 10, syncLimit 5):
+# stale followers notice a silent leader within syncLimit (10 s); an election
+# then needs a notification round (a LOOKING peer re-sends after at most the
+# 60 s maxNotificationInterval in ZooKeeper, capped here by the backoff reached
+# during the fault phase) and finalizeWait; a failed discovery costs initLimit
+# (20 s) before the next try; the slowest path measured in soaks is well under
+# this bound.
+LIVENESS_BOUND_MS = 120_000
+
+
+class InvariantViolation(AssertionError):
+    """A Zab property failed; the message says which and where."""
+
+
+class PerverseElector(FastElector):
+    """FLE with the vote order reversed: it elects the *least* up-to-date peer it can.
+
+    Not a plugin anyone should use: it exists to show that safety does not depend
+    on the election (discovery must then learn the history from a follower).
+    """
+
+    def beats(self, new: Vote, cur: Vote) -> bool:
+        return (-new.peer_epoch, -new.zxid, new.leader) > (-cur.peer_epoch, -cur.zxid, cur.leader)
+
+
+def electors(name: str, options: dict[str, str] | None = None) -> Callable[[PeerConfig], Elector]:
+    """An elector factory from an installed election plugin (or ``perverse``, see PerverseElector)."""
+    from trizab.plugin import load_plugin
+
+    if name == "perverse":
+        return lambda cfg: PerverseElector(cfg.my_id, cfg.voters, cfg.observers, cfg.election_timing())
+
+    plugin = load_plugin("trizab.election", name, options or {})
+
+    def make(cfg: PeerConfig) -> Elector:
+        return plugin.elector(cfg.my_id, cfg.voters, cfg.observers, cfg.election_timing())
+
+    return make
+
+
+# ---------------------------------------------------------------------------
+# storage
+
+
+@attrs.define
+class SimStorage:
+    """Durable state of one simulated server plus the in-flight (unsynced) writes."""
+
+    snap_zxid: int = 0
+    snap_data: bytes = pickle.dumps([])
+    log: list[Entry] = attrs.Factory(list)
+    accepted_epoch: int = 0
+    current_epoch: int = 0
+    inflight: list[tuple[str, Any]] = attrs.Factory(list)
+    zxids: set[int] = attrs.Factory(set)
+
+    def has(self, z: int) -> bool:
+        """Whether transaction ``z`` is durable here (in the log or under the snapshot)."""
+        return z in self.zxids or 0 < z <= self.snap_zxid
+
+    def write(self, rd: Ready) -> None:
+        """Queue a Ready's writes in the order the Ready contract prescribes."""
+        ops: list[tuple[str, Any]] = []
+        if rd.snapshot is not None:
+            ops.append(("truncate", rd.snapshot.zxid))
+            ops.append(("snapshot", (rd.snapshot.zxid, rd.snapshot.data)))
+        if rd.truncate_after is not None:
+            ops.append(("truncate", rd.truncate_after))
+        ops.extend(("append", e) for e in rd.to_persist)
+        if rd.hard_state is not None:
+            ops.append(("accepted", rd.hard_state.accepted_epoch))
+            ops.append(("current", rd.hard_state.current_epoch))
+        self.inflight.extend(ops)
+
+    def sync(self) -> None:
+        self._apply(self.inflight)
+        self.inflight = []
+
+    def crash(self, rng: random.Random) -> None:
+        """Keep a random prefix of the unsynced writes, lose the rest."""
+        keep = rng.randint(0, len(self.inflight))
+        self._apply(self.inflight[:keep])
+        self.inflight = []
+
+    def _apply(self, ops: Iterable[tuple[str, Any]]) -> None:
+        for op, arg in ops:
+            if op == "truncate":
+                self.log = [e for e in self.log if e.zxid <= arg]
+                self.zxids = {e.zxid for e in self.log}
+            elif op == "snapshot":
+                self.snap_zxid, self.snap_data = arg
+            elif op == "append":
+                if self.log and arg.zxid <= self.log[-1].zxid:
+                    raise InvariantViolation(f"log append out of order {fmt(arg.zxid)}")
+                self.log.append(arg)
+                self.zxids.add(arg.zxid)
+            elif op == "accepted":
+                self.accepted_epoch = arg
+            elif op == "current":
+                self.current_epoch = arg
+
+    def save_snapshot(self, z: int, data: bytes) -> None:
+        # Taken between Readys, as ZooKeeper's SyncRequestProcessor does between batches.
+        assert not self.inflight, "snapshot while a Ready's writes are in flight"
+        self.snap_zxid, self.snap_data = z, data
+        self.log = [e for e in self.log if e.zxid > z]
+        self.zxids = {e.zxid for e in self.log}
+
+    def recovered_history(self) -> list[Entry]:
+        return [e for e in self.log if e.zxid > self.snap_zxid]
+
+
+# ---------------------------------------------------------------------------
+# network
+
+
+@attrs.frozen
+class _Marker:
+    """The end of a quorum connection, travelling behind the data sent before it."""
+
+    gen: int
+
+
+class SimNetwork:
+    """Per-pair FIFO quorum channels with connection generations, and lossy election channels."""
+
+    def __init__(self, sim: Simulation, ids: list[int]) -> None:
+        self.sim = sim
+        self.q: dict[tuple[int, int], deque[tuple[int, int, Any]]] = {
+            (a, b): deque() for a in ids for b in ids if a != b
+        }
+        self.last: dict[tuple[int, int], int] = dict.fromkeys(self.q, 0)
+        self.elast: dict[tuple[int, int], int] = dict.fromkeys(self.q, 0)
+        self.view: dict[tuple[int, int], int] = dict.fromkeys(self.q, 0)
+        self.counter: dict[frozenset[int], int] = {frozenset(k): 0 for k in self.q}
+        self.cut: set[tuple[int, int]] = set()
+        self.slow: dict[tuple[int, int], int] = {}
+
+    def _delay(self, a: int, b: int) -> int:
+        return self.sim.rng.randint(1, 4) + self.slow.get((a, b), 0)
+
+    def send(self, a: int, b: int, msg: Any, tag: int | None = None) -> None:
+        key = (a, b)
+        t = max(self.sim.now + self._delay(a, b), self.last[key])
+        self.last[key] = t
+        self.q[key].append((t, self.view[key] if tag is None else tag, msg))
+        self.sim.schedule(t, self._deliver, key)
+
+    def send_election(self, a: int, b: int, n: Notification) -> None:
+        key = (a, b)
+        if key in self.cut:
+            return
+        t = max(self.sim.now + self._delay(a, b), self.elast[key])
+        self.elast[key] = t
+        self.sim.schedule(t, self._deliver_election, key, n)
+
+    def disconnect(self, a: int, b: int, notify_a: bool = False) -> None:
+        """``a`` closes its connection to ``b`` (or the network breaks it: notify_a)."""
+        pair = frozenset((a, b))
+        self.counter[pair] += 1
+        g = self.counter[pair]
+        if not notify_a:
+            self.view[(a, b)] = g
+        else:
+            self.send(b, a, _Marker(g), tag=g)
+        self.send(a, b, _Marker(g), tag=g)
+
+    def reset_node(self, a: int) -> None:
+        """``a`` restarted: its new connections start a new generation."""
+        for (x, y), _ in self.q.items():
+            if x == a:
+                self.view[(x, y)] = self.counter[frozenset((x, y))]
+
+    def _deliver(self, key: tuple[int, int]) -> None:
+        # Deliver everything due at the head of the channel (an earlier event may
+        # have found the channel cut; its messages are still first in line).
+        q = self.q[key]
+        a, b = key
+        while q and key not in self.cut and q[0][0] <= self.sim.now:
+            _, tag, msg = q.popleft()
+            node = self.sim.nodes[b]
+            if node.peer is None:
+                continue
+            if isinstance(msg, _Marker):
+                if msg.gen > self.view[(b, a)]:
+                    self.view[(b, a)] = msg.gen
+                    self.sim.step(b, Disconnected(a))
+            elif tag == self.view[(b, a)]:
+                self.sim.step(b, msg)
+
+    def _deliver_election(self, key: tuple[int, int], n: Notification) -> None:
+        if key in self.cut or self.sim.nodes[key[1]].peer is None:
+            return
+        self.sim.step(key[1], n)
+
+    def partition(self, groups: list[set[int]]) -> None:
+        self._set_cut({(a, b) for a, b in self.q if not any(a in g and b in g for g in groups)})
+
+    def heal(self) -> None:
+        self.slow = {}
+        self._set_cut(set())
+
+    def _set_cut(self, cut: set[tuple[int, int]]) -> None:
+        reopened = [k for k in self.cut - cut if self.q[k]]
+        self.cut = cut
+        for k in reopened:
+            self.sim.schedule(self.sim.now + 1, self._deliver, k)
+
+
+# ---------------------------------------------------------------------------
+# nodes and the simulation
+
+
+@attrs.define
+class Node:
+    id: int
+    storage: SimStorage
+    peer: Peer | None = None
+    incarnation: int = 0
+    app: list[tuple[int, bytes]] = attrs.Factory(list)
+    busy: bool = False
+    inflight: Ready | None = None
+    submitted: set[bytes] = attrs.Factory(set)
+
+    @property
+    def app_zxid(self) -> int:
+        return self.app[-1][0] if self.app else 0
+
+
+@attrs.frozen
+class SimParams:
+    peers: int = 3
+    observers: int = 0
+    election: str = "fast"
+    election_options: tuple[tuple[str, str], ...] = ()
+    tick_ms: int = 500
+    tick_time_ms: int = 2000
+    init_limit: int = 10
+    sync_limit: int = 5
+    committed_log_size: int = 500
+    fault_ms: int = 15_000
+    write_every_ms: int = 400
+    fault_every_ms: int = 1_500
+    leader_sends_early: bool = False
+
+
+class Simulation:
+    """One schedule: ``Simulation(params, seed).run()`` raises InvariantViolation or returns stats."""
+
+    def __init__(
+        self, params: SimParams, seed: int, make_elector: Callable[[PeerConfig], Elector] | None = None
+    ):
+        self.p = params
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now = 0
+        self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = 0
+        n = params.peers + params.observers
+        self.ids = list(range(1, n + 1))
+        self.voters = frozenset(range(1, params.peers + 1))
+        self.observers = frozenset(self.ids) - self.voters
+        self.make_elector = make_elector or electors(params.election, dict(params.election_options))
+        self.net = SimNetwork(self, self.ids)
+        self.nodes = {i: Node(i, SimStorage()) for i in self.ids}
+        # checker state
+        self.ref: list[int] = []
+        self.proposals: dict[int, bytes] = {}
+        self.quorum_stored: set[int] = set()
+        self.leaders: dict[int, int] = {}
+        self.submitted: set[bytes] = set()
+        self.pending: dict[bytes, int] = {}
+        self.acked: dict[bytes, int] = {}
+        self.writes = 0
+        self.events = 0
+        self.trace: list[str] | None = None
+        self.established_at: list[tuple[int, int, int]] = []
+        for i in self.ids:
+            self.start(i)
+
+    # -- event loop ----------------------------------------------------------
+
+    def schedule(self, t: int, fn: Callable[..., None], *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, fn, args))
+
+    def run_until(self, t_end: int, stop: Callable[[], bool] | None = None) -> bool:
+        heap = self._heap
+        while heap and heap[0][0] <= t_end:
+            t, _, fn, args = heapq.heappop(heap)
+            self.now = t
+            self.events += 1
+            fn(*args)
+            if stop is not None and stop():
+                return True
+        self.now = max(self.now, t_end)
+        return False
+
+    def log(self, text: str) -> None:
+        if self.trace is not None:
+            self.trace.append(f"{self.now:>8} {text}")
+
+    # -- peers ---------------------------------------------------------------
+
+    def config(self, i: int) -> PeerConfig:
+        p = self.p
+        return PeerConfig(
+            my_id=i,
+            voters=self.voters,
+            observers=self.observers,
+            tick_ms=p.tick_ms,
+            tick_time_ms=p.tick_time_ms,
+            init_limit=p.init_limit,
+            sync_limit=p.sync_limit,
+            committed_log_size=p.committed_log_size,
+        )
+
+    def start(self, i: int) -> None:
+        node = self.nodes[i]
+        st = node.storage
+        node.incarnation += 1
+        node.app = pickle.loads(st.snap_data)
+        self._check_prefix(node, "restart from snapshot")
+        node.busy = False
+        node.inflight = None
+        cfg = self.config(i)
+        node.peer = Peer(
+            cfg,
+            self.make_elector(cfg),
+            accepted_epoch=st.accepted_epoch,
+            current_epoch=st.current_epoch,
+            base_zxid=st.snap_zxid,
+            history=st.recovered_history(),
+            snapshot_fn=lambda node=node: (node.app_zxid, pickle.dumps(node.app)),
+        )
+        self.net.reset_node(i)
+        self.log(f"start {i} epochs={st.accepted_epoch}/{st.current_epoch} last={fmt(node.peer.last_zxid)}")
+        self.schedule(self.now + self.rng.randint(1, self.p.tick_ms), self._tick, i, node.incarnation)
+        self._pump(i)
+
+    def crash(self, i: int) -> None:
+        node = self.nodes[i]
+        if node.peer is None:
+            return
+        self.log(f"crash {i}")
+        node.peer = None
+        node.storage.crash(self.rng)
+        node.submitted = set()
+        for j in self.ids:
+            if j != i:
+                self.net.disconnect(i, j)
+
+    def step(self, i: int, msg: QuorumMessage | Notification | Disconnected) -> None:
+        node = self.nodes[i]
+        assert node.peer is not None
+        if self.trace is not None:
+            self.log(f"{i} <- {msg!r:.160}")
+        node.peer.step(msg)
+        self._pump(i)
+
+    def _tick(self, i: int, incarnation: int) -> None:
+        node = self.nodes[i]
+        if node.peer is None or node.incarnation != incarnation:
+            return
+        node.peer.tick()
+        self.schedule(self.now + self.p.tick_ms, self._tick, i, incarnation)
+        self._pump(i)
+
+    def _pump(self, i: int) -> None:
+        node = self.nodes[i]
+        peer = node.peer
+        if peer is None or node.busy or not peer.has_ready():
+            return
+        rd = peer.ready()
+        if rd.soft_state is not None:
+            self._on_soft_state(i, rd)
+        if rd.must_sync:
+            node.storage.write(rd)
+            node.busy = True
+            if self.p.leader_sends_early and peer.is_leader_established and _may_send_early(rd):
+                # ZooKeeper's leader logs a proposal and sends it in parallel.
+                self._send(i, rd)
+                node.inflight = rd
+                rd = attrs.evolve(rd, messages=(), notifications=())
+            self.schedule(self.now + self.rng.randint(1, 5), self._synced, i, node.incarnation, rd)
+        else:
+            self._carry_out(i, rd)
+
+    def _synced(self, i: int, incarnation: int, rd: Ready) -> None:
+        node = self.nodes[i]
+        if node.peer is None or node.incarnation != incarnation:
+            return
+        node.storage.sync()
+        node.busy = False
+        self._carry_out(i, rd)
+
+    def _send(self, i: int, rd: Ready) -> None:
+        for m in rd.messages:
+            if isinstance(m, Disconnect):
+                self.net.disconnect(i, m.peer)
+            else:
+                self.net.send(i, m[0], m[1])
+        for to, n in rd.notifications:
+            self.net.send_election(i, to, n)
+
+    def _carry_out(self, i: int, rd: Ready) -> None:
+        node = self.nodes[i]
+        peer = node.peer
+        assert peer is not None
+        self._send(i, rd)
+        if rd.snapshot is not None:
+            node.app = pickle.loads(rd.snapshot.data)
+            self._check_prefix(node, "snapshot install")
+        for e in rd.committed:
+            self._apply(node, e)
+        peer.advance(node.inflight if node.inflight is not None else rd)
+        node.inflight = None
+        for _, payload in rd.requests:
+            self._propose(i, payload)
+        self._pump(i)
+
+    def _on_soft_state(self, i: int, rd: Ready) -> None:
+        ss = rd.soft_state
+        assert ss is not None
+        self.log(f"{i} soft {ss}")
+        if ss.role == Role.LEADING and ss.established:
+            other = self.leaders.get(ss.epoch)
+            if other is not None and other != i:
+                raise InvariantViolation(f"two established leaders in epoch {ss.epoch}: {other} and {i}")
+            self.leaders[ss.epoch] = i
+            self.established_at.append((self.now, i, ss.epoch))
+
+    # -- application and checks ---------------------------------------------
+
+    def _apply(self, node: Node, e: Entry) -> None:
+        app = node.app
+        z = e.zxid
+        if e.data not in self.submitted:
+            raise InvariantViolation(f"{node.id} delivered {fmt(z)} that no client submitted")
+        if self.proposals.get(z) != e.data:
+            raise InvariantViolation(f"{node.id} delivered {fmt(z)} that no leader proposed with that data")
+        if z not in self.quorum_stored:
+            stored = sum(1 for v in self.voters if self.nodes[v].storage.has(z))
+            if 2 * stored <= len(self.voters):
+                raise InvariantViolation(
+                    f"{node.id} delivered {fmt(z)} while only {stored} voters had it durably (no quorum)"
+                )
+            self.quorum_stored.add(z)
+        if app:
+            pz = app[-1][0]
+            if epoch_of(z) == epoch_of(pz):
+                ok = counter_of(z) == counter_of(pz) + 1
+            else:
+                ok = epoch_of(z) > epoch_of(pz) and counter_of(z) == 1
+        else:
+            ok = counter_of(z) == 1
+        if not ok:
+            prev = fmt(app[-1][0]) if app else "nothing"
+            raise InvariantViolation(f"primary order: {node.id} delivered {fmt(z)} after {prev}")
+        k = len(app)
+        if k < len(self.ref):
+            if self.ref[k] != z:
+                raise InvariantViolation(
+                    f"agreement: {node.id} delivered {fmt(z)} at position {k}, others {fmt(self.ref[k])}"
+                )
+        else:
+            self.ref.append(z)
+        app.append((z, e.data))
+        if e.data in node.submitted:
+            node.submitted.discard(e.data)
+            if e.data not in self.acked:
+                self.acked[e.data] = z
+                self.pending.pop(e.data, None)
+
+    def _check_prefix(self, node: Node, why: str) -> None:
+        for k, (z, data) in enumerate(node.app):
+            if k >= len(self.ref):
+                raise InvariantViolation(f"{why}: {node.id} has {fmt(z)} at {k} that was never delivered")
+            if self.ref[k] != z or self.proposals.get(z) != data:
+                raise InvariantViolation(f"{why}: {node.id} disagrees at position {k}")
+
+    # -- clients -------------------------------------------------------------
+
+    def write(self, payload: bytes | None = None, at: int | None = None) -> None:
+        if payload is None:
+            self.writes += 1
+            payload = b"w%d" % self.writes
+            self.submitted.add(payload)
+            self.pending[payload] = self.now
+        live = [i for i in self.ids if self.nodes[i].peer is not None]
+        if not live:
+            return
+        i = at if at is not None else self.rng.choice(live)
+        node = self.nodes[i]
+        peer = node.peer
+        if peer is None:
+            return
+        node.submitted.add(payload)
+        if peer.role == Role.LEADING:
+            self._propose(i, payload)
+        else:
+            try:
+                peer.forward(payload)
+            except NotLeader:
+                return
+            self._pump(i)
+
+    def _propose(self, i: int, payload: bytes) -> None:
+        peer = self.nodes[i].peer
+        if peer is None:
+            return
+        try:
+            z = peer.propose(payload)
+        except NotLeader:
+            return
+        prior = self.proposals.setdefault(z, payload)
+        if prior != payload:
+            raise InvariantViolation(f"two proposals at {fmt(z)}")
+        self._pump(i)
+
+    def _retry(self) -> None:
+        for payload in list(self.pending):
+            self.write(payload)
+        self.schedule(self.now + 1000, self._retry)
+
+    # -- schedules -----------------------------------------------------------
+
+    def random_action(self) -> tuple[Any, ...]:
+        """A fault chosen by the schedule's generator."""
+        rng = self.rng
+        r = rng.random()
+        if r < 0.25:
+            return ("crash", rng.choice(self.ids))
+        if r < 0.45:
+            return ("restart", rng.choice(self.ids))
+        if r < 0.5:
+            return ("crash_leader",)
+        if r < 0.55:
+            # Correlated failure (a rack, a power feed): the leader and one more.
+            return ("crash_leader", rng.choice(self.ids))
+        if r < 0.7:
+            ids = self.ids[:]
+            rng.shuffle(ids)
+            return ("partition", tuple(sorted(ids[: rng.randint(1, len(ids) - 1)])))
+        if r < 0.8:
+            return ("heal",)
+        if r < 0.88:
+            return ("break", *rng.sample(self.ids, 2))
+        if r < 0.94:
+            return ("slow", *rng.sample(self.ids, 2), rng.choice([50, 200, 1000, 3000]))
+        return ("snapshot", rng.choice(self.ids))
+
+    def do(self, action: tuple[Any, ...]) -> None:
+        """Carry out one fault; actions that do not apply right now (crash a dead peer) do nothing."""
+        kind = action[0]
+        nodes = self.nodes
+        if kind == "crash":
+            self.crash(action[1])
+        elif kind == "restart":
+            if nodes[action[1]].peer is None:
+                self.start(action[1])
+        elif kind == "crash_leader":
+            # Crash whoever leads right now: the interesting moment.
+            for n in nodes.values():
+                if n.peer is not None and n.peer.role == Role.LEADING:
+                    self.crash(n.id)
+                    break
+            for other in action[1:]:
+                self.crash(other)
+        elif kind == "partition":
+            side = set(action[1]) & set(self.ids)
+            self.log(f"partition {sorted(side)} | {sorted(set(self.ids) - side)}")
+            self.net.partition([side, set(self.ids) - side])
+        elif kind == "heal":
+            self.log("heal")
+            self.net.heal()
+        elif kind == "break":
+            a, b = action[1], action[2]
+            if a != b and a in nodes and b in nodes:
+                self.log(f"break {a}-{b}")
+                self.net.disconnect(a, b, notify_a=True)
+        elif kind == "slow":
+            self.net.slow[(action[1], action[2])] = action[3]
+        elif kind == "snapshot":
+            node = nodes[action[1]]
+            if node.peer is not None and not node.busy:
+                self.log(f"snapshot {node.id} at {fmt(node.app_zxid)}")
+                node.storage.save_snapshot(node.app_zxid, pickle.dumps(node.app))
+        else:
+            raise ValueError(f"unknown action {action!r}")
+
+    def _random_fault(self) -> None:
+        self.do(self.random_action())
+
+    def run(self, actions: Iterable[tuple[int, tuple[Any, ...]]] | None = None) -> dict[str, int]:
+        """Fault phase, then heal everything and require liveness and durability.
+
+        ``actions`` (time in ms, action) replaces the generator's own faults, so
+        that hypothesis can choose and shrink them.
+        """
+        p = self.p
+        rng = self.rng
+        t = 0
+        while True:
+            t += rng.randint(1, 2 * p.write_every_ms)
+            if t >= p.fault_ms:
+                break
+            self.schedule(t, self.write)
+        if actions is None:
+            t = 0
+            while True:
+                t += rng.randint(1, 2 * p.fault_every_ms)
+                if t >= p.fault_ms:
+                    break
+                self.schedule(t, self._random_fault)
+        else:
+            for t, action in actions:
+                self.schedule(min(t, p.fault_ms - 1), self.do, action)
+        self.schedule(1000, self._retry)
+        self.run_until(p.fault_ms)
+        self.log("faults stop: heal, restart")
+        self.net.heal()
+        for i in self.ids:
+            if self.nodes[i].peer is None:
+                self.start(i)
+        healed_at = self.now
+        done = self.run_until(healed_at + LIVENESS_BOUND_MS, stop=self._quiet)
+        if not done:
+            raise InvariantViolation(
+                f"liveness: not settled {LIVENESS_BOUND_MS} ms after faults stopped: " + self._describe()
+            )
+        self._final_check()
+        return {
+            "events": self.events,
+            "writes": self.writes,
+            "settle_ms": self.now - healed_at,
+            "committed": len(self.ref),
+        }
+
+    def _quiet(self) -> bool:
+        if self.pending:
+            return False
+        leader = [n for n in self.nodes.values() if n.peer is not None and n.peer.is_leader_established]
+        if len(leader) != 1:
+            return False
+        target = len(self.ref)
+        return all(
+            len(n.app) == target and n.peer is not None and n.peer.established for n in self.nodes.values()
+        )
+
+    def _final_check(self) -> None:
+        for node in self.nodes.values():
+            have = {data for _, data in node.app}
+            lost = [d for d in self.acked if d not in have]
+            if lost:
+                raise InvariantViolation(f"durability: {node.id} lacks acknowledged writes {lost[:3]}")
+
+    def _describe(self) -> str:
+        parts = []
+        for n in self.nodes.values():
+            if n.peer is None:
+                parts.append(f"{n.id}:down")
+            else:
+                pr = n.peer
+                parts.append(
+                    f"{n.id}:{pr.role.value}/{pr.leader}/e{pr.epoch}/est={pr.established}/app={len(n.app)}"
+                )
+        return f"pending={len(self.pending)} ref={len(self.ref)} " + " ".join(parts)
+
+
+def _may_send_early(rd: Ready) -> bool:
+    """The optimization Ready allows an established leader: only log appends to wait for."""
+    return rd.hard_state is None and rd.snapshot is None and rd.truncate_after is None
+
+
+# ---------------------------------------------------------------------------
+# schedules from seeds
+
+
+def params_for(seed: int, peers: int, election: str, tick_ms: int = 500) -> SimParams:
+    """The per-seed variations: observers, plugin options, log window, timings."""
+    rng = random.Random(seed ^ 0x5EED)
+    options: tuple[tuple[str, str], ...] = ()
+    if election == "static":
+        options = (("leader", str(rng.randint(1, peers))),)
+    elif election == "priority":
+        ids = list(range(1, peers + 1))
+        rng.shuffle(ids)
+        options = (("prefer", ",".join(map(str, ids[: rng.randint(1, peers)]))),)
+    return SimParams(
+        peers=peers,
+        observers=1 if rng.random() < 0.2 else 0,
+        election=election,
+        election_options=options,
+        tick_ms=tick_ms,
+        committed_log_size=rng.choice([2, 5, 20, 500]),
+        fault_ms=rng.choice([6_000, 10_000, 15_000]),
+        write_every_ms=rng.choice([100, 300, 800]),
+        fault_every_ms=rng.choice([200, 500, 1_500, 3_000]),
+        leader_sends_early=rng.random() < 0.5,
+    )
+
+
+def replay_command(seed: int, peers: int, election: str) -> str:
+    return f"python -m trizab.testing.sim --replay {seed} --peers {peers} --election {election} --trace"
+
+
+def run_schedule(seed: int, peers: int, election: str, trace: bool = False) -> dict[str, int]:
+    sim = Simulation(params_for(seed, peers, election), seed)
+    if trace:
+        sim.trace = []
+    try:
+        return sim.run()
+    except BaseException:
+        if trace and sim.trace is not None:
+            print("\n".join(sim.trace[-400:]), file=sys.stderr)
+        raise
+
+
+def soak(
+    seeds: Iterable[int],
+    peers: int,
+    election: str,
+    out: Any = sys.stdout,
+    stats: dict[str, int] | None = None,
+) -> tuple[int, list[int]]:
+    """Run many schedules; print each failure with its replay command.  Returns (count, failing seeds).
+
+    ``stats`` (if given) receives totals and the slowest settle time after faults stopped.
+    """
+    failed: list[int] = []
+    count = 0
+    for seed in seeds:
+        count += 1
+        try:
+            result = run_schedule(seed, peers, election)
+        except Exception as exc:  # report every kind of failure, keep going
+            failed.append(seed)
+            print(
+                f"FAIL seed={seed} peers={peers} election={election}: {type(exc).__name__}: {exc}", file=out
+            )
+            print(f"  replay: {replay_command(seed, peers, election)}", file=out)
+            continue
+        if stats is not None:
+            for key in ("events", "writes", "committed"):
+                stats[key] = stats.get(key, 0) + result[key]
+            stats["max_settle_ms"] = max(stats.get("max_settle_ms", 0), result["settle_ms"])
+    return count, failed
+
+
+def measure_failover(
+    peers: int,
+    trials: int,
+    election: str = "fast",
+    tick_ms: int = 100,
+    first_seed: int = 0,
+    how: str = "crash",
+) -> list[int]:
+    """Simulated ms from losing an established leader to the next established leader.
+
+    tickTime 2000 ms, initLimit 10, syncLimit 5, finalizeWait 200 ms; the peer
+    ticks every ``tick_ms``; message delays 1-4 ms, fsync 1-5 ms.  ``how="crash"``
+    kills the leader, which closes its connections (as the kernel does for a
+    killed process), so the followers notice at once, as with ZooKeeper;
+    ``how="isolate"`` partitions it silently, so they notice only after syncLimit.
+    """
+    out = []
+    for seed in range(first_seed, first_seed + trials):
+        sim = Simulation(SimParams(peers=peers, election=election, tick_ms=tick_ms), seed)
+
+        def settled(sim: Simulation = sim) -> bool:
+            return all(n.peer is not None and n.peer.established for n in sim.nodes.values())
+
+        if not sim.run_until(60_000, stop=settled):
+            raise InvariantViolation(f"seed {seed}: no initial leader")
+        for _ in range(5):
+            sim.write()
+        # Kill at a random moment within the next two tickTimes.
+        sim.run_until(sim.now + sim.rng.randint(0, 4000))
+        leader = next(n.id for n in sim.nodes.values() if n.peer is not None and n.peer.is_leader_established)
+        t0 = sim.now
+        if how == "crash":
+            sim.crash(leader)
+        else:
+            sim.net.partition([{leader}, set(sim.ids) - {leader}])
+        before = len(sim.established_at)
+
+        def elected(sim: Simulation = sim, before: int = before, old: int = leader) -> bool:
+            return any(who != old for _, who, _ in sim.established_at[before:])
+
+        if not sim.run_until(t0 + LIVENESS_BOUND_MS, stop=elected):
+            raise InvariantViolation(f"seed {seed}: no new leader")
+        out.append(next(t for t, who, _ in sim.established_at[before:] if who != leader) - t0)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trizab.testing.sim", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--schedules", type=int, default=1000)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--peers", type=int, default=3, choices=(3, 5, 7))
+    ap.add_argument("--election", default="fast")
+    ap.add_argument("--replay", type=int, default=None, metavar="SEED")
+    ap.add_argument("--trace", action="store_true")
+    ap.add_argument(
+        "--failover",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="measure leader-crash-to-new-leader time instead of running schedules",
+    )
+    ap.add_argument("--failover-how", choices=("crash", "isolate"), default="crash")
+    args = ap.parse_args(argv)
+    if args.failover:
+        times = sorted(measure_failover(args.peers, args.failover, args.election, how=args.failover_how))
+        print(
+            f"failover ({args.failover_how}) peers={args.peers} election={args.election} n={len(times)}: "
+            f"median {times[len(times) // 2]} ms, worst {times[-1]} ms, best {times[0]} ms"
+        )
+        return 0
+    if args.replay is not None:
+        stats = run_schedule(args.replay, args.peers, args.election, trace=args.trace)
+        print(f"seed {args.replay}: ok {stats}")
+        return 0
+    t0 = time.monotonic()
+    seeds = range(args.first_seed, args.first_seed + args.schedules)
+    stats: dict[str, int] = {}
+    count, failed = soak(seeds, args.peers, args.election, stats=stats)
+    print(
+        f"{count} schedules, {len(failed)} failed, {time.monotonic() - t0:.1f} s"
+        f" (peers={args.peers} election={args.election}; {stats.get('committed', 0)} txns committed;"
+        f" slowest settle after faults stopped: {stats.get('max_settle_ms', 0)} ms,"
+        f" bound {LIVENESS_BOUND_MS} ms)"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""Messages between ZAB peers, named after ZooKeeper's ``Leader.java`` packet constants.
+
+Theory of operation
+-------------------
+Quorum messages are small frozen classes.  ``sender`` is who sent the message;
+it is not on the wire (the connection tells the receiver) and is filled in by
+:func:`from_packet`.  Every quorum message converts to and from
+:class:`trizab.wire.records.QuorumPacket` (``type, zxid, data, authinfo``), the
+record the networked runtime frames with the Jute codec:
+
+=============  =====================================  ======================================
+message        QuorumPacket.zxid                      QuorumPacket.data
+=============  =====================================  ======================================
+FollowerInfo   zxid(acceptedEpoch, 0)                 LearnerInfo(sid, 0x10000, 0)
+LeaderInfo     zxid(newEpoch, 0)                      int 0x10000 + long currentEpoch +
+                                                      long lastZxid (trizab extension)
+AckEpoch       lastZxid                               int currentEpoch [+ history, see below]
+Diff/Trunc     the sync point                         -
+Snap           the snapshot's zxid                    the snapshot bytes (ZooKeeper streams
+                                                      them after the packet instead)
+Proposal       the txn's zxid                         the encoded txn
+Inform         the txn's zxid                         the encoded txn
+Ack/Commit     the zxid                               -
+NewLeader      zxid(newEpoch, 0)                      -
+UpToDate       the leader's commit point              -
+Ping           the sender's last zxid                 opaque session report (may be empty)
+Request        0                                      opaque forwarded client request
+=============  =====================================  ======================================
+
+AckEpoch's extension: when the LEADERINFO shows that the follower's history is
+more up to date than the leader's (by currentEpoch, then lastZxid), the
+follower appends what the leader is missing, encoded as a :class:`SyncPlan`,
+exactly as a leader would describe a DIFF/TRUNC/SNAP to a learner.  This is
+how a leader learns the best history of its quorum (Zab's ACK-E carrying the
+follower's history) without depending on the election having picked it.
+
+Election notifications (:class:`Notification`) travel on the election port in
+ZooKeeper's FastLeaderElection format (``FastLeaderElection.buildMsg``):
+``int state, long leader, long zxid, long electionEpoch, long peerEpoch, int
+version (2), int configLength, byte[] config``, big-endian.
+
+Connection events (:class:`Disconnected` in, :class:`Disconnect` out) are not
+on the wire: they are how the core and its driver talk about TCP connections.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+import attrs
+
+from trizab.wire import records as r
+from trizab.wire.codes import QuorumPacketType as T
+from trizab.wire.jute import JuteError, decode, encode
+from trizab.zab.zxid import epoch_of, zxid
+
+PROTOCOL_VERSION = 0x10000
+
+
+class ProtocolError(Exception):
+    """A peer sent something that violates the ZAB protocol (the remote side's fault)."""
+
+
+class PeerState(enum.IntEnum):
+    """``QuorumPeer.ServerState`` in its wire order."""
+
+    LOOKING = 0
+    FOLLOWING = 1
+    LEADING = 2
+    OBSERVING = 3
+
+
+# ---------------------------------------------------------------------------
+# Entries and sync plans
+
+
+@attrs.frozen
+class Entry:
+    """One transaction of a history: its zxid and its opaque encoded bytes."""
+
+    zxid: int
+    data: bytes
+
+
+@attrs.frozen
+class SyncPlan:
+    """How to turn a history ending at some zxid into the sender's history.
+
+    ``kind`` is DIFF (append ``entries``), TRUNC (drop everything after ``zxid``,
+    then append) or SNAP (install ``snapshot`` taken at ``zxid``, then append).
+    """
+
+    kind: T
+    zxid: int
+    entries: tuple[Entry, ...] = ()
+    snapshot: bytes | None = None
+
+    @property
+    def last_zxid(self) -> int | None:
+        return self.entries[-1].zxid if self.entries else None
+
+
+# ---------------------------------------------------------------------------
+# Quorum messages
+
+
+@attrs.frozen
+class FollowerInfo:
+    sender: int
+    accepted_epoch: int
+    observer: bool = False
+
+
+@attrs.frozen
+class LeaderInfo:
+    sender: int
+    epoch: int
+    # The leader's own position before discovery, so a follower can tell it is ahead.
+    current_epoch: int = 0
+    last_zxid: int = 0
+
+
+@attrs.frozen
+class AckEpoch:
+    sender: int
+    current_epoch: int
+    last_zxid: int
+    history: SyncPlan | None = None
+
+
+@attrs.frozen
+class Diff:
+    sender: int
+    zxid: int
+
+
+@attrs.frozen
+class Trunc:
+    sender: int
+    zxid: int
+
+
+@attrs.frozen
+class Snap:
+    sender: int
+    zxid: int
+    snapshot: bytes
+
+
+@attrs.frozen
+class NewLeader:
+    sender: int
+    epoch: int
+
+
+@attrs.frozen
+class UpToDate:
+    sender: int
+    zxid: int
+
+
+@attrs.frozen
+class Proposal:
+    sender: int
+    zxid: int
+    data: bytes
+
+
+@attrs.frozen
+class Ack:
+    sender: int
+    zxid: int
+
+
+@attrs.frozen
+class Commit:
+    sender: int
+    zxid: int
+
+
+@attrs.frozen
+class Inform:
+    sender: int
+    zxid: int
+    data: bytes
+
+
+@attrs.frozen
+class Ping:
+    sender: int
+    zxid: int = 0
+    payload: bytes = b""
+
+
+@attrs.frozen
+class Request:
+    sender: int
+    payload: bytes
+
+
+QuorumMessage = (
+    FollowerInfo
+    | LeaderInfo
+    | AckEpoch
+    | Diff
+    | Trunc
+    | Snap
+    | NewLeader
+    | UpToDate
+    | Proposal
+    | Ack
+    | Commit
+    | Inform
+    | Ping
+    | Request
+)
+
+
+# ---------------------------------------------------------------------------
+# Connection events
+
+
+@attrs.frozen
+class Disconnected:
+    """Input: the quorum connection with ``peer`` broke (or was closed by it)."""
+
+    peer: int
+
+
+@attrs.frozen
+class Disconnect:
+    """Output: close the quorum connection with ``peer``; anything queued for it is void."""
+
+    peer: int
+
+
+# ---------------------------------------------------------------------------
+# Election notifications
+
+
+@attrs.frozen
+class Notification:
+    """A FastLeaderElection notification: the sender's vote, round and state."""
+
+    sender: int
+    leader: int
+    zxid: int
+    election_epoch: int
+    peer_epoch: int
+    state: PeerState
+    config: bytes = b""
+
+
+_NOTIFICATION = struct.Struct(">iqqqqii")
+NOTIFICATION_VERSION = 2
+
+
+def encode_notification(n: Notification) -> bytes:
+    return (
+        _NOTIFICATION.pack(
+            int(n.state),
+            n.leader,
+            n.zxid,
+            n.election_epoch,
+            n.peer_epoch,
+            NOTIFICATION_VERSION,
+            len(n.config),
+        )
+        + n.config
+    )
+
+
+def decode_notification(data: bytes, sender: int) -> Notification:
+    """Decode a notification; the 40-byte pre-3.4 and 28-byte forms are accepted as ZooKeeper does."""
+    if len(data) >= _NOTIFICATION.size:
+        state, leader, z, ee, pe, _version, n = _NOTIFICATION.unpack_from(data)
+        config = data[_NOTIFICATION.size :]
+        if n != len(config):
+            raise ProtocolError(f"notification config length {n} but {len(config)} bytes follow")
+    elif len(data) in (28, 40):
+        state, leader, z, ee = struct.unpack_from(">iqqq", data)
+        pe = struct.unpack_from(">q", data, 28)[0] if len(data) == 40 else epoch_of(z)
+        config = b""
+    else:
+        raise ProtocolError(f"notification of {len(data)} bytes")
+    try:
+        st = PeerState(state)
+    except ValueError:
+        raise ProtocolError(f"unknown peer state {state} in notification") from None
+    return Notification(sender, leader, z, ee, pe, st, bytes(config))
+
+
+# ---------------------------------------------------------------------------
+# QuorumPacket conversion
+
+_I = struct.Struct(">i")
+_Q = struct.Struct(">q")
+_IQQ = struct.Struct(">iqq")
+
+
+def encode_plan(plan: SyncPlan) -> bytes:
+    out = bytearray(_I.pack(int(plan.kind)) + _Q.pack(plan.zxid))
+    snap = plan.snapshot
+    out += _I.pack(-1 if snap is None else len(snap))
+    if snap is not None:
+        out += snap
+    out += _I.pack(len(plan.entries))
+    for e in plan.entries:
+        out += _Q.pack(e.zxid) + _I.pack(len(e.data)) + e.data
+    return bytes(out)
+
+
+def decode_plan(data: bytes) -> SyncPlan:
+    try:
+        pos = 0
+        (kind,) = _I.unpack_from(data, pos)
+        (z,) = _Q.unpack_from(data, pos + 4)
+        (n,) = _I.unpack_from(data, pos + 12)
+        pos += 16
+        snap = None
+        if n >= 0:
+            snap = bytes(data[pos : pos + n])
+            pos += n
+        (count,) = _I.unpack_from(data, pos)
+        pos += 4
+        entries = []
+        for _ in range(count):
+            (ez,) = _Q.unpack_from(data, pos)
+            (ln,) = _I.unpack_from(data, pos + 8)
+            pos += 12
+            if ln < 0 or pos + ln > len(data):
+                raise ProtocolError("truncated history entry")
+            entries.append(Entry(ez, bytes(data[pos : pos + ln])))
+            pos += ln
+        if pos != len(data):
+            raise ProtocolError("trailing bytes after history")
+        return SyncPlan(T(kind), z, tuple(entries), snap)
+    except (struct.error, ValueError) as exc:
+        raise ProtocolError(f"malformed history: {exc}") from None
+
+
+def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
+    """The QuorumPacket that carries ``msg`` (``sender`` is implied by the connection)."""
+
+    def pkt(t: T, z: int = 0, data: bytes | None = None) -> r.QuorumPacket:
+        return r.QuorumPacket(int(t), z, data, None)
+
+    match msg:
+        case FollowerInfo(sender, accepted_epoch, observer):
+            info = encode(r.LearnerInfo(sender, PROTOCOL_VERSION, 0))
+            return pkt(T.OBSERVERINFO if observer else T.FOLLOWERINFO, zxid(accepted_epoch, 0), info)
+        case LeaderInfo(_, epoch, current_epoch, last_zxid):
+            return pkt(T.LEADERINFO, zxid(epoch, 0), _IQQ.pack(PROTOCOL_VERSION, current_epoch, last_zxid))
+        case AckEpoch(_, current_epoch, last_zxid, history):
+            data = _I.pack(current_epoch) + (encode_plan(history) if history is not None else b"")
+            return pkt(T.ACKEPOCH, last_zxid, data)
+        case Diff(_, z):
+            return pkt(T.DIFF, z)
+        case Trunc(_, z):
+            return pkt(T.TRUNC, z)
+        case Snap(_, z, snapshot):
+            return pkt(T.SNAP, z, snapshot)
+        case NewLeader(_, epoch):
+            return pkt(T.NEWLEADER, zxid(epoch, 0))
+        case UpToDate(_, z):
+            return pkt(T.UPTODATE, z)
+        case Proposal(_, z, data):
+            return pkt(T.PROPOSAL, z, data)
+        case Ack(_, z):
+            return pkt(T.ACK, z)
+        case Commit(_, z):
+            return pkt(T.COMMIT, z)
+        case Inform(_, z, data):
+            return pkt(T.INFORM, z, data)
+        case Ping(_, z, payload):
+            return pkt(T.PING, z, payload)
+        case Request(_, payload):
+            return pkt(T.REQUEST, 0, payload)
+    raise TypeError(f"not a quorum message: {msg!r}")
+
+
+def from_packet(p: r.QuorumPacket, sender: int) -> QuorumMessage:
+    """Decode a QuorumPacket received from ``sender``; malformed input raises ProtocolError."""
+    data = p.data or b""
+    try:
+        t = T(p.type)
+    except ValueError:
+        raise ProtocolError(f"unknown quorum packet type {p.type}") from None
+    try:
+        match t:
+            case T.FOLLOWERINFO | T.OBSERVERINFO:
+                if data:
+                    decode(r.LearnerInfo, data)
+                return FollowerInfo(sender, epoch_of(p.zxid), t == T.OBSERVERINFO)
+            case T.LEADERINFO:
+                if len(data) >= _IQQ.size:
+                    _, ce, lz = _IQQ.unpack_from(data)
+                    return LeaderInfo(sender, epoch_of(p.zxid), ce, lz)
+                return LeaderInfo(sender, epoch_of(p.zxid))
+            case T.ACKEPOCH:
+                (ce,) = _I.unpack_from(data)
+                history = decode_plan(data[4:]) if len(data) > 4 else None
+                return AckEpoch(sender, ce, p.zxid, history)
+            case T.DIFF:
+                return Diff(sender, p.zxid)
+            case T.TRUNC:
+                return Trunc(sender, p.zxid)
+            case T.SNAP:
+                return Snap(sender, p.zxid, data)
+            case T.NEWLEADER:
+                return NewLeader(sender, epoch_of(p.zxid))
+            case T.UPTODATE:
+                return UpToDate(sender, p.zxid)
+            case T.PROPOSAL:
+                return Proposal(sender, p.zxid, data)
+            case T.ACK:
+                return Ack(sender, p.zxid)
+            case T.COMMIT:
+                return Commit(sender, p.zxid)
+            case T.INFORM:
+                return Inform(sender, p.zxid, data)
+            case T.PING:
+                return Ping(sender, p.zxid, data)
+            case T.REQUEST:
+                return Request(sender, data)
+    except (struct.error, JuteError) as exc:
+        raise ProtocolError(f"malformed {t.name} packet: {exc}") from None
+    raise ProtocolError(f"quorum packet type {t.name} is not supported")

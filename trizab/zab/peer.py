@@ -1,0 +1,916 @@
+"""The ZAB peer: election, discovery, synchronization and broadcast as one sans-I/O object.
+
+Theory of operation
+-------------------
+A :class:`Peer` is Apache ZooKeeper's ``QuorumPeer`` + ``Leader``/``LearnerHandler``
++ ``Follower``/``Observer`` reduced to a synchronous state machine shaped like
+etcd raft's ``RawNode``: inputs are ``step(message)``, ``tick()``,
+``propose(txn)``, ``forward(request)`` and ``advance(ready)`` (which also reports
+the storage barrier); outputs are collected in a :class:`~trizab.zab.ready.Ready`
+(see that module for the order a driver must follow).  It never reads a clock,
+touches a socket or a disk, or draws a random number.
+
+Roles swap the step and tick functions (``_become_*``), and each ZAB phase of a
+role has its own ``_step_<phase>_<role>`` method:
+
+* **LOOKING** (``_step_election``): an :class:`~trizab.election.Elector` plugin
+  proposes a leader.  Non-LOOKING peers answer LOOKING peers with their vote.
+* **Discovery.**  A follower sends FOLLOWERINFO(acceptedEpoch).  The leader waits
+  for a quorum of them (itself included), picks ``newEpoch`` = 1 + the highest
+  acceptedEpoch seen, persists it as its own acceptedEpoch and sends
+  LEADERINFO(newEpoch, its currentEpoch, its lastZxid).  A follower refuses an
+  epoch below its acceptedEpoch, persists the new one **before** answering
+  ACKEPOCH(currentEpoch, lastZxid), and, when its own history is better than
+  the leader's, attaches the part the leader lacks.
+* **Where safety is guaranteed** (:meth:`Peer._finish_discovery`): once a quorum
+  of voters (the leader counting itself only after its acceptedEpoch is durable)
+  has acknowledged the new epoch, the leader adopts the most up-to-date history
+  among them, ordered by (currentEpoch, lastZxid), *before* it sends or proposes
+  anything of the new epoch.  Any committed transaction was acknowledged by a
+  quorum, which intersects this one, so the adopted history contains it.  The
+  election plugin only chooses who runs discovery: a poor choice costs time, it
+  cannot lose or reorder a committed transaction.
+* **Synchronization.**  For each learner the leader sends DIFF (the proposals the
+  learner lacks), TRUNC (drop what the leader does not have, then the
+  proposals) or SNAP (when the learner is older than the in-memory committed log
+  of the last ``committed_log_size`` transactions), then NEWLEADER.  A learner
+  persists all of it and ``currentEpoch`` before acknowledging NEWLEADER.  A
+  quorum of NEWLEADER acknowledgements commits the leader's initial history;
+  the leader sends UPTODATE and is *established*.
+* **Broadcast.**  ``propose`` assigns ``zxid(epoch, counter)`` and sends PROPOSAL
+  to every synced follower in zxid order over per-learner FIFO connections.  A
+  follower acknowledges only after the proposal is durable (the ACK sits in the
+  same Ready as the append).  Acknowledgements are cumulative; the leader
+  commits the highest zxid acknowledged by a quorum of voters, itself included
+  once its own barrier covers it, and sends COMMIT; observers get INFORM with
+  the committed data instead and never vote.  Proposals that a quorum never
+  accepted are discarded by the next leader's TRUNC.
+* **Liveness.**  The leader pings every learner every half tickTime; a learner
+  answers with a ping carrying its session report.  A learner that hears nothing
+  from its leader for syncLimit (initLimit while syncing) goes LOOKING; a leader
+  that has not heard from a quorum for syncLimit, or is not established within
+  initLimit, steps down.  The counter of a zxid overflowing also ends the epoch.
+
+* **Sessions** are ordinary transactions here (createSession/closeSession are
+  proposed like any txn).  Learners piggyback session activity on their pings
+  (``report_sessions``); the leader surfaces it in ``Ready.session_reports``.
+  Only the leader expires sessions, and only while ``is_leader_established``.
+
+History is kept in memory above ``base`` (the zxid covered by the last snapshot
+or trimmed committed prefix); ``snapshot_fn`` returns the state machine's bytes
+and the zxid it reflects, for SNAP.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from trizab.election import Candidate, ElectionTiming, Elector
+from trizab.txn import Txn
+from trizab.wire.codes import QuorumPacketType as T
+from trizab.zab.messages import (
+    Ack,
+    AckEpoch,
+    Commit,
+    Diff,
+    Disconnect,
+    Disconnected,
+    Entry,
+    FollowerInfo,
+    Inform,
+    LeaderInfo,
+    NewLeader,
+    Notification,
+    PeerState,
+    Ping,
+    Proposal,
+    ProtocolError,
+    QuorumMessage,
+    Request,
+    Snap,
+    SyncPlan,
+    Trunc,
+    UpToDate,
+)
+from trizab.zab.quorum import is_quorum, quorum_acked
+from trizab.zab.ready import HardState, Ready, Role, SnapshotInstall, SoftState
+from trizab.zab.zxid import MAX_COUNTER, epoch_of, zxid
+
+SnapshotFn = Callable[[], tuple[int, bytes]]
+
+_STATE_OF_ROLE = {
+    Role.LOOKING: PeerState.LOOKING,
+    Role.FOLLOWING: PeerState.FOLLOWING,
+    Role.LEADING: PeerState.LEADING,
+    Role.OBSERVING: PeerState.OBSERVING,
+}
+
+
+class NotLeader(Exception):
+    """``propose``/``forward`` called on a peer that cannot take it; ``leader`` is who might."""
+
+    def __init__(self, leader: int | None) -> None:
+        super().__init__(f"not the established leader (leader: {leader})")
+        self.leader = leader
+
+
+@attrs.frozen
+class PeerConfig:
+    """Static configuration.  Limits are in tickTimes, as in zoo.cfg; ``tick_ms`` is one ``tick()``."""
+
+    my_id: int
+    voters: frozenset[int]
+    observers: frozenset[int] = frozenset()
+    tick_ms: int = 100
+    tick_time_ms: int = 2000
+    init_limit: int = 10
+    sync_limit: int = 5
+    finalize_wait_ms: int = 200
+    max_notification_interval_ms: int = 60_000
+    committed_log_size: int = 500
+    # Learner.connectToLeader: a follower that reaches its leader before the leader
+    # has finished its own election is refused; it retries after this long
+    # (ZooKeeper's leaderConnectDelayDuringRetryMs), within initLimit.
+    connect_retry_ms: int = 100
+
+    @property
+    def ticks_per_tick_time(self) -> int:
+        return max(1, self.tick_time_ms // self.tick_ms)
+
+    @property
+    def ping_ticks(self) -> int:
+        return max(1, self.ticks_per_tick_time // 2)
+
+    @property
+    def connect_retry_ticks(self) -> int:
+        return max(1, -(-self.connect_retry_ms // self.tick_ms))
+
+    @property
+    def init_limit_ticks(self) -> int:
+        return self.init_limit * self.ticks_per_tick_time
+
+    @property
+    def sync_limit_ticks(self) -> int:
+        return self.sync_limit * self.ticks_per_tick_time
+
+    def election_timing(self) -> ElectionTiming:
+        def ticks(ms: int) -> int:
+            return max(1, -(-ms // self.tick_ms))
+
+        return ElectionTiming(
+            finalize_ticks=ticks(self.finalize_wait_ms),
+            min_notify_ticks=ticks(self.finalize_wait_ms),
+            max_notify_ticks=ticks(self.max_notification_interval_ms),
+        )
+
+
+@attrs.define
+class _Learner:
+    """The leader's view of one learner connection (ZooKeeper's ``LearnerHandler``)."""
+
+    sid: int
+    observer: bool
+    last_heard: int
+    ackepoch: AckEpoch | None = None
+    # The last zxid the learner was sent before NEWLEADER; its NEWLEADER ACK covers it.
+    newleader_upto: int | None = None
+    newleader_acked: bool = False
+    acked: int = 0
+    uptodate: bool = False
+
+
+@attrs.define
+class _Lead:
+    phase: str = "epoch"  # epoch -> ackepoch -> sync -> broadcast
+    new_epoch: int | None = None
+    infos: dict[int, int] = attrs.Factory(dict)
+    learners: dict[int, _Learner] = attrs.Factory(dict)
+    initial_last: int = 0
+    counter: int = 0
+    since: int = 0
+
+
+@attrs.define
+class _Follow:
+    leader: int
+    observer: bool
+    phase: str = "discovery"  # discovery -> sync -> broadcast (after NEWLEADER)
+    silence: int = 0
+    # Ticks until FOLLOWERINFO is sent again after the leader refused the connection.
+    retry_in: int | None = None
+
+
+class Peer:
+    """One ZAB server.  See the module docstring; inputs never block, outputs come from ``ready()``."""
+
+    def __init__(
+        self,
+        config: PeerConfig,
+        elector: Elector,
+        *,
+        accepted_epoch: int = 0,
+        current_epoch: int = 0,
+        base_zxid: int = 0,
+        history: Sequence[Entry] = (),
+        snapshot_fn: SnapshotFn | None = None,
+    ) -> None:
+        self.config = config
+        self.id = config.my_id
+        self.voters = config.voters
+        self.elector = elector
+        self.snapshot_fn = snapshot_fn
+        self.accepted_epoch = accepted_epoch
+        self.current_epoch = current_epoch
+        self._durable = HardState(accepted_epoch, current_epoch)
+        self.base = base_zxid
+        self.history: list[Entry] = list(history)
+        self._zxids: list[int] = [e.zxid for e in self.history]
+        if any(a >= b for a, b in zip(self._zxids, self._zxids[1:], strict=False)) or (
+            self._zxids and self._zxids[0] <= base_zxid
+        ):
+            raise ValueError("history must have strictly increasing zxids above base_zxid")
+        # After a restart only the snapshot is known to be applied; the rest of the
+        # log is delivered once a leader confirms it (UPTODATE or COMMIT).
+        self.committed = base_zxid
+        self.applied = base_zxid  # handed out and advanced
+        self._handed = base_zxid  # handed out in a Ready (maybe not yet advanced)
+        self.persisted = self.last_zxid
+        self.ticks = 0
+        self.role = Role.LOOKING
+        self.leader: int | None = None
+        self.established = False
+        self._lead: _Lead | None = None
+        self._follow: _Follow | None = None
+        self._session_payload = b""
+        # Pending outputs.
+        self._msgs: list[Any] = []
+        self._notes: list[tuple[int, Notification]] = []
+        self._to_persist: list[Entry] = []
+        self._truncate: int | None = None
+        self._snapshot: SnapshotInstall | None = None
+        # A snapshot we installed that the state machine has not restored yet:
+        # until it has, snapshot_fn would describe an older state.
+        self._unapplied_snapshot: SnapshotInstall | None = None
+        self._requests: list[tuple[int, bytes]] = []
+        self._reports: list[tuple[int, bytes]] = []
+        self._soft_dirty = True
+        self._inflight: Ready | None = None
+        self._inflight_upto: int | None = None
+        self._become_looking()
+
+    @classmethod
+    def recover(
+        cls, config: PeerConfig, elector: Elector, recovered: Any, snapshot_fn: SnapshotFn | None = None
+    ) -> Peer:
+        """Build a peer from :class:`trizab.storage.Recovered` (txns are re-encoded as opaque bytes)."""
+        return cls(
+            config,
+            elector,
+            accepted_epoch=recovered.accepted_epoch,
+            current_epoch=recovered.current_epoch,
+            base_zxid=recovered.snapshot_zxid,
+            history=[Entry(t.zxid, t.encode()) for t in recovered.txns],
+            snapshot_fn=snapshot_fn,
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def last_zxid(self) -> int:
+        return self._zxids[-1] if self._zxids else self.base
+
+    @property
+    def epoch(self) -> int:
+        lead = self._lead
+        if lead is not None and lead.new_epoch is not None:
+            return lead.new_epoch
+        return self.current_epoch
+
+    @property
+    def is_leader_established(self) -> bool:
+        """True on the leader once a quorum acknowledged NEWLEADER (it may expire sessions)."""
+        return self.role == Role.LEADING and self.established
+
+    def step(self, msg: QuorumMessage | Notification | Disconnected) -> None:
+        """Feed one input received from the network (or a connection event)."""
+        if isinstance(msg, Notification):
+            self._step_election(msg)
+        elif isinstance(msg, Disconnected):
+            self._step_disconnected(msg.peer)
+        elif self.role == Role.LEADING:
+            self._step_leader(msg)
+        elif self.role in (Role.FOLLOWING, Role.OBSERVING):
+            self._step_learner(msg)
+        else:
+            # Nobody should talk ZAB to a LOOKING peer: close that connection.
+            self._msgs.append(Disconnect(msg.sender))
+
+    def tick(self) -> None:
+        """One tick of abstract time (``config.tick_ms``)."""
+        self.ticks += 1
+        if self.role == Role.LOOKING:
+            self.elector.tick()
+            self._check_decision()
+        elif self.role == Role.LEADING:
+            self._tick_leader()
+        else:
+            self._tick_learner()
+
+    def propose(self, txn: bytes | Txn) -> int:
+        """Leader: propose a transaction; returns its zxid.  Raises NotLeader unless established.
+
+        A :class:`~trizab.txn.Txn` gets its header's zxid set; bytes are taken as opaque.
+        """
+        lead = self._lead
+        if lead is None or not self.established or lead.new_epoch is None:
+            raise NotLeader(self.leader if self.role != Role.LEADING else None)
+        if lead.counter >= MAX_COUNTER:
+            # ZooKeeper: "zxid lower 32 bits have rolled over, forcing re-election".
+            self._become_looking()
+            raise NotLeader(None)
+        lead.counter += 1
+        z = zxid(lead.new_epoch, lead.counter)
+        data = txn if isinstance(txn, bytes) else _stamp(txn, z)
+        entry = Entry(z, data)
+        self._append(entry)
+        for lr in lead.learners.values():
+            if lr.newleader_upto is not None and not lr.observer:
+                self._msgs.append((lr.sid, Proposal(self.id, z, data)))
+        return z
+
+    def forward(self, payload: bytes) -> None:
+        """Learner: forward a client request to the leader (ZooKeeper's REQUEST packet)."""
+        f = self._follow
+        if f is None or not self.established:
+            raise NotLeader(self.leader)
+        self._msgs.append((f.leader, Request(self.id, payload)))
+
+    def report_sessions(self, payload: bytes) -> None:
+        """Learner: session activity to piggyback on the next ping to the leader."""
+        self._session_payload = payload
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._msgs
+            or self._to_persist
+            or self._truncate is not None
+            or self._snapshot is not None
+            or self._requests
+            or self._reports
+            or self._soft_dirty
+            or self._hard_state() != self._durable
+            or self.committed > self._handed
+            or self._notes
+        )
+
+    def ready(self) -> Ready:
+        """Collect everything to do; see :mod:`trizab.zab.ready` for the order."""
+        if self._inflight is not None:
+            raise RuntimeError("ready() called again before advance()")
+        hs = self._hard_state()
+        upto = self.committed
+        committed: tuple[Entry, ...] = ()
+        if upto > self._handed:
+            lo = bisect.bisect_right(self._zxids, self._handed)
+            hi = bisect.bisect_right(self._zxids, upto)
+            committed = tuple(self.history[lo:hi])
+            self._handed = upto
+        rd = Ready(
+            soft_state=self._soft_state() if self._soft_dirty else None,
+            hard_state=hs if hs != self._durable else None,
+            snapshot=self._snapshot,
+            truncate_after=self._truncate,
+            to_persist=tuple(self._to_persist),
+            messages=tuple(self._msgs),
+            notifications=tuple(self._notes),
+            committed=committed,
+            requests=tuple(self._requests),
+            session_reports=tuple(self._reports),
+        )
+        self._soft_dirty = False
+        self._snapshot = None
+        self._truncate = None
+        self._to_persist = []
+        self._msgs = []
+        self._notes = []
+        self._requests = []
+        self._reports = []
+        self._inflight = rd
+        self._inflight_upto = self.last_zxid if rd.must_sync else None
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The driver carried out ``rd``: its storage barrier is done and its committed txns applied."""
+        if rd is not self._inflight:
+            raise RuntimeError("advance() with a Ready that is not the outstanding one")
+        self._inflight = None
+        if rd.hard_state is not None:
+            self._durable = rd.hard_state
+        if self._inflight_upto is not None:
+            self.persisted = min(self._inflight_upto, self.last_zxid)
+        if rd.committed:
+            self.applied = max(self.applied, rd.committed[-1].zxid)
+        if rd.snapshot is not None:
+            self.applied = max(self.applied, rd.snapshot.zxid)
+            if rd.snapshot is self._unapplied_snapshot:
+                self._unapplied_snapshot = None
+        self._trim()
+        if self.role == Role.LEADING:
+            # The leader's own acknowledgements are its storage barrier.
+            self._leader_progress()
+
+    # ------------------------------------------------------------------ history
+
+    def _hard_state(self) -> HardState:
+        return HardState(self.accepted_epoch, self.current_epoch)
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(self.role, self.leader, self.epoch, self.established)
+
+    def _append(self, e: Entry) -> None:
+        if e.zxid <= self.last_zxid:
+            raise AssertionError(f"append out of order: {e.zxid:#x} after {self.last_zxid:#x}")
+        self.history.append(e)
+        self._zxids.append(e.zxid)
+        self._to_persist.append(e)
+
+    def _truncate_after(self, z: int) -> None:
+        if z < self._handed:
+            # ZAB never truncates a committed transaction: this is a bug, not a bad peer.
+            raise AssertionError(f"truncate below applied transactions ({z:#x} < {self._handed:#x})")
+        i = bisect.bisect_right(self._zxids, z)
+        del self.history[i:]
+        del self._zxids[i:]
+        self._to_persist = [e for e in self._to_persist if e.zxid <= z]
+        self._truncate = z if self._truncate is None else min(self._truncate, z)
+        self.persisted = min(self.persisted, z)
+        self.committed = min(self.committed, z)
+
+    def _install_snapshot(self, z: int, data: bytes) -> None:
+        self.history = []
+        self._zxids = []
+        self._to_persist = []
+        self._truncate = None
+        self._snapshot = self._unapplied_snapshot = SnapshotInstall(z, data)
+        self.base = z
+        self.committed = self._handed = z
+        self.persisted = min(self.persisted, z)
+
+    def _install_plan(self, plan: SyncPlan) -> None:
+        """Make our history the plan sender's (a learner from its leader, or a leader from a learner)."""
+        if plan.kind == T.SNAP:
+            if plan.snapshot is None:
+                raise ProtocolError("SNAP without a snapshot")
+            self._install_snapshot(plan.zxid, plan.snapshot)
+        elif plan.kind == T.TRUNC:
+            self._truncate_after(plan.zxid)
+        elif plan.kind != T.DIFF:
+            raise ProtocolError(f"unknown sync kind {plan.kind}")
+        for e in plan.entries:
+            if e.zxid > self.last_zxid:
+                self._append(e)
+
+    def plan_for(self, peer_last: int) -> SyncPlan:
+        """How to bring a history ending at ``peer_last`` to ours (LearnerHandler.syncFollower)."""
+        last = self.last_zxid
+        if peer_last == last:
+            return SyncPlan(T.DIFF, last)
+        if peer_last > last:
+            # The peer has proposals we never committed: drop them.
+            return SyncPlan(T.TRUNC, last)
+        if peer_last == self.base:
+            return SyncPlan(T.DIFF, peer_last, tuple(self.history))
+        if peer_last > self.base:
+            i = bisect.bisect_left(self._zxids, peer_last)
+            if self._zxids[i] == peer_last:
+                return SyncPlan(T.DIFF, peer_last, tuple(self.history[i + 1 :]))
+            if i > 0:
+                # The peer's last proposal is not ours: truncate to our previous one.
+                return SyncPlan(T.TRUNC, self._zxids[i - 1], tuple(self.history[i:]))
+        # Too old for the in-memory committed log (or diverged before it): snapshot.
+        if self._unapplied_snapshot is not None:
+            sz, data = self._unapplied_snapshot.zxid, self._unapplied_snapshot.data
+        elif self.snapshot_fn is not None:
+            sz, data = self.snapshot_fn()
+        else:
+            raise AssertionError("a SNAP is needed but the peer has no snapshot_fn")
+        if sz < self.base or sz > last:
+            raise AssertionError(f"snapshot at {sz:#x} outside history ({self.base:#x}, {last:#x}]")
+        i = bisect.bisect_right(self._zxids, sz)
+        return SyncPlan(T.SNAP, sz, tuple(self.history[i:]), data)
+
+    def _trim(self) -> None:
+        keep = self.config.committed_log_size
+        if len(self.history) <= 2 * keep + 16:
+            return
+        # Drop applied entries beyond the last `keep` of them; never drop unapplied ones.
+        n_applied = bisect.bisect_right(self._zxids, self.applied)
+        cut = n_applied - keep
+        if cut <= 0:
+            return
+        self.base = self._zxids[cut - 1]
+        del self.history[:cut]
+        del self._zxids[:cut]
+
+    # ------------------------------------------------------------------ roles
+
+    def _set_role(self, role: Role, leader: int | None) -> None:
+        self.role = role
+        self.leader = leader
+        self.established = False
+        self._soft_dirty = True
+
+    def _become_looking(self) -> None:
+        for sid in self._connected():
+            self._msgs.append(Disconnect(sid))
+        self._lead = None
+        self._follow = None
+        self._set_role(Role.LOOKING, None)
+        self.elector.start(Candidate(self.current_epoch, self.last_zxid))
+        self._check_decision()
+
+    def _connected(self) -> list[int]:
+        if self._lead is not None:
+            return sorted(self._lead.learners)
+        if self._follow is not None:
+            return [self._follow.leader]
+        return []
+
+    def _check_decision(self) -> None:
+        self._notes.extend(self.elector.take_notifications())
+        leader = self.elector.decision
+        if self.role != Role.LOOKING or leader is None:
+            return
+        if leader == self.id:
+            self._become_leading()
+        elif self.id in self.voters:
+            self._become_learner(leader, observer=False)
+        else:
+            self._become_learner(leader, observer=True)
+
+    def _become_leading(self) -> None:
+        self._set_role(Role.LEADING, self.id)
+        self._lead = _Lead(since=self.ticks)
+        self._lead.infos[self.id] = self.accepted_epoch
+        self._maybe_choose_epoch()
+
+    def _become_learner(self, leader: int, observer: bool) -> None:
+        self._set_role(Role.OBSERVING if observer else Role.FOLLOWING, leader)
+        self._follow = _Follow(leader, observer)
+        self._msgs.append((leader, FollowerInfo(self.id, self.accepted_epoch, observer)))
+
+    # ------------------------------------------------------------------ election
+
+    def _step_election(self, n: Notification) -> None:
+        if self.role == Role.LOOKING:
+            self.elector.step(n)
+            self._check_decision()
+        elif n.state == PeerState.LOOKING:
+            # Tell a LOOKING peer who leads (FastLeaderElection.WorkerReceiver).  Once
+            # established, every member reports the same (leader, epoch), whichever
+            # round it joined in, so that a quorum of answers agrees.
+            v = self.elector.vote
+            peer_epoch = self.current_epoch if self.established else v.peer_epoch
+            leader = self.leader if self.leader is not None else v.leader
+            state = _STATE_OF_ROLE[self.role]
+            reply = Notification(self.id, leader, v.zxid, self.elector.logical_clock, peer_epoch, state)
+            self._notes.append((n.sender, reply))
+
+    def _step_disconnected(self, peer: int) -> None:
+        if self._lead is not None:
+            self._lead.learners.pop(peer, None)
+            if self._lead.new_epoch is None:
+                self._lead.infos.pop(peer, None)
+        elif self._follow is not None and self._follow.leader == peer:
+            f = self._follow
+            if f.phase == "discovery" and f.silence <= self.config.init_limit_ticks:
+                # Refused before LEADERINFO: the leader may still be finishing its election.
+                f.retry_in = self.config.connect_retry_ticks
+                return
+            self._follow = None  # the connection is already gone: no Disconnect to send
+            self._become_looking()
+
+    # ------------------------------------------------------------------ leader
+
+    def _step_leader(self, msg: QuorumMessage) -> None:
+        lead = self._lead
+        assert lead is not None
+        lr = lead.learners.get(msg.sender)
+        if isinstance(msg, FollowerInfo):
+            self._step_discovery_leader(msg)
+            return
+        if lr is None:
+            self._msgs.append(Disconnect(msg.sender))
+            return
+        lr.last_heard = self.ticks
+        if isinstance(msg, AckEpoch):
+            self._step_discovery_leader(msg)
+        elif isinstance(msg, Ack):
+            self._step_broadcast_leader_ack(lr, msg)
+        elif isinstance(msg, Ping):
+            if msg.payload:
+                self._reports.append((msg.sender, msg.payload))
+        elif isinstance(msg, Request):
+            if self.established:
+                self._requests.append((msg.sender, msg.payload))
+        else:
+            self._drop_learner(msg.sender)
+
+    def _step_discovery_leader(self, msg: FollowerInfo | AckEpoch) -> None:
+        lead = self._lead
+        assert lead is not None
+        if isinstance(msg, FollowerInfo):
+            lead.learners[msg.sender] = _Learner(msg.sender, msg.observer, self.ticks)
+            if lead.new_epoch is None:
+                lead.infos[msg.sender] = msg.accepted_epoch
+                self._maybe_choose_epoch()
+            else:
+                self._send_leaderinfo(msg.sender)
+            return
+        lr = lead.learners[msg.sender]
+        if lead.new_epoch is None or lr.ackepoch is not None:
+            self._drop_learner(msg.sender)
+            return
+        lr.ackepoch = msg
+        if lead.phase in ("sync", "broadcast"):
+            self._sync_learner(lr)
+        else:
+            self._finish_discovery()
+
+    def _maybe_choose_epoch(self) -> None:
+        lead = self._lead
+        assert lead is not None
+        if lead.new_epoch is not None or not is_quorum(lead.infos, self.voters):
+            return
+        # Leader.getEpochToPropose: one above every acceptedEpoch of a quorum.
+        lead.new_epoch = max(lead.infos.values()) + 1
+        lead.phase = "ackepoch"
+        self.accepted_epoch = lead.new_epoch
+        self._soft_dirty = True
+        for sid in sorted(lead.learners):
+            self._send_leaderinfo(sid)
+
+    def _send_leaderinfo(self, sid: int) -> None:
+        lead = self._lead
+        assert lead is not None and lead.new_epoch is not None
+        self._msgs.append((sid, LeaderInfo(self.id, lead.new_epoch, self.current_epoch, self.last_zxid)))
+
+    def _finish_discovery(self) -> None:
+        """Adopt the best history of the acknowledging quorum: THE point where ZAB's safety is kept.
+
+        Called when ACKEPOCHs arrive and when our own acceptedEpoch becomes durable.
+        Nothing of the new epoch (no sync, no proposal) leaves before this runs.
+        """
+        lead = self._lead
+        assert lead is not None
+        if lead.phase != "ackepoch" or self._durable.accepted_epoch != lead.new_epoch:
+            return
+        acked = {sid: lr.ackepoch for sid, lr in lead.learners.items() if lr.ackepoch is not None}
+        voters_acked = {sid: a for sid, a in acked.items() if sid in self.voters and a.current_epoch >= 0}
+        if not is_quorum([self.id, *voters_acked], self.voters):
+            return
+        mine = (self.current_epoch, self.last_zxid)
+        best = max(voters_acked.values(), key=lambda a: (a.current_epoch, a.last_zxid), default=None)
+        if best is not None and (best.current_epoch, best.last_zxid) > mine:
+            if best.history is None:
+                # Ahead of us but did not say what we lack: a broken peer; go on without it.
+                self._drop_learner(best.sender)
+                self._finish_discovery()
+                return
+            self._install_plan(best.history)
+        self.current_epoch = lead.new_epoch
+        lead.initial_last = self.last_zxid
+        lead.phase = "sync"
+        for lr in list(lead.learners.values()):
+            if lr.ackepoch is not None:
+                self._sync_learner(lr)
+
+    def _sync_learner(self, lr: _Learner) -> None:
+        lead = self._lead
+        assert lead is not None and lead.new_epoch is not None and lr.ackepoch is not None
+        plan = self.plan_for(lr.ackepoch.last_zxid)
+        sid = lr.sid
+        if plan.kind == T.SNAP:
+            assert plan.snapshot is not None
+            self._msgs.append((sid, Snap(self.id, plan.zxid, plan.snapshot)))
+        elif plan.kind == T.TRUNC:
+            self._msgs.append((sid, Trunc(self.id, plan.zxid)))
+        else:
+            self._msgs.append((sid, Diff(self.id, plan.zxid)))
+        for e in plan.entries:
+            self._msgs.append((sid, Proposal(self.id, e.zxid, e.data)))
+        self._msgs.append((sid, NewLeader(self.id, lead.new_epoch)))
+        lr.newleader_upto = self.last_zxid
+
+    def _step_broadcast_leader_ack(self, lr: _Learner, msg: Ack) -> None:
+        lead = self._lead
+        assert lead is not None and lead.new_epoch is not None
+        if lr.newleader_upto is None:
+            self._drop_learner(lr.sid)
+            return
+        if msg.zxid == zxid(lead.new_epoch, 0):
+            if lr.newleader_acked:
+                return
+            lr.newleader_acked = True
+            lr.acked = max(lr.acked, lr.newleader_upto)
+            if self.established:
+                lr.uptodate = True
+                self._msgs.append((lr.sid, UpToDate(self.id, self.committed)))
+        elif lr.newleader_acked:
+            if msg.zxid > self.last_zxid:
+                self._drop_learner(lr.sid)
+                return
+            lr.acked = max(lr.acked, msg.zxid)
+        else:
+            self._drop_learner(lr.sid)
+            return
+        self._leader_progress()
+
+    def _leader_progress(self) -> None:
+        """Establish the epoch and advance the commit point from the acknowledgements."""
+        lead = self._lead
+        if lead is None:
+            return
+        if lead.phase == "ackepoch":
+            self._finish_discovery()
+        if lead.phase not in ("sync", "broadcast"):
+            return
+        acked = {sid: lr.acked for sid, lr in lead.learners.items() if lr.newleader_acked}
+        if self._durable.current_epoch == lead.new_epoch and self.persisted >= lead.initial_last:
+            acked[self.id] = self.persisted
+        c = quorum_acked(acked, self.voters)
+        if c is None or c < lead.initial_last:
+            return
+        if not self.established:
+            self.established = True
+            self._soft_dirty = True
+            lead.phase = "broadcast"
+            for lr in lead.learners.values():
+                if lr.newleader_acked and not lr.uptodate:
+                    lr.uptodate = True
+                    self._msgs.append((lr.sid, UpToDate(self.id, c)))
+        if c > self.committed:
+            lo = bisect.bisect_right(self._zxids, self.committed)
+            hi = bisect.bisect_right(self._zxids, c)
+            newly = self.history[lo:hi]
+            self.committed = c
+            for lr in lead.learners.values():
+                if lr.newleader_upto is None:
+                    continue
+                if lr.observer:
+                    for e in newly:
+                        if e.zxid > lr.newleader_upto:
+                            self._msgs.append((lr.sid, Inform(self.id, e.zxid, e.data)))
+                    if lr.uptodate:
+                        self._msgs.append((lr.sid, Commit(self.id, c)))
+                else:
+                    self._msgs.append((lr.sid, Commit(self.id, c)))
+
+    def _drop_learner(self, sid: int) -> None:
+        lead = self._lead
+        if lead is not None:
+            lead.learners.pop(sid, None)
+        self._msgs.append(Disconnect(sid))
+
+    def _tick_leader(self) -> None:
+        lead = self._lead
+        assert lead is not None
+        cfg = self.config
+        if not self.established:
+            if self.ticks - lead.since > cfg.init_limit_ticks:
+                self._become_looking()
+                return
+        else:
+            # Leader.lead(): step down without a quorum of synced, live followers.
+            live = [self.id] + [
+                sid
+                for sid, lr in lead.learners.items()
+                if lr.newleader_acked and self.ticks - lr.last_heard <= cfg.sync_limit_ticks
+            ]
+            if not is_quorum(live, self.voters):
+                self._become_looking()
+                return
+        for sid, lr in list(lead.learners.items()):
+            limit = cfg.sync_limit_ticks if lr.uptodate else cfg.init_limit_ticks
+            if self.ticks - lr.last_heard > limit:
+                self._drop_learner(sid)
+        if self.ticks % cfg.ping_ticks == 0:
+            for sid in sorted(lead.learners):
+                self._msgs.append((sid, Ping(self.id, self.last_zxid)))
+
+    # ------------------------------------------------------------------ learner
+
+    def _step_learner(self, msg: QuorumMessage) -> None:
+        f = self._follow
+        assert f is not None
+        if msg.sender != f.leader:
+            self._msgs.append(Disconnect(msg.sender))
+            return
+        f.silence = 0
+        try:
+            if f.phase == "discovery":
+                self._step_discovery_learner(f, msg)
+            elif f.phase == "sync":
+                self._step_sync_learner(f, msg)
+            else:
+                self._step_broadcast_learner(f, msg)
+        except ProtocolError:
+            self._become_looking()
+
+    def _step_discovery_learner(self, f: _Follow, msg: QuorumMessage) -> None:
+        if isinstance(msg, Ping):
+            return
+        if not isinstance(msg, LeaderInfo):
+            raise ProtocolError(f"expected LEADERINFO, got {type(msg).__name__}")
+        if msg.epoch < self.accepted_epoch:
+            # Learner.registerWithLeader: never go back to an older epoch.
+            raise ProtocolError(f"leader epoch {msg.epoch} is below our accepted epoch")
+        fresh = msg.epoch > self.accepted_epoch
+        if fresh:
+            self.accepted_epoch = msg.epoch  # persisted (Ready.hard_state) before ACKEPOCH leaves
+        history = None
+        if (
+            fresh
+            and not f.observer
+            and (self.current_epoch, self.last_zxid) > (msg.current_epoch, msg.last_zxid)
+        ):
+            history = self.plan_for(msg.last_zxid)
+        # An epoch we had already accepted was perhaps acknowledged to another leader:
+        # ZooKeeper then answers currentEpoch -1 and the leader does not count us.
+        self._msgs.append(
+            (f.leader, AckEpoch(self.id, self.current_epoch if fresh else -1, self.last_zxid, history))
+        )
+        f.phase = "sync"
+
+    def _step_sync_learner(self, f: _Follow, msg: QuorumMessage) -> None:
+        if isinstance(msg, Diff):
+            return
+        if isinstance(msg, Trunc):
+            self._truncate_after(msg.zxid)
+        elif isinstance(msg, Snap):
+            self._install_snapshot(msg.zxid, msg.snapshot)
+        elif isinstance(msg, Proposal):
+            if msg.zxid > self.last_zxid:
+                self._append(Entry(msg.zxid, msg.data))
+        elif isinstance(msg, NewLeader):
+            if msg.epoch != self.accepted_epoch:
+                raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
+            self.current_epoch = msg.epoch  # persisted with the synced history before the ACK
+            self._msgs.append((f.leader, Ack(self.id, zxid(msg.epoch, 0))))
+            f.phase = "broadcast"
+            self._soft_dirty = True
+        elif isinstance(msg, Ping):
+            return
+        else:
+            raise ProtocolError(f"unexpected {type(msg).__name__} during sync")
+
+    def _step_broadcast_learner(self, f: _Follow, msg: QuorumMessage) -> None:
+        if isinstance(msg, Proposal):
+            if f.observer:
+                raise ProtocolError("PROPOSAL sent to an observer")
+            if msg.zxid > self.last_zxid:
+                if epoch_of(msg.zxid) != self.current_epoch:
+                    raise ProtocolError(f"proposal {msg.zxid:#x} outside epoch {self.current_epoch}")
+                self._append(Entry(msg.zxid, msg.data))
+                # Leaves after the barrier that covers the append (Ready order).
+                self._msgs.append((f.leader, Ack(self.id, msg.zxid)))
+        elif isinstance(msg, Commit | UpToDate):
+            if msg.zxid > self.last_zxid:
+                raise ProtocolError(f"commit of {msg.zxid:#x} beyond our last {self.last_zxid:#x}")
+            self.committed = max(self.committed, msg.zxid)
+            if isinstance(msg, UpToDate) and not self.established:
+                self.established = True
+                self._soft_dirty = True
+        elif isinstance(msg, Inform):
+            if msg.zxid > self.last_zxid:
+                self._append(Entry(msg.zxid, msg.data))
+            self.committed = max(self.committed, msg.zxid)
+        elif isinstance(msg, Ping):
+            self._msgs.append((f.leader, Ping(self.id, self.last_zxid, self._session_payload)))
+            self._session_payload = b""
+        else:
+            raise ProtocolError(f"unexpected {type(msg).__name__} while broadcasting")
+
+    def _tick_learner(self) -> None:
+        f = self._follow
+        assert f is not None
+        f.silence += 1
+        if f.retry_in is not None:
+            f.retry_in -= 1
+            if f.retry_in <= 0:
+                f.retry_in = None
+                self._msgs.append((f.leader, FollowerInfo(self.id, self.accepted_epoch, f.observer)))
+        limit = self.config.sync_limit_ticks if self.established else self.config.init_limit_ticks
+        if f.silence > limit:
+            self._become_looking()
+
+
+def _stamp(txn: Txn, z: int) -> bytes:
+    return attrs.evolve(txn, header=attrs.evolve(txn.header, zxid=z)).encode()
+
+
+__all__ = ["NotLeader", "Peer", "PeerConfig", "SnapshotFn"]

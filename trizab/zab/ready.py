@@ -1,0 +1,105 @@
+"""What a :class:`~trizab.zab.peer.Peer` asks its driver to do (etcd raft's ``Ready``).
+
+Theory of operation
+-------------------
+After feeding the peer inputs (``step``, ``tick``, ``propose``), the driver calls
+``peer.ready()`` and carries out the returned :class:`Ready` **in this order**:
+
+1. ``snapshot``: install it: drop every logged txn after ``zxid``, then save the
+   snapshot durably at ``zxid``, and restore the state machine from ``data``;
+2. ``truncate_after``: drop logged txns with a zxid above it (ZAB's TRUNC);
+3. ``to_persist``: append these txns to the log, in order;
+4. ``hard_state``: persist ``accepted_epoch`` and ``current_epoch``, *after* the
+   log writes of 1-3 are durable: a ``currentEpoch`` must never survive a crash
+   without the history it was acknowledged with (the simulation's crashes keep
+   any prefix of these writes, in this order);
+5. storage barrier (``Storage.sync``) covering 1-4;
+6. only then send ``messages`` (a ``(to, message)`` or ``Disconnect`` list, in
+   order, per-destination FIFO) and ``notifications`` (election port);
+7. apply ``committed`` to the state machine, in zxid order;
+8. ``peer.advance(ready)``.
+
+Step 5 before 6 is ZAB's durability rule: a follower's ACKEPOCH leaves only after
+its ``accepted_epoch`` is durable, its ACK of a proposal (and of NEWLEADER) only
+after the proposal (and ``current_epoch``) is durable.  The leader counts its own
+acknowledgement only when ``advance`` reports the barrier done.
+
+One relaxation, ZooKeeper's own: an *established leader* whose Ready has no
+``hard_state``, ``snapshot`` or ``truncate_after`` may send ``messages`` while its
+appends are still being synced (the leader logs a proposal and sends it in
+parallel), because it counts its own acknowledgement only at ``advance``.
+
+The driver may keep calling ``step``/``tick`` while it works on a Ready (that is
+how group commit happens), but must not call ``ready()`` again before ``advance``.
+``committed`` entries are always ones an earlier or this same Ready persisted.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from trizab.zab.messages import Disconnect, Entry, Notification, QuorumMessage
+
+
+class Role(enum.Enum):
+    LOOKING = "looking"
+    FOLLOWING = "following"
+    LEADING = "leading"
+    OBSERVING = "observing"
+
+
+@attrs.frozen
+class HardState:
+    """The persistent ZAB epochs (ZooKeeper's ``acceptedEpoch`` / ``currentEpoch`` files)."""
+
+    accepted_epoch: int
+    current_epoch: int
+
+
+@attrs.frozen
+class SoftState:
+    """Volatile role information, reported when it changes.
+
+    ``established`` is true on a leader once a quorum acknowledged NEWLEADER (it
+    may then propose, and only an established leader expires sessions) and on a
+    learner once it received UPTODATE (it may then serve and forward writes).
+    """
+
+    role: Role
+    leader: int | None
+    epoch: int
+    established: bool
+
+
+@attrs.frozen
+class SnapshotInstall:
+    zxid: int
+    data: bytes
+
+
+@attrs.frozen
+class Ready:
+    soft_state: SoftState | None = None
+    hard_state: HardState | None = None
+    snapshot: SnapshotInstall | None = None
+    truncate_after: int | None = None
+    to_persist: tuple[Entry, ...] = ()
+    messages: tuple[tuple[int, QuorumMessage] | Disconnect, ...] = ()
+    notifications: tuple[tuple[int, Notification], ...] = ()
+    committed: tuple[Entry, ...] = ()
+    # Leader only: (learner id, payload) of forwarded client requests to prep and propose,
+    # and of session reports carried by learners' pings.
+    requests: tuple[tuple[int, bytes], ...] = ()
+    session_reports: tuple[tuple[int, bytes], ...] = ()
+
+    @property
+    def must_sync(self) -> bool:
+        """Whether steps 1-5 have anything to do."""
+        return bool(
+            self.snapshot is not None
+            or self.truncate_after is not None
+            or self.to_persist
+            or self.hard_state is not None
+        )
