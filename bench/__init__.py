@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): the raw-frame load generator and its Apache ZooKeeper comparison."""

@@ -1,0 +1,1 @@
+"""Compat runner: kazoo's test suite, the differential tester and Java-client transcripts vs trizab."""

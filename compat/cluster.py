@@ -1,0 +1,221 @@
+"""A trizab stand-in for kazoo's `ZookeeperCluster`, so kazoo's own test suite runs against trizab.
+
+Theory of operation: kazoo's tests reach servers only through `kazoo.testing.harness`:
+`get_global_cluster()` builds a `ZookeeperCluster` from environment variables (rebuilding it when
+they change, which tests do on purpose: `ZOOKEEPER_JAAS_AUTH`, `ZOOKEEPER_LOCAL_SESSION_RO`), and
+tests then index members (`cluster[0].stop()`, `.run()`, `.address`), start/stop/terminate the
+whole cluster and read `get_logs()` on failure. `TrizabCluster` offers the same surface with
+members that are `trizab serve` processes (`trizab.testing.process.TrizabProcess`), so the tests
+run unmodified; `compat.plugin` swaps `get_global_cluster` for the function below.
+
+Each member writes the zoo.cfg that kazoo's harness writes for Java (4lw whitelist `*`,
+`reconfigEnabled`, the local-session flags, the super digest for the password "test",
+read-only mode enabled, `server.N` lines when the size is above one) plus `storage=...`
+(`TRIZAB_STORAGE`, default txnlog: tests restart a member and expect its sessions and data back,
+as ZooKeeper keeps them on disk). kazoo's JAAS (SASL) users are not passed on: trizab has no SASL. Keys
+trizab has no use for are accepted and logged by trizab's config loader, exactly as they would be
+by ZooKeeper. Ports are picked free once per cluster, so a member that is stopped and run again
+comes back on the same address with the same dataDir, as the tests expect.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from trizab.testing.apache_zk import HOST, free_ports
+from trizab.testing.process import TrizabProcess
+
+log = logging.getLogger(__name__)
+
+# kazoo's harness passes -Dzookeeper.DigestAuthenticationProvider.superDigest with this value
+# (the digest of super:test).
+SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+START_TIMEOUT = float(os.environ.get("TRIZAB_COMPAT_START_TIMEOUT", "30"))
+
+
+class TrizabMember:
+    """One `trizab serve` process (a `TrizabProcess`) with the surface of kazoo's `ManagedZooKeeper`."""
+
+    def __init__(
+        self,
+        server_id: int,
+        client_port: int,
+        secure_client_port: int,
+        quorum_lines: Sequence[str],
+        configuration_entries: Sequence[str],
+    ) -> None:
+        self.server_id = server_id
+        self.host = HOST
+        self.client_port = client_port
+        self.secure_client_port = secure_client_port
+        self.quorum_lines = list(quorum_lines)
+        self.working_path = tempfile.mkdtemp(prefix=f"trizab-compat-{server_id}-")
+        lines = [
+            "maxClientCnxns=0",
+            "readonlymode.enabled=true",
+            f"DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
+            *configuration_entries,
+        ]
+        if self.quorum_lines:
+            lines += ["initLimit=4", "syncLimit=2", *self.quorum_lines]
+        self.process = TrizabProcess(self.working_path, port=client_port, extra_config=lines)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.client_port}"
+
+    @property
+    def secure_address(self) -> str:
+        return f"{self.host}:{self.secure_client_port}"
+
+    @property
+    def running(self) -> bool:
+        # kazoo's notion: started and not stopped (a crashed process still counts until stop()).
+        return self.process.proc is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def run(self) -> None:
+        """Start the server (if not running) and wait until it answers ruok."""
+        if self.running:
+            return
+        if self.quorum_lines:
+            self.process.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.process.data_dir / "myid").write_text(f"{self.server_id}\n")
+        try:
+            self.process.start(START_TIMEOUT)
+        except BaseException:
+            self.process.proc = None
+            raise
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL), keeping its data."""
+        self.process.stop()
+        self.process.proc = None
+
+    def reset(self) -> None:
+        """Stop and wipe the data directory."""
+        self.stop()
+        shutil.rmtree(self.process.data_dir, ignore_errors=True)
+        self.process.data_dir.mkdir(parents=True)
+
+    def destroy(self) -> None:
+        """Stop and remove the working directory (the next run() recreates it, empty)."""
+        self.stop()
+        shutil.rmtree(self.working_path, ignore_errors=True)
+
+    def get_logs(self, num_lines: int = 100) -> list[str]:
+        return [line + "\n" for line in self.process.log_tail(num_lines).splitlines()]
+
+
+class TrizabCluster:
+    """Duck-types `kazoo.testing.common.ZookeeperCluster` with trizab members."""
+
+    def __init__(
+        self,
+        size: int = 1,
+        configuration_entries: Sequence[str] = (),
+        ssl_configuration: dict[str, Any] | None = None,
+    ) -> None:
+        ports = free_ports(4 * size)
+        quorum_lines = (
+            [f"server.{i + 1}={HOST}:{ports[4 * i + 2]}:{ports[4 * i + 3]}:participant" for i in range(size)]
+            if size > 1
+            else []
+        )
+        self._servers = [
+            TrizabMember(i + 1, ports[4 * i], ports[4 * i + 1], quorum_lines, configuration_entries)
+            for i in range(size)
+        ]
+        self._ssl_configuration: dict[str, Any] = ssl_configuration or {}
+
+    def __getitem__(self, k: int) -> TrizabMember:
+        return self._servers[k]
+
+    def __iter__(self) -> Iterator[TrizabMember]:
+        return iter(self._servers)
+
+    def __len__(self) -> int:
+        return len(self._servers)
+
+    def start(self) -> None:
+        # Same order as kazoo's cluster; each run() waits for readiness instead of a fixed sleep.
+        for server in reversed(self._servers):
+            server.run()
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers = []
+
+    def terminate(self) -> None:
+        for server in self._servers:
+            server.destroy()
+
+    def reset(self) -> None:
+        for server in self._servers:
+            server.reset()
+
+    def get_logs(self) -> list[str]:
+        return [line for server in self._servers for line in server.get_logs()]
+
+    def get_ssl_client_configuration(self) -> dict[str, bytes]:
+        # trizab has no TLS port; kazoo's TLS test then fails to connect (listed as expected).
+        if not self._ssl_configuration:
+            from kazoo.testing.common import ZookeeperCluster
+
+            holder = ZookeeperCluster.__new__(ZookeeperCluster)
+            holder._ssl_configuration = {}
+            holder.perform_ssl_certs_generation()
+            self._ssl_configuration = holder._ssl_configuration
+        return {
+            "client_key": self._ssl_configuration["client_key_pem"],
+            "client_cert": self._ssl_configuration["client_cert_pem"],
+            "ca_cert": self._ssl_configuration["ca_cert_pem"],
+        }
+
+
+# --- the replacement for kazoo.testing.harness.get_global_cluster ------------------------------
+
+CLUSTER: TrizabCluster | None = None
+CLUSTER_CONF: dict[str, str | None] | None = None
+CONF_KEYS = ("ZOOKEEPER_CLUSTER_SIZE", "ZOOKEEPER_JAAS_AUTH", "ZOOKEEPER_LOCAL_SESSION_RO", "TRIZAB_STORAGE")
+DEFAULTS = {"ZOOKEEPER_CLUSTER_SIZE": "1", "ZOOKEEPER_LOCAL_SESSION_RO": "false", "TRIZAB_STORAGE": "txnlog"}
+
+
+def cluster_configuration(conf: dict[str, str | None]) -> list[str]:
+    """The zoo.cfg lines kazoo's harness adds for ZooKeeper >= 3.5, plus trizab's storage choice."""
+    local_ro = conf["ZOOKEEPER_LOCAL_SESSION_RO"] or "false"
+    return [
+        "4lw.commands.whitelist=*",
+        "reconfigEnabled=true",
+        f"localSessionsEnabled={local_ro}",
+        f"localSessionsUpgradingEnabled={local_ro}",
+        f"storage={conf['TRIZAB_STORAGE']}",
+    ]
+
+
+def get_global_cluster() -> TrizabCluster:
+    """Same contract as kazoo's: one cluster per configuration, rebuilt when the env changes."""
+    global CLUSTER, CLUSTER_CONF
+    conf = {k: os.environ.get(k, DEFAULTS.get(k)) for k in CONF_KEYS}
+    if CLUSTER is not None:
+        if conf == CLUSTER_CONF:
+            return CLUSTER
+        log.info("Config change detected. Reconfiguring cluster...")
+        CLUSTER.terminate()
+        CLUSTER = None
+    cluster = TrizabCluster(
+        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "1"), configuration_entries=cluster_configuration(conf)
+    )
+    CLUSTER, CLUSTER_CONF = cluster, conf
+    atexit.register(cluster.terminate)
+    return cluster

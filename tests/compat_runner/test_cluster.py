@@ -1,0 +1,97 @@
+"""compat.cluster behaves like kazoo's ZookeeperCluster, with trizab processes as members."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+from compat import cluster as compat_cluster
+
+
+@pytest.fixture
+def fresh_global(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(compat_cluster, "CLUSTER", None)
+    monkeypatch.setattr(compat_cluster, "CLUSTER_CONF", None)
+    for key in compat_cluster.CONF_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    yield
+    if compat_cluster.CLUSTER is not None:
+        compat_cluster.CLUSTER.terminate()
+
+
+def _client(address: str) -> KazooClient:
+    client = KazooClient(address, timeout=10)
+    client.start(timeout=15)
+    return client
+
+
+def test_member_restart_keeps_data_and_address(fresh_global: None) -> None:
+    cluster = compat_cluster.get_global_cluster()
+    assert len(cluster) == 1
+    cluster.start()
+    member = cluster[0]
+    assert member.running
+    client = _client(member.address)
+    try:
+        client.create("/kept", b"v")
+    finally:
+        client.stop()
+        client.close()
+    member.stop()
+    assert not member.running
+    member.run()  # same port, same dataDir (txnlog storage by default, like ZooKeeper's disk)
+    client = _client(member.address)
+    try:
+        assert client.get("/kept")[0] == b"v"
+    finally:
+        client.stop()
+        client.close()
+    assert cluster.get_logs(), "the server log is readable through get_logs()"
+
+
+def test_same_env_same_cluster_changed_env_rebuilds(
+    fresh_global: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = compat_cluster.get_global_cluster()
+    assert compat_cluster.get_global_cluster() is first
+    first.start()
+    pid = first[0].pid
+    assert pid is not None
+    monkeypatch.setenv("ZOOKEEPER_LOCAL_SESSION_RO", "true")
+    second = compat_cluster.get_global_cluster()
+    assert second is not first
+    # The old cluster was terminated: its process is gone and its working directory removed.
+    assert not first[0].running
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert not Path(first[0].working_path).exists()
+
+
+def test_reset_wipes_data(fresh_global: None) -> None:
+    cluster = compat_cluster.get_global_cluster()
+    cluster.start()
+    client = _client(cluster[0].address)
+    try:
+        client.create("/gone", b"")
+    finally:
+        client.stop()
+        client.close()
+    cluster.reset()
+    cluster.start()
+    client = _client(cluster[0].address)
+    try:
+        assert client.exists("/gone") is None
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_configuration_mirrors_kazoo_harness() -> None:
+    lines = compat_cluster.cluster_configuration(
+        {"ZOOKEEPER_LOCAL_SESSION_RO": "true", "TRIZAB_STORAGE": "memory", "ZOOKEEPER_CLUSTER_SIZE": "1"}
+    )
+    assert "4lw.commands.whitelist=*" in lines
+    assert "localSessionsEnabled=true" in lines
+    assert "storage=memory" in lines

@@ -1,0 +1,455 @@
+"""Start and stop real Apache ZooKeeper 3.8 servers for tests, compat runs and benchmarks.
+
+Theory of operation: every comparison against Apache ZooKeeper (the differential tester, the
+Java-client transcripts, the compat runner, the load generator) needs the same thing: a real
+ZooKeeper on free loopback ports with a fresh dataDir, up before the first request and gone after
+the last one. This module does that synchronously with `subprocess`, so it works from plain
+pytest, from Trio code (call it in a thread or before the nursery) and from scripts.
+
+- The JVM runs `ZooKeeperServerMain` (standalone) or `QuorumPeerMain` (ensemble members) from the
+  Debian package `zookeeper`. Debian's zookeeper.jar names most of its dependencies in its manifest
+  Class-Path, but not netty-codec, netty-resolver and netty-transport-native-unix-common (without
+  them every client connection fails) nor a logging backend, so the default classpath adds them.
+  `ZOOKEEPER_CLASSPATH` overrides the whole list.
+- Readiness is "ruok answers imok and srvr reports a Mode" (a quorum member answers ruok before it
+  has joined a quorum, so ruok alone is not enough for an ensemble), within a bounded timeout.
+- Stopping is by pid only: SIGTERM, then SIGKILL after a grace period.
+- The admin HTTP server (default port 8080) is disabled so that parallel servers do not collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+JAVA_DIR = "/usr/share/java"
+DEFAULT_JARS = (
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-unix-common.jar",
+    "netty-handler.jar",
+    "netty-buffer.jar",
+    "netty-common.jar",
+    "netty-transport.jar",
+    "slf4j-api.jar",
+    "slf4j-log4j12.jar",
+    "log4j-1.2.jar",
+)
+STANDALONE_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
+QUORUM_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+HOST = "127.0.0.1"
+
+_LOG4J = """\
+log4j.rootLogger=INFO, FILE
+log4j.appender.FILE=org.apache.log4j.FileAppender
+log4j.appender.FILE.File={path}
+log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
+log4j.appender.FILE.layout.ConversionPattern=%d{{ISO8601}} [myid:%X{{myid}}] - %-5p [%t:%C{{1}}@%L] - %m%n
+"""
+
+
+class ApacheZooKeeperError(RuntimeError):
+    """The server could not be started (missing Java/jar, early exit, or not ready in time)."""
+
+
+def java_executable() -> str | None:
+    """The `java` to run: $JAVA_HOME/bin/java if set, else the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home, "bin", "java")
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("java")
+
+
+def classpath() -> str:
+    """`ZOOKEEPER_CLASSPATH` if set, else the Debian jars that exist."""
+    env = os.environ.get("ZOOKEEPER_CLASSPATH")
+    if env:
+        return env
+    java_dir = Path(os.environ.get("ZOOKEEPER_JAVA_DIR", JAVA_DIR))
+    return os.pathsep.join(str(java_dir / jar) for jar in DEFAULT_JARS if (java_dir / jar).exists())
+
+
+def available() -> bool:
+    """True when java and a zookeeper jar on the classpath exist.
+
+    Tests marked `apache` must fail rather than skip when this is False in CI: use
+    `require_available()` in their fixtures.
+    """
+    if java_executable() is None:
+        return False
+    return any(
+        Path(p).name.startswith("zookeeper") and Path(p).is_file() for p in classpath().split(os.pathsep)
+    )
+
+
+def require_available() -> None:
+    """Raise `ApacheZooKeeperError` with a useful message when Apache ZooKeeper cannot run here."""
+    if not available():
+        raise ApacheZooKeeperError(
+            "Apache ZooKeeper is not available: install the Debian package `zookeeper` (and a JRE) "
+            "or set ZOOKEEPER_CLASSPATH; classpath tried: " + (classpath() or "<empty>")
+        )
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct currently free TCP ports on 127.0.0.1 (bound together, then released)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def four_letter_word(port: int, command: str, *, host: str = HOST, timeout: float = 2.0) -> str:
+    """Send a four-letter word and return the whole text reply ('' if the server closed at once)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(command.encode("ascii"))
+        chunks: list[bytes] = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _serving(port: int) -> bool:
+    """ruok says imok and srvr shows a Mode; a word outside the whitelist is not held against it."""
+    try:
+        ruok = four_letter_word(port, "ruok", timeout=1.0)
+        srvr = four_letter_word(port, "srvr", timeout=1.0)
+    except OSError:
+        return False
+    ruok_ok = ruok == "imok" or "not in the whitelist" in ruok
+    srvr_ok = "Mode: " in srvr or "not in the whitelist" in srvr
+    return ruok_ok and srvr_ok and ("Mode: " in srvr or ruok == "imok")
+
+
+def _with_default_whitelist(lines: Sequence[str]) -> list[str]:
+    """Enable every four-letter word unless the caller chose a whitelist."""
+    if any(line.strip().startswith("4lw.commands.whitelist") for line in lines):
+        return list(lines)
+    return ["4lw.commands.whitelist=*", *lines]
+
+
+class _Member:
+    """One JVM: config, dataDir, log file, process."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        main_class: str,
+        config_lines: Sequence[str],
+        myid: int | None,
+        client_port: int,
+        java_properties: Sequence[str],
+        jvm_args: Sequence[str],
+    ) -> None:
+        self.workdir = workdir
+        self.main_class = main_class
+        self.config_lines = list(config_lines)
+        self.myid = myid
+        self.client_port = client_port
+        self.java_properties = list(java_properties)
+        self.jvm_args = list(jvm_args)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "zookeeper.log"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.client_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        java = java_executable()
+        if java is None:
+            raise ApacheZooKeeperError("no java executable (set JAVA_HOME or install a JRE)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        if self.myid is not None:
+            (self.data_dir / "myid").write_text(f"{self.myid}\n")
+        cfg = self.workdir / "zoo.cfg"
+        cfg.write_text("\n".join([f"dataDir={self.data_dir}", *self.config_lines]) + "\n")
+        log4j = self.workdir / "log4j.properties"
+        log4j.write_text(_LOG4J.format(path=self.log_path))
+        args = [
+            java,
+            "-cp",
+            classpath(),
+            "-Dfile.encoding=UTF-8",
+            "-Djava.awt.headless=true",
+            "-Djava.net.preferIPv4Stack=true",
+            f"-Dlog4j.configuration=file:{log4j}",
+            f"-Dzookeeper.log.dir={self.workdir}",
+            *self.jvm_args,
+            *self.java_properties,
+            self.main_class,
+            str(cfg),
+        ]
+        stdout = (self.workdir / "stdout.log").open("ab")
+        try:
+            self.process = subprocess.Popen(args, stdout=stdout, stderr=subprocess.STDOUT, cwd=self.workdir)
+        finally:
+            stdout.close()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; keeps the dataDir."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash), keeping the dataDir."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self.process = None
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise ApacheZooKeeperError(
+                    f"ZooKeeper exited with {self.process.returncode}; last log lines:\n" + self.tail()
+                )
+            if _serving(self.client_port):
+                return
+            if time.monotonic() > deadline:
+                raise ApacheZooKeeperError(
+                    f"ZooKeeper on {self.address} not ready within {timeout} s; last log lines:\n"
+                    + self.tail()
+                )
+            time.sleep(0.1)
+
+    def get_logs(self, num_lines: int = 100) -> list[str]:
+        lines: list[str] = []
+        for path in (self.workdir / "stdout.log", self.log_path):
+            if path.exists():
+                lines += path.read_text(errors="replace").splitlines(keepends=True)
+        return lines[-num_lines:]
+
+    def tail(self, num_lines: int = 30) -> str:
+        return "".join(self.get_logs(num_lines))
+
+    def four_letter_word(self, command: str, timeout: float = 2.0) -> str:
+        return four_letter_word(self.client_port, command, timeout=timeout)
+
+
+class ApacheZooKeeper(_Member):
+    """A standalone Apache ZooKeeper 3.8 (`ZooKeeperServerMain`) on a free loopback port.
+
+    >>> with ApacheZooKeeper(extra_config=["4lw.commands.whitelist=*"]) as zk:
+    ...     KazooClient(zk.address)
+
+    `extra_config` lines are appended to zoo.cfg (unknown keys become `zookeeper.<key>` system
+    properties, e.g. `extendedTypesEnabled=true`); every four-letter word is enabled unless they set
+    `4lw.commands.whitelist`. `java_properties` are `-D...` JVM options.
+    With no `workdir` a temporary directory is created and removed by `close()`/`__exit__`.
+    """
+
+    def __init__(
+        self,
+        *,
+        extra_config: Sequence[str] = (),
+        java_properties: Sequence[str] = (),
+        jvm_args: Sequence[str] = (),
+        tick_time: int = 2000,
+        client_port: int | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self._own_workdir = workdir is None
+        path = Path(tempfile.mkdtemp(prefix="apache-zk-")) if workdir is None else Path(workdir)
+        port = client_port if client_port is not None else free_ports(1)[0]
+        lines = [
+            f"tickTime={tick_time}",
+            f"clientPort={port}",
+            f"clientPortAddress={HOST}",
+            "admin.enableServer=false",
+            "maxClientCnxns=0",
+            *_with_default_whitelist(extra_config),
+        ]
+        super().__init__(
+            path,
+            main_class=STANDALONE_MAIN,
+            config_lines=lines,
+            myid=None,
+            client_port=port,
+            java_properties=java_properties,
+            jvm_args=jvm_args,
+        )
+        self.start_timeout = start_timeout
+
+    def start(self) -> None:
+        """Start the JVM and wait until it serves (bounded by `start_timeout`)."""
+        require_available()
+        super().start()
+        try:
+            self.wait_ready(self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def close(self) -> None:
+        """Stop the server and remove its working directory if this object created it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ApacheZooKeeper:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class ApacheEnsemble:
+    """An ensemble of `size` Apache ZooKeeper 3.8 `QuorumPeerMain` members on free loopback ports.
+
+    Members are indexable; each has `.address`, `.client_port`, `.pid`, `.start()`, `.stop()`,
+    `.kill()`, `.wait_ready()`. `address` is the comma-separated connect string.
+    """
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        extra_config: Sequence[str] = (),
+        java_properties: Sequence[str] = (),
+        jvm_args: Sequence[str] = (),
+        tick_time: int = 2000,
+        init_limit: int = 5,
+        sync_limit: int = 2,
+        workdir: str | os.PathLike[str] | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="apache-zk-ens-")) if workdir is None else Path(workdir)
+        self.start_timeout = start_timeout
+        ports = free_ports(3 * size)
+        servers = [
+            f"server.{i + 1}={HOST}:{ports[3 * i + 1]}:{ports[3 * i + 2]}:participant" for i in range(size)
+        ]
+        self.members: list[_Member] = []
+        for i in range(size):
+            lines = [
+                f"tickTime={tick_time}",
+                f"initLimit={init_limit}",
+                f"syncLimit={sync_limit}",
+                f"clientPort={ports[3 * i]}",
+                f"clientPortAddress={HOST}",
+                "admin.enableServer=false",
+                "maxClientCnxns=0",
+                *servers,
+                *_with_default_whitelist(extra_config),
+            ]
+            self.members.append(
+                _Member(
+                    self.workdir / f"member{i + 1}",
+                    main_class=QUORUM_MAIN,
+                    config_lines=lines,
+                    myid=i + 1,
+                    client_port=ports[3 * i],
+                    java_properties=java_properties,
+                    jvm_args=jvm_args,
+                )
+            )
+
+    def __getitem__(self, index: int) -> _Member:
+        return self.members[index]
+
+    def __iter__(self) -> Iterator[_Member]:
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def address(self) -> str:
+        return ",".join(m.address for m in self.members)
+
+    def start(self) -> None:
+        """Start every member and wait until all serve (bounded by `start_timeout`)."""
+        require_available()
+        try:
+            for member in self.members:
+                member.start()
+            deadline = time.monotonic() + self.start_timeout
+            for member in self.members:
+                member.wait_ready(max(0.1, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def leader(self) -> _Member | None:
+        """The member whose `srvr` says `Mode: leader`, if any."""
+        for member in self.members:
+            if not member.running:
+                continue
+            with contextlib.suppress(OSError):
+                if "Mode: leader" in member.four_letter_word("srvr", timeout=1.0):
+                    return member
+        return None
+
+    def get_logs(self, num_lines: int = 100) -> list[str]:
+        return [line for m in self.members for line in m.get_logs(num_lines)]
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ApacheEnsemble:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
