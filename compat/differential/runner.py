@@ -1,0 +1,370 @@
+"""Run one operation sequence against one server and record everything it answers.
+
+Theory of operation
+-------------------
+An :class:`Executor` owns a long-lived *admin* session (authenticated with the
+super digest both servers are configured with) and, per example, opens the
+sequence's sessions, sends each operation, and records:
+
+* every frame that arrives on the operation's connection up to and including
+  its reply (so a notification that arrives before the reply is seen there);
+* then a **barrier**: a ping on every open session, recording the frames that
+  arrive before each ping's reply.  Both servers emit the notifications a
+  transaction causes before any later reply on the same connection (ZooKeeper's
+  ordering guarantee), so after the barrier every event the operation caused
+  has been attributed to that step, deterministically, without sleeping;
+* whether each connection is still open.
+
+After the sequence it closes the sessions (which also deletes their
+ephemerals) and the admin session deletes everything except ``/zookeeper``,
+``/zookeeper/quota`` and ``/zookeeper/config``, so the server is reused for
+the next example (starting a JVM per example would cost seconds).  Every
+example works under a fresh base node ``/dt<N>``, the same name on both
+servers.
+
+:func:`compare` normalizes two transcripts (:mod:`.normalize`) and returns a
+readable description of the first difference, or ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pprint
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from compat.differential import ops as o
+from compat.differential.client import Closed, Frame, RawClient, TimedOut
+from compat.differential.normalize import normalize
+from trizab.wire import jute
+from trizab.wire import records as r
+from trizab.wire.codes import OpCode
+
+__all__ = ["SUPER_AUTH", "SUPER_DIGEST_CONFIG", "Executor", "OpSequence", "compare"]
+
+SUPER_USER, SUPER_PASSWORD = "super", "differential"
+SUPER_AUTH = f"{SUPER_USER}:{SUPER_PASSWORD}".encode()
+# The zoo.cfg line both servers get (ZooKeeper turns it into a zookeeper.* system property).
+SUPER_DIGEST_CONFIG = f"DigestAuthenticationProvider.superDigest={o.digest_id(SUPER_USER, SUPER_PASSWORD)}"
+RESERVED = ("/zookeeper", "/zookeeper/quota", "/zookeeper/config")
+SESSION_TIMEOUT_MS = 10_000
+GRACE_S = 0.1
+
+
+@attrs.frozen
+class OpSequence:
+    sessions: int
+    ops: tuple[o.Op, ...]
+
+    def __repr__(self) -> str:
+        body = "".join(f"\n    {op!r}," for op in self.ops)
+        return f"OpSequence(sessions={self.sessions}, ops=({body}\n))"
+
+
+class _Session:
+    def __init__(self, slot: int, generation: int) -> None:
+        self.label = f"s{slot}.{generation}"
+        self.client: RawClient | None = None
+        self.session_id = 0
+        self.passwd = b"\0" * 16
+        self.last_zxid = 0
+        self.alive = False  # the session exists on the server (not closed/expired)
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and not self.client.closed
+
+
+class Executor:
+    """Runs sequences against the server at ``address``; keep one per server across examples."""
+
+    def __init__(self, address: tuple[str, int], *, reply_timeout: float = 3.0) -> None:
+        self.address = address
+        self.reply_timeout = reply_timeout
+        self._admin: RawClient | None = None
+        self.session_ids: dict[int, str] = {}
+
+    # -- admin -------------------------------------------------------------
+
+    def _admin_client(self) -> RawClient:
+        if self._admin is not None and not self._admin.closed:
+            return self._admin
+        client = RawClient(self.address, timeout=self.reply_timeout)
+        resp = client.connect(time_out=40_000)
+        if not isinstance(resp, r.ConnectResponse | r.ConnectResponseNoRO) or resp.time_out <= 0:
+            raise RuntimeError(f"admin session refused by {self.address}: {resp!r}")
+        self._admin = client
+        reply = self._admin_call(OpCode.AUTH, jute.encode(r.AuthPacket(0, "digest", SUPER_AUTH)), xid=-4)
+        if reply.header.err != 0:
+            raise RuntimeError(f"super digest auth refused by {self.address}: {reply.header}")
+        return client
+
+    def _admin_call(self, opcode: int, body: bytes, xid: int | None = None) -> Frame:
+        client = self._admin
+        assert client is not None
+        xid = client.next_xid() if xid is None else xid
+        client.send(xid, opcode, body)
+        for frame in client.read_until_xid(xid):
+            if isinstance(frame, Frame) and frame.header.xid == xid:
+                return frame
+        raise RuntimeError(f"admin session on {self.address} lost while calling opcode {opcode}")
+
+    def _wipe(self, path: str) -> None:
+        frame = self._admin_call(OpCode.GET_CHILDREN, jute.encode(r.GetChildrenRequest(path, False)))
+        if frame.header.err == 0:
+            children = jute.decode(r.GetChildrenResponse, frame.body).children or []
+            for child in children:
+                self._wipe(("" if path == "/" else path) + "/" + child)
+        if path not in RESERVED and path != "/":
+            self._admin_call(OpCode.DELETE, jute.encode(r.DeleteRequest(path, -1)))
+
+    def reset(self) -> None:
+        """Delete every znode but the reserved ones (as the super user)."""
+        self._admin_client()
+        self._wipe("/")
+
+    def prepare(self, base: str) -> None:
+        self._admin_client()
+        rec = r.CreateRequest(base, b"", [r.ACL(31, r.Id("world", "anyone"))], 0)
+        frame = self._admin_call(OpCode.CREATE, jute.encode(rec))
+        if frame.header.err != 0:
+            raise RuntimeError(f"cannot create base {base} on {self.address}: err {frame.header.err}")
+
+    def close(self) -> None:
+        if self._admin is not None:
+            with contextlib.suppress(OSError):
+                self._admin.send(self._admin.next_xid(), OpCode.CLOSE_SESSION)
+            self._admin.close()
+            self._admin = None
+
+    # -- sessions ------------------------------------------------------------
+
+    def _connect(self, sess: _Session, *, resume: bool) -> Any:
+        if sess.client is not None:
+            sess.client.close()
+        try:
+            client = RawClient(self.address, timeout=self.reply_timeout)
+        except OSError as exc:
+            return ("connect-failed", type(exc).__name__)
+        sess.client = client
+        if resume:
+            resp = client.connect(
+                time_out=SESSION_TIMEOUT_MS,
+                session_id=sess.session_id,
+                passwd=sess.passwd,
+                last_zxid_seen=sess.last_zxid,
+            )
+        else:
+            resp = client.connect(time_out=SESSION_TIMEOUT_MS)
+        if not isinstance(resp, r.ConnectResponse | r.ConnectResponseNoRO):
+            sess.alive = False
+            return ("connect", sess.label, _frame_value(resp, 0))
+        if resp.time_out > 0:
+            sess.session_id, sess.passwd, sess.alive = resp.session_id, resp.passwd, True
+            self.session_ids[resp.session_id] = sess.label
+        else:
+            sess.alive = False
+        return (
+            "connect",
+            sess.label,
+            {
+                "record": type(resp).__name__,
+                "protocolVersion": resp.protocol_version,
+                "timeOut": resp.time_out,
+                "sessionId": o.Sid(resp.session_id),
+                "passwdLength": None if resp.passwd is None else len(resp.passwd),
+                "passwdZero": resp.passwd == b"\0" * 16,
+                "readOnly": getattr(resp, "read_only", None),
+            },
+        )
+
+    def _exchange(self, sess: _Session, opcode: int, xid: int, body: bytes) -> list[Any]:
+        client = sess.client
+        assert client is not None
+        if not client.send(xid, opcode, body):
+            return [("closed-before-send",)]
+        # ZooKeeper 3.8 never answers a standalone check (op 13); do not wait long for it.
+        frames = client.read_until_xid(xid, timeout=0.5 if opcode == OpCode.CHECK else None)
+        out = []
+        for frame in frames:
+            if isinstance(frame, Frame) and frame.header.zxid > 0:
+                sess.last_zxid = max(sess.last_zxid, frame.header.zxid)
+            out.append(_frame_value(frame, xid, opcode))
+        return out
+
+    def _pipeline(self, sess: _Session, op: o.Pipeline, base: str) -> list[Any]:
+        client = sess.client
+        assert client is not None
+        opcodes: dict[int, int] = {}
+        for sub in op.ops:
+            opcode, _, body = o.encode_request(sub, base, sess.last_zxid)
+            xid = client.next_xid()
+            opcodes[xid] = opcode
+            if not client.send(xid, opcode, body):
+                return [("closed-before-send",)]
+        if not opcodes:
+            return []
+        last = max(opcodes)
+        out: list[Any] = []
+        for frame in client.read_until_xid(last):
+            if isinstance(frame, Frame) and frame.header.zxid > 0:
+                sess.last_zxid = max(sess.last_zxid, frame.header.zxid)
+            xid = frame.header.xid if isinstance(frame, Frame) else last
+            out.append(
+                _frame_value(frame, xid, opcodes.get(xid))
+                if xid in opcodes or xid == -1
+                else _frame_value(frame, last, None)
+            )
+        return out
+
+    def _barrier(self, sessions: Sequence[_Session], unordered: bool) -> list[Any]:
+        out: list[Any] = []
+        for sess in sessions:
+            if not sess.connected:
+                continue
+            assert sess.client is not None
+            frames = sess.client.ping()
+            values = [_frame_value(f, -2) for f in frames]
+            if values and values[-1] == ("ping",):
+                values.pop()
+            if values:
+                out.append(("events", sess.label, ("unordered", *values) if unordered else values))
+        return out
+
+    # -- one example -----------------------------------------------------------
+
+    def run(self, seq: OpSequence, base: str) -> tuple[list[Any], dict[int, str]]:
+        """The raw transcript of ``seq`` under ``base`` and the session-id labels it used."""
+        self.session_ids = {}
+        self.prepare(base)
+        slots = [_Session(i, 0) for i in range(seq.sessions)]
+        transcript: list[Any] = []
+        try:
+            for sess in slots:
+                transcript.append(self._connect(sess, resume=False))
+            for index, op in enumerate(seq.ops):
+                slot = op.s % len(slots)
+                sess = slots[slot]
+                step: list[Any] = [index, sess.label]
+                if isinstance(op, o.Reconnect):
+                    if not sess.alive:
+                        sess = slots[slot] = _Session(slot, int(sess.label.split(".")[1]) + 1)
+                        step.append(self._connect(sess, resume=False))
+                    else:
+                        step.append(self._connect(sess, resume=True))
+                elif not sess.connected:
+                    step.append(("not-connected",))
+                elif isinstance(op, o.Pipeline):
+                    step.append(self._pipeline(sess, op, base))
+                else:
+                    assert sess.client is not None
+                    opcode, forced_xid, body = o.encode_request(op, base, sess.last_zxid)
+                    xid = sess.client.next_xid() if forced_xid is None else forced_xid
+                    if opcode == OpCode.PING:
+                        xid = -2  # ZooKeeper answers a ping on xid -2 whatever xid it came with
+                    frames = self._exchange(sess, opcode, xid, body)
+                    if isinstance(op, o.RawRequest | o.Auth | o.CloseSession) and sess.connected:
+                        # ZooKeeper closes the connection after an unknown opcode, a failed auth or
+                        # closeSession by queueing a close behind the reply, so the close comes a
+                        # moment later; wait for it here rather than let a later step see it.
+                        assert sess.client is not None
+                        late = sess.client.read_frame(GRACE_S)
+                        if not isinstance(late, TimedOut):
+                            frames.append(_frame_value(late, xid, opcode))
+                    step.append(frames)
+                    if isinstance(op, o.CloseSession):
+                        sess.alive = False
+                step.append(("open", sess.connected))
+                transcript.append(("step", *step))
+                transcript.extend(self._barrier(slots, unordered=isinstance(op, o.CloseSession)))
+        finally:
+            # Close every session that still exists, reconnecting first if the server dropped its
+            # connection: a session left to expire would delete its ephemerals (and use a zxid)
+            # at a moment that depends on timing, in the middle of a later example.
+            for sess in slots:
+                if sess.alive and not sess.connected:
+                    self._connect(sess, resume=True)
+                if sess.connected and sess.alive:
+                    assert sess.client is not None
+                    with contextlib.suppress(OSError):
+                        xid = sess.client.next_xid()
+                        sess.client.send(xid, OpCode.CLOSE_SESSION)
+                        sess.client.read_until_xid(xid, timeout=self.reply_timeout)
+                if sess.client is not None:
+                    sess.client.close()
+            self.reset()
+        return transcript, dict(self.session_ids)
+
+
+def _frame_value(frame: Frame | Closed | TimedOut, xid: int, opcode: int | None = None) -> Any:
+    if isinstance(frame, Closed):
+        return ("closed",)
+    if isinstance(frame, TimedOut):
+        return ("no-reply",)
+    h = frame.header
+    if h.xid == -1:
+        try:
+            ev = jute.decode(r.WatcherEvent, frame.body)
+        except jute.JuteError:
+            return ("bad-event", h.zxid, h.err, frame.body.hex())
+        return ("event", o.Z(h.zxid), h.err, ev.type, ev.state, ev.path)
+    if h.xid == -2 and xid == -2:
+        return ("ping",) if h.err == 0 and not frame.body else ("ping", h.err, frame.body.hex())
+    if h.xid != xid:
+        return ("unexpected-frame", h.xid, o.Z(h.zxid), h.err, frame.body.hex())
+    if h.err != 0:
+        return ("reply", h.err, o.Z(h.zxid), frame.body.hex() if frame.body else None)
+    body = o.decode_body(opcode, frame.body) if opcode is not None else frame.body.hex()
+    return ("reply", 0, o.Z(h.zxid), body)
+
+
+def first_difference(
+    expected: tuple[list[Any], dict[int, str]], actual: tuple[list[Any], dict[int, str]]
+) -> tuple[int, Any, Any] | None:
+    """``(entry index, expected entry, actual entry)`` of the first normalized difference."""
+    a = normalize(*expected)
+    b = normalize(*actual)
+    if a == b:
+        return None
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i, x, y
+    n = min(len(a), len(b))
+    return n, a[n] if n < len(a) else None, b[n] if n < len(b) else None
+
+
+def step_of(transcript: list[Any], index: int) -> int | None:
+    """The operation index of the step at or before transcript entry ``index``."""
+    for entry in reversed(transcript[: index + 1]):
+        if entry[0] == "step":
+            return int(entry[1])
+    return None
+
+
+def compare(
+    expected: tuple[list[Any], dict[int, str]],
+    actual: tuple[list[Any], dict[int, str]],
+    *,
+    expected_name: str = "zookeeper",
+    actual_name: str = "trizab",
+) -> str | None:
+    """``None`` if the normalized transcripts agree, else a description of the first difference."""
+    a = normalize(*expected)
+    b = normalize(*actual)
+    if a == b:
+        return None
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return (
+                f"first difference at transcript entry {i}:\n"
+                f"  {expected_name}: {pprint.pformat(x, width=150)}\n"
+                f"  {actual_name}: {pprint.pformat(y, width=150)}\n"
+                f"preceding entries ({expected_name}):\n"
+                + "\n".join(f"    {pprint.pformat(e, width=150)}" for e in a[max(0, i - 3) : i])
+            )
+    return (
+        f"transcripts differ in length: {expected_name} {len(a)}, {actual_name} {len(b)}; "
+        f"first extra entry: {pprint.pformat((a + b)[min(len(a), len(b))], width=150)}"
+    )

@@ -1,0 +1,51 @@
+"""The two servers a differential run compares, configured identically.
+
+Both get the same zoo.cfg lines: the super digest the runner's admin session
+uses to wipe the tree between examples, TTL nodes enabled
+(``extendedTypesEnabled``), and every four-letter word whitelisted.
+ZooKeeper's container/TTL reaper (``ContainerManager``) runs on a timer
+(``znode.container.checkIntervalMs``, default 60 s); it is set to an hour so
+that it never fires in the middle of an example, where its effect would depend
+on timing rather than on the operations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from compat.differential.runner import SUPER_DIGEST_CONFIG
+
+CONFIG_LINES = (
+    SUPER_DIGEST_CONFIG,
+    "extendedTypesEnabled=true",
+    "4lw.commands.whitelist=*",
+    "maxClientCnxns=0",
+)
+APACHE_JAVA_PROPERTIES = ("-Dznode.container.checkIntervalMs=3600000",)
+
+
+@contextlib.contextmanager
+def apache_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    """A running Apache ZooKeeper 3.8 standalone; yields its (host, port)."""
+    from trizab.testing.apache_zk import HOST, ApacheZooKeeper
+
+    with ApacheZooKeeper(
+        extra_config=[*CONFIG_LINES, *extra_config], java_properties=list(APACHE_JAVA_PROPERTIES)
+    ) as zk:
+        yield (HOST, zk.client_port)
+
+
+@contextlib.contextmanager
+def trizab_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    """A running ``trizab serve`` (memory storage, in a temporary directory); yields its (host, port)."""
+    from trizab.testing.process import TrizabProcess
+
+    with (
+        tempfile.TemporaryDirectory(prefix="trizab-diff-") as workdir,
+        TrizabProcess(Path(workdir), extra_config=[*CONFIG_LINES, *extra_config], storage="memory") as proc,
+    ):
+        assert proc.port is not None
+        yield (proc.host, proc.port)

@@ -1,0 +1,63 @@
+"""The normalizer forgives only what may legitimately differ (no servers needed)."""
+
+from __future__ import annotations
+
+import time
+
+from compat.differential.ops import Sid, StatV, T, Z
+from compat.differential.runner import compare
+
+NOW = int(time.time() * 1000)
+
+
+def stat(czxid: int, mzxid: int, ctime: int, mtime: int, owner: int = 0, pzxid: int | None = None) -> StatV:
+    return StatV(Z(czxid), Z(mzxid), T(ctime), T(mtime), 0, 0, 0, Sid(owner), 0, 0, Z(pzxid or czxid))
+
+
+def transcript(
+    *entries: object, sessions: dict[int, str] | None = None
+) -> tuple[list[object], dict[int, str]]:
+    return list(entries), sessions or {}
+
+
+def test_zxid_offsets_and_clocks_are_forgiven() -> None:
+    a = transcript(("reply", Z(10), stat(10, 12, NOW, NOW + 5)), ("reply", Z(12), None))
+    b = transcript(("reply", Z(500), stat(500, 900, NOW + 77, NOW + 99)), ("reply", Z(900), None))
+    assert compare(a, b) is None
+
+
+def test_zxid_relations_are_kept() -> None:
+    # Same values on one side, different on the other: the "same transaction" relation differs.
+    a = transcript(("reply", Z(10), stat(10, 10, NOW, NOW)))
+    b = transcript(("reply", Z(10), stat(10, 11, NOW, NOW)))
+    assert compare(a, b) is not None
+    # Order: a later zxid must stay later.
+    a = transcript(("reply", Z(10), None), ("reply", Z(11), None))
+    b = transcript(("reply", Z(11), None), ("reply", Z(10), None))
+    assert compare(a, b) is not None
+
+
+def test_implausible_or_inconsistent_times_are_differences() -> None:
+    good = transcript(("r", stat(5, 5, NOW, NOW)))
+    seconds = transcript(("r", stat(5, 5, NOW // 1000, NOW // 1000)))
+    assert compare(good, seconds) is not None
+    inconsistent = transcript(("r", stat(5, 5, NOW, NOW + 1)))
+    assert compare(good, inconsistent) is not None
+
+
+def test_session_ids_map_to_labels() -> None:
+    a = transcript(("r", stat(1, 1, NOW, NOW, owner=111)), sessions={111: "s0.0", 222: "s1.0"})
+    b = transcript(("r", stat(1, 1, NOW, NOW, owner=999)), sessions={999: "s0.0", 888: "s1.0"})
+    assert compare(a, b) is None
+    c = transcript(("r", stat(1, 1, NOW, NOW, owner=888)), sessions={999: "s0.0", 888: "s1.0"})
+    assert compare(a, c) is not None
+
+
+def test_children_compare_as_sorted_multisets_only() -> None:
+    a = transcript(("r", ("children", "a", "b")))
+    assert compare(a, transcript(("r", ("children", "b", "a")))) is None
+    assert compare(a, transcript(("r", ("children", "a", "a", "b")))) is not None
+    # Event order is significant unless the runner marked the step unordered (closeSession).
+    ev1, ev2 = ("event", Z(-1), 0, 2, 3, "/x"), ("event", Z(-1), 0, 2, 3, "/y")
+    assert compare(transcript(("events", [ev1, ev2])), transcript(("events", [ev2, ev1]))) is not None
+    assert compare(transcript(("unordered", ev1, ev2)), transcript(("unordered", ev2, ev1))) is None
