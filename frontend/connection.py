@@ -116,7 +116,7 @@ class RequestReceived:
 
     xid: int
     opcode: int
-    payload: memoryview
+    payload: bytes | memoryview
 
 
 @attrs.frozen
@@ -181,8 +181,13 @@ class ClientConnection:
         if avail < 4 + length:
             return self._need_data(avail)
         start = self._pos + 4
-        frame = bytes(self._buf[start : start + length])
-        self._pos = start + length
+        end = start + length
+        self._pos = end
+        if self.state is State.SESSION and length >= _HEADER.size:
+            # Hot path: one copy of the body straight out of the buffer.
+            xid, opcode = _HEADER.unpack_from(self._buf, start)
+            return RequestReceived(xid, opcode, bytes(self._buf[start + _HEADER.size : end]))
+        frame = bytes(self._buf[start:end])
         if self.state is State.HANDSHAKE:
             return self._connect(frame)
         return self._request(frame)
@@ -232,7 +237,7 @@ class ClientConnection:
         if len(frame) < _HEADER.size:
             return self._fail(f"request frame of {len(frame)} bytes is shorter than a RequestHeader (8)")
         xid, opcode = _HEADER.unpack_from(frame)
-        return RequestReceived(xid, opcode, memoryview(frame)[_HEADER.size :])
+        return RequestReceived(xid, opcode, frame[_HEADER.size :])
 
 
 # ---------------------------------------------------------------------------
@@ -244,9 +249,10 @@ def encode_output(out: bytearray, output: Output) -> None:
     start = len(out)
     out += b"\0\0\0\0"  # length placeholder, patched below
     if isinstance(output, Reply):
-        encode_into(out, output.header)
-        if output.body is not None:
-            encode_into(out, output.body)
+        output.header.jute_encode(out)  # type: ignore[attr-defined]
+        body = output.body
+        if body is not None:
+            body.jute_encode(out)
     elif isinstance(output, Notification):
         encode_into(out, r.ReplyHeader(xid=-1, zxid=output.zxid, err=0), output.event)
     elif isinstance(output, Connected):

@@ -9,17 +9,21 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
     ticker  (Tick every tickTime/2) ───────────┤            └──> storage worker (append, sync
     storage worker (Committed after sync) ─────┘                 in a thread, snapshots, purge)
 
-* **The core task** is the only code that touches the :class:`ServerCore`; no
-  locks.  It drains the bounded ``inbox`` in batches, calls the core, and after
-  every call carries out ``ready()`` in the contract's order: hand ``to_log`` to
+* **The core task** owns the :class:`ServerCore` (readers call it too, but only
+  in synchronous code, so no two callers ever interleave); no locks.  It drains
+  the bounded ``inbox`` in batches, calls the core, and after every call carries
+  out ``ready()`` in the contract's order: hand ``to_log`` to
   the storage worker, encode ``outputs`` into per-connection buffers, close
   ``close`` connections.  At the end of a batch each connection's buffer goes to
-  its writer as one chunk, so a burst of pipelined requests costs one
-  ``send_all``.  The core task never waits on anything but the inbox.
+  the socket as one chunk, so a burst of pipelined requests costs one ``send``:
+  written directly when the connection's writer is idle, else queued to it.
+  The core task never waits on anything but the inbox.
 * **Reader tasks** turn bytes into events with the sans-I/O
-  :class:`~trizab.frontend.connection.ClientConnection` and send one inbox
-  message per ``receive_some``.  A protocol error logs one line and closes that
-  connection only.
+  :class:`~trizab.frontend.connection.ClientConnection` and hand each
+  ``receive_some``'s requests to the core themselves (``_dispatch`` is
+  synchronous, so the core is still touched by one task at a time; skipping the
+  inbox saves a task switch per request burst), then flush the replies.  A
+  protocol error logs one line and closes that connection only.
 * **Writer tasks** drain their connection's queue.  The queue is bounded in
   bytes, not messages: a client that stops reading is disconnected once its
   backlog passes ``MAX_OUTBOUND_BYTES``, and never slows anybody else down.
@@ -28,12 +32,16 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
   last round, appends them, and runs one ``sync()`` in a thread; whatever
   arrives meanwhile waits for the next round and shares its sync.  Once the
   sync returns, the batch is reported to the core task as committed, which is
-  when the core may reply.  Snapshots (every ~``snapCount`` transactions,
-  randomised between half and all of it as ZooKeeper does so that servers of an
-  ensemble do not snapshot together) and purges run in the same worker, so the
-  engine never sees two calls at once.  If the storage falls behind by more than
+  when the core may reply.  Snapshots are due every ~``snapCount`` transactions
+  (randomised between half and all of it as ZooKeeper does so that servers of an
+  ensemble do not snapshot together); purges run in this worker, never while a
+  snapshot is being written.  If the storage falls behind by more than
   ``MAX_LOG_BACKLOG`` transactions, readers stop feeding the inbox until it
   catches up: back-pressure reaches the clients' TCP windows instead of memory.
+* **The snapshotter** walks the tree for a snapshot a few thousand nodes at a
+  time, with a checkpoint between steps, so a big tree never stalls the clients
+  (a *fuzzy* snapshot, as ZooKeeper's; see :mod:`trizab.tree.snapshot`), then
+  saves it in a thread while the storage worker goes on logging and committing.
 * **The ticker** calls ``core.tick`` every ``tickTime/2``.
 
 Time: the core gets ``now_ms`` from a :class:`Clock`, which is wall-clock
@@ -49,6 +57,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import itertools
 import logging
 import math
@@ -88,6 +97,7 @@ RECEIVE_SIZE = 256 * 1024
 INBOX_SIZE = 1024
 MAX_OUTBOUND_BYTES = 32 * 1024 * 1024
 MAX_LOG_BACKLOG = 50_000
+SNAPSHOT_STEP_NODES = 2000  # nodes copied per step of a snapshot walk (a few ms of work)
 SHUTDOWN_GRACE_S = 10.0
 FOUR_LETTER_WORD_TIMEOUT_S = 30.0
 
@@ -145,6 +155,8 @@ def _core_config(config: cfg.ServerConfig) -> Any:
         "jute_max_buffer": config.jute_max_buffer,
         "read_only": False,
         "reconfig_enabled": config.reconfig_enabled,
+        "container_check_interval_ms": config.container_check_interval_ms,
+        "reap_containers_immediately": config.reap_containers_immediately,
     }
     names = {f.name for f in attrs.fields(CoreConfig)}
     return CoreConfig(**{k: v for k, v in known.items() if k in names})
@@ -188,6 +200,8 @@ class _Conn:
     replies: int = 0
     # (xid, opcode, received_ms) of requests still waiting for their reply, in order.
     pending: collections.deque[tuple[int, int, int]] = attrs.Factory(collections.deque)
+    # The socket's descriptor for direct writes by the core task (-1: not a socket, or closed).
+    fd: int = -1
 
 
 class Server:
@@ -214,6 +228,9 @@ class Server:
         self._per_host: collections.Counter[str] = collections.Counter()
         self._ids = itertools.count(1)
         self._dirty: set[int] = set()
+        # Readers feed the core directly only when the core task is ours: a subclass with
+        # its own core task may do more after each batch than _process_lost and _flush.
+        self._direct_dispatch = type(self)._core_task is Server._core_task
         self._lost: list[int] = []  # connections whose handler ended, for the core task
         # storage worker state (owned by the core task; the worker takes batches)
         self._to_log: list[Txn] = []
@@ -222,6 +239,10 @@ class Server:
         self._backlog_ok = trio.Event()
         self._backlog_ok.set()
         self._snapshot_job: tuple[int, bytes] | None = None
+        # A fuzzy snapshot walk is wanted / in progress (the _snapshotter task runs it).
+        self._snapshot_wanted = trio.Event()
+        self._snapshotting = False
+        self._snapshotter_running = False
         self._purge_requested = False
         self._since_snapshot = 0
         self._next_snapshot = self._snapshot_threshold()
@@ -262,7 +283,11 @@ class Server:
             factory = self._core_factory or _default_core
             self.core = factory(config, now)
             self.core.load(recovered)
+            _tune_gc(freeze=_get(self.core, "node_count", 0) >= GC_FREEZE_NODES)
             self._last_committed_zxid = recovered.last_zxid
+            # The replayed log counts towards the next snapshot, so a long tail is not replayed
+            # again at every restart (ZooKeeper snapshots at start-up; we do it in the background).
+            self._since_snapshot = len(recovered.txns)
             self._handle_ready()
             log.info(
                 "recovered %d txns after snapshot 0x%x; last zxid 0x%x",
@@ -273,6 +298,7 @@ class Server:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._core_task)
                 nursery.start_soon(self._storage_worker)
+                nursery.start_soon(self._snapshotter)
                 nursery.start_soon(self._ticker)
                 if config.autopurge_purge_interval > 0:
                     nursery.start_soon(self._purger)
@@ -383,9 +409,9 @@ class Server:
                     log.exception("internal error on a request from %s; closing its connection", c.remote)
                     self._abort(c)
                     return
-                self._handle_ready()
-                if c.closing:
-                    return
+            # One ready() per batch, not per request: the core keeps its outputs in order, and
+            # it ignores requests for a connection it dropped part-way through the batch.
+            self._handle_ready()
         elif kind == "lost":
             self._process_lost()
         elif kind == "4lw":
@@ -403,7 +429,11 @@ class Server:
             core.committed(batch, self.clock.now_ms())
             self._handle_ready()
             self._since_snapshot += len(batch)
-            if self._since_snapshot >= self._next_snapshot and self._snapshot_job is None:
+            if (
+                self._since_snapshot >= self._next_snapshot
+                and self._snapshot_job is None
+                and not self._snapshotting
+            ):
                 self._take_snapshot()
         else:  # pragma: no cover
             raise AssertionError(f"unknown inbox message {kind!r}")
@@ -444,17 +474,23 @@ class Server:
     def _account_reply(self, c: _Conn, reply: Reply, now: int) -> None:
         header = reply.header
         pending = c.pending
+        rxid = header.xid
         while pending:
             xid, opcode, started = pending.popleft()
-            if xid == header.xid:
-                latency = max(0, now - started)
+            if xid == rxid:
+                # Runs for every reply: plain comparisons rather than max()/min() calls.
+                latency = now - started
+                if latency < 0:
+                    latency = 0
                 c.last_op = opcode
                 c.last_cxid = xid
                 c.last_latency = latency
                 c.replies += 1
                 c.total_latency += latency
-                c.max_latency = max(c.max_latency, latency)
-                c.min_latency = latency if c.min_latency is None else min(c.min_latency, latency)
+                if latency > c.max_latency:
+                    c.max_latency = latency
+                if c.min_latency is None or latency < c.min_latency:
+                    c.min_latency = latency
                 self.stats.record_latency(latency)
                 break
         c.last_zxid = header.zxid
@@ -466,6 +502,18 @@ class Server:
             c = self._conns.get(conn_id)
             if c is None or not c.outbuf or c.closing:
                 continue
+            if c.queued_bytes == 0 and c.fd >= 0:
+                # The writer is idle (nothing handed to it is unsent), so nothing can overtake
+                # this chunk: try the socket now and save the writer task a wake-up.  What the
+                # socket does not take, and any error, goes to the writer, which reports it.
+                try:
+                    sent = os.write(c.fd, c.outbuf)
+                except OSError:
+                    sent = 0
+                if sent == len(c.outbuf):
+                    c.outbuf.clear()
+                    continue
+                del c.outbuf[:sent]
             chunk = bytes(c.outbuf)
             c.outbuf.clear()
             self._enqueue(c, chunk)
@@ -514,13 +562,51 @@ class Server:
                 del self._per_host[c.host]
 
     def _take_snapshot(self) -> None:
+        self._since_snapshot = 0
+        self._next_snapshot = self._snapshot_threshold()
+        if self._snapshotter_running:
+            # Walk the tree in steps between requests (see _snapshotter).
+            self._snapshotting = True
+            self._snapshot_wanted.set()
+            return
         data = self.core.snapshot()
         # The newest zxid handed to committed(): everything up to it is applied and
         # durable; anything later in the snapshot makes it fuzzy, which is allowed.
         self._snapshot_job = (self._last_committed_zxid, data)
-        self._since_snapshot = 0
-        self._next_snapshot = self._snapshot_threshold()
         self._log_wakeup.set()
+
+    async def _snapshotter(self) -> None:
+        """Fuzzy snapshots (ZooKeeper's): a few thousand nodes per step, clients served between.
+
+        The walk's zxid is the last applied one when it starts; transactions applied
+        during the walk may or may not show in it, and recovery replays the log after
+        that zxid over it (the tree tolerates the overlap).
+        """
+        self._snapshotter_running = True
+        try:
+            while True:
+                await self._snapshot_wanted.wait()
+                self._snapshot_wanted = trio.Event()
+                start = getattr(self.core, "start_snapshot", None)
+                if start is None:  # a core without incremental snapshots
+                    zxid, data = self._last_committed_zxid, self.core.snapshot()
+                else:
+                    writer = start()
+                    while not writer.step(SNAPSHOT_STEP_NODES):
+                        await trio.lowlevel.checkpoint()
+                    # Joining copies the whole snapshot: off the event loop for a big one.
+                    zxid, parts = writer.zxid, writer.parts()
+                    data = await self._blocking(b"".join, parts)
+                # Written from here, in a thread, while the storage worker goes on logging (the
+                # Storage contract allows save_snapshot beside append/sync): a big snapshot's
+                # write must not hold up commits.  Purges wait until it is done.
+                await self._save_snapshot(zxid, data)
+                self._snapshotting = False
+                self._log_wakeup.set()
+                if _get(self.core, "node_count", 0) >= GC_FREEZE_NODES:
+                    gc.freeze()  # nodes created since start-up: out of the collector's way too
+        finally:
+            self._snapshotter_running = False
 
     def _snapshot_threshold(self) -> int:
         half = max(1, self.config.snap_count // 2)
@@ -607,22 +693,27 @@ class Server:
             if batch:
                 storage.append(batch)
                 await self._blocking(storage.sync)
-                await self._inbox_send.send(("committed", batch))
+                if self._direct_dispatch:
+                    # As the readers do: apply and reply from here, one task switch fewer per batch.
+                    self._dispatch(("committed", batch))
+                    self._process_lost()
+                    self._flush()
+                else:
+                    await self._inbox_send.send(("committed", batch))
             job, self._snapshot_job = self._snapshot_job, None
             if job is not None:
-                zxid, data = job
-                started = time.perf_counter()
-                await self._blocking(storage.save_snapshot, zxid, data)
-                log.info(
-                    "snapshot at 0x%x: %d bytes in %.1f ms",
-                    zxid,
-                    len(data),
-                    (time.perf_counter() - started) * 1e3,
-                )
-                self._purge_requested = self.config.autopurge_purge_interval > 0
-            if self._purge_requested:
+                await self._save_snapshot(*job)
+            if self._purge_requested and not self._snapshotting:
                 self._purge_requested = False
                 await self._blocking(storage.purge, self.config.autopurge_snap_retain_count)
+
+    async def _save_snapshot(self, zxid: int, data: bytes) -> None:
+        started = time.perf_counter()
+        await self._blocking(self.storage.save_snapshot, zxid, data)
+        log.info(
+            "snapshot at 0x%x: %d bytes in %.1f ms", zxid, len(data), (time.perf_counter() - started) * 1e3
+        )
+        self._purge_requested = self.config.autopurge_purge_interval > 0
 
     async def _ticker(self) -> None:
         interval = max(self.config.tick_time / 2, 1) / 1000.0
@@ -655,12 +746,14 @@ class Server:
             log.warning("too many connections from %s (max %d); closing", host, limit)
             await trio.aclose_forcefully(stream)
             return
+        fd = -1
         if isinstance(stream, trio.SocketStream):
             with contextlib.suppress(OSError):
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            fd = stream.socket.fileno()
         conn_id = next(self._ids)
         send, recv = trio.open_memory_channel[Any](math.inf)
-        c = _Conn(conn_id=conn_id, remote=f"{host}:{port}", host=host, send=send)
+        c = _Conn(conn_id=conn_id, remote=f"{host}:{port}", host=host, send=send, fd=fd)
         self._conns[conn_id] = c
         self._per_host[host] += 1
         reason = "closed"
@@ -674,6 +767,7 @@ class Server:
                         await trio.sleep(FOUR_LETTER_WORD_TIMEOUT_S)
                     nursery.cancel_scope.cancel()
         finally:
+            c.fd = -1  # no direct writes once the descriptor may be closed (and reused)
             if not c.closing and conn_id in self._conns:
                 self._connection_ended(conn_id)
             with contextlib.suppress(Exception):
@@ -706,7 +800,15 @@ class Server:
             if events:
                 if not self._backlog_ok.is_set():
                     await self._backlog_ok.wait()
-                await inbox.send(("events", c.conn_id, events))
+                if self._direct_dispatch:
+                    # Feed the core right here instead of through the inbox: it is all one thread
+                    # and _dispatch never awaits, so the core still has one owner at a time, and a
+                    # request costs one task wake-up (this one) instead of two.
+                    self._dispatch(("events", c.conn_id, events))
+                    self._process_lost()
+                    self._flush()
+                else:
+                    await inbox.send(("events", c.conn_id, events))
             if not data:
                 return "eof"
 
@@ -736,6 +838,29 @@ class Server:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             c.scope.cancel()
+
+
+GC_GEN0_THRESHOLD = 50_000
+GC_FREEZE_NODES = 100_000
+
+
+def _tune_gc(*, freeze: bool) -> None:
+    """Keep CPython's cycle collector off the request path.
+
+    Every request allocates a handful of small tracked objects (records, pending
+    entries) that die young; with the default gen-0 threshold of 700 the collector
+    ran every few dozen requests and cost ~3 us per write in the benchmark.  A big
+    recovered tree is frozen (moved to the permanent generation: it has no
+    reference cycles to find, and a full collection would otherwise walk every
+    znode, a pause of seconds for millions of them).  Small ones are not: freezing
+    also pins whatever cyclic garbage the process holds at that moment (it matters
+    in a test process that starts many servers).
+    """
+    gen0, gen1, gen2 = gc.get_threshold()
+    if gen0 and gen0 < GC_GEN0_THRESHOLD:
+        gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    if freeze:
+        gc.freeze()
 
 
 def _get(obj: Any, name: str, default: Any) -> Any:

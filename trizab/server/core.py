@@ -48,7 +48,7 @@ from trizab.tree import watches as wm
 from trizab.tree.acl import OPEN_ACL_UNSAFE
 from trizab.tree.datatree import NORMAL, TTL, DataTree, Result, ephemeral_kind, ttl_of
 from trizab.tree.prep import Prep, PrepError
-from trizab.tree.snapshot import deserialize_snapshot, serialize_snapshot
+from trizab.tree.snapshot import SnapshotWriter, deserialize_snapshot, gc_paused, serialize_snapshot
 from trizab.txn import Txn
 from trizab.wire import records as r
 from trizab.wire.codes import Err, OpCode, Perms, WatcherType
@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 _ZERO_PASSWD = bytes(16)
 _MAX_QUEUED_EVENTS = 10_000
+_STAMP = object()  # _Pending.payload of a fixed reply that takes the zxid current when it is sent
+_MAX_SASL_ROUNDS = 3  # null-token SASL replies per connection before AuthFailed (see _sasl)
 
 _WRITE_OPS = frozenset(
     {
@@ -99,9 +101,38 @@ _READ_OPS = frozenset(
 )
 
 _GET_DATA = int(OpCode.GET_DATA)
+# Plain ints for the per-request paths: an IntEnum attribute lookup (OpCode.X) costs about ten
+# times an int comparison on CPython 3.11, and the write path made dozens of them.
+_CREATE = int(OpCode.CREATE)
+_SET_DATA = int(OpCode.SET_DATA)
+_ERROR = int(OpCode.ERROR)
+_MULTI = int(OpCode.MULTI)
+_RECONFIG = int(OpCode.RECONFIG)
+_CREATE_SESSION = int(OpCode.CREATE_SESSION)
+_CLOSE_SESSION = int(OpCode.CLOSE_SESSION)
+_CHECK = int(OpCode.CHECK)
+_DELETE_CONTAINER = int(OpCode.DELETE_CONTAINER)
+_SET_ACL = int(OpCode.SET_ACL)
+_AUTH = int(OpCode.AUTH)
+_PING = int(OpCode.PING)
+_CREATE2_LIKE = frozenset({int(OpCode.CREATE2), int(OpCode.CREATE_TTL), int(OpCode.CREATE_CONTAINER)})
+_MAY_EMPTY_CONTAINER = frozenset(
+    {int(OpCode.DELETE), int(OpCode.CLOSE_SESSION), int(OpCode.MULTI), int(OpCode.DELETE_CONTAINER)}
+)
+_READ_OP_CODES = frozenset(int(op) for op in _READ_OPS)
+_WRITE_OP_CODES = frozenset(int(op) for op in _WRITE_OPS)
+_MARSHALLING_ERROR = int(Err.MARSHALLING_ERROR)
 _decode_get_data = r.GetDataRequest.jute_decode  # type: ignore[attr-defined]
 _READ = int(Perms.READ)
 _ADMIN = int(Perms.ADMIN)
+
+
+class _FailedWithBody(PrepError):
+    """An error reply that still carries a body (ZooKeeper sends the response built so far)."""
+
+    def __init__(self, code: int, body: Any) -> None:
+        super().__init__(code)
+        self.body = body
 
 
 @attrs.define
@@ -113,6 +144,8 @@ class CoreConfig:
     super_digest: str | None = None  # "super:base64(sha1(super:password))"
     extended_types_enabled: bool = False
     container_check_interval_ms: int = 60_000
+    # Also reap a container as soon as its last child goes (ZooKeeper only has the periodic check).
+    reap_containers_immediately: bool = True
     local_reads: bool = True
     read_only: bool = False
     # Standalone ZooKeeper answers reconfig with ReconfigDisabled, or Unimplemented when enabled.
@@ -161,6 +194,7 @@ class _Conn:
         "last_zxid",
         "queue",
         "received",
+        "sasl_rounds",
         "send_ro_flag",
         "sent",
         "session_id",
@@ -177,6 +211,7 @@ class _Conn:
         self.established = False
         self.queue: deque[_Pending] = deque()
         self.received = 0
+        self.sasl_rounds = 0
         self.sent = 0
         self.last_zxid = -1
         self.started_ms = now_ms
@@ -291,17 +326,28 @@ class ServerCore:
         return self._hzxid
 
     def snapshot(self) -> bytes:
+        """The whole tree now, in one go (its zxid is :attr:`last_zxid`)."""
         return serialize_snapshot(self.tree)
+
+    def start_snapshot(self) -> SnapshotWriter:
+        """A fuzzy snapshot to advance with ``step()`` between other calls (zxid: ``.zxid``).
+
+        The driver may feed the core anything between steps; the result is a snapshot
+        as of ``.zxid`` plus some later transactions, which :meth:`load` corrects by
+        replaying the log after ``.zxid`` (ZooKeeper's fuzzy snapshot).
+        """
+        return SnapshotWriter(self.tree)
 
     def load(self, recovered: Any) -> None:
         """Restore a snapshot and replay the log after it (start-up, before any connection)."""
         tree = DataTree(extended_types=self.config.extended_types_enabled)
-        if recovered.snapshot is not None:
-            deserialize_snapshot(tree, recovered.snapshot)
-            tree.last_processed_zxid = recovered.snapshot_zxid
-        for txn in recovered.txns:
-            tree.process_txn(txn.header, txn.body)
-        tree.events.clear()
+        with gc_paused():  # restart time: see gc_paused
+            if recovered.snapshot is not None:
+                deserialize_snapshot(tree, recovered.snapshot)
+                tree.last_processed_zxid = recovered.snapshot_zxid
+            for txn in recovered.txns:
+                tree.process_txn(txn.header, txn.body)
+                tree.events.clear()
         self.tree = tree
         self.prep = Prep(tree, extended_types=self.config.extended_types_enabled)
         self._hzxid = max(self._hzxid, tree.last_processed_zxid)
@@ -419,32 +465,61 @@ class ServerCore:
         conn.received += 1
         sid = conn.session_id
         self.tracker.touch(sid, now_ms)
-        if opcode in _READ_OPS:
+        if opcode in _READ_OP_CODES:
             if not conn.queue:
                 # Fast path: nothing in flight on this connection, answer now.
                 self._emit(conn, self._read(conn, xid, opcode, payload))
             else:
                 conn.queue.append(_Pending(conn, _READ_KIND, xid, opcode, bytes(payload)))
             return
-        if opcode in _WRITE_OPS:
+        if opcode in _WRITE_OP_CODES:
             self._write(conn, xid, opcode, payload, now_ms)
             return
-        if opcode == OpCode.AUTH:
+        if opcode == _AUTH:
             self._auth(conn, xid, payload)
             return
+        if opcode == _DELETE_CONTAINER:
+            # Server-internal (ContainerManager): ZooKeeper 3.8 answers a client's with
+            # BadArguments and an ErrorTxn, whatever the body (_write).
+            self._write(conn, xid, opcode, payload, now_ms)
+            return
         if opcode == OpCode.SASL:
-            # No SASL server is configured: fail like an unknown auth scheme.
-            self._outputs.append((conn_id, Reply(r.ReplyHeader(xid, 0, Err.AUTH_FAILED))))
+            self._sasl(conn, xid, payload)
+            return
+        # Unknown opcode (deleteContainer included: it is server-internal): ZooKeeper's
+        # UnimplementedRequestProcessor, whose reply header carries zxid -1.  ZooKeeper then
+        # closes the connection; trizab keeps it open (deliberate, see compat/README.md).
+        self._fixed(conn, Reply(r.ReplyHeader(xid, -1, Err.UNIMPLEMENTED)))
+
+    def _sasl(self, conn: _Conn, xid: int, payload: bytes | memoryview) -> None:
+        """``ZooKeeperServer.processSasl`` on a server without a SASL server.
+
+        ZooKeeper then hits a NullPointerException on the missing SASL server, logs it and
+        answers OK with a null token; a body that does not decode, or a null token, makes it
+        close the connection without a reply.  A client that keeps trying (kazoo loops for
+        ever on null tokens) gets AuthFailed and a close after a few rounds instead.
+        """
+        try:
+            req = decode_request(OpCode.SASL, payload)
+        except JuteError:
+            req = None
+        if req is None or req.token is None:
             self._drop_conn(conn)
             return
-        # Unknown opcode: ZooKeeper's UnimplementedRequestProcessor; keep the connection.
-        self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, Err.UNIMPLEMENTED)))
+        conn.sasl_rounds += 1
+        if conn.sasl_rounds > _MAX_SASL_ROUNDS:
+            self._outputs.append((conn.conn_id, Reply(r.ReplyHeader(xid, 0, Err.AUTH_FAILED))))
+            self._drop_conn(conn)
+            return
+        self._fixed(conn, Reply(r.ReplyHeader(xid, 0, 0), r.SetSASLResponse(None)))
 
-    def _fixed(self, conn: _Conn, reply: Reply) -> None:
+    def _fixed(self, conn: _Conn, reply: Reply, *, stamp: bool = False) -> None:
+        """Send ``reply`` in order; ``stamp``: with the last zxid at sending time, as
+        FinalRequestProcessor would (the request waits behind the connection's earlier writes)."""
         if not conn.queue:
             self._emit(conn, reply)
         else:
-            entry = _Pending(conn, _FIXED_KIND, reply.header.xid, 0)
+            entry = _Pending(conn, _FIXED_KIND, reply.header.xid, 0, _STAMP if stamp else None)
             entry.reply = reply
             entry.done = True
             conn.queue.append(entry)
@@ -469,6 +544,8 @@ class ServerCore:
         for i in ids:
             if i not in conn.ids:
                 conn.ids.append(i)
+        # Kept in the order ZooKeeper iterates them (whoAmI, the auth ACL scheme).
+        conn.ids = acls.java_set_order(conn.ids)
         self._outputs.append((conn.conn_id, Reply(r.ReplyHeader(xid, 0, 0))))
 
     def _log(
@@ -502,25 +579,51 @@ class ServerCore:
             # ReadOnlyRequestProcessor answers writes itself.
             self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, Err.NOT_READONLY)))
             return
+        if opcode == _RECONFIG:
+            try:
+                decode_request(opcode, payload)
+            except JuteError:
+                # ZooKeeper decodes a reconfig before it takes a zxid: MarshallingError, no txn.
+                self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, _MARSHALLING_ERROR)), stamp=True)
+                return
+        ops = None
+        if opcode == _MULTI:
+            try:
+                ops = decode_multi(payload, read=False)
+                null_path = any(op.request.path is None for op in ops)
+            except JuteError:
+                # Below: an ErrorTxn, as ZooKeeper logs one for a multi it cannot use.  Read ops
+                # only do decode there, so a null path among them still fails first.
+                try:
+                    null_path = any(op.request.path is None for op in decode_multi(payload, read=True))
+                except JuteError:
+                    null_path = False
+            if null_path:
+                # ZooKeeper's getPendingChanges dereferences every op's path before preparing
+                # any: a NullPointerException, answered MarshallingError with an empty
+                # MultiResponse and without a transaction.
+                reply = Reply(r.ReplyHeader(xid, self.last_zxid, _MARSHALLING_ERROR), MultiResponse([]))
+                self._fixed(conn, reply, stamp=True)
+                return
         conn.queue.append(entry)
         zxid = self.next_zxid()
         prep = self.prep
         try:
-            if opcode == OpCode.CLOSE_SESSION:
+            if opcode == _CLOSE_SESSION:
                 self.tracker.set_closing(sid)
                 txn_type, body = prep.close_session(sid, zxid)
             elif not self.tracker.is_live(sid):
                 raise PrepError(Err.SESSION_EXPIRED)
-            elif opcode == OpCode.MULTI:
-                try:
-                    ops = decode_multi(payload, read=False)
-                except JuteError:
-                    raise PrepError(Err.MARSHALLING_ERROR) from None
+            elif opcode == _MULTI:
+                if ops is None:
+                    raise PrepError(Err.MARSHALLING_ERROR)
                 body, _err = prep.multi(ops, sid, conn.ids, zxid, now_ms)
                 txn_type = OpCode.MULTI
-            elif opcode == OpCode.RECONFIG:
+            elif opcode == _RECONFIG:
                 decode_request(opcode, payload)
                 raise PrepError(Err.UNIMPLEMENTED if self.config.reconfig_enabled else Err.RECONFIG_DISABLED)
+            elif opcode == _DELETE_CONTAINER:
+                raise PrepError(Err.BAD_ARGUMENTS)  # see receive()
             else:
                 try:
                     req = decode_request(opcode, payload)
@@ -549,11 +652,11 @@ class ServerCore:
                 self._deliver(tree.events)
                 tree.events = []
             t = header.type
-            if t == OpCode.CREATE_SESSION:
+            if t == _CREATE_SESSION:
                 if header.client_id not in self.tracker.sessions:
                     self.tracker.add(header.client_id, txn.body.time_out, now_ms)
             entry = self._take_pending(header.client_id, header.cxid)
-            if t == OpCode.CLOSE_SESSION:
+            if t == _CLOSE_SESSION:
                 self._session_closed(header.client_id, entry)
             elif entry is not None and entry.conn is not None:
                 if entry.kind == _CONNECT_KIND:
@@ -566,7 +669,7 @@ class ServerCore:
                     entry.reply = self._write_reply(entry, rc, txn)
                     entry.done = True
                     self._drain(entry.conn)
-            if t in (OpCode.DELETE, OpCode.CLOSE_SESSION, OpCode.MULTI, OpCode.DELETE_CONTAINER):
+            if t in _MAY_EMPTY_CONTAINER and self.config.reap_containers_immediately:
                 self._check_containers_after(txn)
 
     def _take_pending(self, client_id: int, cxid: int) -> _Pending | None:
@@ -618,30 +721,34 @@ class ServerCore:
                 self._emit(conn, self._read(conn, head.xid, head.op, head.payload))
             elif head.done:
                 q.popleft()
-                if head.reply is not None:
-                    self._emit(conn, head.reply)
+                reply = head.reply
+                if reply is not None:
+                    if head.payload is _STAMP:
+                        h = reply.header
+                        reply = Reply(r.ReplyHeader(h.xid, self.last_zxid, h.err), reply.body)
+                    self._emit(conn, reply)
             else:
                 break
 
     def _write_reply(self, entry: _Pending, rc: Result, txn: Txn) -> Reply:
         zxid = self.last_zxid
         op = entry.op
-        if rc.type == OpCode.ERROR:
+        if rc.type == _ERROR:
             return Reply(r.ReplyHeader(entry.xid, zxid, rc.err))
-        if op == OpCode.MULTI:
+        if op == _MULTI:
             return Reply(r.ReplyHeader(entry.xid, zxid, 0), MultiResponse(self._multi_results(rc)))
         if rc.err:
             return Reply(r.ReplyHeader(entry.xid, zxid, rc.err))
         header = r.ReplyHeader(entry.xid, zxid, 0)
-        if op == OpCode.CREATE:
-            return Reply(header, r.CreateResponse(rc.path))
-        if op in (OpCode.CREATE2, OpCode.CREATE_TTL, OpCode.CREATE_CONTAINER):
-            return Reply(header, r.Create2Response(rc.path, rc.stat))
-        if op == OpCode.SET_DATA:
+        if op == _SET_DATA:
             return Reply(header, r.SetDataResponse(rc.stat))
-        if op == OpCode.SET_ACL:
+        if op == _CREATE:
+            return Reply(header, r.CreateResponse(rc.path))
+        if op in _CREATE2_LIKE:
+            return Reply(header, r.Create2Response(rc.path, rc.stat))
+        if op == _SET_ACL:
             return Reply(header, r.SetACLResponse(rc.stat))
-        if op == OpCode.CHECK:
+        if op == _CHECK:
             node = self.tree.nodes.get(rc.path or "")
             return Reply(header, r.SetDataResponse(node.stat() if node else _EMPTY_STAT))
         return Reply(header)
@@ -674,22 +781,28 @@ class ServerCore:
             try:
                 req = _decode_get_data(payload, 0, len(payload))[0]
             except JuteError:
-                return Reply(r.ReplyHeader(xid, zxid, Err.MARSHALLING_ERROR))
+                return Reply(r.ReplyHeader(xid, zxid, _MARSHALLING_ERROR))
             node = self.tree.nodes.get(req.path)
             if node is None:
-                return Reply(r.ReplyHeader(xid, zxid, Err.NO_NODE))
+                if req.path is None:  # ZooKeeper: a NullPointerException, i.e. MarshallingError
+                    return Reply(r.ReplyHeader(xid, zxid, _MARSHALLING_ERROR))
+                node = self.tree.get_node(req.path)  # "" is the root too
+                if node is None:
+                    return Reply(r.ReplyHeader(xid, zxid, Err.NO_NODE))
             acl = node.acl
             if acl is not OPEN_ACL_UNSAFE and not acls.check_acl(acl, _READ, conn.ids):
                 return Reply(r.ReplyHeader(xid, zxid, Err.NO_AUTH))
             if req.watch:
                 self.tree.data_watches.add(req.path, conn.session_id)
             return Reply(r.ReplyHeader(xid, zxid, 0), r.GetDataResponse(node.data, node.stat()))
-        if op == OpCode.PING:
+        if op == _PING:
             return Reply(r.ReplyHeader(xid, zxid, 0))
         if not self.tracker.is_live(conn.session_id):
             return Reply(r.ReplyHeader(xid, zxid, Err.SESSION_EXPIRED))
         try:
             body = self._read_body(conn, op, payload)
+        except _FailedWithBody as e:
+            return Reply(r.ReplyHeader(xid, zxid, e.code), e.body)
         except PrepError as e:
             return Reply(r.ReplyHeader(xid, zxid, e.code))
         except (JuteError, KeyError, ValueError, TypeError, AttributeError):
@@ -697,7 +810,10 @@ class ServerCore:
         return Reply(r.ReplyHeader(xid, zxid, 0), body)
 
     def _node_for_read(self, conn: _Conn, path: str | None, perm: int = _READ) -> Any:
-        node = self.tree.nodes.get(path)  # type: ignore[arg-type]
+        if path is None:
+            # ZooKeeper looks a null path up and throws NullPointerException: MarshallingError.
+            raise PrepError(Err.MARSHALLING_ERROR)
+        node = self.tree.get_node(path)  # "" is the root too, as in ZooKeeper's NodeHashMap
         if node is None:
             raise PrepError(Err.NO_NODE)
         if not acls.check_acl(node.acl, perm, conn.ids):
@@ -716,11 +832,13 @@ class ServerCore:
         if op == OpCode.EXISTS:
             req = decode_request(op, payload)
             path = req.path
-            if path is None or "\0" in path:
+            if path is None:  # path.indexOf('\0') throws NullPointerException
+                raise PrepError(Err.MARSHALLING_ERROR)
+            if "\0" in path:
                 raise PrepError(Err.BAD_ARGUMENTS)
             if req.watch:
                 tree.data_watches.add(path, sid)
-            node = tree.nodes.get(path)
+            node = tree.get_node(path)
             if node is None:
                 raise PrepError(Err.NO_NODE)
             return r.ExistsResponse(node.stat())
@@ -765,6 +883,14 @@ class ServerCore:
             return None
         if op == OpCode.CHECK_WATCHES or op == OpCode.REMOVE_WATCHES:
             req = decode_request(op, payload)
+            # ZooKeeper 3.8's WatcherType.fromInt knows only 1-3 (it throws, i.e. MarshallingError,
+            # for 4 and 5 too).
+            if req.type not in (1, 2, 3):
+                raise PrepError(Err.MARSHALLING_ERROR)
+            if req.path is None:
+                # checkWatches walks the path (NullPointerException); removeWatches looks it up
+                # in the watcher's path set and finds nothing.
+                raise PrepError(Err.MARSHALLING_ERROR if op == OpCode.CHECK_WATCHES else Err.NO_WATCHER)
             wtype = WatcherType(req.type)
             found = (self._check_watch if op == OpCode.CHECK_WATCHES else self._remove_watch)(
                 req.path, wtype, sid
@@ -793,16 +919,27 @@ class ServerCore:
                 mode = wm.RECURSIVE
             else:
                 raise ValueError(f"unsupported addWatch mode {req.mode}")
-            tree.add_watch(req.path, sid, mode)
+            if req.path is not None:  # ZooKeeper keeps a watch on null; it can never fire
+                tree.add_watch(req.path, sid, mode)
             return r.ErrorResponse(0)
         if op == OpCode.WHO_AM_I:
             return r.WhoAmIResponse([r.ClientInfo(i.scheme, acls.user_name(i)) for i in conn.ids])
         raise KeyError(op)
 
     def _multi_read(self, conn: _Conn, payload: Any) -> list[OpResult]:
-        ops = decode_multi(payload, read=True)
+        try:
+            ops = decode_multi(payload, read=True)
+        except JuteError:
+            # Only write ops: ZooKeeper decodes them, then fails at the first one ("Invalid type
+            # of op"), sending the empty MultiResponse along.  Anything else is undecodable.
+            decode_multi(payload, read=False)
+            raise _FailedWithBody(Err.MARSHALLING_ERROR, MultiResponse([])) from None
         out: list[OpResult] = []
         for op in ops:
+            if op.request.path is None:
+                # A NullPointerException in FinalRequestProcessor: MarshallingError, and the
+                # MultiResponse built so far goes out with it.
+                raise _FailedWithBody(Err.MARSHALLING_ERROR, MultiResponse(out))
             try:
                 node = self._node_for_read(conn, op.request.path)
             except PrepError as e:
@@ -819,29 +956,24 @@ class ServerCore:
         return out
 
     def _check_watch(self, path: str, wtype: WatcherType, sid: int) -> bool:
+        # ZooKeeper 3.8's WatchManager.containsWatcher answers true when *any* session watches
+        # the path in that table (it never looks the watcher up in the set; a recursive watch
+        # of the caller's own is in the set too); checkWatches reproduces that.
         t = self.tree
         if wtype == WatcherType.CHILDREN:
-            return t.child_watches.contains(path, sid, wm.STANDARD)
+            return bool(t.child_watches.table.get(path))
         if wtype == WatcherType.DATA:
-            return t.data_watches.contains(path, sid, wm.STANDARD)
-        if wtype == WatcherType.PERSISTENT:
-            return t.data_watches.contains(path, sid, wm.PERSISTENT)
-        if wtype == WatcherType.PERSISTENT_RECURSIVE:
-            return t.data_watches.contains(path, sid, wm.RECURSIVE)
-        return t.child_watches.contains(path, sid, None) or t.data_watches.contains(path, sid, None)
+            return bool(t.data_watches.table.get(path))
+        return bool(t.child_watches.table.get(path)) or bool(t.data_watches.table.get(path))
 
     def _remove_watch(self, path: str, wtype: WatcherType, sid: int) -> bool:
+        # ZooKeeper 3.8's WatchManager.removeWatcher drops the watcher from the path's set
+        # whatever its mode (standard, persistent or recursive).
         t = self.tree
         if wtype == WatcherType.CHILDREN:
-            return t.child_watches.remove(path, sid, wm.STANDARD)
+            return t.child_watches.remove(path, sid, None)
         if wtype == WatcherType.DATA:
-            return t.data_watches.remove(path, sid, wm.STANDARD)
-        if wtype == WatcherType.PERSISTENT:
-            a = t.child_watches.remove(path, sid, wm.PERSISTENT)
-            b = t.data_watches.remove(path, sid, wm.PERSISTENT)
-            return a or b
-        if wtype == WatcherType.PERSISTENT_RECURSIVE:
-            return t.data_watches.remove(path, sid, wm.RECURSIVE)
+            return t.data_watches.remove(path, sid, None)
         a = t.child_watches.remove(path, sid, None)
         b = t.data_watches.remove(path, sid, None)
         return a or b

@@ -137,9 +137,12 @@ def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id]) -> list[ACL]:
     """``PrepRequestProcessor.fixupACL``; raises :class:`AclError` (INVALID_ACL)."""
     from trizab.wire.codes import Err
 
+    # PrepRequestProcessor.removeDuplicates keeps the first of equal ACLs, comparing with the
+    # Jute-generated ACL.equals, which throws NullPointerException on a null scheme or id of the
+    # ACL being added (ZooKeeper answers that with MarshallingError); a null list is InvalidACL.
     uniq: list[ACL] = []
     for a in acl or ():
-        if a not in uniq:
+        if not any(_java_acl_equals(a, e) for e in uniq):
             uniq.append(a)
     if not uniq:
         raise AclError(Err.INVALID_ACL)
@@ -148,6 +151,9 @@ def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id]) -> list[ACL]:
         aid = a.id
         if aid is None or aid.scheme is None:
             raise AclError(Err.INVALID_ACL)
+        if aid.id is None and aid.scheme in ("world", "digest", "ip"):
+            # "anyone".equals / the provider's isValid dereference it.
+            raise AclError(Err.MARSHALLING_ERROR)
         if aid.scheme == "world" and aid.id == "anyone":
             out.append(a)
         elif aid.scheme == "auth":
@@ -167,6 +173,21 @@ def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id]) -> list[ACL]:
     return out  # the tree interns it (intern_acl) when the create or setACL is applied
 
 
+def _java_acl_equals(a: ACL, b: ACL) -> bool:
+    """``a.equals(b)`` as Jute generates it; AclError(MARSHALLING_ERROR) where Java would NPE."""
+    from trizab.wire.codes import Err
+
+    if a.perms != b.perms:
+        return False
+    if a.id.scheme is None:
+        raise AclError(Err.MARSHALLING_ERROR)
+    if a.id.scheme != b.id.scheme:
+        return False
+    if a.id.id is None:
+        raise AclError(Err.MARSHALLING_ERROR)
+    return a.id.id == b.id.id
+
+
 def authenticate(
     scheme: str | None, auth: bytes | None, client_ip: str, super_digest: str | None
 ) -> list[Id] | None:
@@ -180,6 +201,38 @@ def authenticate(
     if scheme == "ip":
         return [Id("ip", client_ip)]
     return None
+
+
+def _java_string_hash(s: str | None) -> int:
+    h = 0
+    raw = (s or "").encode("utf-16-be", "surrogatepass")  # Java hashes UTF-16 code units
+    for k in range(0, len(raw), 2):
+        h = (31 * h + (raw[k] << 8 | raw[k + 1])) & 0xFFFFFFFF
+    return h
+
+
+def _java_id_hash(i: Id) -> int:
+    """``Id.hashCode`` (Jute-generated) as an unsigned 32-bit value."""
+    h = (37 * 17 + _java_string_hash(i.scheme)) & 0xFFFFFFFF
+    return (37 * h + _java_string_hash(i.id)) & 0xFFFFFFFF
+
+
+def java_set_order(ids: Sequence[Id]) -> list[Id]:
+    """``ids`` (distinct, in insertion order) as ZooKeeper iterates a connection's auth ids.
+
+    ``ServerCnxn.authInfo`` is a ``ConcurrentHashMap`` key set, so whoAmI lists the ids, and
+    the ``auth`` ACL scheme expands them, in hash-bucket order: table size 16, doubled past
+    3/4 full; within a bucket, insertion order (exact until the first resize, 12 ids).
+    """
+    n = 16
+    while len(ids) >= n * 3 // 4:
+        n *= 2
+
+    def bucket(i: Id) -> int:
+        h = _java_id_hash(i)
+        return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (n - 1)
+
+    return sorted(ids, key=bucket)
 
 
 def user_name(ident: Id) -> str:

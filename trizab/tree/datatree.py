@@ -42,6 +42,14 @@ from trizab.wire.jute import JuteError, decode
 
 __all__ = ["DataTree", "Node", "Result", "TreeError", "ephemeral_kind"]
 
+# Quotas (ZooKeeper's Quotas / StatsTrack): /zookeeper/quota/<path>/zookeeper_limits marks <path>,
+# and its zookeeper_stats sibling holds "count=N,bytes=M" for <path>'s subtree, kept up to date
+# by every create, delete and setData below a marked path (not enforced, like
+# zookeeper.enforceQuota's default).
+_QUOTA_ROOT = "/zookeeper/quota"
+_LIMIT_NODE = "zookeeper_limits"
+_STAT_NODE = "zookeeper_stats"
+
 VOID, NORMAL, CONTAINER, TTL = 0, 1, 2, 3
 _TTL_MASK = TTL_EPHEMERAL_OWNER_MASK
 _SYNC_CONNECTED = int(KeeperState.SYNC_CONNECTED)
@@ -49,6 +57,15 @@ _CREATED = int(EventType.NODE_CREATED)
 _DELETED = int(EventType.NODE_DELETED)
 _DATA_CHANGED = int(EventType.NODE_DATA_CHANGED)
 _CHILDREN_CHANGED = int(EventType.NODE_CHILDREN_CHANGED)
+# Plain ints: IntEnum attribute lookups are slow on CPython 3.11 and process_txn runs per write.
+_SET_DATA = int(OpCode.SET_DATA)
+_RECONFIG = int(OpCode.RECONFIG)
+_CREATE = int(OpCode.CREATE)
+_CREATE2 = int(OpCode.CREATE2)
+_NODE_EXISTS = int(Err.NODE_EXISTS)
+_CREATES = frozenset(
+    {int(OpCode.CREATE), int(OpCode.CREATE2), int(OpCode.CREATE_TTL), int(OpCode.CREATE_CONTAINER)}
+)
 
 
 def ephemeral_kind(owner: int, extended_types: bool) -> int:
@@ -203,6 +220,8 @@ class DataTree:
         self.child_watches = w.WatchManager()
         self.last_processed_zxid = 0
         self.events: list[tuple[list[int], r.WatcherEvent]] = []
+        # ZooKeeper's pTrie: the paths that have a zookeeper_limits node.
+        self.quota_paths: set[str] = set()
 
     # -- helpers -------------------------------------------------------------
 
@@ -247,6 +266,12 @@ class DataTree:
         if parent is None:
             raise TreeError(Err.NO_NODE)
         if path in nodes:
+            if child not in parent.children:
+                # Only in replay over a fuzzy snapshot: the snapshot caught this node but its
+                # parent was deleted and re-created by the replay.  The node is there, so its
+                # parent must list it.
+                parent.children[child] = None
+                parent._stat = None
             raise TreeError(Err.NODE_EXISTS)
         if parent_cversion == -1:
             parent_cversion = parent.cversion + 1
@@ -265,6 +290,13 @@ class DataTree:
             self.ttls[path] = None
         elif owner != 0:
             self.ephemerals.setdefault(owner, {})[path] = None
+        if parent_name.startswith(_QUOTA_ROOT):
+            if child == _LIMIT_NODE and len(parent_name) > len(_QUOTA_ROOT):
+                self.quota_paths.add(parent_name[len(_QUOTA_ROOT) :])
+            elif child == _STAT_NODE:
+                self._update_quota_for_path(parent_name[len(_QUOTA_ROOT) :])
+        if self.quota_paths:
+            self._update_quota_stat(path, len(data) if data else 0, 1)
         self._fire(self.data_watches.trigger(path, _CREATED), _CREATED, path)
         self._fire(self.child_watches.trigger(parent_name, _CHILDREN_CHANGED), _CHILDREN_CHANGED, parent_name)
         return node
@@ -284,6 +316,10 @@ class DataTree:
         node = nodes.pop(path, None)
         if node is None:
             raise TreeError(Err.NO_NODE)
+        if self.quota_paths:
+            self._update_quota_stat(path, -len(node.data) if node.data else 0, -1)
+            if path.endswith("/" + _LIMIT_NODE) and parent_name.startswith(_QUOTA_ROOT):
+                self.quota_paths.discard(parent_name[len(_QUOTA_ROOT) :])
         owner = node.ephemeral_owner
         kind = ephemeral_kind(owner, self.extended_types)
         if kind == CONTAINER:
@@ -305,6 +341,9 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None:
             raise TreeError(Err.NO_NODE)
+        if self.quota_paths:
+            old = len(node.data) if node.data else 0
+            self._update_quota_stat(path, (len(data) if data else 0) - old, 0)
         node.data = data
         node.mtime = time
         node.mzxid = zxid
@@ -350,10 +389,10 @@ class DataTree:
         rc = Result(header)
         t = header.type
         try:
-            if t == OpCode.SET_DATA or t == OpCode.RECONFIG:
+            if t == _SET_DATA or t == _RECONFIG:
                 rc.path = body.path
                 rc.stat = self.set_data(body.path, body.data, body.version, header.zxid, header.time)
-            elif t == OpCode.CREATE or t == OpCode.CREATE2:
+            elif t == _CREATE or t == _CREATE2:
                 rc.path = body.path
                 node = self.create_node(
                     body.path,
@@ -364,7 +403,7 @@ class DataTree:
                     header.zxid,
                     header.time,
                 )
-                if t == OpCode.CREATE2:
+                if t == _CREATE2:
                     rc.stat = node.stat()
             elif t == OpCode.CREATE_TTL:
                 rc.path = body.path
@@ -410,9 +449,10 @@ class DataTree:
                 self._process_multi(header, body, rc)
         except TreeError as e:
             rc.err = e.code
-        if t == OpCode.CREATE and rc.err == Err.NODE_EXISTS and rc.path is not None:
-            # Replay of a create whose node was re-created by another session after a
-            # fuzzy snapshot: still move the parent's cversion/pzxid (DataTree.processTxn).
+        if rc.err == _NODE_EXISTS and t in _CREATES and rc.path is not None:
+            # Replay of a create whose node a fuzzy snapshot already holds: still move the
+            # parent's cversion/pzxid (DataTree.processTxn does this for create; every
+            # create type needs it for the replayed tree to equal the live one).
             try:
                 self.set_cversion_pzxid(
                     rc.path[: rc.path.rfind("/")] or "/", body.parent_c_version, header.zxid
@@ -454,7 +494,69 @@ class DataTree:
             if sub_rc.err != 0 and rc.err == 0:
                 rc.err = sub_rc.err
 
+    # -- quotas (DataTree.updateQuotaStat / getMaxPrefixWithQuota / updateQuotaForPath) --
+
+    def quota_prefix(self, path: str) -> str | None:
+        """``getMaxPrefixWithQuota``: the deepest path with a quota at or above ``path``."""
+        best = None
+        for q in self.quota_paths:
+            if (path == q or path.startswith(q + "/")) and (best is None or len(q) > len(best)):
+                best = q
+        return None if best in (None, "/") else best
+
+    def _update_quota_stat(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        prefix = self.quota_prefix(path)
+        if prefix is None:
+            return
+        node = self.nodes.get(f"{_QUOTA_ROOT}{prefix}/{_STAT_NODE}")
+        if node is None:
+            return
+        stats = _parse_stats(node.data)
+        if stats is None:  # ZooKeeper would throw applying the txn; leave the node alone
+            return
+        stats["count"] = stats.get("count", -1) + count_diff
+        stats["bytes"] = stats.get("bytes", -1) + bytes_diff
+        node.data = _format_stats(stats)
+        node._stat = None
+
+    def _update_quota_for_path(self, path: str) -> None:
+        """Recount ``path``'s subtree (the node itself included) into its stat node."""
+        node = self.nodes.get(f"{_QUOTA_ROOT}{path}/{_STAT_NODE}")
+        if node is None:
+            return
+        count = size = 0
+        todo = [path]
+        while todo:
+            p = todo.pop()
+            n = self.get_node(p)
+            if n is None:
+                continue
+            count += 1
+            size += len(n.data) if n.data else 0
+            # path + "/" + child, as Java's getCounts (so "/" counts itself only: "//zookeeper").
+            todo.extend(f"{p}/{c}" for c in n.children)
+        node.data = _format_stats({"count": count, "bytes": size})
+        node._stat = None
+
+    def setup_quota(self) -> None:
+        """``DataTree.setupQuota`` after loading a snapshot: find the limits, recount the stats."""
+        self.quota_paths.clear()
+        suffix = "/" + _LIMIT_NODE
+        for p in list(self.nodes):
+            if p.startswith(_QUOTA_ROOT + "/") and p.endswith(suffix) and not self.nodes[p].children:
+                real = p[len(_QUOTA_ROOT) : -len(suffix)]
+                if real:
+                    self._update_quota_for_path(real)
+                    self.quota_paths.add(real)
+
     # -- reads and watches ---------------------------------------------------
+
+    def get_node(self, path: str | None) -> Node | None:
+        """``DataTree.getNode``: ZooKeeper's NodeHashMap also holds the root under ``""``."""
+        node = self.nodes.get(path)  # type: ignore[arg-type]
+        if node is None and path == "":
+            return self.nodes["/"]
+        return node
 
     def get_all_children_number(self, path: str) -> int:
         if path == "/":
@@ -482,7 +584,7 @@ class DataTree:
         out: list[r.WatcherEvent] = []
         nodes = self.nodes
         for path in data_watches:
-            node = nodes.get(path)
+            node = self.get_node(path)
             if node is None:
                 out.append(r.WatcherEvent(_DELETED, _SYNC_CONNECTED, path))
             elif node.mzxid > relative_zxid:
@@ -490,12 +592,12 @@ class DataTree:
             else:
                 self.data_watches.add(path, watcher)
         for path in exist_watches:
-            if path in nodes:
+            if path in nodes or path == "":
                 out.append(r.WatcherEvent(_CREATED, _SYNC_CONNECTED, path))
             else:
                 self.data_watches.add(path, watcher)
         for path in child_watches:
-            node = nodes.get(path)
+            node = self.get_node(path)
             if node is None:
                 out.append(r.WatcherEvent(_DELETED, _SYNC_CONNECTED, path))
             elif node.pzxid > relative_zxid:
@@ -515,3 +617,29 @@ class DataTree:
 
     def approximate_data_size(self) -> int:
         return sum(len(p) + (len(n.data) if n.data else 0) for p, n in self.nodes.items())
+
+
+def _parse_stats(data: bytes | None) -> dict[str, int] | None:
+    """``new StatsTrack(byte[])``: ``key=long`` pairs separated by ``,`` or ``;``."""
+    stats: dict[str, int] = {}
+    text = (data or b"").decode("utf-8", "replace")
+    if not text:
+        return stats
+    try:
+        for pair in (p for p in text.replace(";", ",").split(",") if p):
+            kv = [x for x in pair.split("=")]
+            while kv and kv[-1] == "":
+                kv.pop()  # Java's split drops trailing empty strings
+            stats[kv[0]] = int(kv[1]) if kv[1] else -1
+    except (IndexError, ValueError):
+        return None
+    return stats
+
+
+def _format_stats(stats: dict[str, int]) -> bytes:
+    """``StatsTrack.toString``: count and bytes first, then the other keys sorted after ``=;``."""
+    out = f"count={stats.get('count', -1)},bytes={stats.get('bytes', -1)}"
+    extra = sorted(k for k in stats if k not in ("count", "bytes"))
+    if extra:
+        out += "=" + "".join(f";{k}={stats[k]}" for k in extra)
+    return out.encode()

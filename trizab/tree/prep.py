@@ -113,7 +113,8 @@ def _validate(path: str | None) -> str:
 def _parent_for(path: str | None, tree: DataTree, *, special_ok: bool) -> str:
     """``validatePathForCreate`` / ``getParentPathAndValidate``."""
     if path is None:
-        raise PrepError(Err.BAD_ARGUMENTS)
+        # Java calls path.lastIndexOf on it: NullPointerException, answered as MarshallingError.
+        raise PrepError(Err.MARSHALLING_ERROR)
     i = path.rfind("/")
     if i == -1 or "\0" in path or (not special_ok and tree.is_special_path(path)):
         raise PrepError(Err.BAD_ARGUMENTS)
@@ -218,6 +219,10 @@ class Prep:
             raise PrepError(e.code) from None
 
     def _create(self, op: int, req: Any, session_id: int, ids: Sequence[r.Id], zxid: int) -> tuple[int, Any]:
+        if op == OpCode.CREATE_TTL and not isinstance(req, r.CreateTTLRequest):
+            # A multi's create op with TTL flags but no ttl: ZooKeeper casts its CreateRequest
+            # to CreateTTLRequest (ClassCastException), failing the whole multi.
+            raise PrepError(Err.MARSHALLING_ERROR)
         ttl = req.ttl if op == OpCode.CREATE_TTL else -1
         try:
             mode = CreateMode(req.flags)
@@ -257,11 +262,12 @@ class Prep:
             txn_type, body = op, r.CreateTTLTxn(path, data, new_acl, new_cversion, ttl)
         else:
             txn_type, body = op, r.CreateTxn(path, data, new_acl, mode.is_ephemeral, new_cversion)
-        # The pending owner follows the txn that will be applied: a plain create with
-        # container flags makes an ordinary node, as DataTree.processTxn does.
-        if txn_type == OpCode.CREATE_CONTAINER:
+        # The pending owner follows the create *mode*, as in ZooKeeper's pRequest2TxnCreate,
+        # even where the txn applied later makes another kind of node (a createContainer op
+        # with ephemeral flags: pending, it is an ephemeral that refuses children).
+        if mode.is_container:
             owner = CONTAINER_EPHEMERAL_OWNER
-        elif txn_type == OpCode.CREATE_TTL:
+        elif mode.is_ttl:
             owner = _TTL_MASK | ttl
         elif mode.is_ephemeral:
             owner = session_id
@@ -340,8 +346,12 @@ class Prep:
                 try:
                     t, body = self.prep(op.type, op.request, session_id, ids, zxid, time)
                 except PrepError as e:
-                    err = e.code
                     self._rollback(zxid)
+                    if e.code == Err.MARSHALLING_ERROR:
+                        # A NullPointerException in ZooKeeper, not a KeeperException: it fails
+                        # the whole multi (an ErrorTxn), not just this op.
+                        raise
+                    err = e.code
                     txns.append(r.Txn(OpCode.ERROR, encode_multi_member(r.ErrorTxn(err))))
                     continue
                 txns.append(r.Txn(t, encode_multi_member(body)))

@@ -73,8 +73,10 @@ class WatchManager:
 
     def trigger(self, path: str, event_type: int, suppress: Iterable[int] = ()) -> list[int]:
         """The watchers to notify of ``event_type`` on ``path``; one-shot watches are consumed."""
-        fired: dict[int, None] = {}
         entry = self.table.get(path)
+        if not entry and not self._recursive:
+            return []  # the common case on the write path: nobody watches
+        fired: dict[int, None] = {}
         if entry:
             for watcher, bits in list(entry.items()):
                 if bits & (STANDARD | PERSISTENT) or event_type != _CHILDREN_CHANGED:

@@ -24,6 +24,7 @@ or a rejected record; nothing else escapes the decoder.
 
 from __future__ import annotations
 
+import re
 import struct
 import typing
 from collections.abc import Callable
@@ -134,17 +135,53 @@ def _read_length(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]
 
 
 def _read_buffer(buf: bytes | memoryview, pos: int, end: int) -> tuple[bytes | None, int]:
-    length, pos = _read_length(buf, pos, end)
-    if length == -1:
-        return None, pos
-    return bytes(buf[pos : pos + length]), pos + length
+    # _read_length inlined: this runs for every request and log record.
+    if pos + 4 > end:
+        raise JuteError(f"truncated: need 4 bytes at offset {pos}, have {end - pos}")
+    (length,) = _INT_UNPACK(buf, pos)
+    pos += 4
+    if length < 0 or length > end - pos:
+        if length == -1:
+            return None, pos
+        _read_length(buf, pos - 4, end)  # raises the precise error
+    stop = pos + length
+    return bytes(buf[pos:stop]), stop
 
 
 def _read_ustring(buf: bytes | memoryview, pos: int, end: int) -> tuple[str | None, int]:
-    length, pos = _read_length(buf, pos, end)
-    if length == -1:
-        return None, pos
-    return bytes(buf[pos : pos + length]).decode("utf-8", "surrogateescape"), pos + length
+    if pos + 4 > end:
+        raise JuteError(f"truncated: need 4 bytes at offset {pos}, have {end - pos}")
+    (length,) = _INT_UNPACK(buf, pos)
+    pos += 4
+    if length < 0 or length > end - pos:
+        if length == -1:
+            return None, pos
+        _read_length(buf, pos - 4, end)  # raises the precise error
+    stop = pos + length
+    # str() decodes any buffer (bytes, bytearray, memoryview slice) without an extra copy.
+    try:
+        return str(buf[pos:stop], "utf-8"), stop
+    except UnicodeDecodeError:
+        return _decode_lenient(bytes(buf[pos:stop])), stop
+
+
+# A UTF-16 surrogate pair written as two 3-byte sequences: how Java (BinaryOutputArchive) writes
+# a character above U+FFFF ("CESU-8").  Java clients send paths that way.
+_CESU8_PAIR = re.compile(rb"\xed([\xa0-\xaf])([\x80-\xbf])\xed([\xb0-\xbf])([\x80-\xbf])")
+
+
+def _cesu8_to_utf8(m: re.Match[bytes]) -> bytes:
+    b1, b2, b3, b4 = m.group(1)[0], m.group(2)[0], m.group(3)[0], m.group(4)[0]
+    high = 0xD000 | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
+    low = 0xD000 | ((b3 & 0x3F) << 6) | (b4 & 0x3F)
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)).encode("utf-8")
+
+
+def _decode_lenient(raw: bytes) -> str:
+    """Not strict UTF-8: CESU-8 surrogate pairs become their character (so a Java client's path
+    equals the same path sent by a UTF-8 client); other invalid bytes survive as lone surrogates
+    (``surrogateescape``), which path validation rejects."""
+    return _CESU8_PAIR.sub(_cesu8_to_utf8, raw).decode("utf-8", "surrogateescape")
 
 
 def _min_size(jtype: Any) -> int:

@@ -12,7 +12,8 @@ ended by a header with ``done`` set (``MultiOperationRecord``); replies are the
 same shape (``MultiResponse``).  As in ``MultiOperationRecord.deserialize``, an
 unknown op type or a mix of read and write ops is a decode error, and a create
 whose flags say container (or TTL) becomes a createContainer (createTTL) op
-while a create2 becomes a plain create (``Op.create``).
+while a create2 becomes a plain create (``Op.create``), and a createTTL
+whose flags are not a TTL mode a plain create or createContainer.
 """
 
 from __future__ import annotations
@@ -120,12 +121,14 @@ def decode_multi(payload: bytes | memoryview, *, read: bool) -> list[MultiOp]:
             is_read = False
             rec, pos = decode_prefix(_WRITE_OPS[t], payload, pos)
             if t in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER):
+                # Op.create with TTL flags but no ttl becomes a createTTL op holding a
+                # CreateRequest; preparing it fails the whole multi (Prep._create).
                 t = _create_type(rec.flags)
-                if t == OpCode.CREATE_TTL:
-                    # Op.create with TTL flags but no ttl: ZooKeeper fails the whole request.
-                    raise JuteError("TTL create without a ttl inside multi")
             elif t == OpCode.CREATE_TTL and _create_type(rec.flags) != OpCode.CREATE_TTL:
-                raise JuteError("createTTL op without TTL flags inside multi")
+                # Op.create(path, data, acl, flags, ttl) drops the ttl of a non-TTL mode: a
+                # plain create (or createContainer) op.
+                t = _create_type(rec.flags)
+                rec = r.CreateRequest(rec.path, rec.data, rec.acl, rec.flags)
         elif t in _READ_OPS:
             is_read = True
             rec, pos = decode_prefix(_READ_OPS[t], payload, pos)
