@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
     )
+    ens = sub.add_parser("ensemble", help="run a local replicated ensemble on 127.0.0.1 (development)")
+    ens.add_argument("--size", type=int, default=3, choices=[1, 3, 5, 7], help="voting members (default 3)")
+    ens.add_argument("--observers", type=int, default=0, help="observers (default 0)")
+    ens.add_argument("--base-dir", type=Path, help="member directories (default: a temporary directory)")
+    ens.add_argument("--tick-time", type=int, default=2000, help="tickTime in ms (default 2000)")
     sub.add_parser("plugins", help="list installed storage and election plugins with their options")
     sub.add_parser("version", help="print the version")
     for p in sub.choices.values():
@@ -105,8 +110,11 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise cfg.ConfigError(f"cannot create data directory: {exc}") from None
     try:
-        server = Server(config)
-    except PluginError as exc:
+        from trizab.runtime.ensemble import Member, is_ensemble
+
+        # server.N lines (more than one): a replicated member, as ZooKeeper's QuorumPeerMain.
+        server = Member(config) if is_ensemble(config) else Server(config)
+    except (PluginError, StartupError) as exc:
         raise cfg.ConfigError(str(exc)) from None
 
     async def main() -> None:
@@ -147,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "ensemble":
+            from trizab.runtime.launcher import run_ensemble
+
+            return run_ensemble(args.size, args.observers, args.base_dir, args.tick_time)
         if args.command == "plugins":
             from trizab.plugin import describe_plugins
 

@@ -130,6 +130,12 @@ class FastElector:
             return
         elif self.beats(v, self.vote):
             self._propose(v)
+        elif self.is_voter and self.beats(self.vote, v):
+            # A voter of our round proposes worse than we do: tell it at once.  (FLE
+            # waits for the next re-broadcast; a voter that answered our first
+            # notification while it was still FOLLOWING would otherwise miss our
+            # vote, and a quorum could finalize a worse leader the others leave.)
+            self._send(n.sender, PeerState.LOOKING)
         self._recv[n.sender] = v
         self._check_termination()
 

@@ -1,0 +1,156 @@
+"""The quorum and election transports on loopback, driven directly (no ZAB peer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from trizab.runtime.election import ElectionTransport
+from trizab.runtime.launcher import free_ports
+from trizab.runtime.quorum import QuorumTransport, encode_packet, read_frame
+from trizab.wire import records as r
+from trizab.wire.codes import QuorumPacketType as T
+from trizab.wire.jute import decode, encode
+from trizab.zab.messages import Notification, PeerState
+
+WAIT = 10.0
+
+
+def _follower_info(sid: int) -> bytes:
+    info = encode(r.LearnerInfo(sid, 0x10000, 0))
+    return encode_packet(r.QuorumPacket(int(T.FOLLOWERINFO), 1 << 32, info, None))
+
+
+async def _leader_transport(nursery: trio.Nursery, **kw: Any) -> tuple[QuorumTransport, Any, int]:
+    port, other = free_ports(2)
+    send, recv = trio.open_memory_channel[tuple[Any, ...]](1000)
+    qt = QuorumTransport(
+        1, {1: ("127.0.0.1", port), 2: ("127.0.0.1", other)}, send.send, send.send_nowait, **kw
+    )
+    await nursery.start(qt.serve)
+    return qt, recv, port
+
+
+async def test_learner_link_is_identified_by_followerinfo_and_carries_packets_in_order() -> None:
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _leader_transport(nursery)
+            learner = await trio.open_tcp_stream("127.0.0.1", port)
+            await learner.send_all(_follower_info(2))
+            kind, link, pkt = await inbox.receive()
+            assert (kind, link.sid, pkt.type) == ("qaccept", 2, T.FOLLOWERINFO)
+            qt.register(link, 0)
+            for z in range(1, 101):
+                assert qt.send_packet(2, r.QuorumPacket(int(T.COMMIT), z, None, None), 0, connect=False)
+            buf = bytearray()
+            got = [decode(r.QuorumPacket, await read_frame(learner, buf)).zxid for _ in range(100)]  # type: ignore[arg-type]
+            assert got == list(range(1, 101))
+            # Packets from the learner reach the inbox tagged with their link.
+            await learner.send_all(encode_packet(r.QuorumPacket(int(T.ACK), 7, None, None)))
+            kind, link2, pkt = await inbox.receive()
+            assert kind == "qpacket" and link2 is link and pkt.zxid == 7
+            # Closing the connection is reported once, for the current link only.
+            await learner.aclose()
+            assert (await inbox.receive())[0] == "qlost"
+            assert qt.take_lost() == [2]
+            assert qt.take_lost() == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_learner_that_stops_reading_is_disconnected_not_waited_for() -> None:
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _leader_transport(nursery, max_queued=4)
+            learner = await trio.open_tcp_stream("127.0.0.1", port)
+            await learner.send_all(_follower_info(2))
+            _, link, _ = await inbox.receive()
+            qt.register(link, 0)
+            big = r.QuorumPacket(int(T.PROPOSAL), 1, b"x" * 65536, None)
+            sent = 0
+            # The learner never reads: once the kernel buffers and the bounded queue are
+            # full, send reports the overflow (the caller steps Disconnected) at once.
+            while qt.send_packet(2, big, 0, connect=False):
+                sent += 1
+                assert sent < 10_000
+                await trio.sleep(0)
+            assert 2 not in qt.links and link.closed
+            # The learner sees its connection closed and can reconnect.
+            with trio.fail_after(WAIT):
+                while await learner.receive_some(1 << 20):
+                    pass
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_stale_link_is_ignored_after_the_learner_reconnects() -> None:
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _leader_transport(nursery)
+            first = await trio.open_tcp_stream("127.0.0.1", port)
+            await first.send_all(_follower_info(2))
+            _, old, _ = await inbox.receive()
+            qt.register(old, 0)
+            second = await trio.open_tcp_stream("127.0.0.1", port)
+            await second.send_all(_follower_info(2))
+            _, new, _ = await inbox.receive()
+            replaced = qt.register(new, 5)
+            assert replaced is old and old.closed and qt.current(new) and not qt.current(old)
+            # Messages of Readys from before the new link are not sent on it.
+            assert qt.send_packet(2, r.QuorumPacket(int(T.COMMIT), 1, None, None), 4, connect=False)
+            assert qt.send_packet(2, r.QuorumPacket(int(T.COMMIT), 2, None, None), 5, connect=False)
+            pkt = decode(r.QuorumPacket, await read_frame(second, bytearray()))  # type: ignore[arg-type]
+            assert pkt.zxid == 2
+            # The old link's end is not reported as the loss of the peer.
+            while True:
+                msg = await inbox.receive()
+                if msg[0] == "qlost":
+                    break
+            assert qt.take_lost() == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_election_keeps_one_connection_per_pair_and_delivers_both_ways() -> None:
+    ports = free_ports(3)
+    addresses = {sid: ("127.0.0.1", ports[sid - 1]) for sid in (1, 2, 3)}
+    inboxes = {}
+    transports = {}
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            for sid in (1, 2, 3):
+                send, recv = trio.open_memory_channel[tuple[Any, ...]](100)
+                inboxes[sid] = recv
+                transports[sid] = ElectionTransport(sid, addresses, send.send)
+            # Start the lowest first: its notifications to higher ids must nudge them.
+            for sid in (1, 2, 3):
+                await nursery.start(transports[sid].serve)
+            for a in (1, 2, 3):
+                for b in (1, 2, 3):
+                    if a != b:
+                        transports[a].send(b, Notification(a, a, 0, 1, 0, PeerState.LOOKING))
+            for b in (1, 2, 3):
+                senders = set()
+                while len(senders) < 2:
+                    kind, n = await inboxes[b].receive()
+                    assert kind == "note" and n.leader == n.sender
+                    senders.add(n.sender)
+                assert senders == {1, 2, 3} - {b}
+            # Exactly one established connection per pair: each side sees the other.
+            while not all(transports[s].connected() == sorted({1, 2, 3} - {s}) for s in (1, 2, 3)):
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_silent_link_is_closed_by_its_heartbeat() -> None:
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _leader_transport(nursery, heartbeat_s=0.3)
+            learner = await trio.open_tcp_stream("127.0.0.1", port)
+            await learner.send_all(_follower_info(2))
+            _, link, _ = await inbox.receive()
+            qt.register(link, 0)
+            started = trio.current_time()
+            # The learner sends nothing more (a stopped process keeps its socket open).
+            assert (await inbox.receive())[0] == "qlost"
+            assert qt.take_lost() == [2]
+            assert trio.current_time() - started >= 0.3
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,234 @@
+"""Election connections: Fast Leader Election notifications over TCP (``QuorumCnxManager``).
+
+Theory of operation
+-------------------
+Every pair of servers keeps at most one TCP connection on the election ports, and,
+as in ZooKeeper's ``QuorumCnxManager``, the connection initiated by the server
+with the *higher* id wins:
+
+* for every peer with a lower id we run a **connector** task that keeps one
+  connection open (reconnecting after ``retry_s`` when it breaks);
+* a connection accepted from a lower id is only a nudge: we close it and wake
+  our connector to that peer... which does not exist, since it is *their* job to
+  be connected to by us: so we open our connection to them (``_wake``);
+* a connection accepted from a higher id replaces any earlier one with it.
+
+A connection starts with ZooKeeper's header (``long protocolVersion (-65536),
+long sid, int addressLength, address``) and then carries notifications framed as
+``int length`` + the FLE message (:func:`trizab.zab.messages.encode_notification`).
+
+Election traffic is lossy by design (FLE re-sends): each peer has a small
+outgoing buffer; when it is full the oldest notification is dropped, and
+notifications for a peer we are not connected to wait there until a
+connection exists.  Received notifications go to the member's inbox.  All
+state is owned by this object's tasks; :meth:`send` is synchronous and never
+blocks the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trizab.runtime.quorum import FrameError, frame, read_frame
+from trizab.zab.messages import Notification, decode_notification, encode_notification
+
+__all__ = ["ElectionTransport"]
+
+log = logging.getLogger("trizab.election")
+
+PROTOCOL_VERSION = -65536
+SEND_CAPACITY = 8
+MAX_NOTIFICATION = 64 * 1024
+_HEADER = struct.Struct(">qqi")
+
+
+@attrs.define(eq=False)
+class _Peer:
+    sid: int
+    queue: deque[bytes] = attrs.Factory(lambda: deque(maxlen=SEND_CAPACITY))
+    wakeup: trio.Event = attrs.Factory(trio.Event)
+    connected: trio.Event = attrs.Factory(trio.Event)
+    scope: trio.CancelScope | None = None
+    last_nudge: float = -1e9
+
+
+class ElectionTransport:
+    """The election port of one member (see the module docstring)."""
+
+    def __init__(
+        self,
+        my_id: int,
+        addresses: dict[int, tuple[str, int]],
+        post: Callable[[tuple[Any, ...]], Awaitable[None]],
+        *,
+        retry_s: float = 0.1,
+        handshake_s: float = 5.0,
+    ) -> None:
+        self.my_id = my_id
+        self.addresses = addresses
+        self._post = post
+        self.retry_s = retry_s
+        self.handshake_s = handshake_s
+        self.peers = {sid: _Peer(sid) for sid in addresses if sid != my_id}
+        self.listen_address: tuple[str, int] | None = None
+        self._nursery: trio.Nursery | None = None
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        host, port = self.addresses[self.my_id]
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.listen_address = tuple(listeners[0].socket.getsockname()[:2])  # type: ignore[assignment]
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(trio.serve_listeners, self._accept, listeners)
+            for sid in self.peers:
+                if sid < self.my_id:
+                    nursery.start_soon(self._connector, self.peers[sid])
+            task_status.started(self.listen_address)
+
+    # -- API (synchronous) -----------------------------------------------------------
+
+    def add_peer(self, sid: int, address: tuple[str, int]) -> None:
+        """A member joined the configuration (reconfig): accept and, if lower, connect to it."""
+        self.addresses[sid] = address
+        if sid in self.peers or sid == self.my_id:
+            return
+        p = self.peers[sid] = _Peer(sid)
+        if sid < self.my_id and self._nursery is not None:
+            self._nursery.start_soon(self._connector, p)
+
+    def send(self, to: int, n: Notification) -> None:
+        p = self.peers.get(to)
+        if p is None:
+            return
+        p.queue.append(frame(encode_notification(n)))
+        p.wakeup.set()
+        if to > self.my_id and not p.connected.is_set():
+            self._nudge(p)
+
+    def connected(self) -> list[int]:
+        return sorted(sid for sid, p in self.peers.items() if p.connected.is_set())
+
+    # -- connections -------------------------------------------------------------------
+
+    def _nudge(self, p: _Peer) -> None:
+        """Ask a higher-id peer to connect to us (it may be backing off)."""
+        now = trio.current_time()
+        if self._nursery is None or now - p.last_nudge < self.retry_s * 5:
+            return
+        p.last_nudge = now
+        self._nursery.start_soon(self._send_nudge, p.sid)
+
+    async def _send_nudge(self, sid: int) -> None:
+        with trio.move_on_after(self.handshake_s):
+            try:
+                stream = await trio.open_tcp_stream(*self.addresses[sid])
+            except OSError:
+                return
+            async with stream:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_all(self._header())
+
+    def _header(self) -> bytes:
+        host, port = self.addresses[self.my_id]
+        addr = f"{host}:{port}".encode()
+        return _HEADER.pack(PROTOCOL_VERSION, self.my_id, len(addr)) + addr
+
+    async def _connector(self, p: _Peer) -> None:
+        """Keep our (winning) connection to a lower-id peer open."""
+        while True:
+            try:
+                with trio.fail_after(self.handshake_s):
+                    stream = await trio.open_tcp_stream(*self.addresses[p.sid])
+                    await stream.send_all(self._header())
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError):
+                with trio.move_on_after(self.retry_s):
+                    await p.wakeup.wait()  # something to send: no need to wait the full retry
+                await trio.sleep(self.retry_s / 4)
+                continue
+            await self._run(p, stream, bytearray())
+            await trio.sleep(self.retry_s / 4)
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        try:
+            with trio.fail_after(self.handshake_s):
+                while len(buf) < _HEADER.size:
+                    data = await stream.receive_some(4096)
+                    if not data:
+                        raise FrameError("closed during the handshake")
+                    buf += data
+                version, sid, n = _HEADER.unpack_from(buf)
+                if version != PROTOCOL_VERSION or not 0 <= n <= 1024:
+                    raise FrameError(f"unsupported election protocol header {version} {sid} {n}")
+                while len(buf) < _HEADER.size + n:
+                    data = await stream.receive_some(4096)
+                    if not data:
+                        raise FrameError("closed during the handshake")
+                    buf += data
+                del buf[: _HEADER.size + n]
+        except (FrameError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            log.info("rejecting election connection: %s", e)
+            await trio.aclose_forcefully(stream)
+            return
+        p = self.peers.get(sid)
+        if p is None:
+            log.warning("election connection from unknown server %d; closing", sid)
+            await trio.aclose_forcefully(stream)
+            return
+        if sid < self.my_id:
+            # Their connection loses: make sure ours exists (the connector retries now).
+            p.wakeup.set()
+            await trio.aclose_forcefully(stream)
+            return
+        await self._run(p, stream, buf)
+
+    async def _run(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
+        if p.scope is not None:
+            p.scope.cancel()  # the newer connection wins
+        scope = p.scope = trio.CancelScope()
+        with contextlib.suppress(OSError):
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        try:
+            with scope:
+                p.connected.set()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sender, p, stream)
+                    await self._receiver(p, stream, buf)
+                    nursery.cancel_scope.cancel()
+        except Exception as e:  # a broken connection (maybe in an ExceptionGroup) is routine
+            log.debug("election connection with %d ended: %r", p.sid, e)
+        finally:
+            if p.scope is scope:
+                p.scope = None
+                p.connected = trio.Event()
+            with contextlib.suppress(Exception):
+                await trio.aclose_forcefully(stream)
+
+    async def _sender(self, p: _Peer, stream: trio.SocketStream) -> None:
+        while True:
+            while p.queue:
+                data = p.queue.popleft()
+                with trio.fail_after(self.handshake_s):
+                    await stream.send_all(data)
+            p.wakeup = trio.Event()
+            if p.queue:
+                continue
+            await p.wakeup.wait()
+
+    async def _receiver(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
+        while True:
+            data = await read_frame(stream, buf, MAX_NOTIFICATION)
+            if data is None:
+                return
+            await self._post(("note", decode_notification(data, p.sid)))

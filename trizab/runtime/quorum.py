@@ -1,0 +1,331 @@
+"""Quorum connections: framed QuorumPacket records between a leader and its learners.
+
+Theory of operation
+-------------------
+ZooKeeper's learners connect to the leader's quorum port (``Learner.connectToLeader``)
+and the leader runs one ``LearnerHandler`` per connection.  Here each connection
+is a :class:`Link`, and every link runs in its own task group (a cancel scope
+owned by the transport's nursery) with three tasks:
+
+* the **sender** drains the link's bounded queue of encoded packets and writes
+  them, batching whatever is queued into one ``send_all``; a write that does not
+  finish within the heartbeat limit (syncLimit tickTimes) means the other side
+  is gone or stuck, and ends the link;
+* the **heartbeat** ends a link on which nothing arrived for that limit (a peer
+  that is stopped, not dead, keeps its TCP connection open);
+* the **receiver** reads 4-byte-length-framed :class:`QuorumPacket` records (one
+  Jute codec, ``jute.maxbuffer``-style limit) and posts them to the member's
+  inbox tagged with the link, so the task that owns the ZAB peer can discard
+  anything that arrives from a connection it has already replaced or closed.
+
+Cancelling a link's scope tears down exactly that connection.  Links are
+created, registered and forgotten only by the member's peer-owning task
+(:class:`QuorumTransport` methods are synchronous and called from it); the
+tasks only report (``link_lost``).  A learner's link is opened by the first
+message addressed to its leader (FOLLOWERINFO); the leader only accepts links,
+identified by that first FOLLOWERINFO/OBSERVERINFO packet's ``LearnerInfo``.
+
+Back-pressure: a link's queue is bounded (``MAX_QUEUED`` packets).  A learner that
+cannot keep up fills it; the leader then drops that link and tells the ZAB core
+(``Disconnected``); the learner reconnects and is resynchronized by DIFF, TRUNC
+or SNAP, while the other learners never wait for it.
+
+SYNC packets (ZooKeeper's type 7) are handled here and in the member, outside the
+ZAB core: a learner sends one per client ``sync``; the leader answers with SYNC
+carrying its last proposed zxid, queued behind everything it already sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trizab.wire import records as r
+from trizab.wire.codes import QuorumPacketType as T
+from trizab.wire.jute import JuteError, decode, encode
+from trizab.zab.messages import QuorumMessage, to_packet
+
+__all__ = ["MAX_QUEUED", "Link", "QuorumTransport", "read_frame"]
+
+log = logging.getLogger("trizab.quorum")
+
+MAX_QUEUED = 50_000
+MAX_FRAME = 512 * 1024 * 1024  # snapshots travel in one packet
+_LEN = struct.Struct(">i")
+_ids = itertools.count(1)
+
+
+class FrameError(Exception):
+    pass
+
+
+async def read_frame(stream: trio.abc.ReceiveStream, buf: bytearray, limit: int = MAX_FRAME) -> bytes | None:
+    """One length-prefixed frame from ``stream`` (``buf`` keeps leftovers); None at EOF."""
+    while True:
+        if len(buf) >= 4:
+            (n,) = _LEN.unpack_from(buf)
+            if n < 0 or n > limit:
+                raise FrameError(f"bad frame length {n}")
+            if len(buf) >= 4 + n:
+                frame = bytes(buf[4 : 4 + n])
+                del buf[: 4 + n]
+                return frame
+        data = await stream.receive_some(1 << 20)
+        if not data:
+            return None
+        buf += data
+
+
+def frame(payload: bytes) -> bytes:
+    return _LEN.pack(len(payload)) + payload
+
+
+def encode_packet(p: r.QuorumPacket) -> bytes:
+    return frame(encode(p))
+
+
+@attrs.define(eq=False)
+class Link:
+    """One quorum TCP connection with one peer (see the module docstring)."""
+
+    sid: int
+    send: trio.MemorySendChannel[bytes]
+    recv: trio.MemoryReceiveChannel[bytes]
+    outgoing: bool
+    # Sequence number of the peer Ready that was current when the link was registered:
+    # messages of older Readys were meant for a previous connection and are dropped.
+    since: int = 0
+    id: int = attrs.Factory(lambda: next(_ids))
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    closed: bool = False
+    last_heard: float = 0.0  # trio time of the last packet received
+
+
+class QuorumTransport:
+    """The quorum port of one member.  Synchronous methods belong to the peer-owning task."""
+
+    def __init__(
+        self,
+        my_id: int,
+        addresses: dict[int, tuple[str, int]],
+        post: Callable[[tuple[Any, ...]], Any],
+        post_nowait: Callable[[tuple[Any, ...]], None],
+        *,
+        heartbeat_s: float = 10.0,
+        connect_retry_s: float = 0.05,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
+        self.max_queued = max_queued
+        self.my_id = my_id
+        self.addresses = addresses
+        self._post = post  # async: await post(msg) delivers to the inbox (back-pressure)
+        self._post_nowait = post_nowait  # sync wake-up for link-lost reports
+        self.heartbeat_s = heartbeat_s
+        self.connect_retry_s = connect_retry_s
+        self.links: dict[int, Link] = {}
+        self.lost: list[Link] = []
+        self._nursery: trio.Nursery | None = None
+        self.listen_address: tuple[str, int] | None = None
+
+    # -- tasks -------------------------------------------------------------------------
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on our quorum port and own every link's task group."""
+        host, port = self.addresses[self.my_id]
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.listen_address = tuple(listeners[0].socket.getsockname()[:2])  # type: ignore[assignment]
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(trio.serve_listeners, self._accept, listeners)
+            task_status.started(self.listen_address)
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        try:
+            with trio.fail_after(self.heartbeat_s):
+                data = await read_frame(stream, buf)
+            if data is None:
+                return
+            pkt = decode(r.QuorumPacket, data)
+            if pkt.type not in (T.FOLLOWERINFO, T.OBSERVERINFO) or not pkt.data:
+                raise FrameError(f"first quorum packet has type {pkt.type}, expected FOLLOWERINFO")
+            sid = decode(r.LearnerInfo, pkt.data).serverid
+        except (
+            trio.TooSlowError,
+            FrameError,
+            JuteError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+        ) as e:
+            log.warning("rejecting quorum connection: %s", e)
+            await trio.aclose_forcefully(stream)
+            return
+        send, recv = trio.open_memory_channel[bytes](self.max_queued)
+        link = Link(sid, send, recv, outgoing=False)
+        # The peer-owning task registers the link, then steps the first packet.
+        await self._post(("qaccept", link, pkt))
+        await self._run_link(link, stream, buf)
+
+    async def _connect(self, link: Link) -> None:
+        host, port = self.addresses[link.sid]
+        stream: trio.SocketStream | None = None
+        while stream is None:
+            if link.closed:  # given up on by the peer-owning task while connecting
+                self._report_lost(link)
+                return
+            with trio.move_on_after(self.heartbeat_s):
+                try:
+                    stream = await trio.open_tcp_stream(host, port)
+                except OSError:
+                    await trio.sleep(self.connect_retry_s)
+        await self._run_link(link, stream, bytearray())
+
+    async def _run_link(self, link: Link, stream: trio.SocketStream, buf: bytearray) -> None:
+        with contextlib.suppress(OSError):
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        try:
+            with link.scope:
+                link.last_heard = trio.current_time()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sender, link, stream)
+                    nursery.start_soon(self._heartbeat, link)
+                    await self._receiver(link, stream, buf)
+                    nursery.cancel_scope.cancel()
+        except Exception as e:  # a broken connection is routine; say why once
+            log.info("quorum link with %d ended: %r", link.sid, e)
+        finally:
+            with contextlib.suppress(Exception):
+                await trio.aclose_forcefully(stream)
+            self._report_lost(link)
+
+    async def _sender(self, link: Link, stream: trio.SocketStream) -> None:
+        recv = link.recv
+        try:
+            while True:
+                chunk = await recv.receive()
+                chunks = [chunk]
+                size = len(chunk)
+                while size < (1 << 20):
+                    try:
+                        chunk = recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                with trio.fail_after(self.heartbeat_s):
+                    await stream.send_all(b"".join(chunks))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel, trio.TooSlowError):
+            link.scope.cancel()
+
+    async def _heartbeat(self, link: Link) -> None:
+        """End a link that has been silent too long (the ZAB pings keep a live one busy)."""
+        while True:
+            await trio.sleep(self.heartbeat_s / 4)
+            if trio.current_time() - link.last_heard > self.heartbeat_s:
+                log.info("quorum link with %d silent for %.1f s; closing it", link.sid, self.heartbeat_s)
+                link.scope.cancel()
+                return
+
+    async def _receiver(self, link: Link, stream: trio.SocketStream, buf: bytearray) -> None:
+        while True:
+            try:
+                data = await read_frame(stream, buf)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if data is None:
+                return
+            link.last_heard = trio.current_time()
+            try:
+                pkt = decode(r.QuorumPacket, data)
+            except JuteError as e:
+                log.warning("malformed quorum packet from %d: %s", link.sid, e)
+                return
+            await self._post(("qpacket", link, pkt))
+
+    def _report_lost(self, link: Link) -> None:
+        self.lost.append(link)
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self._post_nowait(("qlost",))
+
+    # -- the peer-owning task's API ---------------------------------------------------------
+
+    def current(self, link: Link) -> bool:
+        return not link.closed and self.links.get(link.sid) is link
+
+    def register(self, link: Link, since: int) -> Link | None:
+        """Make ``link`` the connection with its peer; returns the one it replaced (now closed)."""
+        old = self.links.get(link.sid)
+        if old is not None:
+            self._close(old)
+        link.since = since
+        self.links[link.sid] = link
+        return old
+
+    def take_lost(self) -> list[int]:
+        """Peers whose current link broke since the last call (each needs a Disconnected)."""
+        lost, self.lost = self.lost, []
+        out = []
+        for link in lost:
+            if self.links.get(link.sid) is link:
+                del self.links[link.sid]
+                link.closed = True
+                out.append(link.sid)
+        return out
+
+    def send(self, to: int, msg: QuorumMessage, ready_seq: int, *, connect: bool) -> bool:
+        """Queue ``msg``; opens a link to ``to`` if ``connect`` (a learner to its leader).
+
+        Returns False if the link overflowed and was dropped: the caller must step
+        ``Disconnected(to)``.
+        """
+        return self.send_packet(to, to_packet(msg), ready_seq, connect=connect)
+
+    def send_packet(self, to: int, pkt: r.QuorumPacket, ready_seq: int, *, connect: bool) -> bool:
+        link = self.links.get(to)
+        if link is not None and ready_seq < link.since:
+            return True  # meant for an earlier connection with this peer
+        if link is None:
+            if not connect or to not in self.addresses or self._nursery is None:
+                return True  # nobody to send to; the ZAB core times this out
+            send, recv = trio.open_memory_channel[bytes](self.max_queued)
+            link = Link(to, send, recv, outgoing=True)
+            self.register(link, ready_seq)
+            self._nursery.start_soon(self._connect, link)
+        try:
+            link.send.send_nowait(encode_packet(pkt))
+        except trio.WouldBlock:
+            log.warning("quorum peer %d is %d packets behind; disconnecting it", to, self.max_queued)
+            self.disconnect(to)
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        return True
+
+    def disconnect(self, to: int) -> None:
+        link = self.links.pop(to, None)
+        if link is not None:
+            self._close(link)
+
+    def _close(self, link: Link) -> None:
+        link.closed = True
+        link.scope.cancel()
+        with contextlib.suppress(Exception):
+            link.send.close()
+
+    def close_all(self) -> None:
+        for sid in list(self.links):
+            self.disconnect(sid)
+
+    def statistics(self) -> dict[int, int]:
+        """Packets queued per peer."""
+        return {sid: link.send.statistics().current_buffer_used for sid, link in self.links.items()}

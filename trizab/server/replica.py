@@ -1,0 +1,446 @@
+"""The server core of one ensemble member: :class:`ServerCore` with ZooKeeper's learner/leader split.
+
+Theory of operation
+-------------------
+A standalone :class:`~trizab.server.core.ServerCore` preps every write itself and
+logs it.  In an ensemble only the established leader preps (ZooKeeper's
+``LeaderZooKeeperServer`` keeps the ``PrepRequestProcessor``); a follower or an
+observer (``FollowerZooKeeperServer`` / ``ObserverZooKeeperServer``) forwards the
+raw request to the leader (``FollowerRequestProcessor`` → REQUEST packet) and
+replies when the committed transaction comes back with the same
+``(session id, cxid)`` (``CommitProcessor`` matching the committed request to the
+local one).  :class:`ReplicaCore` adds exactly that, and nothing else changes:
+
+* ``mode`` is ``OFF`` (not part of an established epoch: no clients are served,
+  every connection is closed and refused, as ZooKeeper shuts its
+  ``ZooKeeperServer`` down while LOOKING), ``READ_ONLY`` (ZooKeeper's
+  ``ReadOnlyZooKeeperServer``: cut off from the quorum with
+  ``readonlymode.enabled``, it serves read-only clients from its last state,
+  with local sessions), ``LEADER`` or ``LEARNER``.
+* ``LEARNER``: a write (and a new session's createSession) becomes a
+  :class:`Forward` in :attr:`ReplicaCore.forwards` instead of a transaction;
+  the driver sends them to the leader in order.  ``sync`` waits for
+  :meth:`sync_done` (the leader's SYNC answer once the learner caught up).
+  Sessions are never expired here; :meth:`session_report` lists the sessions
+  whose clients are connected to this member, for the learner's pings.
+* ``LEADER``: :meth:`receive_forwarded` preps a learner's request exactly as a
+  local one (with the learner client's auth ids); its reply is dropped here and
+  produced by the learner on commit.  :meth:`touch_reported` keeps learners'
+  sessions alive; only the leader's :meth:`tick` expires sessions and reaps
+  containers.
+* Sessions have one owner: a member that resumes a session (reconnect with id
+  and password) reports it (``resumed``; the driver sends ZooKeeper's REVALIDATE
+  to the leader), and the leader has the previous owner close the session's old
+  connection (:meth:`drop_session_connection`).
+
+Dynamic reconfiguration (``reconfigEnabled=true``): the leader turns a reconfig
+request into ZooKeeper's transaction, a setData of ``/zookeeper/config`` with the
+new configuration text (``server.N=...`` lines, then ``version=<zxid hex>``), so
+the ACL of that node (READ for anyone: only ``super`` may write) decides who may
+reconfigure, and every member learns the new membership when it applies the
+transaction (:attr:`ReplicaCore.ensemble`, :attr:`ReplicaCore.ensemble_changed`).
+Adding and removing observers is supported; a change of the voting members
+is refused with ``Unimplemented`` (the ZAB core's quorum is static).
+
+The forwarded-request encoding is ZooKeeper's ``Request`` serialization in
+``Learner.request`` (``long sessionId, int cxid, int type, request bytes``)
+followed by the auth ids, all inside the REQUEST packet's data.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections import deque
+from typing import Any
+
+import attrs
+
+from trizab import config as cfg
+from trizab.server.api import Reply
+from trizab.server.core import _CONNECT_KIND, _FIXED_KIND, _WRITE_KIND, ServerCore, _Conn, _Pending
+from trizab.tree.datatree import Result
+from trizab.tree.prep import PrepError
+from trizab.txn import Txn
+from trizab.wire import records as r
+from trizab.wire.codes import Err, OpCode
+from trizab.wire.jute import JuteError, decode_prefix, encode
+from trizab.wire.requests import decode_request
+
+CONFIG_PATH = "/zookeeper/config"
+
+__all__ = ["Forward", "Mode", "ReplicaCore", "decode_forward", "decode_report", "encode_forward"]
+
+
+class Mode(enum.Enum):
+    OFF = "off"
+    LEADER = "leader"
+    LEARNER = "learner"
+    READ_ONLY = "read-only"  # cut off from the quorum, readonlymode.enabled: read-only clients only
+
+
+@attrs.frozen
+class Forward:
+    """A client request a learner sends to its leader (REQUEST packet data)."""
+
+    session_id: int
+    cxid: int
+    opcode: int
+    payload: bytes
+    ids: tuple[r.Id, ...] = ()
+
+
+_HEAD = struct.Struct(">qiii")
+_REPORT = struct.Struct(">qi")
+
+
+def encode_forward(f: Forward) -> bytes:
+    out = bytearray(_HEAD.pack(f.session_id, f.cxid, f.opcode, len(f.payload)))
+    out += f.payload
+    out += struct.pack(">i", len(f.ids))
+    for i in f.ids:
+        out += encode(i)
+    return bytes(out)
+
+
+def decode_forward(data: bytes) -> Forward:
+    """Raises ValueError on malformed data (a learner's bug, never a client's)."""
+    try:
+        sid, cxid, op, n = _HEAD.unpack_from(data)
+        pos = _HEAD.size
+        if n < 0 or pos + n > len(data):
+            raise ValueError("truncated forwarded request")
+        payload = bytes(data[pos : pos + n])
+        pos += n
+        (count,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        ids = []
+        for _ in range(count):
+            i, pos = decode_prefix(r.Id, data, pos)
+            ids.append(i)
+        return Forward(sid, cxid, op, payload, tuple(ids))
+    except (struct.error, JuteError) as exc:
+        raise ValueError(f"malformed forwarded request: {exc}") from None
+
+
+def encode_report(sessions: list[tuple[int, int]]) -> bytes:
+    return b"".join(_REPORT.pack(sid, timeout) for sid, timeout in sessions)
+
+
+def decode_report(data: bytes) -> list[tuple[int, int]]:
+    n = len(data) // _REPORT.size
+    return [_REPORT.unpack_from(data, k * _REPORT.size) for k in range(n)]
+
+
+class ReplicaCore(ServerCore):
+    """See the module docstring.  The driver sets :attr:`mode` through :meth:`set_mode`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mode = Mode.OFF
+        self.forwards: list[Forward] = []
+        # Learner: sync requests waiting for the leader, in the order they were forwarded.
+        self._syncs: deque[tuple[_Pending, str]] = deque()
+        self.sync_requests = 0  # how many SYNCs the driver must still send to the leader
+        # The ensemble's membership as /zookeeper/config holds it, and its version (a zxid).
+        self.ensemble: dict[int, cfg.QuorumServer] = {}
+        self.config_version = 0
+        self.ensemble_changed = False
+        self._reconfig_pending = False
+        # Sessions resumed by a reconnect here since the driver last looked (REVALIDATE).
+        self.resumed: list[int] = []
+
+    # -- dynamic configuration ------------------------------------------------------------
+
+    def init_ensemble(self, servers: dict[int, cfg.QuorumServer], my_id: int, client_port: int) -> None:
+        """At start-up: the config the tree holds (after reconfigs), else the static one."""
+        node = self.tree.nodes.get(CONFIG_PATH)
+        if node is not None and node.data:
+            self._load_config_text(node.data)
+            return
+        # Only what the server lines say, so that every member holds the same text.
+        members = dict(servers)
+        self.ensemble = members
+        self.config_version = 0
+        if node is not None:
+            node.data = render_config(members, 0)
+
+    def _load_config_text(self, data: bytes) -> None:
+        members: dict[int, cfg.QuorumServer] = {}
+        version = 0
+        for line in data.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.startswith("server.") and key[7:].isdigit():
+                try:
+                    members[int(key[7:])] = cfg._server_line(int(key[7:]), value)
+                except ValueError:
+                    continue
+            elif key == "version":
+                version = int(value, 16)
+        self.ensemble = members
+        self.config_version = version
+
+    def _prep_reconfig(
+        self, conn: _Conn, payload: bytes | memoryview, zxid: int, now_ms: int
+    ) -> tuple[int, Any]:
+        """``PrepRequestProcessor`` for OpCode.reconfig (incremental and non-incremental)."""
+        try:
+            req = decode_request(OpCode.RECONFIG, payload)
+        except JuteError:
+            raise PrepError(Err.MARSHALLING_ERROR) from None
+        if not self.config.reconfig_enabled:
+            raise PrepError(Err.RECONFIG_DISABLED)
+        if self._reconfig_pending:
+            raise PrepError(Err.RECONFIG_IN_PROGRESS)
+        if req.new_members:
+            members = {}
+            for sid, spec in _server_specs(req.new_members):
+                members[sid] = spec
+        else:
+            members = dict(self.ensemble)
+            for sid, spec in _server_specs(req.joining_servers or ""):
+                members[sid] = spec
+            for raw in (req.leaving_servers or "").split(","):
+                if raw.strip():
+                    try:
+                        members.pop(int(raw.strip()), None)
+                    except ValueError:
+                        raise PrepError(Err.BAD_ARGUMENTS) from None
+        if req.cur_config_id not in (-1, self.config_version):
+            raise PrepError(Err.BAD_VERSION)
+        voters = {sid for sid, s in members.items() if s.role == "participant"}
+        if voters != {sid for sid, s in self.ensemble.items() if s.role == "participant"}:
+            # The ZAB core's voting membership is fixed at start-up.
+            raise PrepError(Err.UNIMPLEMENTED)
+        data = render_config(members, zxid)
+        # The node's ACL (READ for anyone) makes this a super-user operation, as in ZooKeeper.
+        txn_type, body = self.prep.prep(
+            OpCode.SET_DATA, r.SetDataRequest(CONFIG_PATH, data, -1), conn.session_id, conn.ids, zxid, now_ms
+        )
+        self._reconfig_pending = True
+        return txn_type, body
+
+    def committed(self, txns: list[Txn], now_ms: int) -> None:
+        super().committed(txns, now_ms)
+        for txn in txns:
+            if txn.header.type == OpCode.SET_DATA and getattr(txn.body, "path", None) == CONFIG_PATH:
+                node = self.tree.nodes.get(CONFIG_PATH)
+                if node is not None:
+                    self._load_config_text(node.data)
+                    self.ensemble_changed = True
+                self._reconfig_pending = False
+
+    def _write_reply(self, entry: _Pending, rc: Result, txn: Txn) -> Reply:
+        if entry.op == OpCode.RECONFIG and rc.type != OpCode.ERROR and not rc.err:
+            node = self.tree.nodes.get(CONFIG_PATH)
+            if node is not None:
+                header = r.ReplyHeader(entry.xid, self.last_zxid, 0)
+                return Reply(header, r.GetDataResponse(node.data, node.stat()))
+        return super()._write_reply(entry, rc, txn)
+
+    # -- mode ----------------------------------------------------------------------
+
+    def set_mode(self, mode: Mode, now_ms: int) -> None:
+        """Change role; leaving or entering service drops every client (they reconnect)."""
+        if mode == self.mode:
+            return
+        self.mode = mode
+        self.now_ms = now_ms
+        # ReadOnlyZooKeeperServer: only read-only clients, local sessions, writes get NotReadOnly.
+        self.config.read_only = mode == Mode.READ_ONLY
+        for conn in list(self.conns.values()):
+            self._drop_conn(conn)
+        # Whatever was prepared but not committed belongs to an epoch that is over.
+        self.prep.clear()
+        self._pending.clear()
+        self._to_log.clear()
+        self.forwards.clear()
+        self.resumed.clear()
+        self._syncs.clear()
+        self.sync_requests = 0
+        self._reaping.clear()
+        self._reconfig_pending = False
+        if mode == Mode.LEADER:
+            # SessionTrackerImpl on a new leader: every session gets a full timeout from now.
+            for sid in list(self.tracker.sessions):
+                s = self.tracker.sessions[sid]
+                if s.closing:
+                    s.closing = False
+                    self.tracker.live[sid] = s
+                self.tracker.touch(sid, now_ms)
+
+    def take_forwards(self) -> list[Forward]:
+        out, self.forwards = self.forwards, []
+        return out
+
+    # -- clients ---------------------------------------------------------------------
+
+    def connect(self, conn_id: int, request: Any, **kwargs: Any) -> None:
+        if self.mode == Mode.OFF:
+            # Not serving (no quorum, election in progress): close so the client tries another.
+            self.conns[conn_id] = conn = _Conn(
+                conn_id, kwargs.get("client_addr", ""), False, kwargs["now_ms"]
+            )
+            self._drop_conn(conn)
+            return
+        super().connect(conn_id, request, **kwargs)
+        conn = self.conns.get(conn_id)
+        sid = conn.session_id if conn is not None else 0
+        if sid and self.session_conn.get(sid) is conn and self.mode != Mode.READ_ONLY:
+            # A session (new or resumed) is now served here: the leader records the owner and
+            # has the previous one, if any, close its connection.
+            self.resumed.append(sid)
+
+    def drop_session_connection(self, session_id: int) -> None:
+        """The session moved to another member: close its connection here (it lives on there)."""
+        conn = self.session_conn.get(session_id)
+        if conn is not None:
+            self._drop_conn(conn)
+
+    def receive(self, conn_id: int, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
+        if self.mode == Mode.LEARNER and opcode == OpCode.SYNC:
+            conn = self.conns.get(conn_id)
+            if conn is None:
+                return
+            conn.received += 1
+            self.now_ms = now_ms
+            self.tracker.touch(conn.session_id, now_ms)
+            try:
+                path = decode_request(opcode, payload).path
+            except JuteError:
+                self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, Err.MARSHALLING_ERROR)))
+                return
+            entry = _Pending(conn, _FIXED_KIND, xid, opcode)
+            conn.queue.append(entry)
+            self._syncs.append((entry, path))
+            self.sync_requests += 1
+            return
+        super().receive(conn_id, xid, opcode, payload, now_ms)
+
+    def sync_done(self) -> None:
+        """Learner: the leader answered the oldest outstanding SYNC and we applied up to its point."""
+        if not self._syncs:
+            return
+        entry, path = self._syncs.popleft()
+        entry.reply = Reply(r.ReplyHeader(entry.xid, self.last_zxid, 0), r.SyncResponse(path))
+        entry.done = True
+        if entry.conn is not None:
+            self._drain(entry.conn)
+
+    def _write(self, conn: _Conn, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
+        if self.mode == Mode.LEADER and opcode == OpCode.RECONFIG:
+            entry = _Pending(conn, _WRITE_KIND, xid, opcode)
+            conn.queue.append(entry)
+            zxid = self.next_zxid()
+            try:
+                if not self.tracker.is_live(conn.session_id):
+                    raise PrepError(Err.SESSION_EXPIRED)
+                txn_type, body = self._prep_reconfig(conn, payload, zxid, now_ms)
+            except PrepError as e:
+                txn_type, body = OpCode.ERROR, r.ErrorTxn(e.code)
+            self._log(conn.session_id, xid, txn_type, body, entry, now_ms, zxid)
+            return
+        if self.mode != Mode.LEARNER:
+            super()._write(conn, xid, opcode, payload, now_ms)
+            return
+        if self.config.read_only:
+            super()._write(conn, xid, opcode, payload, now_ms)
+            return
+        sid = conn.session_id
+        if opcode == OpCode.CLOSE_SESSION:
+            self.tracker.set_closing(sid)
+        entry = _Pending(conn, _WRITE_KIND, xid, opcode)
+        conn.queue.append(entry)
+        self._pending.setdefault((sid, xid), deque()).append(entry)
+        self.forwards.append(Forward(sid, xid, opcode, bytes(payload), tuple(conn.ids)))
+
+    def _log(
+        self,
+        client_id: int,
+        cxid: int,
+        txn_type: int,
+        body: Any,
+        entry: _Pending | None,
+        now_ms: int,
+        zxid: int | None = None,
+    ) -> Any:
+        if self.mode != Mode.LEARNER:
+            return super()._log(client_id, cxid, txn_type, body, entry, now_ms, zxid)
+        if txn_type == OpCode.CREATE_SESSION and entry is not None and entry.kind == _CONNECT_KIND:
+            self._pending.setdefault((client_id, cxid), deque()).append(entry)
+            self.forwards.append(Forward(client_id, cxid, OpCode.CREATE_SESSION, encode(body)))
+        # Anything else a learner would log (expiry, container reaping) is the leader's job.
+        return None
+
+    # -- leader side -------------------------------------------------------------------
+
+    def receive_forwarded(self, f: Forward, now_ms: int) -> None:
+        """Leader: prep a learner's request as if its client were connected here."""
+        self.now_ms = now_ms
+        if f.opcode == OpCode.CREATE_SESSION:
+            try:
+                body = decode_prefix(r.CreateSessionTxn, f.payload, 0)[0]
+            except JuteError:
+                return
+            self.tracker.add(f.session_id, body.time_out, now_ms)
+            self._log(f.session_id, f.cxid, OpCode.CREATE_SESSION, body, None, now_ms)
+            return
+        self.tracker.touch(f.session_id, now_ms)
+        conn = _Conn(-1, "learner", False, now_ms)
+        conn.session_id = f.session_id
+        conn.ids = list(f.ids)
+        try:
+            self._write(conn, f.cxid, f.opcode, f.payload, now_ms)
+        except PrepError:  # pragma: no cover - _write turns these into ErrorTxns
+            pass
+        # The reply to this request is the learner's to send; ours would go nowhere.
+        for pending in conn.queue:
+            pending.conn = None
+
+    def touch_reported(self, sessions: list[tuple[int, int]], now_ms: int) -> None:
+        for sid, _timeout in sessions:
+            self.tracker.touch(sid, now_ms)
+
+    def session_report(self) -> list[tuple[int, int]]:
+        out = []
+        for sid in self.session_conn:
+            s = self.tracker.sessions.get(sid)
+            if s is not None:
+                out.append((sid, s.timeout))
+        return out
+
+    def tick(self, now_ms: int) -> None:
+        if self.mode == Mode.LEADER:
+            super().tick(now_ms)
+        else:
+            self.now_ms = now_ms
+
+
+def _server_specs(text: str) -> list[tuple[int, cfg.QuorumServer]]:
+    """``server.N=host:q:e[:role][;client]`` entries separated by commas or newlines."""
+    out = []
+    for raw in text.replace("\n", ",").split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        key, sep, value = raw.partition("=")
+        if not sep or not key.startswith("server.") or not key[7:].isdigit():
+            raise PrepError(Err.BAD_ARGUMENTS)
+        try:
+            out.append((int(key[7:]), cfg._server_line(int(key[7:]), value.strip())))
+        except ValueError:
+            raise PrepError(Err.BAD_ARGUMENTS) from None
+    return out
+
+
+def render_config(members: dict[int, cfg.QuorumServer], version: int) -> bytes:
+    """``QuorumVerifier.toString``: one ``server.N=`` line per member, then ``version=<hex>``."""
+    lines = []
+    for sid in sorted(members):
+        s = members[sid]
+        line = f"server.{sid}={s.host}:{s.quorum_port}:{s.election_port}:{s.role}"
+        if s.client_port is not None:
+            line += f";{s.client_host or '0.0.0.0'}:{s.client_port}"
+        lines.append(line)
+    lines.append(f"version={version:x}")
+    return "\n".join(lines).encode()

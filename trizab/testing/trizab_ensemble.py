@@ -1,0 +1,220 @@
+"""A local trizab ensemble of real ``trizab serve`` processes, for tests, compat and benchmarks.
+
+Theory of operation
+-------------------
+The same shape as :class:`trizab.testing.apache_zk.ApacheEnsemble` so that a
+benchmark or a test runs one script against either: indexable members with
+``address``, ``client_port``, ``pid``, ``running``, ``start()``, ``stop()``
+(SIGTERM then SIGKILL), ``kill()`` (SIGKILL: a crash) and ``wait_ready()``;
+the ensemble has ``address`` (the connect string), ``start()``, ``stop()``,
+``leader()`` and is a context manager.  Configs come from
+:func:`trizab.runtime.launcher.write_configs` (free loopback ports, one dataDir
+per member, ``myid`` files).  A member is ready when ``srvr`` reports a Mode
+(it only answers once it is part of an established epoch).  Processes are
+stopped by pid only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from trizab.runtime.launcher import four_letter, member_mode, write_configs
+
+__all__ = ["TrizabEnsemble", "TrizabMember"]
+
+
+class TrizabMember:
+    def __init__(
+        self,
+        sid: int,
+        config: Path,
+        client_port: int,
+        env: dict[str, str] | None = None,
+        log_level: str = "INFO",
+    ) -> None:
+        self.log_level = log_level
+        self.sid = sid
+        self.config = config
+        self.client_port = client_port
+        self.workdir = config.parent
+        self.log_path = self.workdir / "member.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env = env
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        env = dict(os.environ)
+        env.update(self.env or {})
+        with self.log_path.open("ab") as logf:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trizab",
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    "--log-level",
+                    self.log_level,
+                ],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=env,
+            )
+
+    def stop(self, grace: float = 10.0) -> None:
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self.process = None
+
+    def mode(self) -> str | None:
+        return member_mode(self.client_port) if self.running else None
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.mode() not in ("leader", "follower", "observer"):
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"member {self.sid} exited:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"member {self.sid} not serving within {timeout} s:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def four_letter_word(self, word: str, timeout: float = 2.0) -> str:
+        return four_letter(self.client_port, word, timeout)
+
+    def tail(self, n: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "".join(self.log_path.read_text(errors="replace").splitlines(keepends=True)[-n:])
+
+    def get_logs(self, num_lines: int = 100) -> list[str]:
+        if not self.log_path.exists():
+            return []
+        return self.log_path.read_text(errors="replace").splitlines(keepends=True)[-num_lines:]
+
+
+class TrizabEnsemble:
+    """``size`` voting members (+ ``observers``) as processes on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        observers: int = 0,
+        tick_time: int = 2000,
+        init_limit: int = 10,
+        sync_limit: int = 5,
+        storage: str | None = None,
+        extra_config: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        start_timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+        log_level: str = "INFO",
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="trizab-ens-")) if workdir is None else Path(workdir)
+        self.start_timeout = start_timeout
+        configs = write_configs(
+            self.workdir,
+            size,
+            observers=observers,
+            tick_time=tick_time,
+            init_limit=init_limit,
+            sync_limit=sync_limit,
+            storage=storage,
+            extra=extra_config,
+        )
+        self.members = [TrizabMember(sid, path, port, env, log_level) for sid, path, port in configs]
+
+    def __getitem__(self, index: int) -> TrizabMember:
+        return self.members[index]
+
+    def __iter__(self) -> Iterator[TrizabMember]:
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def address(self) -> str:
+        return ",".join(m.address for m in self.members)
+
+    def start(self) -> None:
+        try:
+            for m in self.members:
+                m.start()
+            deadline = time.monotonic() + self.start_timeout
+            for m in self.members:
+                m.wait_ready(max(0.1, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+    def leader(self) -> TrizabMember | None:
+        for m in self.members:
+            with contextlib.suppress(OSError):
+                if m.mode() == "leader":
+                    return m
+        return None
+
+    def get_logs(self, num_lines: int = 100) -> list[str]:
+        return [line for m in self.members for line in m.get_logs(num_lines)]
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> TrizabEnsemble:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
