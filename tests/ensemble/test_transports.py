@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trizab.runtime.election import ElectionTransport
 from trizab.runtime.launcher import free_ports
-from trizab.runtime.quorum import QuorumTransport, encode_packet, read_frame
+from trizab.runtime.quorum import QuorumTransport, encode_packet, encode_simple, read_frame
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import decode, encode
@@ -46,10 +48,17 @@ async def test_learner_link_is_identified_by_followerinfo_and_carries_packets_in
             buf = bytearray()
             got = [decode(r.QuorumPacket, await read_frame(learner, buf)).zxid for _ in range(100)]  # type: ignore[arg-type]
             assert got == list(range(1, 101))
-            # Packets from the learner reach the inbox tagged with their link.
-            await learner.send_all(encode_packet(r.QuorumPacket(int(T.ACK), 7, None, None)))
-            kind, link2, pkt = await inbox.receive()
-            assert kind == "qpacket" and link2 is link and pkt.zxid == 7
+            # Packets from the learner reach the inbox tagged with their link, in order; what one
+            # read brings may arrive as one batch.
+            await learner.send_all(
+                b"".join(encode_packet(r.QuorumPacket(int(T.ACK), z, None, None)) for z in range(7, 57))
+            )
+            zxids: list[int] = []
+            while len(zxids) < 50:
+                kind, link2, pkts = await inbox.receive()
+                assert kind == "qpackets" and link2 is link and pkts
+                zxids += [p.zxid for p in pkts]
+            assert zxids == list(range(7, 57))
             # Closing the connection is reported once, for the current link only.
             await learner.aclose()
             assert (await inbox.receive())[0] == "qlost"
@@ -154,3 +163,13 @@ async def test_a_silent_link_is_closed_by_its_heartbeat() -> None:
             assert qt.take_lost() == [2]
             assert trio.current_time() - started >= 0.3
             nursery.cancel_scope.cancel()
+
+
+@settings(derandomize=True, max_examples=200)
+@given(
+    st.sampled_from([int(T.PROPOSAL), int(T.ACK), int(T.COMMIT)]),
+    st.integers(0, 2**63 - 1),
+    st.none() | st.binary(max_size=300),
+)
+def test_simple_packets_encode_as_the_codec_does(type_: int, z: int, data: bytes | None) -> None:
+    assert encode_simple(type_, z, data) == encode_packet(r.QuorumPacket(type_, z, data, None))

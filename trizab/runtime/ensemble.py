@@ -18,13 +18,18 @@ by ZAB.  One nursery owns everything::
   inbox messages it *pumps* the peer: if no Ready is outstanding and the peer
   has one, it takes it; a Ready that must touch the disk goes to the storage
   worker, the others are carried out at once.
-* **Ready order** (:mod:`trizab.zab.ready`): the storage worker installs a
-  snapshot, truncates, appends ``to_persist``, writes the epochs and runs the
-  storage barrier (``sync``) in a thread; only when it reports back does the
-  peer task send the Ready's messages and notifications, then apply its
-  committed transactions to the core (replies and watch events leave), then
-  ``advance``.  Inputs keep arriving meanwhile: everything proposed while one
-  barrier runs shares the next one (group commit).  Two exceptions keep the
+* **Ready order** (:mod:`trizab.zab.ready`): steps 1-5 (install a snapshot,
+  truncate, append ``to_persist``, write the epochs, storage barrier) run
+  either in the peer task itself, for a Ready of appends only (one write and
+  an fdatasync: cheaper than two thread hand-offs, see ``_persist_inline``),
+  or in the storage worker's thread for the rest (snapshots, truncations,
+  epoch changes, very large batches); only once they are done does the peer
+  task send the Ready's messages and notifications, then apply its committed
+  transactions to the core (replies and watch events leave), then
+  ``advance``.  Inputs keep arriving meanwhile: everything that arrived while
+  one barrier ran shares the next one (group commit).  A Ready's messages go
+  out as one chunk per destination, every ACK or COMMIT covered by a later one
+  to the same peer left out (``_coalesce``).  Two exceptions keep the
   barrier off the critical path where ZAB allows it: an established leader
   sends a Ready made only of PROPOSAL/COMMIT/INFORM/PING before its own barrier
   (it counts its own acknowledgement only after it, as ZooKeeper's leader
@@ -59,14 +64,16 @@ import bisect
 import collections
 import contextlib
 import logging
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import trio
 
 from trizab import config as cfg
 from trizab.runtime.election import ElectionTransport
-from trizab.runtime.quorum import Link, QuorumTransport
+from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple
 from trizab.runtime.server import _CLOSE, SHUTDOWN_GRACE_S, Server, StartupError, _core_config
 from trizab.server.replica import (
     Mode,
@@ -82,6 +89,7 @@ from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.zab.messages import (
+    Ack,
     Commit,
     Disconnect,
     Disconnected,
@@ -90,8 +98,10 @@ from trizab.zab.messages import (
     Ping,
     Proposal,
     ProtocolError,
+    QuorumMessage,
     Request,
     from_packet,
+    to_packet,
 )
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.ready import Ready, Role
@@ -104,9 +114,35 @@ log = logging.getLogger("trizab.ensemble")
 TICK_MS = 50
 
 
+# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms).
+# The storage worker returns from its fsync into Python code; while the peer task is busy (at
+# load it always is) the default made every storage barrier last at least 5 ms more, and the
+# next Ready waited behind it.
+SWITCH_INTERVAL_S = 0.0005
+
+# The largest batch of appends the peer task persists itself (see Member._persist_inline).
+INLINE_PERSIST_MAX = 4096
+# A barrier slower than this sends the next ones to the storage worker's thread.
+SLOW_BARRIER_S = 0.02
+_perf_counter = time.perf_counter
+
+
+@contextlib.contextmanager
+def _switch_interval(seconds: float) -> Iterator[None]:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, seconds))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
 def _zxid_of(e: Entry) -> int:
     return e.zxid
 
+
+_SIMPLE = {Proposal: int(T.PROPOSAL), Commit: int(T.COMMIT)}
+_ACK = int(T.ACK)
 
 # What an established leader may send before its own storage barrier (see _may_send_early).
 _EARLY = (Proposal, Commit, Inform, Ping)
@@ -134,6 +170,41 @@ def _elector(config: cfg.ServerConfig, pc: PeerConfig) -> Any:
 
     plugin = load_plugin("trizab.election", config.election_name or "fast", config.election_options)
     return plugin.elector(pc.my_id, pc.voters, pc.observers, pc.election_timing())
+
+
+def _coalesce(
+    messages: Sequence[tuple[int, QuorumMessage] | Disconnect],
+) -> list[tuple[int, QuorumMessage] | Disconnect]:
+    """A Ready's messages with every ACK and COMMIT that a later one to the same peer covers left out.
+
+    ZAB acknowledgements and commits are cumulative in trizab (:mod:`trizab.zab.peer`: the
+    leader keeps ``max`` of a learner's ACKs, a learner ``max`` of the COMMITs), and within one
+    Ready they only grow.  ACK(z2) after ACK(z1) to the same leader says everything ACK(z1)
+    says, and it leaves in the same socket write, so the leader learns nothing later; the same
+    holds for COMMIT(c2) after COMMIT(c1) to one learner (everything up to c2 was proposed to
+    it before COMMIT(c2) was queued, so it still follows the proposals it covers).  The
+    NEWLEADER acknowledgement (counter 0) is a different message and is always kept, and a
+    ``Disconnect`` ends the run (later messages are for a new connection).  At high load a
+    follower's Ready then carries one ACK for its whole batch instead of one per proposal, and
+    the leader answers with one COMMIT per learner instead of one per ACK.
+    """
+    out: list[tuple[int, QuorumMessage] | Disconnect] = []
+    seen: set[tuple[int, type]] = set()
+    for m in reversed(messages):
+        if isinstance(m, Disconnect):
+            seen.discard((m.peer, Ack))
+            seen.discard((m.peer, Commit))
+        else:
+            to, msg = m
+            kind = type(msg)
+            if kind is Commit or (kind is Ack and counter_of(msg.zxid) != 0):
+                key = (to, kind)
+                if key in seen:
+                    continue
+                seen.add(key)
+        out.append(m)
+    out.reverse()
+    return out
 
 
 class Member(Server):
@@ -185,6 +256,10 @@ class Member(Server):
         self._parked: dict[int, tuple[Link, r.QuorumPacket]] = {}
         self._sent_early = False
         self._applied_zxid = 0  # the last zxid applied to the core
+        # Txns the storage worker decoded for the log, by zxid, until they are applied.
+        self._decoded: dict[int, Txn] = {}
+        self._zab_jobs = 0  # jobs handed to the storage worker and not finished
+        self._slow_disk = False  # the last barrier took over SLOW_BARRIER_S
         # Leader: which member each session's client is connected to (None: unknown).
         self._owners: dict[int, int] = {}
 
@@ -195,6 +270,15 @@ class Member(Server):
         *,
         task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
         listeners: list[trio.abc.Listener[Any]] | None = None,
+    ) -> None:
+        with _switch_interval(SWITCH_INTERVAL_S):
+            await self._run(task_status=task_status, listeners=listeners)
+
+    async def _run(
+        self,
+        *,
+        task_status: trio.TaskStatus[list[tuple[str, int]]],
+        listeners: list[trio.abc.Listener[Any]] | None,
     ) -> None:
         config = self.config
         if listeners is None:
@@ -314,9 +398,12 @@ class Member(Server):
         kind = msg[0]
         peer = self.peer
         assert peer is not None
-        if kind == "qpacket":
-            _, link, pkt = msg
-            if self.quorum.current(link):
+        if kind == "qpackets":
+            _, link, pkts = msg
+            for pkt in pkts:
+                # A packet can end the link (protocol error, overflow): drop the rest then.
+                if not self.quorum.current(link):
+                    break
                 self._step_packet(link, pkt)
         elif kind == "qaccept":
             _, link, pkt = msg
@@ -494,6 +581,11 @@ class Member(Server):
                 if self._may_send_early(rd):
                     self._send_messages(rd)
                     self._sent_early = True
+                if self._persist_inline(rd):
+                    self._persist(rd)
+                    self._carry_out(rd)
+                    continue
+                self._zab_jobs += 1
                 self._zab_send.send_nowait(("ready", rd))
                 return
             self._carry_out(rd)
@@ -508,6 +600,8 @@ class Member(Server):
         else:
             self._send_messages(rd)
         now = self.clock.now_ms()
+        if rd.snapshot is not None or rd.truncate_after is not None or len(self._decoded) > 100_000:
+            self._decoded.clear()  # what was truncated is never applied: do not keep it
         if rd.snapshot is not None:
             core.load(Recovered(rd.snapshot.data, rd.snapshot.zxid, [], 0, 0))
             self._init_ensemble()
@@ -535,7 +629,8 @@ class Member(Server):
         assert core is not None
         if not entries:
             return
-        txns = [Txn.decode(e.data) for e in entries]
+        decoded = self._decoded
+        txns = [e.txn or decoded.pop(e.zxid, None) or Txn.decode(e.data) for e in entries]
         core.committed(txns, now)
         self._last_committed_zxid = self._applied_zxid = txns[-1].zxid
         self._since_snapshot += len(txns)
@@ -546,6 +641,7 @@ class Member(Server):
         if self._since_snapshot >= self._next_snapshot:
             self._since_snapshot = 0
             self._next_snapshot = self._snapshot_threshold()
+            self._zab_jobs += 1
             self._zab_send.send_nowait(("snapshot", core.last_zxid, core.snapshot()))
 
     def _apply_durable(self) -> None:
@@ -595,16 +691,43 @@ class Member(Server):
         peer = self.peer
         assert peer is not None
         seq = self._ready_seq
-        for m in rd.messages:
+        # One chunk (one socket write) per destination: per-destination order is all ZAB needs.
+        # A PROPOSAL or COMMIT goes to every follower alike: encoded once.
+        batches: dict[int, list[bytes]] = {}
+        encoded: dict[tuple[type, int, int], bytes] = {}
+
+        def flush(to: int) -> None:
+            frames = batches.pop(to, None)
+            if not frames:
+                return
+            # A learner opens the link to its leader with its first message.
+            connect = peer.role in (Role.FOLLOWING, Role.OBSERVING) and to == peer.leader
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if not self.quorum.send_frames(to, data, seq, connect=connect):
+                peer.step(Disconnected(to))
+
+        for m in _coalesce(rd.messages):
             if isinstance(m, Disconnect):
+                flush(m.peer)
                 log.debug("member %d: disconnect %d", self.my_id, m.peer)
                 self.quorum.disconnect(m.peer)
                 continue
             to, msg = m
-            # A learner opens the link to its leader with its first message.
-            connect = peer.role in (Role.FOLLOWING, Role.OBSERVING) and to == peer.leader
-            if not self.quorum.send(to, msg, seq, connect=connect):
-                peer.step(Disconnected(to))
+            kind = type(msg)
+            if kind is Proposal or kind is Commit:
+                data = msg.data if kind is Proposal else None
+                # id(data): the very same bytes (alive in rd.messages while this runs).
+                key = (kind, msg.zxid, id(data))
+                f = encoded.get(key)
+                if f is None:
+                    f = encoded[key] = encode_simple(_SIMPLE[kind], msg.zxid, data)
+            elif kind is Ack:
+                f = encode_simple(_ACK, msg.zxid, None)
+            else:
+                f = encode_packet(to_packet(msg))
+            batches.setdefault(to, []).append(f)
+        for to in list(batches):
+            flush(to)
         for to, n in rd.notifications:
             log.debug("member %d -> %d %s", self.my_id, to, n)
             self.election.send(to, n)
@@ -670,12 +793,9 @@ class Member(Server):
                 # Straight onto the leader's link: a REQUEST carries no ZAB state, so it need
                 # not wait behind our own storage barrier in the next Ready (it would wait
                 # for an fsync of proposals it has nothing to do with).
-                for f in forwards:
-                    if not self.quorum.send(
-                        leader, Request(self.my_id, encode_forward(f)), self._ready_seq, connect=False
-                    ):
-                        peer.step(Disconnected(leader))
-                        break
+                pkts = [to_packet(Request(self.my_id, encode_forward(f))) for f in forwards]
+                if not self.quorum.send_many(leader, pkts, self._ready_seq, connect=False):
+                    peer.step(Disconnected(leader))
             else:
                 for f in forwards:
                     try:
@@ -704,15 +824,46 @@ class Member(Server):
             if job[0] == "ready":
                 rd: Ready = job[1]
                 await self._blocking(self._persist, rd)
+                self._zab_jobs -= 1
                 await self._inbox_send.send(("synced", rd))
             else:
                 _, z, data = job
                 await self._blocking(storage.save_snapshot, z, data)
                 if self.config.autopurge_purge_interval > 0:
                     await self._blocking(storage.purge, self.config.autopurge_snap_retain_count)
+                self._zab_jobs -= 1
+
+    def _persist_inline(self, rd: Ready) -> bool:
+        """Whether to carry out steps 1-5 of ``rd`` right here, in the peer task.
+
+        A storage barrier on this log is one small write and an fdatasync (about 0.1 ms
+        here), while handing it to a worker thread and back costs several wake-ups, a
+        GIL hand-off and the same again in CPU: at low load most of a write's latency,
+        at high load a good part of the CPU.  Blocking the peer task that long is cheaper
+        than either, so appends are persisted inline; a worker thread still takes what
+        may be long (a snapshot to install, a large batch, an epoch change's several
+        fsyncs) and anything queued behind a job it is running (order of storage calls).
+        Group commit is unchanged: everything that arrived while the peer task was busy
+        shares the next barrier.  A disk that turns slow (a barrier over ``SLOW_BARRIER_S``)
+        sends barriers back to the thread until one is fast again, so that pings, reads
+        and elections never wait long behind an fsync.
+        """
+        return (
+            self._zab_jobs == 0
+            and not self._slow_disk
+            and rd.snapshot is None
+            and rd.hard_state is None
+            and rd.truncate_after is None
+            and len(rd.to_persist) <= INLINE_PERSIST_MAX
+        )
 
     def _persist(self, rd: Ready) -> None:
-        """Steps 1-5 of the Ready contract, in a worker thread."""
+        """Steps 1-5 of the Ready contract, in the peer task or the worker thread."""
+        started = _perf_counter()
+        self._persist_steps(rd)
+        self._slow_disk = _perf_counter() - started > SLOW_BARRIER_S
+
+    def _persist_steps(self, rd: Ready) -> None:
         storage = self.storage
         if rd.snapshot is not None:
             storage.truncate_after(rd.snapshot.zxid)
@@ -720,7 +871,17 @@ class Member(Server):
         if rd.truncate_after is not None:
             storage.truncate_after(rd.truncate_after)
         if rd.to_persist:
-            storage.append([Txn.decode(e.data) for e in rd.to_persist])
+            # Decoded once: the state machine takes these from _decoded when it applies them
+            # (a zxid names one transaction in ZAB, so a stale entry left by a truncation is
+            # still the right one if that zxid comes back).
+            decoded = self._decoded
+            txns = []
+            for e in rd.to_persist:
+                t = e.txn
+                if t is None:
+                    t = decoded[e.zxid] = Txn.decode(e.data)
+                txns.append(t)
+            storage.append(txns)
         hs = rd.hard_state
         if hs is not None:
             # Each epoch file costs an fsync; write only the one that changed.

@@ -7,15 +7,19 @@ and the leader runs one ``LearnerHandler`` per connection.  Here each connection
 is a :class:`Link`, and every link runs in its own task group (a cancel scope
 owned by the transport's nursery) with three tasks:
 
-* the **sender** drains the link's bounded queue of encoded packets and writes
-  them, batching whatever is queued into one ``send_all``; a write that does not
+* the **sender** drains the link's bounded queue of encoded chunks (one per
+  ``send_many``: all of a Ready's packets for that peer) and writes them,
+  batching whatever is queued into one ``send_all``; while it has nothing
+  unwritten, ``send_frames`` writes a chunk to the socket itself, which saves
+  a task wake-up per hop at low load; a write that does not
   finish within the heartbeat limit (syncLimit tickTimes) means the other side
   is gone or stuck, and ends the link;
 * the **heartbeat** ends a link on which nothing arrived for that limit (a peer
   that is stopped, not dead, keeps its TCP connection open);
 * the **receiver** reads 4-byte-length-framed :class:`QuorumPacket` records (one
   Jute codec, ``jute.maxbuffer``-style limit) and posts them to the member's
-  inbox tagged with the link, so the task that owns the ZAB peer can discard
+  inbox tagged with the link, every packet one read completed as one message
+  (``qpackets``), so the task that owns the ZAB peer can discard
   anything that arrives from a connection it has already replaced or closed.
 
 Cancelling a link's scope tears down exactly that connection.  Links are
@@ -25,7 +29,7 @@ tasks only report (``link_lost``).  A learner's link is opened by the first
 message addressed to its leader (FOLLOWERINFO); the leader only accepts links,
 identified by that first FOLLOWERINFO/OBSERVERINFO packet's ``LearnerInfo``.
 
-Back-pressure: a link's queue is bounded (``MAX_QUEUED`` packets).  A learner that
+Back-pressure: a link's queue is bounded (``MAX_QUEUED`` chunks).  A learner that
 cannot keep up fills it; the leader then drops that link and tells the ZAB core
 (``Disconnected``); the learner reconnects and is resynchronized by DIFF, TRUNC
 or SNAP, while the other learners never wait for it.
@@ -40,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -53,7 +58,7 @@ from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
 from trizab.zab.messages import QuorumMessage, to_packet
 
-__all__ = ["MAX_QUEUED", "Link", "QuorumTransport", "read_frame"]
+__all__ = ["MAX_QUEUED", "Link", "QuorumTransport", "encode_simple", "read_frame"]
 
 log = logging.getLogger("trizab.quorum")
 
@@ -84,12 +89,41 @@ async def read_frame(stream: trio.abc.ReceiveStream, buf: bytearray, limit: int 
         buf += data
 
 
+def _frame_nowait(buf: bytearray, limit: int = MAX_FRAME) -> bytes | None:
+    """The next complete frame already in ``buf``, or None (no I/O)."""
+    if len(buf) < 4:
+        return None
+    (n,) = _LEN.unpack_from(buf)
+    if n < 0 or n > limit:
+        raise FrameError(f"bad frame length {n}")
+    if len(buf) < 4 + n:
+        return None
+    data = bytes(buf[4 : 4 + n])
+    del buf[: 4 + n]
+    return data
+
+
 def frame(payload: bytes) -> bytes:
     return _LEN.pack(len(payload)) + payload
 
 
 def encode_packet(p: r.QuorumPacket) -> bytes:
     return frame(encode(p))
+
+
+_HEAD = struct.Struct(">iiqi")  # frame length, type, zxid, data length (-1: null)
+_NO_AUTH = b"\xff\xff\xff\xff"  # authinfo: a null vector
+
+
+def encode_simple(type_: int, zxid: int, data: bytes | None) -> bytes:
+    """``encode_packet(QuorumPacket(type_, zxid, data, None))`` without building the record.
+
+    The broadcast packets (PROPOSAL, ACK, COMMIT) are most of the quorum traffic; this is
+    the Jute layout of QuorumPacket written directly (a test checks it against the codec).
+    """
+    if data is None:
+        return _HEAD.pack(20, type_, zxid, -1) + _NO_AUTH
+    return b"".join((_HEAD.pack(20 + len(data), type_, zxid, len(data)), data, _NO_AUTH))
 
 
 @attrs.define(eq=False)
@@ -107,6 +141,11 @@ class Link:
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     closed: bool = False
     last_heard: float = 0.0  # trio time of the last packet received
+    # The connected socket's descriptor (-1 while connecting and once the link ends), and how
+    # many chunks were handed to the sender and are not written yet: with none, a chunk can go
+    # straight to the socket (see QuorumTransport.send_frames).
+    fd: int = -1
+    queued: int = 0
 
 
 class QuorumTransport:
@@ -196,6 +235,7 @@ class QuorumTransport:
         try:
             with link.scope:
                 link.last_heard = trio.current_time()
+                link.fd = stream.socket.fileno()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._sender, link, stream)
                     nursery.start_soon(self._heartbeat, link)
@@ -204,6 +244,7 @@ class QuorumTransport:
         except Exception as e:  # a broken connection is routine; say why once
             log.info("quorum link with %d ended: %r", link.sid, e)
         finally:
+            link.fd = -1  # before the close: the number may name another file after it
             with contextlib.suppress(Exception):
                 await trio.aclose_forcefully(stream)
             self._report_lost(link)
@@ -223,7 +264,8 @@ class QuorumTransport:
                     chunks.append(chunk)
                     size += len(chunk)
                 with trio.fail_after(self.heartbeat_s):
-                    await stream.send_all(b"".join(chunks))
+                    await stream.send_all(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+                link.queued -= len(chunks)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel, trio.TooSlowError):
             link.scope.cancel()
 
@@ -237,6 +279,11 @@ class QuorumTransport:
                 return
 
     async def _receiver(self, link: Link, stream: trio.SocketStream, buf: bytearray) -> None:
+        """Post every packet that one read completed as one inbox message.
+
+        At high load a read brings many PROPOSALs/ACKs/COMMITs; one inbox message (one
+        checkpoint, one wake-up of the peer task) per read instead of per packet.
+        """
         while True:
             try:
                 data = await read_frame(stream, buf)
@@ -245,12 +292,20 @@ class QuorumTransport:
             if data is None:
                 return
             link.last_heard = trio.current_time()
-            try:
-                pkt = decode(r.QuorumPacket, data)
-            except JuteError as e:
-                log.warning("malformed quorum packet from %d: %s", link.sid, e)
+            pkts: list[r.QuorumPacket] = []
+            malformed = False
+            while data is not None:
+                try:
+                    pkts.append(decode(r.QuorumPacket, data))
+                except JuteError as e:
+                    log.warning("malformed quorum packet from %d: %s", link.sid, e)
+                    malformed = True
+                    break
+                data = _frame_nowait(buf)
+            if pkts:
+                await self._post(("qpackets", link, pkts))
+            if malformed:
                 return
-            await self._post(("qpacket", link, pkt))
 
     def _report_lost(self, link: Link) -> None:
         self.lost.append(link)
@@ -288,9 +343,27 @@ class QuorumTransport:
         Returns False if the link overflowed and was dropped: the caller must step
         ``Disconnected(to)``.
         """
-        return self.send_packet(to, to_packet(msg), ready_seq, connect=connect)
+        return self.send_many(to, [to_packet(msg)], ready_seq, connect=connect)
 
     def send_packet(self, to: int, pkt: r.QuorumPacket, ready_seq: int, *, connect: bool) -> bool:
+        return self.send_many(to, [pkt], ready_seq, connect=connect)
+
+    def send_many(self, to: int, pkts: list[r.QuorumPacket], ready_seq: int, *, connect: bool) -> bool:
+        """Queue ``pkts`` (in order) as one chunk: one socket write for all of them."""
+        if len(pkts) == 1:
+            data = encode_packet(pkts[0])
+        else:
+            data = b"".join([encode_packet(p) for p in pkts])
+        return self.send_frames(to, data, ready_seq, connect=connect)
+
+    def send_frames(self, to: int, data: bytes, ready_seq: int, *, connect: bool) -> bool:
+        """Queue ``data`` (whole encoded frames) as one chunk: one socket write.
+
+        When the link's sender has nothing unwritten, the chunk is written to the socket
+        right here (nothing can overtake it), saving the sender task a wake-up per
+        message; what the socket does not take goes to the sender, which also reports
+        any error.  Same return value as :meth:`send`.
+        """
         link = self.links.get(to)
         if link is not None and ready_seq < link.since:
             return True  # meant for an earlier connection with this peer
@@ -301,8 +374,17 @@ class QuorumTransport:
             link = Link(to, send, recv, outgoing=True)
             self.register(link, ready_seq)
             self._nursery.start_soon(self._connect, link)
+        if link.queued == 0 and link.fd >= 0:
+            try:
+                sent = os.write(link.fd, data)
+            except OSError:
+                sent = 0  # full, or broken: the sender finds out and ends the link
+            if sent == len(data):
+                return True
+            data = data[sent:]
         try:
-            link.send.send_nowait(encode_packet(pkt))
+            link.send.send_nowait(data)
+            link.queued += 1
         except trio.WouldBlock:
             log.warning("quorum peer %d is %d packets behind; disconnecting it", to, self.max_queued)
             self.disconnect(to)

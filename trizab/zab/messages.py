@@ -50,6 +50,7 @@ import struct
 
 import attrs
 
+from trizab.txn import Txn
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
@@ -77,10 +78,16 @@ class PeerState(enum.IntEnum):
 
 @attrs.frozen
 class Entry:
-    """One transaction of a history: its zxid and its opaque encoded bytes."""
+    """One transaction of a history: its zxid and its opaque encoded bytes.
+
+    ``txn`` is the same transaction decoded, when whoever made the entry already had it
+    (the leader's own proposals): the driver then neither decodes it for its log nor
+    for its state machine.  It is a cache, never compared, never sent.
+    """
 
     zxid: int
     data: bytes
+    txn: Txn | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen

@@ -324,6 +324,11 @@ class Peer:
         """Leader: propose a transaction; returns its zxid.  Raises NotLeader unless established.
 
         A :class:`~trizab.txn.Txn` gets its header's zxid set; bytes are taken as opaque.
+        The entry keeps the stamped Txn beside its bytes (``Entry.txn``) so that the
+        driver need not decode what it just encoded; that is safe because the bytes are
+        its exact encoding, and nothing in the protocol reads ``txn``: entries compare,
+        travel and persist by zxid and bytes only (the simulation checks histories on
+        those).
         """
         lead = self._lead
         if lead is None or not self.established or lead.new_epoch is None:
@@ -334,8 +339,12 @@ class Peer:
             raise NotLeader(None)
         lead.counter += 1
         z = zxid(lead.new_epoch, lead.counter)
-        data = txn if isinstance(txn, bytes) else _stamp(txn, z)
-        entry = Entry(z, data)
+        if isinstance(txn, bytes):
+            entry = Entry(z, txn)
+        else:
+            stamped = _stamp(txn, z)
+            entry = Entry(z, stamped.encode(), stamped)
+        data = entry.data
         self._append(entry)
         for lr in lead.learners.values():
             if lr.newleader_upto is not None and not lr.observer:
@@ -909,8 +918,10 @@ class Peer:
             self._become_looking()
 
 
-def _stamp(txn: Txn, z: int) -> bytes:
-    return attrs.evolve(txn, header=attrs.evolve(txn.header, zxid=z)).encode()
+def _stamp(txn: Txn, z: int) -> Txn:
+    if txn.header.zxid == z:
+        return txn  # the driver predicted the zxid (the usual case): nothing to change
+    return attrs.evolve(txn, header=attrs.evolve(txn.header, zxid=z))
 
 
 __all__ = ["NotLeader", "Peer", "PeerConfig", "SnapshotFn"]
