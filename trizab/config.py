@@ -90,6 +90,11 @@ class ServerConfig:
     force_sync: bool = True
     extended_types_enabled: bool = False
     super_digest: str | None = None
+    # ContainerManager's period (ZooKeeper's znode.container.checkIntervalMs system property).
+    container_check_interval_ms: int = 60_000
+    # trizab only: also reap a container the moment its last child goes (ZooKeeper waits for
+    # the periodic check); false behaves exactly like ZooKeeper.
+    reap_containers_immediately: bool = True
     # trizab plugins; storage_name None means "txnlog if installed, else memory".
     storage_name: str | None = None
     storage_options: dict[str, str] = attrs.Factory(dict)
@@ -248,6 +253,8 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "zookeeper.extendedTypesEnabled": ("extended_types_enabled", _bool),
     "DigestAuthenticationProvider.superDigest": ("super_digest", str),
     "zookeeper.DigestAuthenticationProvider.superDigest": ("super_digest", str),
+    "znode.container.checkIntervalMs": ("container_check_interval_ms", _int(1)),
+    "reapContainersImmediately": ("reap_containers_immediately", _bool),
     "storage": ("storage_name", _plugin_name),
     "election": ("election_name", _plugin_name),
 }

@@ -35,6 +35,7 @@ from typing import Any
 from compat.differential.client import Closed, RawClient, TimedOut
 from trizab.wire import jute
 from trizab.wire import records as r
+from trizab.wire.codes import OpCode
 
 WORDS = ("ruok", "isro", "srvr", "stat", "conf", "envi", "mntr", "cons", "wchs", "xyzw")
 
@@ -272,9 +273,11 @@ def handshake_outcomes(address: tuple[str, int]) -> list[Any]:
     """The normalized result of each handshake case against one server."""
     out: list[Any] = []
     known: dict[int, str] = {}
+    opened: list[tuple[RawClient, Any]] = []
 
     def attempt(name: str, payload: bytes) -> tuple[RawClient, Any]:
         client = RawClient(address, timeout=3.0)
+        opened.append((client, None))
         client.send_raw(payload)
         raw = client.read_frame_bytes()
         if isinstance(raw, bytes):
@@ -287,6 +290,7 @@ def handshake_outcomes(address: tuple[str, int]) -> list[Any]:
             resp = raw
         value = resp if isinstance(resp, tuple) else _response_value(resp, client, known)
         out.append((name, value))
+        opened[-1] = (client, resp)
         return client, resp
 
     def req(
@@ -314,6 +318,15 @@ def handshake_outcomes(address: tuple[str, int]) -> list[Any]:
     attempt("null password", jute.encode(r.ConnectRequest(0, 0, 10_000, 0, None, False)))
     attempt("truncated request", b"\0\0\0\0\0")
     attempt("empty frame", b"")
+    # Close every session these made: one left to expire would spend a zxid at a moment that
+    # depends on timing, in the middle of whatever runs next on the same server.
+    for client, resp in opened:
+        live = isinstance(resp, r.ConnectResponse | r.ConnectResponseNoRO) and resp.time_out > 0
+        if live and not client.closed:
+            xid = client.next_xid()
+            if client.send(xid, OpCode.CLOSE_SESSION):
+                client.read_until_xid(xid)
+        client.close()
     return out
 
 

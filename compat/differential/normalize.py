@@ -21,7 +21,7 @@ Two servers given the same operations legitimately differ in a few values:
   ``HashSet`` iteration order, an accident of Java's string hashing and table
   size, not a contract (its documentation promises no order).  The lists are
   compared as sorted multisets; the deliberate difference is documented in
-  ``compat/differential/README.md``.
+  ``compat/README.md``.
 * **notifications caused by one closeSession**: ZooKeeper deletes a closing
   session's ephemerals in ``HashSet`` order, so the events of that one step are
   compared as a sorted multiset; every other step keeps arrival order.

@@ -38,14 +38,21 @@ def apache_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int
         yield (HOST, zk.client_port)
 
 
+# The same container reaping as ZooKeeper above: only ContainerManager's periodic check, never
+# during an example (trizab's default also reaps a container the moment it empties; that is a
+# deliberate difference, compat/README.md).
+TRIZAB_CONFIG_LINES = ("znode.container.checkIntervalMs=3600000", "reapContainersImmediately=false")
+
+
 @contextlib.contextmanager
 def trizab_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
     """A running ``trizab serve`` (memory storage, in a temporary directory); yields its (host, port)."""
     from trizab.testing.process import TrizabProcess
 
+    lines = [*CONFIG_LINES, *TRIZAB_CONFIG_LINES, *extra_config]
     with (
         tempfile.TemporaryDirectory(prefix="trizab-diff-") as workdir,
-        TrizabProcess(Path(workdir), extra_config=[*CONFIG_LINES, *extra_config], storage="memory") as proc,
+        TrizabProcess(Path(workdir), extra_config=lines, storage="memory") as proc,
     ):
         assert proc.port is not None
         yield (proc.host, proc.port)

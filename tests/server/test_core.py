@@ -298,9 +298,11 @@ def test_persistent_and_recursive_watches(h: Harness) -> None:
     ]
     h.create(c, "/top")
     assert h.events(c) == [(EventType.NODE_CHILDREN_CHANGED, "/")]
-    check = r.CheckWatchesRequest("/r", 5)
+    # ZooKeeper 3.8 knows watcher types 1-3 only (4 and 5 are MarshallingError, see
+    # test_zk_divergences.py); a recursive watch sits in the data table, so type 2 removes it.
+    check = r.CheckWatchesRequest("/r", 3)
     assert h.call(c, OpCode.CHECK_WATCHES, check).header.err == 0
-    assert h.call(c, OpCode.REMOVE_WATCHES, r.RemoveWatchesRequest("/r", 5)).header.err == 0
+    assert h.call(c, OpCode.REMOVE_WATCHES, r.RemoveWatchesRequest("/r", 2)).header.err == 0
     assert h.call(c, OpCode.CHECK_WATCHES, check).header.err == Err.NO_WATCHER
     assert h.call(c, OpCode.REMOVE_WATCHES, r.RemoveWatchesRequest("/r", 2)).header.err == Err.NO_WATCHER
 
