@@ -29,8 +29,11 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
   backlog passes ``MAX_OUTBOUND_BYTES``, and never slows anybody else down.
 * **The storage worker** is group commit as in ZooKeeper's
   ``SyncRequestProcessor``: it takes every transaction handed over since the
-  last round, appends them, and runs one ``sync()`` in a thread; whatever
-  arrives meanwhile waits for the next round and shares its sync.  Once the
+  last round, appends them, and runs one ``sync()``; whatever arrives meanwhile
+  waits for the next round and shares its sync.  The sync runs inline (blocking
+  the event loop for one fdatasync, ~0.1 ms here, is cheaper than the thread
+  hand-off there and back); after a slow one (``SLOW_SYNC_S``) syncs go to a
+  thread for a while so that reads and pings never wait on the disk.  Once the
   sync returns, the batch is reported to the core task as committed, which is
   when the core may reply.  Snapshots are due every ~``snapCount`` transactions
   (randomised between half and all of it as ZooKeeper does so that servers of an
@@ -100,6 +103,13 @@ MAX_LOG_BACKLOG = 50_000
 SNAPSHOT_STEP_NODES = 2000  # nodes copied per step of a snapshot walk (a few ms of work)
 SHUTDOWN_GRACE_S = 10.0
 FOUR_LETTER_WORD_TIMEOUT_S = 30.0
+# SLOW_SYNCS inline syncs in a row slower than SLOW_SYNC_S send the syncs of the next
+# SLOW_SYNC_BACKOFF_S to a thread: past that the thread hand-off is noise, and blocking the event
+# loop would hold up reads and pings.  In a row, because a busy machine sometimes preempts us
+# during a fast sync.  Only inline syncs are timed (a thread's includes waiting for the GIL).
+SLOW_SYNC_S = 0.002
+SLOW_SYNCS = 3
+SLOW_SYNC_BACKOFF_S = 1.0
 
 
 class StartupError(Exception):
@@ -236,6 +246,8 @@ class Server:
         self._to_log: list[Txn] = []
         self._log_wakeup = trio.Event()
         self._in_flight = 0  # txns handed over but not yet committed
+        self._thread_sync_until = 0.0  # perf_counter before which syncs run in a thread
+        self._slow_syncs = 0  # inline syncs in a row slower than SLOW_SYNC_S
         self._backlog_ok = trio.Event()
         self._backlog_ok.set()
         self._snapshot_job: tuple[int, bytes] | None = None
@@ -692,7 +704,17 @@ class Server:
             batch, self._to_log = self._to_log, []
             if batch:
                 storage.append(batch)
-                await self._blocking(storage.sync)
+                started = time.perf_counter()
+                if started < self._thread_sync_until or not getattr(storage, "durable", True):
+                    await self._blocking(storage.sync)
+                else:
+                    # Inline: the thread round trip cost more than the fdatasync itself.
+                    storage.sync()
+                    done = time.perf_counter()
+                    self._slow_syncs = self._slow_syncs + 1 if done - started > SLOW_SYNC_S else 0
+                    if self._slow_syncs >= SLOW_SYNCS:
+                        self._slow_syncs = 0
+                        self._thread_sync_until = done + SLOW_SYNC_BACKOFF_S
                 if self._direct_dispatch:
                     # As the readers do: apply and reply from here, one task switch fewer per batch.
                     self._dispatch(("committed", batch))
