@@ -281,20 +281,7 @@ class Member(Server):
         listeners: list[trio.abc.Listener[Any]] | None,
     ) -> None:
         config = self.config
-        if listeners is None:
-            try:
-                tcp = await trio.open_tcp_listeners(config.client_port, host=config.client_port_address)
-            except OSError as exc:
-                where = f"{config.client_port_address}:{config.client_port}"
-                raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-            self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
-            listeners = list(tcp)
-        try:
-            recovered: Recovered = await self._blocking(self.storage.open)
-        except BaseException:
-            for ln in listeners:
-                await trio.aclose_forcefully(ln)
-            raise
+        listeners, recovered = await self._bind_and_recover(listeners)
         try:
             now = self.clock.now_ms()
             self._started_ms = now

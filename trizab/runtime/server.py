@@ -89,7 +89,7 @@ from trizab.frontend.connection import (
     encode_output,
 )
 from trizab.server.api import Connected, Notification, Ready, Reply
-from trizab.storage import Storage
+from trizab.storage import Recovered, Storage
 from trizab.txn import Txn
 
 __all__ = ["Clock", "Server", "StartupError", "open_storage", "serve", "trizab_version"]
@@ -273,22 +273,7 @@ class Server:
     ) -> None:
         """Serve until cancelled; ``listeners`` replaces the TCP client port (tests)."""
         config = self.config
-        if listeners is None:
-            # Bind first: a taken port is the commonest start-up failure, and should
-            # stop us before the storage is even opened.
-            try:
-                tcp = await trio.open_tcp_listeners(config.client_port, host=config.client_port_address)
-            except OSError as exc:
-                where = f"{config.client_port_address}:{config.client_port}"
-                raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-            self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
-            listeners = list(tcp)
-        try:
-            recovered = await self._blocking(self.storage.open)
-        except BaseException:
-            for ln in listeners:
-                await trio.aclose_forcefully(ln)
-            raise
+        listeners, recovered = await self._bind_and_recover(listeners)
         try:
             now = self.clock.now_ms()
             self._started_ms = now
@@ -330,6 +315,29 @@ class Server:
                     with contextlib.suppress(Exception):
                         await trio.aclose_forcefully(ln)
                 await self._final_flush()
+
+    async def _bind_and_recover(
+        self, listeners: list[trio.abc.Listener[Any]] | None
+    ) -> tuple[list[trio.abc.Listener[Any]], Recovered]:
+        """Open the client listeners (unless given), then the storage; close them if that fails."""
+        config = self.config
+        if listeners is None:
+            # Bind first: a taken port is the commonest start-up failure, and should
+            # stop us before the storage is even opened.
+            try:
+                tcp = await trio.open_tcp_listeners(config.client_port, host=config.client_port_address)
+            except OSError as exc:
+                where = f"{config.client_port_address}:{config.client_port}"
+                raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+            self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
+            listeners = list(tcp)
+        try:
+            recovered: Recovered = await self._blocking(self.storage.open)
+        except BaseException:
+            for ln in listeners:
+                await trio.aclose_forcefully(ln)
+            raise
+        return listeners, recovered
 
     async def _final_flush(self) -> None:
         batch, self._to_log = self._to_log, []
