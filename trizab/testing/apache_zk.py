@@ -26,9 +26,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+
+from trizab.testing.ensemble_base import ProcessEnsemble
 
 JAVA_DIR = "/usr/share/java"
 DEFAULT_JARS = (
@@ -345,7 +347,7 @@ class ApacheZooKeeper(_Member):
         self.close()
 
 
-class ApacheEnsemble:
+class ApacheEnsemble(ProcessEnsemble[_Member]):
     """An ensemble of `size` Apache ZooKeeper 3.8 `QuorumPeerMain` members on free loopback ports.
 
     Members are indexable; each has `.address`, `.client_port`, `.pid`, `.start()`, `.stop()`,
@@ -365,9 +367,7 @@ class ApacheEnsemble:
         workdir: str | os.PathLike[str] | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="apache-zk-ens-")) if workdir is None else Path(workdir)
-        self.start_timeout = start_timeout
+        super().__init__(workdir, prefix="apache-zk-ens-", start_timeout=start_timeout)
         ports = free_ports(3 * size)
         servers = [
             f"server.{i + 1}={HOST}:{ports[3 * i + 1]}:{ports[3 * i + 2]}:participant" for i in range(size)
@@ -397,35 +397,8 @@ class ApacheEnsemble:
                 )
             )
 
-    def __getitem__(self, index: int) -> _Member:
-        return self.members[index]
-
-    def __iter__(self) -> Iterator[_Member]:
-        return iter(self.members)
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    @property
-    def address(self) -> str:
-        return ",".join(m.address for m in self.members)
-
-    def start(self) -> None:
-        """Start every member and wait until all serve (bounded by `start_timeout`)."""
+    def _check_available(self) -> None:
         require_available()
-        try:
-            for member in self.members:
-                member.start()
-            deadline = time.monotonic() + self.start_timeout
-            for member in self.members:
-                member.wait_ready(max(0.1, deadline - time.monotonic()))
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        for member in self.members:
-            member.stop()
 
     def leader(self) -> _Member | None:
         """The member whose `srvr` says `Mode: leader`, if any."""
@@ -436,20 +409,3 @@ class ApacheEnsemble:
                 if "Mode: leader" in member.four_letter_word("srvr", timeout=1.0):
                     return member
         return None
-
-    def get_logs(self, num_lines: int = 100) -> list[str]:
-        return [line for m in self.members for line in m.get_logs(num_lines)]
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ApacheEnsemble:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from trizab.runtime.launcher import four_letter, member_mode, write_configs
+from trizab.testing.ensemble_base import ProcessEnsemble
 
 __all__ = ["TrizabEnsemble", "TrizabMember"]
 
@@ -134,7 +132,7 @@ class TrizabMember:
         return self.log_path.read_text(errors="replace").splitlines(keepends=True)[-num_lines:]
 
 
-class TrizabEnsemble:
+class TrizabEnsemble(ProcessEnsemble[TrizabMember]):
     """``size`` voting members (+ ``observers``) as processes on 127.0.0.1 (see the module docstring)."""
 
     def __init__(
@@ -152,9 +150,7 @@ class TrizabEnsemble:
         env: dict[str, str] | None = None,
         log_level: str = "INFO",
     ) -> None:
-        self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="trizab-ens-")) if workdir is None else Path(workdir)
-        self.start_timeout = start_timeout
+        super().__init__(workdir, prefix="trizab-ens-", start_timeout=start_timeout)
         configs = write_configs(
             self.workdir,
             size,
@@ -167,54 +163,9 @@ class TrizabEnsemble:
         )
         self.members = [TrizabMember(sid, path, port, env, log_level) for sid, path, port in configs]
 
-    def __getitem__(self, index: int) -> TrizabMember:
-        return self.members[index]
-
-    def __iter__(self) -> Iterator[TrizabMember]:
-        return iter(self.members)
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    @property
-    def address(self) -> str:
-        return ",".join(m.address for m in self.members)
-
-    def start(self) -> None:
-        try:
-            for m in self.members:
-                m.start()
-            deadline = time.monotonic() + self.start_timeout
-            for m in self.members:
-                m.wait_ready(max(0.1, deadline - time.monotonic()))
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        for m in self.members:
-            m.stop()
-
     def leader(self) -> TrizabMember | None:
         for m in self.members:
             with contextlib.suppress(OSError):
                 if m.mode() == "leader":
                     return m
         return None
-
-    def get_logs(self, num_lines: int = 100) -> list[str]:
-        return [line for m in self.members for line in m.get_logs(num_lines)]
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> TrizabEnsemble:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

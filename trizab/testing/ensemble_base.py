@@ -1,0 +1,98 @@
+"""What the Apache ZooKeeper and trizab process ensembles share: their lifecycle.
+
+Both are indexable lists of member processes with one connect string; ``start()``
+starts every member, then waits for all of them within one deadline, and stops
+them all if any fails; ``close()`` also removes the working directory when the
+ensemble created it.  Only how members are built and how the leader is found
+differ, so a test or benchmark can run one script against either.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+
+
+class Member(Protocol):
+    @property
+    def address(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def wait_ready(self, timeout: float) -> None: ...
+
+    def get_logs(self, num_lines: int = 100) -> list[str]: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+class ProcessEnsemble(Generic[M]):
+    """Members in ``self.members`` (set by the subclass), a work directory, a start deadline."""
+
+    members: list[M]
+
+    def __init__(self, workdir: str | os.PathLike[str] | None, *, prefix: str, start_timeout: float) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix=prefix)) if workdir is None else Path(workdir)
+        self.start_timeout = start_timeout
+
+    def __getitem__(self, index: int) -> M:
+        return self.members[index]
+
+    def __iter__(self) -> Iterator[M]:
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def address(self) -> str:
+        """The connect string: every member's address."""
+        return ",".join(m.address for m in self.members)
+
+    def _check_available(self) -> None:
+        """Raise before anything starts if the servers cannot run here."""
+
+    def start(self) -> None:
+        """Start every member and wait until all serve (bounded by ``start_timeout``)."""
+        self._check_available()
+        try:
+            for member in self.members:
+                member.start()
+            deadline = time.monotonic() + self.start_timeout
+            for member in self.members:
+                member.wait_ready(max(0.1, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def get_logs(self, num_lines: int = 100) -> list[str]:
+        return [line for m in self.members for line in m.get_logs(num_lines)]
+
+    def close(self) -> None:
+        """Stop every member; remove the work directory if this ensemble created it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
