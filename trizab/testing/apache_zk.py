@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from trizab.testing.ensemble_base import ProcessEnsemble
+from trizab.testing.procs import kill_process, terminate_process
 
 JAVA_DIR = "/usr/share/java"
 DEFAULT_JARS = (
@@ -224,26 +225,14 @@ class _Member:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; keeps the dataDir."""
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.process is not None:
+            terminate_process(self.process, grace)
         self.process = None
 
     def kill(self) -> None:
         """SIGKILL (a crash), keeping the dataDir."""
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if self.process is not None:
+            kill_process(self.process)
         self.process = None
 
     def wait_ready(self, timeout: float) -> None:

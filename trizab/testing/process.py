@@ -18,9 +18,7 @@ judged by any answer at all.  ``stop()`` sends SIGTERM and escalates to SIGKILL;
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+
+from trizab.testing.procs import kill_process, terminate_process
 
 __all__ = ["ServerStartError", "TrizabProcess", "four_letter_word", "free_port"]
 
@@ -193,29 +193,18 @@ class TrizabProcess:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait()
+        status = terminate_process(proc, timeout)
         self._close_log()
-        return proc.returncode
+        return status
 
     def kill(self) -> int | None:
         """SIGKILL at once: a crash, no final flush."""
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
+        status = kill_process(proc)
         self._close_log()
-        return proc.returncode
+        return status
 
     def restart(self, *, kill: bool = False, timeout: float = START_TIMEOUT_S) -> TrizabProcess:
         """Stop (or kill) and start again on the same port and data directory."""

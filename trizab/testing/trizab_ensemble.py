@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from trizab.runtime.launcher import four_letter, member_mode, write_configs
 from trizab.testing.ensemble_base import ProcessEnsemble
+from trizab.testing.procs import kill_process, terminate_process
 
 __all__ = ["TrizabEnsemble", "TrizabMember"]
 
@@ -85,25 +85,13 @@ class TrizabMember:
             )
 
     def stop(self, grace: float = 10.0) -> None:
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.process is not None:
+            terminate_process(self.process, grace)
         self.process = None
 
     def kill(self) -> None:
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if self.process is not None:
+            kill_process(self.process)
         self.process = None
 
     def mode(self) -> str | None:

@@ -1,0 +1,32 @@
+"""Stopping a child server process: the one way every launcher here does it.
+
+Always by the ``Popen`` we started (so by pid), never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+from typing import Any
+
+
+def terminate_process(proc: subprocess.Popen[Any], grace: float) -> int | None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; return the exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            kill_process(proc)
+    return proc.returncode
+
+
+def kill_process(proc: subprocess.Popen[Any]) -> int | None:
+    """SIGKILL at once (a crash) and reap it; return the exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+    return proc.returncode
