@@ -14,8 +14,8 @@ warm-up then a measured window, and counts only replies that arrive inside the w
 is replies in the window / window length; latencies are those replies' round trips.
 
 With `--pid` (or in `--compare`, where the driver starts the servers) the server's CPU time
-(utime + stime from /proc/<pid>/stat, all threads) is read at both ends of the window and divided
-by the operations completed in it.
+(utime + stime from /proc/<pid>/stat, all threads, plus those of its child processes) is read at
+both ends of the window and divided by the operations completed in it.
 
 `python -m bench.loadgen --compare` starts Apache ZooKeeper 3.8 standalone (forceSync on, its
 default) and trizab (`trizab serve`, storage txnlog then memory) one after the other on free
@@ -291,10 +291,29 @@ def cpu_seconds_all(pids: Sequence[int]) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """utime + stime of a process (all its threads) and its live descendants, in seconds.
+
+    Descendants count because a server may do part of its work in helper processes
+    (trizab's fsync helper); those that exited during the window are missed, which
+    only undercounts a server that keeps restarting helpers.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.extend(int(c) for c in task.read_text().split())
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def shape(total: int, processes: int, connections: int) -> tuple[int, int, int]:

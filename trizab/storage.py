@@ -22,6 +22,10 @@ fsync); ``sync`` covers exactly what was appended before it was called.
 Other calls must not overlap each other.  A write is acknowledged to a client
 only after the ``sync`` covering it has returned.
 
+An engine may also offer :class:`BackgroundSync` (``txnlog`` does): the server
+then starts each batch's barrier and keeps serving while the disk works, instead
+of blocking its event loop or paying for a thread hand-off.
+
 Plugins
 -------
 An engine is a plugin of the entry-point group ``trizab.storage`` (see
@@ -127,3 +131,27 @@ class Storage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BackgroundSync(Protocol):
+    """Optional: an engine that can make appended transactions durable without blocking.
+
+    The server calls ``sync_start()`` after ``append``; when it returns True it keeps
+    serving and waits for ``sync_fileno()`` to turn readable, then calls
+    ``sync_finished()`` until it returns True.  Only then are the transactions of that
+    batch durable (and acknowledged).  One sync is in flight at a time; ``sync()``
+    waits for it first.  Errors are those of ``sync()``.
+    """
+
+    def sync_start(self) -> bool:
+        """Start making every appended transaction durable; False if nothing is left to wait for."""
+        ...
+
+    def sync_fileno(self) -> int:
+        """A descriptor that turns readable when the sync in flight may have finished."""
+        ...
+
+    def sync_finished(self) -> bool:
+        """Non-blocking: True once the started sync is durable."""
+        ...

@@ -22,6 +22,13 @@ Group commit
     ``forceSync=no``, which is unsafe: a power failure can lose acknowledged
     writes).  Appends made while an fsync runs go into the next batch, so under
     load one fsync covers everything that arrived during the previous one.
+    With ``syncer=helper`` (the default) the engine also offers
+    :class:`~trizab.storage.BackgroundSync`: ``sync_start`` writes the batch
+    and hands the fdatasync to a helper process (:mod:`.fsyncer`), and the
+    server's event loop keeps serving until ``sync_finished``.  The durable end
+    of the segment (what ``read_from`` may read) only moves once the helper has
+    answered.  If the helper dies, the engine logs it and syncs inline from
+    then on; if its fdatasync fails, the engine fails as for an inline one.
 
 Snapshot
     ``FileHeader{"ZKSN", 2, 0}`` + data + ``long adler32(header+data)`` +
@@ -59,7 +66,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from trizab.plugin import Option, parse_size
+from trizab.plugins.storage.fsyncer import FsyncHelper, FsyncHelperGone
+
+from trizab.plugin import Option, parse_choice, parse_size
 from trizab.storage import Recovered, StorageError
 from trizab.txn import Txn
 from trizab.wire.jute import JuteError
@@ -247,6 +256,14 @@ class TxnLogStoragePlugin:
             "log segments grow in steps of this size (zookeeper.preAllocSize)",
             "size",
         ),
+        Option(
+            "syncer",
+            parse_choice("helper", "inline"),
+            "helper",
+            "where fdatasync runs: helper (a helper process, so the server keeps serving "
+            "during it) or inline (in the caller)",
+            "one of helper|inline",
+        ),
     )
     durable: ClassVar[bool] = True
 
@@ -257,6 +274,7 @@ class TxnLogStoragePlugin:
         data_log_dir: Path | None = None,
         force_sync: bool = True,
         prealloc: int = 64 << 20,
+        syncer: str = "helper",
     ) -> None:
         if data_dir is None:
             raise ValueError("needs dataDir")
@@ -283,6 +301,11 @@ class TxnLogStoragePlugin:
         # After a failed write or fsync the page cache state is unknown (fsyncgate):
         # never retry, refuse further writes; the server must stop and recover.
         self._failed: BaseException | None = None
+        # Background sync (syncer=helper): the helper process, started on first use, and
+        # the sync in flight as (durable end once it answers, txns, bytes, start time).
+        self._use_helper = syncer == "helper"
+        self._helper: FsyncHelper | None = None
+        self._in_flight: tuple[int, int, int, float] | None = None
         self._stats: dict[str, Any] = {
             "txns": 0,
             "syncs": 0,
@@ -449,24 +472,141 @@ class TxnLogStoragePlugin:
 
     def sync(self) -> None:
         with self._io_lock:
-            if self._failed is not None:
-                raise StorageError(f"txn log unusable after an earlier I/O error: {self._failed}")
+            self._check_usable()
+            if self._in_flight is not None:
+                self._finish_background(block=True)
+            self._sync_buffer_locked()
+
+    def _sync_buffer_locked(self) -> None:
+        """Write and fdatasync the buffered records here (caller holds ``_io_lock``)."""
+        with self._lock:
+            buf, first, count = self._buf, self._buf_first_zxid, self._buf_count
+            if not buf:
+                return
+            self._buf, self._buf_count = bytearray(), 0
+        started = time.perf_counter()
+        try:
+            end = self._write_records(buf, first)
+            if self.force_sync:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            self._failed = exc
+            raise
+        self._pos = end
+        self._count_sync(count, len(buf), time.perf_counter() - started)
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise StorageError(f"txn log unusable after an earlier I/O error: {self._failed}")
+
+    # -- background sync (trizab.storage.BackgroundSync) --------------------------------
+
+    def sync_start(self) -> bool:
+        """Write the buffered records and hand their fdatasync to the helper.
+
+        False when there is nothing left to wait for (nothing buffered, ``syncer=inline``,
+        ``forceSync=no``, or the helper is unavailable and the sync was done inline).
+        """
+        with self._io_lock:
+            self._check_usable()
+            if self._in_flight is not None:
+                raise RuntimeError("sync_start while a sync is in flight")
+            if not (self._use_helper and self.force_sync):
+                self._sync_buffer_locked()
+                return False
             with self._lock:
                 buf, first, count = self._buf, self._buf_first_zxid, self._buf_count
                 if not buf:
-                    return
+                    return False
                 self._buf, self._buf_count = bytearray(), 0
+            started = time.perf_counter()
             try:
-                self._write(buf, first)
+                end = self._write_records(buf, first)
             except OSError as exc:
                 self._failed = exc
                 raise
-            self._stats["syncs"] += 1
-            self._stats["txns"] += count
-            self._stats["bytes"] += len(buf)
-            self._stats["max_batch"] = max(self._stats["max_batch"], count)
+            helper = self._running_helper()
+            if helper is not None and self._file is not None:
+                try:
+                    helper.request(self._file)
+                    self._in_flight = (end, count, len(buf), started)
+                    return True
+                except FsyncHelperGone as exc:
+                    self._helper_gone(exc)
+            self._in_flight = (end, count, len(buf), started)
+            self._finish_background(block=True)
+            return False
 
-    def _write(self, buf: bytearray, first_zxid: int) -> None:
+    def sync_fileno(self) -> int:
+        """Readable when the sync in flight may have finished (-1 if none is)."""
+        helper = self._helper
+        return helper.fileno if helper is not None and self._in_flight is not None else -1
+
+    def sync_finished(self) -> bool:
+        """Non-blocking: True once the sync started by :meth:`sync_start` is durable."""
+        with self._io_lock:
+            if self._in_flight is None:
+                return True
+            return self._finish_background(block=False)
+
+    def _running_helper(self) -> FsyncHelper | None:
+        if self._helper is None and self._use_helper:
+            try:
+                self._helper = FsyncHelper()
+            except OSError as exc:
+                log.warning("cannot start the fsync helper (%s); syncing inline", exc)
+                self._use_helper = False
+        return self._helper
+
+    def _helper_gone(self, exc: Exception) -> None:
+        log.warning("%s; syncing inline from now on", exc)
+        if self._helper is not None:
+            self._helper.close()
+        self._helper = None
+        self._use_helper = False
+
+    def _finish_background(self, *, block: bool) -> bool:
+        """Complete the sync in flight (caller holds ``_io_lock``); False if not done yet."""
+        assert self._in_flight is not None
+        end, count, nbytes, started = self._in_flight
+        helper = self._helper
+        try:
+            if helper is None or not helper.in_flight:
+                raise FsyncHelperGone("no fsync helper")
+            if block:
+                helper.wait()
+            elif not helper.poll():
+                return False
+        except FsyncHelperGone as exc:
+            if helper is not None:
+                self._helper_gone(exc)
+            try:
+                os.fdatasync(self._fd)  # what the helper did not confirm
+            except OSError as sync_exc:
+                self._in_flight = None
+                self._failed = sync_exc
+                raise
+        except OSError as exc:
+            self._in_flight = None
+            self._failed = exc
+            raise
+        self._in_flight = None
+        self._pos = end
+        self._count_sync(count, nbytes, time.perf_counter() - started)
+        return True
+
+    def _count_sync(self, count: int, nbytes: int, fsync_seconds: float) -> None:
+        stats = self._stats
+        stats["syncs"] += 1
+        stats["txns"] += count
+        stats["bytes"] += nbytes
+        stats["max_batch"] = max(stats["max_batch"], count)
+        if self.force_sync:
+            stats["fsyncs"] += 1
+            stats["fsync_seconds"] += fsync_seconds
+
+    def _write_records(self, buf: bytearray, first_zxid: int) -> int:
+        """Write ``buf`` after the durable end (page cache only); return the new end."""
         if self._roll or self._fd < 0:
             self._start_segment(first_zxid)
         need = self._pos + len(buf) + 1  # +1: keep a zero after the last record
@@ -480,12 +620,7 @@ class TxnLogStoragePlugin:
             n = os.pwrite(self._fd, view, offset)
             offset += n
             view = view[n:]
-        if self.force_sync:
-            t0 = time.perf_counter()
-            os.fdatasync(self._fd)
-            self._stats["fsync_seconds"] += time.perf_counter() - t0
-            self._stats["fsyncs"] += 1
-        self._pos = offset
+        return offset
 
     def _start_segment(self, first_zxid: int) -> None:
         if self._fd >= 0:
@@ -599,6 +734,14 @@ class TxnLogStoragePlugin:
 
     def close(self) -> None:
         with self._io_lock:
+            if self._in_flight is not None:
+                try:
+                    self._finish_background(block=True)
+                except OSError:
+                    log.exception("the last sync failed at close")
+            if self._helper is not None:
+                self._helper.close()
+                self._helper = None
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd, self._file = -1, None

@@ -7,7 +7,9 @@ that declares ``durable = True``.
 
 from __future__ import annotations
 
+import select
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from storage_helpers import make_txns, new_storage, storage_plugin_names, zxid
 
 from trizab.plugin import available
-from trizab.storage import Storage
+from trizab.storage import BackgroundSync, Storage
 
 ALL = storage_plugin_names()
 DURABLE = [i.name for i in available("trizab.storage") if i.cls is not None and i.cls.durable]
@@ -372,3 +374,59 @@ def test_background_snapshot_survives_reopen(durable: Reopener) -> None:
     rec = durable.reopen()
     assert (rec.snapshot_zxid, rec.snapshot) == (100, b"x" * 2_000_000)
     assert rec.txns == txns[100:]
+
+
+# -- engines that offer BackgroundSync ------------------------------------------------------
+
+BACKGROUND = [
+    i.name for i in available("trizab.storage") if i.cls is not None and issubclass(i.cls, BackgroundSync)
+]
+
+
+def test_txnlog_offers_background_sync() -> None:
+    # The suite below is only meaningful if it runs over at least the default engine.
+    assert "txnlog" in BACKGROUND
+
+
+def wait_background(engine: Any) -> None:
+    deadline = time.monotonic() + 30
+    while not engine.sync_finished():
+        assert time.monotonic() < deadline, "background sync never finished"
+        select.select([engine.sync_fileno()], [], [], 1.0)
+
+
+@pytest.mark.parametrize("name", BACKGROUND)
+def test_background_sync_is_a_barrier(name: str, tmp_path: Path) -> None:
+    r = Reopener(name, tmp_path)
+    try:
+        txns = make_txns([zxid(1, i) for i in range(1, 301)])
+        for k in range(0, len(txns), 50):
+            r.storage.append(txns[k : k + 50])
+            if r.storage.sync_start():
+                # Not durable before it finished: read_from only sees what was synced.
+                assert everything(r.storage) == txns[:k]
+                # Appends while the sync runs join the next batch.
+                wait_background(r.storage)
+            assert everything(r.storage) == txns[: k + 50]
+        assert r.storage.sync_start() is False  # nothing left to sync
+        rec = r.reopen()
+        assert rec.txns == txns
+    finally:
+        r.storage.close()
+
+
+@pytest.mark.parametrize("name", BACKGROUND)
+def test_sync_waits_for_a_background_sync_in_flight(name: str, tmp_path: Path) -> None:
+    r = Reopener(name, tmp_path)
+    try:
+        txns = make_txns(range(1, 21))
+        r.storage.append(txns[:10])
+        started = r.storage.sync_start()
+        r.storage.append(txns[10:])
+        r.storage.sync()  # covers both batches, whatever the first one's state
+        assert everything(r.storage) == txns
+        if started:
+            assert r.storage.sync_finished() is True
+        assert r.reopen().txns == txns
+    finally:
+        r.storage.close()

@@ -89,7 +89,7 @@ from trizab.frontend.connection import (
     encode_output,
 )
 from trizab.server.api import Connected, Notification, Ready, Reply
-from trizab.storage import Recovered, Storage
+from trizab.storage import BackgroundSync, Recovered, Storage
 from trizab.txn import Txn
 
 __all__ = ["Clock", "Server", "StartupError", "open_storage", "serve", "trizab_version"]
@@ -248,6 +248,9 @@ class Server:
         self._in_flight = 0  # txns handed over but not yet committed
         self._thread_sync_until = 0.0  # perf_counter before which syncs run in a thread
         self._slow_syncs = 0  # inline syncs in a row slower than SLOW_SYNC_S
+        # Engines that can sync without blocking us get batches of more than one txn that way
+        # (a lone txn syncs inline: the helper's round trip would only add latency).
+        self._background_sync = self.storage if isinstance(self.storage, BackgroundSync) else None
         self._backlog_ok = trio.Event()
         self._backlog_ok.set()
         self._snapshot_job: tuple[int, bytes] | None = None
@@ -713,7 +716,12 @@ class Server:
             if batch:
                 storage.append(batch)
                 started = time.perf_counter()
-                if started < self._thread_sync_until or not getattr(storage, "durable", True):
+                if self._background_sync is not None and (
+                    len(batch) > 1 or started < self._thread_sync_until
+                ):
+                    # Serve on while the engine's helper makes the batch durable.
+                    await self._background_sync_batch(self._background_sync)
+                elif started < self._thread_sync_until or not getattr(storage, "durable", True):
                     await self._blocking(storage.sync)
                 else:
                     # Inline: the thread round trip cost more than the fdatasync itself.
@@ -736,6 +744,12 @@ class Server:
             if self._purge_requested and not self._snapshotting:
                 self._purge_requested = False
                 await self._blocking(storage.purge, self.config.autopurge_snap_retain_count)
+
+    @staticmethod
+    async def _background_sync_batch(storage: BackgroundSync) -> None:
+        if storage.sync_start():
+            while not storage.sync_finished():
+                await trio.lowlevel.wait_readable(storage.sync_fileno())
 
     async def _save_snapshot(self, zxid: int, data: bytes) -> None:
         started = time.perf_counter()

@@ -1,0 +1,137 @@
+"""The txnlog engine's fsync helper process: failures fall back safely, and it never outlives its owner."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+from storage_helpers import make_txns
+from trizab.plugins.storage.fsyncer import FsyncHelper
+from trizab.plugins.storage.txnlog import TxnLogStoragePlugin
+
+from trizab.testing.process import TrizabProcess
+
+
+def open_engine(base: Path, **options: object) -> TxnLogStoragePlugin:
+    engine = TxnLogStoragePlugin(data_dir=base, **options)  # type: ignore[arg-type]
+    engine.open()
+    return engine
+
+
+def finish(engine: TxnLogStoragePlugin) -> None:
+    deadline = time.monotonic() + 30
+    while not engine.sync_finished():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` has exited (a zombie counts: it runs no more code)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_failed_fdatasync_is_reported_with_its_reason(tmp_path: Path) -> None:
+    helper = FsyncHelper()
+    try:
+        helper.request(tmp_path / "no-such-segment")
+        with pytest.raises(OSError, match="no-such-segment"):
+            helper.wait()
+    finally:
+        helper.close()
+    assert gone(helper.pid)
+
+
+def test_the_helper_ends_with_the_engine(tmp_path: Path) -> None:
+    engine = open_engine(tmp_path)
+    engine.append(make_txns(range(1, 11)))
+    assert engine.sync_start() is True
+    finish(engine)
+    assert engine._helper is not None
+    pid = engine._helper.pid
+    engine.close()
+    assert gone(pid)
+
+
+def test_inline_syncer_starts_no_helper(tmp_path: Path) -> None:
+    engine = open_engine(tmp_path, syncer="inline")
+    txns = make_txns(range(1, 11))
+    engine.append(txns)
+    assert engine.sync_start() is False  # done inline: nothing to wait for
+    assert engine._helper is None
+    engine.close()
+    reopened = open_engine(tmp_path)
+    assert list(reopened.read_from(-1)) == txns
+    reopened.close()
+
+
+@pytest.mark.parametrize("when", ["idle", "in flight"])
+def test_a_killed_helper_falls_back_to_inline_sync(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, when: str
+) -> None:
+    engine = open_engine(tmp_path)
+    txns = make_txns(range(1, 31))
+    engine.append(txns[:10])
+    assert engine.sync_start() is True
+    finish(engine)
+    assert engine._helper is not None
+    pid = engine._helper.pid
+    with caplog.at_level(logging.WARNING):
+        if when == "idle":
+            os.kill(pid, signal.SIGKILL)
+            assert gone(pid)
+            engine.append(txns[10:20])
+            engine.sync_start()  # finds the helper gone and syncs inline
+        else:
+            engine.append(txns[10:20])
+            assert engine.sync_start() is True
+            os.kill(pid, signal.SIGKILL)
+            assert gone(pid)
+            finish(engine)  # whether or not the helper answered, the batch is durable now
+        assert engine.sync_finished() is True
+        engine.append(txns[20:])
+        assert engine.sync_start() is False  # inline from now on
+    assert list(engine.read_from(-1)) == txns
+    if when == "idle":
+        assert "syncing inline from now on" in caplog.text
+    engine.close()
+    reopened = open_engine(tmp_path)
+    assert list(reopened.read_from(-1)) == txns
+    reopened.close()
+
+
+def test_the_helper_exits_when_the_server_is_killed(tmp_path: Path) -> None:
+    with TrizabProcess(tmp_path) as server:
+        client = KazooClient(server.address)
+        client.start()
+        try:
+            # Two writes in one batch start the helper (a lone txn syncs inline).
+            for _ in range(20):
+                client.create_async("/n", b"x", sequence=True)
+            client.create("/last", b"x")
+        finally:
+            client.stop()
+            client.close()
+        assert server.pid is not None
+        children = [
+            int(c)
+            for task in Path(f"/proc/{server.pid}/task").glob("*/children")
+            for c in task.read_text().split()
+        ]
+        assert children, "no helper process was started"
+        server.kill()
+        for pid in children:
+            assert gone(pid), f"helper {pid} outlived its server"
