@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Final
+from typing import Final, NamedTuple
 
 import attrs
 
@@ -110,9 +110,12 @@ class ConnectReceived:
     has_read_only_flag: bool
 
 
-@attrs.frozen
-class RequestReceived:
-    """One request frame: its header fields and the undecoded bytes after the header."""
+class RequestReceived(NamedTuple):
+    """One request frame: its header fields and the undecoded bytes after the header.
+
+    A named tuple rather than an attrs class: one is built per request, and a tuple is
+    built in about half the time.
+    """
 
     xid: int
     opcode: int

@@ -410,13 +410,16 @@ class Server:
                 return
             # One clock read per receive_some: these events arrived together.
             now = self.clock.now_ms()
+            c.received += len(events)
+            self.stats.packets_received += len(events)
+            receive = core.receive
+            sent_at = c.pending.append
             for ev in events:
-                c.received += 1
-                self.stats.packets_received += 1
                 try:
-                    if isinstance(ev, RequestReceived):
-                        c.pending.append((ev.xid, ev.opcode, now))
-                        core.receive(conn_id, ev.xid, ev.opcode, ev.payload, now)
+                    if ev.__class__ is RequestReceived:
+                        xid, opcode, payload = ev
+                        sent_at((xid, opcode, now))
+                        receive(conn_id, xid, opcode, payload, now)
                     elif isinstance(ev, ConnectReceived):
                         c.established_ms = now
                         core.connect(
@@ -471,16 +474,18 @@ class Server:
                 self._backlog_ok = trio.Event()
         if rd.outputs:
             conns = self._conns
+            dirty = self._dirty
             now = -1
+            sent = 0
             for conn_id, output in rd.outputs:
                 c = conns.get(conn_id)
                 if c is None or c.closing:
                     continue
                 encode_output(c.outbuf, output)
                 c.sent += 1
-                self.stats.packets_sent += 1
-                self._dirty.add(conn_id)
-                if isinstance(output, Reply):
+                sent += 1
+                dirty.add(conn_id)
+                if output.__class__ is Reply:
                     if now < 0:
                         now = self.clock.now_ms()
                     self._account_reply(c, output, now)
@@ -491,6 +496,7 @@ class Server:
                         c.timeout_ms = resp.time_out
                 elif isinstance(output, Notification):
                     pass
+            self.stats.packets_sent += sent
         for conn_id in rd.close:
             self._close(conn_id)
 
@@ -514,7 +520,14 @@ class Server:
                     c.max_latency = latency
                 if c.min_latency is None or latency < c.min_latency:
                     c.min_latency = latency
-                self.stats.record_latency(latency)
+                # ServerStats.record_latency, inlined: this runs for every reply.
+                stats = self.stats
+                stats.count += 1
+                stats.total_latency += latency
+                if latency > stats.max_latency:
+                    stats.max_latency = latency
+                if stats.min_latency is None or latency < stats.min_latency:
+                    stats.min_latency = latency
                 break
         c.last_zxid = header.zxid
         c.last_response_ms = now

@@ -242,7 +242,8 @@ class ServerCore:
         self.conns: dict[ConnId, _Conn] = {}
         self.session_conn: dict[int, _Conn] = {}
         self._queued_events: dict[int, deque[r.WatcherEvent]] = {}
-        self._pending: dict[tuple[int, int], deque[_Pending]] = {}
+        # (session id, cxid) -> its writes in flight, oldest first (a list or a deque).
+        self._pending: dict[tuple[int, int], list[_Pending] | deque[_Pending]] = {}
         self._hzxid = 0
         # A ZAB leader may assign zxids itself; None means our own counter.
         self.zxid_source: Callable[[], int] | None = None
@@ -566,7 +567,9 @@ class ServerCore:
             key = (client_id, cxid)
             q = self._pending.get(key)
             if q is None:
-                self._pending[key] = deque([entry])
+                # A list, not a deque: a deque allocates a 64-slot block, and this runs per
+                # write while the list almost always holds one entry (see _take_pending).
+                self._pending[key] = [entry]
             else:
                 q.append(entry)
         return txn
@@ -676,7 +679,7 @@ class ServerCore:
         q = self._pending.get((client_id, cxid))
         if not q:
             return None
-        entry = q.popleft()
+        entry = q.pop(0) if q.__class__ is list else q.popleft()
         if not q:
             del self._pending[(client_id, cxid)]
         return entry

@@ -1,0 +1,139 @@
+"""CPU per request of trizab's request pipeline without sockets or disk waits.
+
+Theory of operation
+-------------------
+The load generator's figures move with whatever else the machine runs; this
+script measures the part that is ours alone.  It feeds pre-built request frames
+for ``--clients`` connections through the same objects the server uses per
+request (the frontend's :class:`ClientConnection`, the :class:`ServerCore`, the
+``txnlog`` engine's record encoding into its append buffer, the reply
+encoding), in batches of ``--batch`` requests, then commits each batch as the
+storage worker would.  Nothing is written to disk and no socket is touched, so
+the figure is the CPU a request costs the event loop thread, minus the system
+calls.  Run it before and after a change to the hot path::
+
+    python -m bench.pipeline --op setData --requests 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+from trizab.frontend.connection import (
+    NEED_DATA,
+    ClientConnection,
+    ConnectReceived,
+    RequestReceived,
+    encode_output,
+)
+from trizab.plugins.storage.txnlog import TxnLogStoragePlugin
+
+from trizab.server.core import CoreConfig, ServerCore
+from trizab.wire import records as r
+from trizab.wire.codes import OpCode
+from trizab.wire.jute import encode
+
+T0 = 1_700_000_000_000
+
+
+def frame(*records: object) -> bytes:
+    body = b"".join(encode(rec) for rec in records)  # type: ignore[arg-type]
+    return len(body).to_bytes(4, "big") + body
+
+
+def run(op: str, requests: int, clients: int, batch: int, data_size: int, profile: bool) -> None:
+    core = ServerCore(CoreConfig(), now_ms=T0)
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = TxnLogStoragePlugin(data_dir=Path(tmp), force_sync=False, syncer="inline")
+        storage.open()
+        conns: list[ClientConnection] = []
+        outbufs: list[bytearray] = []
+        for cid in range(clients):
+            conn = ClientConnection()
+            conn.receive_data(frame(r.ConnectRequest(0, 0, 30_000, 0, b"\0" * 16, False)))
+            ev = conn.next_event()
+            assert isinstance(ev, ConnectReceived)
+            core.connect(cid, ev.request, has_read_only_flag=False, client_addr="127.0.0.1", now_ms=T0)
+            conns.append(conn)
+            outbufs.append(bytearray())
+        path = "/bench"
+        create = r.CreateRequest(path, b"x", [r.ACL(31, r.Id("world", "anyone"))], 0)
+        core.receive(0, 1, OpCode.CREATE, encode(create), T0)
+        rd = core.ready()
+        storage.append(rd.to_log)
+        core.committed(rd.to_log, T0)
+        core.ready()
+        data = b"x" * data_size
+        if op == "setData":
+            opcode, body = OpCode.SET_DATA, encode(r.SetDataRequest(path, data, -1))
+        else:
+            opcode, body = OpCode.GET_DATA, encode(r.GetDataRequest(path, False))
+        per_client = batch // clients or 1
+        chunks = [b"".join(_req(10 + i, opcode, body) for i in range(per_client)) for _ in range(clients)]
+        rounds = max(1, requests // (per_client * clients))
+
+        def work() -> None:
+            for _ in range(rounds):
+                for cid, conn in enumerate(conns):
+                    conn.receive_data(chunks[cid])
+                    while True:
+                        ev = conn.next_event()
+                        if ev is NEED_DATA:
+                            break
+                        assert isinstance(ev, RequestReceived)
+                        core.receive(cid, ev.xid, ev.opcode, ev.payload, T0)
+                rd = core.ready()
+                for cid, out in rd.outputs:
+                    encode_output(outbufs[cid], out)
+                if rd.to_log:
+                    storage.append(rd.to_log)
+                    storage._buf.clear()  # the engine's encoding is measured, not its write
+                    core.committed(rd.to_log, T0)
+                    rd = core.ready()
+                    for cid, out in rd.outputs:
+                        encode_output(outbufs[cid], out)
+                for out in outbufs:
+                    out.clear()
+
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        if profile:
+            prof = cProfile.Profile()
+            prof.runcall(work)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        else:
+            work()
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        done = rounds * per_client * clients
+        print(
+            f"{op}: {done} requests, batch {per_client * clients}: {elapsed / done * 1e6:.2f} us/request"
+            f" wall, {cpu / done * 1e6:.2f} us/request CPU"
+        )
+        storage.close()
+
+
+def _req(xid: int, opcode: int, body: bytes) -> bytes:
+    payload = encode(r.RequestHeader(xid, opcode)) + body
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--op", choices=["setData", "getData"], default="setData")
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=256, help="requests per round, over all clients")
+    parser.add_argument("--data-size", type=int, default=100)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    run(args.op, args.requests, args.clients, args.batch, args.data_size, args.profile)
+
+
+if __name__ == "__main__":
+    main()
