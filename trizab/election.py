@@ -26,6 +26,10 @@ An elector is sans-I/O and synchronous, like the ZAB core that owns it:
   the round, so that late peers find the current leader.
 
 The peer never calls ``step`` after a decision until the next ``start``.
+
+Optionally an elector has ``reconfigure(voters, observers)``: the peer calls it
+when a reconfig commits (dynamic reconfiguration), so that it counts the new
+voters; an elector without it keeps the voters it was built with.
 """
 
 from __future__ import annotations

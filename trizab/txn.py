@@ -26,6 +26,8 @@ TXN_BODY: dict[int, type | None] = {
     OpCode.DELETE: r.DeleteTxn,
     OpCode.DELETE_CONTAINER: r.DeleteTxn,
     OpCode.SET_DATA: r.SetDataTxn,
+    # ZooKeeper logs a reconfig as a setData of /zookeeper/config with its own type.
+    OpCode.RECONFIG: r.SetDataTxn,
     OpCode.SET_ACL: r.SetACLTxn,
     OpCode.CHECK: r.CheckVersionTxn,
     OpCode.MULTI: r.MultiTxn,

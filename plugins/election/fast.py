@@ -20,7 +20,8 @@ without disturbing it.  Silence for the notification timeout makes the peer
 re-send its vote, doubling the timeout up to the maximum (60 s in ZooKeeper).
 
 Observers run the same machine but never count and are never counted: their
-notifications only make voters answer with their current vote.
+notifications only make voters answer with their current vote.  A committed
+reconfig changes who counts (:meth:`FastElector.reconfigure`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class FastElector:
         self._finalize_left: int | None = None
         self._silence = 0
         self._notify_timeout = timing.min_notify_ticks
+        # Immediate answers go at most once per tick to each peer: two servers that
+        # disagree on who votes (a reconfig one of them has not seen yet) would
+        # otherwise answer each other forever.
+        self._ticks = 0
+        self._answered: dict[int, int] = {}
 
     # -- the Elector protocol ------------------------------------------------
 
@@ -90,6 +96,7 @@ class FastElector:
             self._step_out_of_election(n)
 
     def tick(self) -> None:
+        self._ticks += 1
         if self.decision is not None:
             return
         if self._finalize_left is not None:
@@ -107,6 +114,17 @@ class FastElector:
         out, self._out = self._out, []
         return out
 
+    def reconfigure(self, voters: frozenset[int], observers: frozenset[int]) -> None:
+        """A reconfig committed: count the new voters from now on (QuorumPeer.processReconfig).
+
+        A round in progress keeps its received votes; only who counts changes.
+        """
+        self.voters = voters
+        self.observers = observers
+        self.is_voter = self.my_id in voters
+        if not self.is_voter and self.vote.leader == self.my_id:
+            self._initial = Vote(NO_CANDIDATE, self._initial.zxid, self._initial.peer_epoch)
+
     # -- FLE -------------------------------------------------------------------
 
     def beats(self, new: Vote, cur: Vote) -> bool:
@@ -116,26 +134,29 @@ class FastElector:
         v = Vote(n.leader, n.zxid, n.peer_epoch)
         if n.sender not in self.voters:
             # A non-voter looking for the leader: tell it what we think, never count it.
-            self._send(n.sender, PeerState.LOOKING)
+            self._answer(n.sender)
             return
         if n.election_epoch > self.logical_clock:
             self.logical_clock = n.election_epoch
             self._recv = {}
-            self._propose(v if self.beats(v, self._initial) else self._initial)
+            better = self.beats(v, self._initial) and v.leader in self.voters
+            self._propose(v if better else self._initial)
         elif n.election_epoch < self.logical_clock:
             # Bring the voter into our round; an observer does not answer (a voter
             # always answers an observer, and the two would echo each other forever).
             if self.is_voter:
                 self._send(n.sender, PeerState.LOOKING)
             return
-        elif self.beats(v, self.vote):
+        elif self.beats(v, self.vote) and v.leader in self.voters:
+            # (Never adopt a leader outside our voters: after a reconfig, a removed
+            # server that does not know it yet may still run for leader.)
             self._propose(v)
         elif self.is_voter and self.beats(self.vote, v):
             # A voter of our round proposes worse than we do: tell it at once.  (FLE
             # waits for the next re-broadcast; a voter that answered our first
             # notification while it was still FOLLOWING would otherwise miss our
             # vote, and a quorum could finalize a worse leader the others leave.)
-            self._send(n.sender, PeerState.LOOKING)
+            self._answer(n.sender)
         self._recv[n.sender] = v
         self._check_termination()
 
@@ -162,6 +183,8 @@ class FastElector:
 
     def _leader_ok(self, leader: int, election_epoch: int) -> bool:
         # ZooKeeper's checkLeader: the leader must itself say it leads (or be us, in this round).
+        if leader not in self.voters:
+            return False
         if leader == self.my_id:
             return election_epoch == self.logical_clock
         entry = self._ooe.get(leader)
@@ -188,6 +211,12 @@ class FastElector:
         for sid in sorted(self.voters):
             if sid != self.my_id:
                 self._send(sid, PeerState.LOOKING)
+
+    def _answer(self, to: int) -> None:
+        if self._answered.get(to) == self._ticks:
+            return
+        self._answered[to] = self._ticks
+        self._send(to, PeerState.LOOKING)
 
     def _send(self, to: int, state: PeerState) -> None:
         v = self.vote

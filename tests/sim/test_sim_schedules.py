@@ -107,7 +107,9 @@ def test_liveness_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def commit_without_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "quorum_acked", lambda acked, voters: max(acked.values()) if acked else None)
+    monkeypatch.setattr(
+        P, "commit_point", lambda acked, active, pending: max(acked.values()) if acked else None
+    )
 
 
 def apply_before_commit(monkeypatch: pytest.MonkeyPatch) -> None:

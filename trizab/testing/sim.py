@@ -60,8 +60,10 @@ import attrs
 
 from trizab.election import Elector
 from trizab.plugins.election.fast import FastElector
+from trizab.zab.membership import Membership
 from trizab.zab.messages import Disconnect, Disconnected, Entry, Notification, QuorumMessage
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
+from trizab.zab.quorum import is_quorum
 from trizab.zab.ready import Ready, Role
 from trizab.zab.vote import Vote
 from trizab.zab.zxid import counter_of, epoch_of, fmt
@@ -80,6 +82,38 @@ LIVENESS_BOUND_MS = 120_000
 
 class InvariantViolation(AssertionError):
     """A Zab property failed; the message says which and where."""
+
+
+# Reconfig transactions of the simulation: b"cfg:<voters>/<observers>/<version>".
+_CFG = b"cfg:"
+
+
+def encode_config(m: Membership) -> bytes:
+    def ids(s: frozenset[int]) -> bytes:
+        return b",".join(b"%d" % i for i in sorted(s))
+
+    return _CFG + ids(m.voters) + b"/" + ids(m.observers) + b"/%d" % m.version
+
+
+def config_membership(data: bytes) -> Membership | None:
+    """The simulation's ``membership_fn``: which entries are reconfigs, and to what."""
+    if not data.startswith(_CFG):
+        return None
+    voters, observers, version = data[len(_CFG) :].split(b"/")
+
+    def ids(b: bytes) -> frozenset[int]:
+        return frozenset(int(x) for x in b.split(b",") if x)
+
+    return Membership(ids(voters), ids(observers), int(version))
+
+
+def snapshot_membership(data: bytes) -> Membership | None:
+    """The last configuration an application snapshot (a pickled delivered sequence) applied."""
+    for _, payload in reversed(pickle.loads(data)):
+        m = config_membership(payload)
+        if m is not None:
+            return m
+    return None
 
 
 class PerverseElector(FastElector):
@@ -291,6 +325,8 @@ class Node:
     busy: bool = False
     inflight: Ready | None = None
     submitted: set[bytes] = attrs.Factory(set)
+    # The configuration its zoo.cfg lists (a joiner: the ensemble it joins plus itself).
+    static: Membership | None = None
 
     @property
     def app_zxid(self) -> int:
@@ -312,6 +348,10 @@ class SimParams:
     write_every_ms: int = 400
     fault_every_ms: int = 1_500
     leader_sends_early: bool = False
+    # Dynamic reconfiguration: servers that may join later, and whether faults include
+    # reconfigs (add a voter, remove a voter or the leader, turn a voter into an observer).
+    spares: int = 0
+    reconfig: bool = False
 
 
 class Simulation:
@@ -327,12 +367,19 @@ class Simulation:
         self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         n = params.peers + params.observers
-        self.ids = list(range(1, n + 1))
+        self.ids = list(range(1, n + params.spares + 1))
         self.voters = frozenset(range(1, params.peers + 1))
-        self.observers = frozenset(self.ids) - self.voters
+        self.observers = frozenset(range(1, n + 1)) - self.voters
+        self.initial = Membership(self.voters, self.observers)
         self.make_elector = make_elector or electors(params.election, dict(params.election_options))
         self.net = SimNetwork(self, self.ids)
         self.nodes = {i: Node(i, SimStorage()) for i in self.ids}
+        for i in range(1, n + 1):
+            self.nodes[i].static = self.initial
+        # Positions in the global delivered sequence where a reconfig took effect.
+        self.ref_cfgs: list[tuple[int, Membership]] = []
+        self.reconfigs = 0
+        self.reconfigs_committed = 0
         # checker state
         self.ref: list[int] = []
         self.proposals: dict[int, bytes] = {}
@@ -345,7 +392,7 @@ class Simulation:
         self.events = 0
         self.trace: list[str] | None = None
         self.established_at: list[tuple[int, int, int]] = []
-        for i in self.ids:
+        for i in range(1, n + 1):
             self.start(i)
 
     # -- event loop ----------------------------------------------------------
@@ -374,10 +421,11 @@ class Simulation:
 
     def config(self, i: int) -> PeerConfig:
         p = self.p
+        static = self.nodes[i].static or self.initial
         return PeerConfig(
             my_id=i,
-            voters=self.voters,
-            observers=self.observers,
+            voters=static.voters,
+            observers=static.observers,
             tick_ms=p.tick_ms,
             tick_time_ms=p.tick_time_ms,
             init_limit=p.init_limit,
@@ -394,6 +442,8 @@ class Simulation:
         node.busy = False
         node.inflight = None
         cfg = self.config(i)
+        # The configuration in force at the snapshot: its last reconfig, else zoo.cfg's.
+        membership = snapshot_membership(st.snap_data) or node.static or self.initial
         node.peer = Peer(
             cfg,
             self.make_elector(cfg),
@@ -402,6 +452,9 @@ class Simulation:
             base_zxid=st.snap_zxid,
             history=st.recovered_history(),
             snapshot_fn=lambda node=node: (node.app_zxid, pickle.dumps(node.app)),
+            membership=membership,
+            membership_fn=config_membership,
+            snapshot_membership_fn=snapshot_membership,
         )
         self.net.reset_node(i)
         self.log(f"start {i} epochs={st.accepted_epoch}/{st.current_epoch} last={fmt(node.peer.last_zxid)}")
@@ -509,12 +562,17 @@ class Simulation:
             raise InvariantViolation(f"{node.id} delivered {fmt(z)} that no client submitted")
         if self.proposals.get(z) != e.data:
             raise InvariantViolation(f"{node.id} delivered {fmt(z)} that no leader proposed with that data")
+        new_cfg = config_membership(e.data)
         if z not in self.quorum_stored:
-            stored = sum(1 for v in self.voters if self.nodes[v].storage.has(z))
-            if 2 * stored <= len(self.voters):
-                raise InvariantViolation(
-                    f"{node.id} delivered {fmt(z)} while only {stored} voters had it durably (no quorum)"
-                )
+            # A commit is a durable quorum of the configuration in force (and, for a
+            # reconfig, of the new one too).
+            for m in [self.config_before(len(app))] + ([new_cfg] if new_cfg is not None else []):
+                stored = [v for v in m.voters if self.nodes[v].storage.has(z)]
+                if not is_quorum(stored, m.voters):
+                    raise InvariantViolation(
+                        f"{node.id} delivered {fmt(z)} while only {len(stored)} of voters"
+                        f" {sorted(m.voters)} had it durably (no quorum)"
+                    )
             self.quorum_stored.add(z)
         if app:
             pz = app[-1][0]
@@ -535,12 +593,29 @@ class Simulation:
                 )
         else:
             self.ref.append(z)
+            if new_cfg is not None:
+                self.ref_cfgs.append((k, new_cfg))
+                self.reconfigs_committed += 1
+                self.log(f"reconfig committed at {fmt(z)}: {new_cfg}")
         app.append((z, e.data))
         if e.data in node.submitted:
             node.submitted.discard(e.data)
             if e.data not in self.acked:
                 self.acked[e.data] = z
                 self.pending.pop(e.data, None)
+
+    def config_before(self, k: int) -> Membership:
+        """The configuration in force before position ``k`` of the delivered sequence."""
+        cfg = self.initial
+        for pos, m in self.ref_cfgs:
+            if pos >= k:
+                break
+            cfg = m
+        return cfg
+
+    @property
+    def current_config(self) -> Membership:
+        return self.ref_cfgs[-1][1] if self.ref_cfgs else self.initial
 
     def _check_prefix(self, node: Node, why: str) -> None:
         for k, (z, data) in enumerate(node.app):
@@ -598,6 +673,15 @@ class Simulation:
     def random_action(self) -> tuple[Any, ...]:
         """A fault chosen by the schedule's generator."""
         rng = self.rng
+        if self.p.reconfig and rng.random() < 0.2:
+            r = rng.random()
+            if r < 0.4:
+                return ("add_voter",)
+            if r < 0.65:
+                return ("remove_voter", rng.choice(self.ids))
+            if r < 0.8:
+                return ("remove_leader",)
+            return ("demote", rng.choice(self.ids))
         r = rng.random()
         if r < 0.25:
             return ("crash", rng.choice(self.ids))
@@ -627,7 +711,7 @@ class Simulation:
         if kind == "crash":
             self.crash(action[1])
         elif kind == "restart":
-            if nodes[action[1]].peer is None:
+            if nodes[action[1]].peer is None and nodes[action[1]].incarnation > 0:
                 self.start(action[1])
         elif kind == "crash_leader":
             # Crash whoever leads right now: the interesting moment.
@@ -656,8 +740,59 @@ class Simulation:
             if node.peer is not None and not node.busy:
                 self.log(f"snapshot {node.id} at {fmt(node.app_zxid)}")
                 node.storage.save_snapshot(node.app_zxid, pickle.dumps(node.app))
+        elif kind == "add_voter":
+            # As an operator does: start a new server whose zoo.cfg lists the current
+            # ensemble plus itself, then ask for the reconfig.
+            spare = next((n for n in nodes.values() if n.incarnation == 0), None)
+            if spare is not None:
+                cur = self.current_config
+                spare.static = Membership(cur.voters | {spare.id}, cur.observers - {spare.id})
+                self.start(spare.id)
+                self.schedule(self.now + self.rng.randint(0, 3000), self.reconfig, ("add", spare.id), 8)
+        elif kind in ("remove_voter", "demote"):
+            self.reconfig((kind, action[1]), 8)
+        elif kind == "remove_leader":
+            self.reconfig(("remove_voter", None), 8)
         else:
             raise ValueError(f"unknown action {action!r}")
+
+    def reconfig(self, op: tuple[str, int | None], tries: int) -> None:
+        """A client's reconfig, prepped at the established leader as ZooKeeper's PrepRequestProcessor
+        does: one in flight at a time, and refused unless the new voters hold a synced quorum.
+        Refusals are retried a few times (every 500 ms), never once proposed."""
+        leader = next(
+            (n for n in self.nodes.values() if n.peer is not None and n.peer.is_leader_established), None
+        )
+        if leader is None or leader.peer is None or leader.peer.reconfig_in_flight:
+            if tries > 1:
+                self.schedule(self.now + 500, self.reconfig, op, tries - 1)
+            return
+        peer = leader.peer
+        cur = peer.active
+        kind, sid = op
+        if sid is None:
+            sid = leader.id
+        if kind == "add":
+            new = (cur.voters | {sid}, cur.observers - {sid})
+        elif kind == "remove_voter":
+            new = (cur.voters - {sid}, cur.observers - {sid})
+        else:
+            new = (cur.voters - {sid}, cur.observers | {sid} if sid in cur.voters else cur.observers)
+        if new == (cur.voters, cur.observers) or len(new[0]) < 2:
+            return
+        static_leader = dict(self.p.election_options).get("leader")
+        if static_leader is not None and int(static_leader) not in new[0]:
+            return  # the static plugin would wait for a leader that no longer votes
+        if not is_quorum(peer.synced_voters(), new[0]):
+            # Err.NEW_CONFIG_NO_QUORUM
+            if tries > 1:
+                self.schedule(self.now + 500, self.reconfig, op, tries - 1)
+            return
+        self.reconfigs += 1
+        payload = encode_config(Membership(new[0], new[1], self.reconfigs))
+        self.submitted.add(payload)
+        self.log(f"reconfig {op} at {leader.id}: {payload!r}")
+        self._propose(leader.id, payload)
 
     def _random_fault(self) -> None:
         self.do(self.random_action())
@@ -691,7 +826,7 @@ class Simulation:
         self.log("faults stop: heal, restart")
         self.net.heal()
         for i in self.ids:
-            if self.nodes[i].peer is None:
+            if self.nodes[i].peer is None and self.nodes[i].incarnation > 0:
                 self.start(i)
         healed_at = self.now
         done = self.run_until(healed_at + LIVENESS_BOUND_MS, stop=self._quiet)
@@ -705,6 +840,7 @@ class Simulation:
             "writes": self.writes,
             "settle_ms": self.now - healed_at,
             "committed": len(self.ref),
+            "reconfigs": self.reconfigs_committed,
         }
 
     def _quiet(self) -> bool:
@@ -715,11 +851,16 @@ class Simulation:
             return False
         target = len(self.ref)
         return all(
-            len(n.app) == target and n.peer is not None and n.peer.established for n in self.nodes.values()
+            len(n.app) == target and n.peer is not None and n.peer.established for n in self._members()
         )
 
+    def _members(self) -> list[Node]:
+        """The servers of the final configuration (removed ones and never-added spares stop)."""
+        m = self.current_config.members
+        return [n for n in self.nodes.values() if n.id in m]
+
     def _final_check(self) -> None:
-        for node in self.nodes.values():
+        for node in self._members():
             have = {data for _, data in node.app}
             lost = [d for d in self.acked if d not in have]
             if lost:
@@ -747,8 +888,8 @@ def _may_send_early(rd: Ready) -> bool:
 # schedules from seeds
 
 
-def params_for(seed: int, peers: int, election: str, tick_ms: int = 500) -> SimParams:
-    """The per-seed variations: observers, plugin options, log window, timings."""
+def params_for(seed: int, peers: int, election: str, tick_ms: int = 500, reconfig: bool = False) -> SimParams:
+    """The per-seed variations: observers, plugin options, log window, timings (and reconfigs)."""
     rng = random.Random(seed ^ 0x5EED)
     options: tuple[tuple[str, str], ...] = ()
     if election == "static":
@@ -768,15 +909,20 @@ def params_for(seed: int, peers: int, election: str, tick_ms: int = 500) -> SimP
         write_every_ms=rng.choice([100, 300, 800]),
         fault_every_ms=rng.choice([200, 500, 1_500, 3_000]),
         leader_sends_early=rng.random() < 0.5,
+        spares=2 if reconfig else 0,
+        reconfig=reconfig,
     )
 
 
-def replay_command(seed: int, peers: int, election: str) -> str:
-    return f"python -m trizab.testing.sim --replay {seed} --peers {peers} --election {election} --trace"
+def replay_command(seed: int, peers: int, election: str, reconfig: bool = False) -> str:
+    flag = " --reconfig" if reconfig else ""
+    return f"python -m trizab.testing.sim --replay {seed} --peers {peers} --election {election}{flag} --trace"
 
 
-def run_schedule(seed: int, peers: int, election: str, trace: bool = False) -> dict[str, int]:
-    sim = Simulation(params_for(seed, peers, election), seed)
+def run_schedule(
+    seed: int, peers: int, election: str, trace: bool = False, reconfig: bool = False
+) -> dict[str, int]:
+    sim = Simulation(params_for(seed, peers, election, reconfig=reconfig), seed)
     if trace:
         sim.trace = []
     try:
@@ -793,6 +939,7 @@ def soak(
     election: str,
     out: Any = sys.stdout,
     stats: dict[str, int] | None = None,
+    reconfig: bool = False,
 ) -> tuple[int, list[int]]:
     """Run many schedules; print each failure with its replay command.  Returns (count, failing seeds).
 
@@ -803,16 +950,16 @@ def soak(
     for seed in seeds:
         count += 1
         try:
-            result = run_schedule(seed, peers, election)
+            result = run_schedule(seed, peers, election, reconfig=reconfig)
         except Exception as exc:  # report every kind of failure, keep going
             failed.append(seed)
             print(
                 f"FAIL seed={seed} peers={peers} election={election}: {type(exc).__name__}: {exc}", file=out
             )
-            print(f"  replay: {replay_command(seed, peers, election)}", file=out)
+            print(f"  replay: {replay_command(seed, peers, election, reconfig)}", file=out)
             continue
         if stats is not None:
-            for key in ("events", "writes", "committed"):
+            for key in ("events", "writes", "committed", "reconfigs"):
                 stats[key] = stats.get(key, 0) + result[key]
             stats["max_settle_ms"] = max(stats.get("max_settle_ms", 0), result["settle_ms"])
     return count, failed
@@ -873,6 +1020,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay", type=int, default=None, metavar="SEED")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument(
+        "--reconfig",
+        action="store_true",
+        help="schedules that also add voters (new servers), remove voters and the leader, demote voters",
+    )
+    ap.add_argument(
         "--failover",
         type=int,
         default=0,
@@ -889,16 +1041,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.replay is not None:
-        stats = run_schedule(args.replay, args.peers, args.election, trace=args.trace)
+        stats = run_schedule(args.replay, args.peers, args.election, trace=args.trace, reconfig=args.reconfig)
         print(f"seed {args.replay}: ok {stats}")
         return 0
     t0 = time.monotonic()
     seeds = range(args.first_seed, args.first_seed + args.schedules)
     stats: dict[str, int] = {}
-    count, failed = soak(seeds, args.peers, args.election, stats=stats)
+    count, failed = soak(seeds, args.peers, args.election, stats=stats, reconfig=args.reconfig)
     print(
         f"{count} schedules, {len(failed)} failed, {time.monotonic() - t0:.1f} s"
-        f" (peers={args.peers} election={args.election}; {stats.get('committed', 0)} txns committed;"
+        f" (peers={args.peers} election={args.election}{' reconfig' if args.reconfig else ''};"
+        f" {stats.get('committed', 0)} txns committed, {stats.get('reconfigs', 0)} reconfigs;"
         f" slowest settle after faults stopped: {stats.get('max_settle_ms', 0)} ms,"
         f" bound {LIVENESS_BOUND_MS} ms)"
     )

@@ -8,6 +8,8 @@ decides every step.  :meth:`ZabNet.stabilize` carries out every peer's Ready
 link, until nothing moves; :meth:`ZabNet.cut` / :meth:`ZabNet.isolate` drop
 traffic; :meth:`ZabNet.tick` advances every live peer.  ``hold`` keeps a peer's
 Ready un-advanced to look at what it would do before its storage barrier.
+:meth:`ZabNet.join` starts a new server with its own static configuration (for
+reconfiguration tests, with ``membership_fn`` saying which entries are reconfigs).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import attrs
 
 from trizab.election import Elector
+from trizab.zab.membership import Membership
 from trizab.zab.messages import Disconnect, Disconnected, Entry
 from trizab.zab.peer import Peer, PeerConfig
 from trizab.zab.ready import Ready, Role
@@ -58,11 +61,14 @@ class ZabNet:
         voters: Iterable[int],
         make_elector: Callable[[PeerConfig], Elector],
         observers: Iterable[int] = (),
+        membership_fn: Callable[[bytes], Membership | None] | None = None,
         **config: Any,
     ) -> None:
         self.voters = frozenset(voters)
         self.observers = frozenset(observers)
         self.make_elector = make_elector
+        self.membership_fn = membership_fn
+        self.statics: dict[int, Membership] = {}
         self.config = config
         self.stores: dict[int, Store] = {}
         self.peers: dict[int, Peer] = {}
@@ -75,7 +81,14 @@ class ZabNet:
             self.start(i)
 
     def cfg(self, i: int) -> PeerConfig:
-        return PeerConfig(my_id=i, voters=self.voters, observers=self.observers, **self.config)
+        static = self.statics.get(i, Membership(self.voters, self.observers))
+        return PeerConfig(my_id=i, voters=static.voters, observers=static.observers, **self.config)
+
+    def join(self, i: int, voters: Iterable[int], observers: Iterable[int] = ()) -> Peer:
+        """Start a new server ``i`` whose static configuration is ``voters``/``observers``."""
+        self.statics[i] = Membership(frozenset(voters), frozenset(observers))
+        self.stores[i] = Store()
+        return self.start(i)
 
     def start(self, i: int) -> Peer:
         import pickle
@@ -92,6 +105,7 @@ class ZabNet:
             base_zxid=st.base,
             history=history,
             snapshot_fn=lambda st=st: (st.app[-1].zxid if st.app else st.base, pickle.dumps(st.app)),
+            **({"membership_fn": self.membership_fn} if self.membership_fn is not None else {}),
         )
         self.peers[i] = peer
         self.readies[i] = []

@@ -72,6 +72,14 @@ import attrs
 from trizab.election import Candidate, ElectionTiming, Elector
 from trizab.txn import Txn
 from trizab.wire.codes import QuorumPacketType as T
+from trizab.zab.membership import (
+    Membership,
+    MembershipFn,
+    SnapshotMembershipFn,
+    parse_config_text,
+    render_membership,
+    txn_membership,
+)
 from trizab.zab.messages import (
     Ack,
     AckEpoch,
@@ -96,7 +104,7 @@ from trizab.zab.messages import (
     Trunc,
     UpToDate,
 )
-from trizab.zab.quorum import is_quorum, quorum_acked
+from trizab.zab.quorum import commit_point, is_quorum
 from trizab.zab.ready import HardState, Ready, Role, SnapshotInstall, SoftState
 from trizab.zab.zxid import MAX_COUNTER, epoch_of, zxid
 
@@ -217,11 +225,27 @@ class Peer:
         base_zxid: int = 0,
         history: Sequence[Entry] = (),
         snapshot_fn: SnapshotFn | None = None,
+        membership: Membership | None = None,
+        membership_fn: MembershipFn = txn_membership,
+        snapshot_membership_fn: SnapshotMembershipFn | None = None,
     ) -> None:
         self.config = config
         self.id = config.my_id
-        self.voters = config.voters
         self.elector = elector
+        # Membership (see the module docstring): the configuration in force at `base`
+        # (the static one, or what the snapshot holds), and every reconfig entry of the
+        # history above it with the configuration it installs, in zxid order.
+        self.membership_fn = membership_fn
+        self.snapshot_membership_fn = snapshot_membership_fn
+        self._base_cfg = membership or Membership(config.voters, config.observers)
+        self._cfgs: list[tuple[int, Membership]] = []
+        # Removed from the ensemble by a reconfig: serve nobody, stay LOOKING.  That takes
+        # a logged configuration (a reconfig txn, version > 0) that listed us, then one
+        # that does not: a new server, whose zoo.cfg lists itself, syncs reconfigs older
+        # than its own addition and must not take those for its removal (it follows
+        # without a vote until the reconfig that adds it commits).
+        self._listed = self._base_cfg.version > 0 and self.id in self._base_cfg.members
+        self.removed = False
         self.snapshot_fn = snapshot_fn
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
@@ -233,6 +257,8 @@ class Peer:
             self._zxids and self._zxids[0] <= base_zxid
         ):
             raise ValueError("history must have strictly increasing zxids above base_zxid")
+        for e in self.history:
+            self._note_config(e)
         # After a restart only the snapshot is known to be applied; the rest of the
         # log is delivered once a leader confirms it (UPTODATE or COMMIT).
         self.committed = base_zxid
@@ -260,13 +286,23 @@ class Peer:
         self._soft_dirty = True
         self._inflight: Ready | None = None
         self._inflight_upto: int | None = None
+        self._reconfigure_elector()
         self._become_looking()
 
     @classmethod
     def recover(
-        cls, config: PeerConfig, elector: Elector, recovered: Any, snapshot_fn: SnapshotFn | None = None
+        cls,
+        config: PeerConfig,
+        elector: Elector,
+        recovered: Any,
+        snapshot_fn: SnapshotFn | None = None,
+        **membership: Any,
     ) -> Peer:
-        """Build a peer from :class:`trizab.storage.Recovered` (txns are re-encoded as opaque bytes)."""
+        """Build a peer from :class:`trizab.storage.Recovered` (txns are re-encoded as opaque bytes).
+
+        ``membership`` passes ``membership``, ``membership_fn`` and ``snapshot_membership_fn``
+        on: the configuration in force at the snapshot, and how to read later ones.
+        """
         return cls(
             config,
             elector,
@@ -275,7 +311,143 @@ class Peer:
             base_zxid=recovered.snapshot_zxid,
             history=[Entry(t.zxid, t.encode()) for t in recovered.txns],
             snapshot_fn=snapshot_fn,
+            **membership,
         )
+
+    # ------------------------------------------------------------------ membership
+
+    @property
+    def active(self) -> Membership:
+        """The configuration of the last committed reconfig (or the initial one)."""
+        cfg = self._base_cfg
+        committed = self.committed
+        for z, m in self._cfgs:
+            if z > committed:
+                break
+            if m.version >= cfg.version:  # a configuration learned elsewhere may be newer
+                cfg = m
+        return cfg
+
+    @property
+    def voters(self) -> frozenset[int]:
+        return self.active.voters
+
+    def pending_configs(self, upto: int | None = None) -> list[tuple[int, Membership]]:
+        """Reconfig entries of the history not known committed (up to ``upto``), in zxid order."""
+        committed = self.committed
+        return [(z, m) for z, m in self._cfgs if z > committed and (upto is None or z <= upto)]
+
+    @property
+    def reconfig_in_flight(self) -> bool:
+        """Whether the history holds a reconfig not yet known committed."""
+        return bool(self._cfgs) and self._cfgs[-1][0] > self.committed
+
+    def synced_voters(self) -> frozenset[int]:
+        """Leader: itself and the followers that acknowledged NEWLEADER (ZooKeeper's
+        ``isQuorumSynced`` looks at the same set), for the NewConfigNoQuorum check."""
+        lead = self._lead
+        if lead is None:
+            return frozenset()
+        out = {self.id}
+        out.update(sid for sid, lr in lead.learners.items() if lr.newleader_acked and not lr.observer)
+        return frozenset(out)
+
+    def _configs_in_force(self, upto: int | None = None) -> list[Membership]:
+        return [self.active] + [m for _, m in self.pending_configs(upto)]
+
+    def _quorum_of_all(self, ids: Any, configs: Sequence[Membership]) -> bool:
+        ids = set(ids)
+        return all(is_quorum(ids, m.voters) for m in configs)
+
+    def _all_voters(self) -> frozenset[int]:
+        out = set(self.active.voters)
+        for _, m in self.pending_configs():
+            out |= m.voters
+        return frozenset(out)
+
+    def _all_members(self) -> frozenset[int]:
+        out = set(self.active.members)
+        for _, m in self.pending_configs():
+            out |= m.members
+        return frozenset(out)
+
+    def _note_config(self, e: Entry) -> None:
+        m = self.membership_fn(e.data)
+        if m is not None:
+            self._cfgs.append((e.zxid, m))
+            self._reconfigure_elector()
+
+    def _set_committed(self, c: int) -> None:
+        """Advance the commit point; a reconfig it covers becomes active (QuorumPeer.processReconfig)."""
+        if c <= self.committed:
+            return
+        before = self.active
+        self.committed = c
+        if self._cfgs and self.active != before:
+            self._activated(self.active)
+
+    def _activated(self, m: Membership) -> None:
+        self._reconfigure_elector()
+        self._soft_dirty = True
+        if m.version > 0:
+            if self.id in m.members:
+                self._listed = True
+                self.removed = False
+            elif self._listed:
+                self.removed = True
+
+    @property
+    def latest(self) -> Membership:
+        """The last configuration of the history, committed or not (ZooKeeper's lastSeenQuorumVerifier)."""
+        cfg = self._base_cfg
+        for _, m in self._cfgs:
+            if m.version >= cfg.version:
+                cfg = m
+        return cfg
+
+    def _adopt_config(self, text: bytes) -> None:
+        """LOOKING: an established member told us the committed configuration (its
+        notification's config); a newer one than ours replaces what we hold at ``base``
+        (QuorumPeer.processReconfig from FastLeaderElection)."""
+        try:
+            m = parse_config_text(text)
+        except ValueError:
+            return
+        before = self.active
+        if m.version <= max(before.version, self._base_cfg.version):
+            return
+        self._base_cfg = m
+        if self.active != before:
+            self._activated(self.active)
+
+    def _reconfigure_elector(self) -> None:
+        # Optional in the Elector protocol: plugins that count votes learn the voters of
+        # the last configuration we have seen, as FLE uses ZooKeeper's last seen one.
+        reconfigure = getattr(self.elector, "reconfigure", None)
+        if reconfigure is not None:
+            m = self.latest
+            reconfigure(m.voters, m.observers)
+
+    def _check_learner_membership(self) -> None:
+        """After a commit: a follower removed from the voters re-joins as observer or leaves."""
+        f = self._follow
+        if f is None:
+            return
+        if self.removed:
+            # A committed reconfig removed us: stop serving, stay LOOKING.
+            self._become_looking()
+            return
+        if self.id not in self._all_members():
+            # A new server syncing history older than its own addition: it follows
+            # without a vote (its ACKs count for no configuration).
+            return
+        voter = self.id in self._all_voters()
+        if voter == (not f.observer):
+            return
+        leader = f.leader
+        self._msgs.append(Disconnect(leader))
+        self._follow = None
+        self._become_learner(leader, observer=not voter)
 
     # ------------------------------------------------------------------ public API
 
@@ -446,6 +618,7 @@ class Peer:
         self.history.append(e)
         self._zxids.append(e.zxid)
         self._to_persist.append(e)
+        self._note_config(e)
 
     def _truncate_after(self, z: int) -> None:
         if z < self._handed:
@@ -458,8 +631,24 @@ class Peer:
         self._truncate = z if self._truncate is None else min(self._truncate, z)
         self.persisted = min(self.persisted, z)
         self.committed = min(self.committed, z)
+        if self._cfgs and self._cfgs[-1][0] > z:
+            self._cfgs = [(cz, m) for cz, m in self._cfgs if cz <= z]
+            self._reconfigure_elector()
 
     def _install_snapshot(self, z: int, data: bytes) -> None:
+        # The snapshot holds every committed reconfig up to z; a static configuration
+        # (version 0) in it does not replace ours (a joiner's lists itself).
+        before = self.active
+        cfg = before
+        for cz, m in self._cfgs:
+            if cz <= z:
+                cfg = m
+        if self.snapshot_membership_fn is not None:
+            snap_cfg = self.snapshot_membership_fn(data)
+            if snap_cfg is not None and snap_cfg.version > cfg.version:
+                cfg = snap_cfg
+        self._base_cfg = cfg
+        self._cfgs = []
         self.history = []
         self._zxids = []
         self._to_persist = []
@@ -468,6 +657,8 @@ class Peer:
         self.base = z
         self.committed = self._handed = z
         self.persisted = min(self.persisted, z)
+        if cfg != before:
+            self._activated(cfg)
 
     def _install_plan(self, plan: SyncPlan) -> None:
         """Make our history the plan sender's (a learner from its leader, or a leader from a learner)."""
@@ -524,6 +715,8 @@ class Peer:
         self.base = self._zxids[cut - 1]
         del self.history[:cut]
         del self._zxids[:cut]
+        while self._cfgs and self._cfgs[0][0] <= self.base:
+            self._base_cfg = self._cfgs.pop(0)[1]
 
     # ------------------------------------------------------------------ roles
 
@@ -554,9 +747,25 @@ class Peer:
         leader = self.elector.decision
         if self.role != Role.LOOKING or leader is None:
             return
+        if self.removed:
+            return
+        voters = self._all_voters()
+        if leader not in voters:
+            # A leader outside every configuration we know cannot hold a quorum we
+            # would recognise: following it could split the ensemble.  Vote again.
+            self.elector.start(Candidate(self.current_epoch, self.last_zxid))
+            self._notes.extend(self.elector.take_notifications())
+            return
         if leader == self.id:
+            if self.id not in self.active.voters or self.id not in self.latest.voters:
+                # A joiner's own zoo.cfg may make it vote for itself; only voters of the
+                # active configuration lead.
+                self.elector.start(Candidate(self.current_epoch, self.last_zxid))
+                self._notes.extend(self.elector.take_notifications())
+                return
             self._become_leading()
-        elif self.id in self.voters:
+        elif self.id in voters or self.id not in self._all_members():
+            # A new server not yet in any logged configuration follows without a vote.
             self._become_learner(leader, observer=False)
         else:
             self._become_learner(leader, observer=True)
@@ -576,6 +785,8 @@ class Peer:
 
     def _step_election(self, n: Notification) -> None:
         if self.role == Role.LOOKING:
+            if n.config and n.state != PeerState.LOOKING:
+                self._adopt_config(n.config)
             self.elector.step(n)
             self._check_decision()
         elif n.state == PeerState.LOOKING:
@@ -586,7 +797,11 @@ class Peer:
             peer_epoch = self.current_epoch if self.established else v.peer_epoch
             leader = self.leader if self.leader is not None else v.leader
             state = _STATE_OF_ROLE[self.role]
-            reply = Notification(self.id, leader, v.zxid, self.elector.logical_clock, peer_epoch, state)
+            active = self.active
+            config = render_membership(active) if self.established and active.version > 0 else b""
+            reply = Notification(
+                self.id, leader, v.zxid, self.elector.logical_clock, peer_epoch, state, config
+            )
             self._notes.append((n.sender, reply))
 
     def _step_disconnected(self, peer: int) -> None:
@@ -653,7 +868,7 @@ class Peer:
     def _maybe_choose_epoch(self) -> None:
         lead = self._lead
         assert lead is not None
-        if lead.new_epoch is not None or not is_quorum(lead.infos, self.voters):
+        if lead.new_epoch is not None or not self._quorum_of_all(lead.infos, self._configs_in_force()):
             return
         # Leader.getEpochToPropose: one above every acceptedEpoch of a quorum.
         lead.new_epoch = max(lead.infos.values()) + 1
@@ -678,25 +893,52 @@ class Peer:
         assert lead is not None
         if lead.phase != "ackepoch" or self._durable.accepted_epoch != lead.new_epoch:
             return
-        acked = {sid: lr.ackepoch for sid, lr in lead.learners.items() if lr.ackepoch is not None}
-        voters_acked = {sid: a for sid, a in acked.items() if sid in self.voters and a.current_epoch >= 0}
-        if not is_quorum([self.id, *voters_acked], self.voters):
-            return
+        # Every follower's fresh acknowledgement counts (voters of some configuration
+        # or not): quorums are counted per configuration below, and the best history
+        # of a superset of a quorum is at least as good as that quorum's best.
+        acked = {
+            sid: lr.ackepoch
+            for sid, lr in lead.learners.items()
+            if lr.ackepoch is not None and not lr.observer and lr.ackepoch.current_epoch >= 0
+        }
         mine = (self.current_epoch, self.last_zxid)
-        best = max(voters_acked.values(), key=lambda a: (a.current_epoch, a.last_zxid), default=None)
+        best = max(acked.values(), key=lambda a: (a.current_epoch, a.last_zxid), default=None)
+        plan: SyncPlan | None = None
         if best is not None and (best.current_epoch, best.last_zxid) > mine:
             if best.history is None:
                 # Ahead of us but did not say what we lack: a broken peer; go on without it.
                 self._drop_learner(best.sender)
                 self._finish_discovery()
                 return
-            self._install_plan(best.history)
+            plan = best.history
+        # The fixpoint: a quorum of EVERY configuration in force anywhere in the history
+        # we would adopt, or wait for more acknowledgements (and pick again).
+        if not self._quorum_of_all([self.id, *acked], self._configs_after(plan)):
+            return
+        if plan is not None:
+            self._install_plan(plan)
         self.current_epoch = lead.new_epoch
         lead.initial_last = self.last_zxid
         lead.phase = "sync"
         for lr in list(lead.learners.values()):
             if lr.ackepoch is not None:
                 self._sync_learner(lr)
+
+    def _configs_after(self, plan: SyncPlan | None) -> list[Membership]:
+        """The configurations in force in the history we would have after installing ``plan``."""
+        if plan is None:
+            return self._configs_in_force()
+        keep = plan.zxid if plan.kind == T.TRUNC else None
+        out = self._configs_in_force(keep)
+        if plan.kind == T.SNAP and plan.snapshot is not None and self.snapshot_membership_fn is not None:
+            m = self.snapshot_membership_fn(plan.snapshot)
+            if m is not None and m.version > 0:
+                out.append(m)
+        for e in plan.entries:
+            m = self.membership_fn(e.data)
+            if m is not None:
+                out.append(m)
+        return out
 
     def _sync_learner(self, lr: _Learner) -> None:
         lead = self._lead
@@ -751,13 +993,21 @@ class Peer:
         acked = {sid: lr.acked for sid, lr in lead.learners.items() if lr.newleader_acked}
         if self._durable.current_epoch == lead.new_epoch and self.persisted >= lead.initial_last:
             acked[self.id] = self.persisted
-        c = quorum_acked(acked, self.voters)
+        pending = [(z, m.voters) for z, m in self.pending_configs()]
+        c = commit_point(acked, self.active.voters, pending)
+        if c is not None and pending:
+            # Normalize "everything before that reconfig entry" to a zxid of the history.
+            i = bisect.bisect_right(self._zxids, c)
+            c = self._zxids[i - 1] if i > 0 else self.base
         if c is None or c < lead.initial_last:
             return
         if not self.established:
             self.established = True
             self._soft_dirty = True
             lead.phase = "broadcast"
+            # A quorum follows us under our configuration: it is the ensemble's, and it
+            # lists us (a new server whose zoo.cfg lists itself never gets here).
+            self._listed = True
             for lr in lead.learners.values():
                 if lr.newleader_acked and not lr.uptodate:
                     lr.uptodate = True
@@ -766,7 +1016,7 @@ class Peer:
             lo = bisect.bisect_right(self._zxids, self.committed)
             hi = bisect.bisect_right(self._zxids, c)
             newly = self.history[lo:hi]
-            self.committed = c
+            self._set_committed(c)
             for lr in lead.learners.values():
                 if lr.newleader_upto is None:
                     continue
@@ -778,6 +1028,10 @@ class Peer:
                         self._msgs.append((lr.sid, Commit(self.id, c)))
                 else:
                     self._msgs.append((lr.sid, Commit(self.id, c)))
+            if self.id not in self.active.voters:
+                # Leader.tryToCommit: a leader that the committed reconfig removed from the
+                # voters steps down once the COMMITs are out; the new voters elect a leader.
+                self._become_looking()
 
     def _drop_learner(self, sid: int) -> None:
         lead = self._lead
@@ -800,7 +1054,7 @@ class Peer:
                 for sid, lr in lead.learners.items()
                 if lr.newleader_acked and self.ticks - lr.last_heard <= cfg.sync_limit_ticks
             ]
-            if not is_quorum(live, self.voters):
+            if not self._quorum_of_all(live, self._configs_in_force()):
                 self._become_looking()
                 return
         for sid, lr in list(lead.learners.items()):
@@ -890,14 +1144,16 @@ class Peer:
         elif isinstance(msg, Commit | UpToDate):
             if msg.zxid > self.last_zxid:
                 raise ProtocolError(f"commit of {msg.zxid:#x} beyond our last {self.last_zxid:#x}")
-            self.committed = max(self.committed, msg.zxid)
+            self._set_committed(msg.zxid)
             if isinstance(msg, UpToDate) and not self.established:
                 self.established = True
                 self._soft_dirty = True
+            self._check_learner_membership()
         elif isinstance(msg, Inform):
             if msg.zxid > self.last_zxid:
                 self._append(Entry(msg.zxid, msg.data))
-            self.committed = max(self.committed, msg.zxid)
+            self._set_committed(msg.zxid)
+            self._check_learner_membership()
         elif isinstance(msg, Ping):
             self._msgs.append((f.leader, Ping(self.id, self.last_zxid, self._session_payload)))
             self._session_payload = b""

@@ -12,7 +12,7 @@ statistic: the largest z that a quorum of voters has acknowledged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 
 def quorum_size(voters: frozenset[int]) -> int:
@@ -35,3 +35,28 @@ def quorum_acked(acked: Mapping[int, int], voters: frozenset[int]) -> int | None
     if len(values) < q:
         return None
     return values[q - 1]
+
+
+def commit_point(
+    acked: Mapping[int, int], active: frozenset[int], pending: Sequence[tuple[int, frozenset[int]]]
+) -> int | None:
+    """The largest zxid z such that every proposal up to z has the quorums it needs.
+
+    During a reconfiguration (ZooKeeper's ``Leader.tryToCommit`` with two quorum
+    verifiers) a proposal at or after an uncommitted reconfig entry needs a quorum
+    of the active voters *and* of the voters of every such pending configuration;
+    ``pending`` lists them as ``(zxid of the reconfig entry, its voters)`` in zxid
+    order.  Anything returned below a pending entry's zxid means "everything
+    before that entry".  None if not even the active voters acknowledged anything.
+    """
+    c = quorum_acked(acked, active)
+    if c is None:
+        return None
+    for z, voters in pending:
+        if z > c:
+            break
+        q = quorum_acked(acked, voters)
+        if q is None or q < z:
+            return z - 1
+        c = min(c, q)
+    return c
