@@ -199,6 +199,7 @@ class _Conn:
         "sent",
         "session_id",
         "started_ms",
+        "touched_ms",
     )
 
     def __init__(self, conn_id: int, client_addr: str, send_ro_flag: bool, now_ms: int) -> None:
@@ -215,6 +216,7 @@ class _Conn:
         self.sent = 0
         self.last_zxid = -1
         self.started_ms = now_ms
+        self.touched_ms = -1  # when this connection's requests last touched its session
 
 
 def _client_ip(addr: str) -> str:
@@ -465,7 +467,11 @@ class ServerCore:
             return
         conn.received += 1
         sid = conn.session_id
-        self.tracker.touch(sid, now_ms)
+        if conn.touched_ms != now_ms:
+            # Requests arrive in bursts with one clock reading: the first one touches the
+            # session, the rest would only recompute the same deadline.
+            conn.touched_ms = now_ms
+            self.tracker.touch(sid, now_ms)
         if opcode in _READ_OP_CODES:
             if not conn.queue:
                 # Fast path: nothing in flight on this connection, answer now.
@@ -609,13 +615,16 @@ class ServerCore:
                 self._fixed(conn, reply, stamp=True)
                 return
         conn.queue.append(entry)
-        zxid = self.next_zxid()
+        if self.zxid_source is None:  # next_zxid(), inlined for the write path
+            self._hzxid = zxid = self._hzxid + 1
+        else:
+            zxid = self.zxid_source()
         prep = self.prep
         try:
             if opcode == _CLOSE_SESSION:
                 self.tracker.set_closing(sid)
                 txn_type, body = prep.close_session(sid, zxid)
-            elif not self.tracker.is_live(sid):
+            elif sid not in self.tracker.live:
                 raise PrepError(Err.SESSION_EXPIRED)
             elif opcode == _MULTI:
                 if ops is None:

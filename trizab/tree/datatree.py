@@ -349,7 +349,9 @@ class DataTree:
         node.mzxid = zxid
         node.version = version
         node._stat = None
-        self._fire(self.data_watches.trigger(path, _DATA_CHANGED), _DATA_CHANGED, path)
+        watches = self.data_watches
+        if watches._recursive or path in watches.table:  # skip two calls when nobody watches
+            self._fire(watches.trigger(path, _DATA_CHANGED), _DATA_CHANGED, path)
         return node.stat()
 
     def set_acl(self, path: str, acl: Sequence[r.ACL], version: int) -> r.Stat:

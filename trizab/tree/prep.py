@@ -179,12 +179,28 @@ class Prep:
         """One write op -> ``(txn type, txn body)``; raises PrepError."""
         if op == _SET_DATA:
             path = _validate(req.path)
-            rec = self.record(path)
-            if not acls.check_acl(rec.acl, _WRITE, ids):
-                raise PrepError(Err.NO_AUTH)
-            version = _check_and_inc_version(rec.version, req.version)
-            nrec = rec.duplicate(zxid)
-            nrec.version = version
+            rec = self.changes.get(path)
+            if rec is None:
+                # The common case, spelled out: no write to this path in flight, so the new
+                # record is made straight from the node (record() then duplicate() would
+                # build two).
+                n = self.tree.nodes.get(path)
+                if n is None:
+                    raise PrepError(Err.NO_NODE)
+                if not acls.check_acl(n.acl, _WRITE, ids):
+                    raise PrepError(Err.NO_AUTH)
+                version = _check_and_inc_version(n.version, req.version)
+                nrec = ChangeRecord(
+                    zxid, path, True, version, n.cversion, n.aversion, n.ephemeral_owner, len(n.children), n.acl
+                )
+            else:
+                if not rec.exists:
+                    raise PrepError(Err.NO_NODE)
+                if not acls.check_acl(rec.acl, _WRITE, ids):
+                    raise PrepError(Err.NO_AUTH)
+                version = _check_and_inc_version(rec.version, req.version)
+                nrec = rec.duplicate(zxid)
+                nrec.version = version
             self.add(nrec)
             return _SET_DATA, r.SetDataTxn(path, req.data, version)
         if op in _CREATES:

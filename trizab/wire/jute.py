@@ -217,6 +217,7 @@ def _compile(cls: type) -> None:
         "_read_ustring": _read_ustring,
         "_read_count": _vector_length_reader,
         "_INT_PACK": _INT_PACK,
+        "_INT_UNPACK": _INT_UNPACK,
         "JuteError": JuteError,
         "cls": cls,
     }
@@ -250,12 +251,32 @@ def _compile(cls: type) -> None:
             run.append((name, jtype.code))
             continue
         flush_run()
-        if jtype is BUFFER:
-            enc.append(f"    _write_buffer(out, self.{name})")
-            dec.append(f"    v_{name}, pos = _read_buffer(buf, pos, end)")
-        elif jtype is USTRING:
-            enc.append(f"    _write_ustring(out, self.{name})")
-            dec.append(f"    v_{name}, pos = _read_ustring(buf, pos, end)")
+        if jtype is BUFFER or jtype is USTRING:
+            # Inlined (these are on every request and reply): the common case here, anything
+            # else (null, a bad length, bad UTF-8) through the helper that handles it.
+            if jtype is BUFFER:
+                enc.append(f"    _v = self.{name}")
+                enc.append("    if _v is None: out += b'\\xff\\xff\\xff\\xff'")
+                enc.append("    else:")
+                enc.append("        out += _INT_PACK(len(_v))")
+                enc.append("        out += _v")
+            else:
+                enc.append(f"    _write_ustring(out, self.{name})")
+            dec.append("    if pos + 4 <= end and 0 <= (_l := _INT_UNPACK(buf, pos)[0]) <= end - pos - 4:")
+            dec.append("        pos += 4")
+            if jtype is BUFFER:
+                dec.append(f"        v_{name} = bytes(buf[pos : pos + _l])")
+                dec.append("        pos += _l")
+                dec.append("    else:")
+                dec.append(f"        v_{name}, pos = _read_buffer(buf, pos, end)")
+            else:
+                dec.append("        try:")
+                dec.append(f"            v_{name} = str(buf[pos : pos + _l], 'utf-8')")
+                dec.append("            pos += _l")
+                dec.append("        except UnicodeDecodeError:")
+                dec.append(f"            v_{name}, pos = _read_ustring(buf, pos - 4, end)")
+                dec.append("    else:")
+                dec.append(f"        v_{name}, pos = _read_ustring(buf, pos, end)")
         elif isinstance(jtype, Vector):
             ename = fresh("_E")
             env[ename + "_enc"] = _element_encoder(jtype.element)
