@@ -191,7 +191,15 @@ class Prep:
                     raise PrepError(Err.NO_AUTH)
                 version = _check_and_inc_version(n.version, req.version)
                 nrec = ChangeRecord(
-                    zxid, path, True, version, n.cversion, n.aversion, n.ephemeral_owner, len(n.children), n.acl
+                    zxid,
+                    path,
+                    True,
+                    version,
+                    n.cversion,
+                    n.aversion,
+                    n.ephemeral_owner,
+                    len(n.children),
+                    n.acl,
                 )
             else:
                 if not rec.exists:
