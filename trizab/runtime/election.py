@@ -59,6 +59,7 @@ class _Peer:
     connected: trio.Event = attrs.Factory(trio.Event)
     scope: trio.CancelScope | None = None
     last_nudge: float = -1e9
+    closed: bool = False  # removed from the configuration: the connector stops
 
 
 class ElectionTransport:
@@ -107,6 +108,16 @@ class ElectionTransport:
         if sid < self.my_id and self._nursery is not None:
             self._nursery.start_soon(self._connector, p)
 
+    def remove_peer(self, sid: int) -> None:
+        """A member left the configuration (reconfig): close our connection to it."""
+        p = self.peers.pop(sid, None)
+        self.addresses.pop(sid, None)
+        if p is not None:
+            if p.scope is not None:
+                p.scope.cancel()
+            p.closed = True
+            p.wakeup.set()
+
     def send(self, to: int, n: Notification) -> None:
         p = self.peers.get(to)
         if p is None:
@@ -146,7 +157,7 @@ class ElectionTransport:
 
     async def _connector(self, p: _Peer) -> None:
         """Keep our (winning) connection to a lower-id peer open."""
-        while True:
+        while not p.closed:
             try:
                 with trio.fail_after(self.handshake_s):
                     stream = await trio.open_tcp_stream(*self.addresses[p.sid])
@@ -156,6 +167,9 @@ class ElectionTransport:
                     await p.wakeup.wait()  # something to send: no need to wait the full retry
                 await trio.sleep(self.retry_s / 4)
                 continue
+            if p.closed:
+                await trio.aclose_forcefully(stream)
+                return
             await self._run(p, stream, bytearray())
             await trio.sleep(self.retry_s / 4)
 
@@ -176,6 +190,7 @@ class ElectionTransport:
                     if not data:
                         raise FrameError("closed during the handshake")
                     buf += data
+                address = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
                 del buf[: _HEADER.size + n]
         except (FrameError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
             log.info("rejecting election connection: %s", e)
@@ -183,9 +198,16 @@ class ElectionTransport:
             return
         p = self.peers.get(sid)
         if p is None:
-            log.warning("election connection from unknown server %d; closing", sid)
-            await trio.aclose_forcefully(stream)
-            return
+            # QuorumCnxManager accepts a server it does not know (a new server joining by
+            # reconfig): its header says where it listens.
+            host, _, port = address.rpartition(":")
+            if sid == self.my_id or not host or not port.isdigit():
+                log.warning("election connection from unknown server %d (%r); closing", sid, address)
+                await trio.aclose_forcefully(stream)
+                return
+            log.info("election connection from server %d at %s, not in our configuration", sid, address)
+            self.add_peer(sid, (host.strip("[]"), int(port)))
+            p = self.peers[sid]
         if sid < self.my_id:
             # Their connection loses: make sure ours exists (the connector retries now).
             p.wakeup.set()

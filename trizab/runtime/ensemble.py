@@ -76,18 +76,22 @@ from trizab.runtime.election import ElectionTransport
 from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple
 from trizab.runtime.server import _CLOSE, SHUTDOWN_GRACE_S, Server, StartupError, _core_config
 from trizab.server.replica import (
+    CONFIG_PATH,
     Mode,
     ReplicaCore,
+    config_membership,
     decode_forward,
     decode_report,
     encode_forward,
     encode_report,
+    snapshot_membership,
 )
 from trizab.storage import Recovered, Storage
 from trizab.txn import Txn
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 from trizab.wire.codes import QuorumPacketType as T
+from trizab.zab.membership import Membership
 from trizab.zab.messages import (
     Ack,
     Commit,
@@ -300,9 +304,15 @@ class Member(Server):
             self.core = core
             self._init_ensemble()
             self._last_committed_zxid = self._applied_zxid = recovered.snapshot_zxid
-            self.peer = Peer.recover(
-                self.peer_config, _elector(config, self.peer_config), recovered, self._snapshot_fn
+            self.peer = peer = Peer.recover(
+                self.peer_config,
+                _elector(config, self.peer_config),
+                recovered,
+                self._snapshot_fn,
+                membership=self._recovered_membership(),
+                snapshot_membership_fn=snapshot_membership,
             )
+            core.quorum_view = lambda: (peer.synced_voters(), peer.reconfig_in_flight)
             log.info(
                 "member %d: snapshot 0x%x + %d logged txns, epochs %d/%d; voters %s observers %s",
                 self.my_id,
@@ -310,8 +320,8 @@ class Member(Server):
                 len(recovered.txns),
                 recovered.accepted_epoch,
                 recovered.current_epoch,
-                sorted(self.peer_config.voters),
-                sorted(self.peer_config.observers),
+                sorted(peer.voters),
+                sorted(peer.active.observers),
             )
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.quorum.serve)
@@ -347,8 +357,22 @@ class Member(Server):
         core.init_ensemble(self.config.servers, self.my_id, port)
         self._apply_ensemble()
 
+    def _recovered_membership(self) -> Membership:
+        """The configuration in force at the recovered snapshot: a reconfigured one from the
+        tree's ``/zookeeper/config`` (its version is the reconfig's zxid), else zoo.cfg's
+        server lines.  Reconfigs in the log after the snapshot the peer reads itself."""
+        core = self.core
+        assert core is not None
+        node = core.tree.nodes.get(CONFIG_PATH)
+        m = config_membership(node.data if node is not None else None)
+        if m is not None and m.version > 0:
+            return m
+        pc = self.peer_config
+        return Membership(pc.voters, pc.observers)
+
     def _apply_ensemble(self) -> None:
-        """Make the transports know every member of the current configuration (reconfig)."""
+        """Make the transports know every member of the current configuration (reconfig):
+        connect to new members, forget the election connections of removed ones."""
         core = self.core
         assert core is not None
         for sid, s in core.ensemble.items():
@@ -356,6 +380,10 @@ class Member(Server):
                 continue
             self.quorum.addresses[sid] = (s.host, s.quorum_port)
             self.election.add_peer(sid, (s.host, s.election_port))
+        if core.config_version > 0:
+            for sid in list(self.election.peers):
+                if sid not in core.ensemble:
+                    self.election.remove_peer(sid)
 
     def _snapshot_fn(self) -> tuple[int, bytes]:
         core = self.core
@@ -534,7 +562,12 @@ class Member(Server):
             self._off_ticks += 1
             # QuorumPeer starts its ReadOnlyZooKeeperServer after max(2 s, tickTime) without a quorum.
             ro_after = max(2000, self.config.tick_time) // self.tick_ms
-            if self.config.read_only_mode and self._off_ticks >= ro_after and peer.role == Role.LOOKING:
+            if (
+                self.config.read_only_mode
+                and self._off_ticks >= ro_after
+                and peer.role == Role.LOOKING
+                and not peer.removed
+            ):
                 log.info("member %d: no quorum; serving read-only clients", self.my_id)
                 core.set_mode(Mode.READ_ONLY, self.clock.now_ms())
                 self._handle_ready()
@@ -621,11 +654,14 @@ class Member(Server):
         core.committed(txns, now)
         self._last_committed_zxid = self._applied_zxid = txns[-1].zxid
         self._since_snapshot += len(txns)
-        if core.ensemble_changed:
+        reconfigured = core.ensemble_changed
+        if reconfigured:
             core.ensemble_changed = False
             self._apply_ensemble()
         self._handle_ready()
-        if self._since_snapshot >= self._next_snapshot:
+        # After a reconfig, a snapshot: a restart then starts from the new membership
+        # instead of taking the logged reconfig for one still uncommitted.
+        if reconfigured or self._since_snapshot >= self._next_snapshot:
             self._since_snapshot = 0
             self._next_snapshot = self._snapshot_threshold()
             self._zab_jobs += 1

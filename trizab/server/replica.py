@@ -39,8 +39,15 @@ new configuration text (``server.N=...`` lines, then ``version=<zxid hex>``), so
 the ACL of that node (READ for anyone: only ``super`` may write) decides who may
 reconfigure, and every member learns the new membership when it applies the
 transaction (:attr:`ReplicaCore.ensemble`, :attr:`ReplicaCore.ensemble_changed`).
-Adding and removing observers is supported; a change of the voting members
-is refused with ``Unimplemented`` (the ZAB core's quorum is static).
+Voters and observers may be added and removed (the txn's header type is
+``OpCode.reconfig``, its body the ``SetDataTxn``, as ZooKeeper logs it; the data
+tree applies it as that setData).  As in ZooKeeper one reconfig is in flight at a
+time (``ReconfigInProgress``, also while the ZAB core still holds an uncommitted
+one), and a change of the voters is refused with ``NewConfigNoQuorum`` unless a
+quorum of the new voters is synced with the leader (``Leader.isQuorumSynced``;
+:attr:`ReplicaCore.quorum_view`, which the driver points at the ZAB peer).  The
+ZAB core reads the membership from the reconfig txns of its own log
+(:mod:`trizab.zab.membership`), not from this core.
 
 The forwarded-request encoding is ZooKeeper's ``Request`` serialization in
 ``Learner.request`` (``long sessionId, int cxid, int type, request bytes``)
@@ -52,6 +59,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -66,6 +74,7 @@ from trizab.wire import records as r
 from trizab.wire.codes import Err, OpCode
 from trizab.wire.jute import JuteError, decode_prefix, encode
 from trizab.wire.requests import decode_request
+from trizab.zab.membership import parse_config_text
 
 CONFIG_PATH = "/zookeeper/config"
 
@@ -148,6 +157,8 @@ class ReplicaCore(ServerCore):
         self.config_version = 0
         self.ensemble_changed = False
         self._reconfig_pending = False
+        # Leader: (voters synced with us, whether the ZAB core holds an uncommitted reconfig).
+        self.quorum_view: Callable[[], tuple[frozenset[int], bool]] | None = None
         # Sessions resumed by a reconnect here since the driver last looked (REVALIDATE).
         self.resumed: list[int] = []
 
@@ -191,7 +202,8 @@ class ReplicaCore(ServerCore):
             raise PrepError(Err.MARSHALLING_ERROR) from None
         if not self.config.reconfig_enabled:
             raise PrepError(Err.RECONFIG_DISABLED)
-        if self._reconfig_pending:
+        view = self.quorum_view() if self.quorum_view is not None else None
+        if self._reconfig_pending or (view is not None and view[1]):
             raise PrepError(Err.RECONFIG_IN_PROGRESS)
         if req.new_members:
             members = {}
@@ -210,21 +222,29 @@ class ReplicaCore(ServerCore):
         if req.cur_config_id not in (-1, self.config_version):
             raise PrepError(Err.BAD_VERSION)
         voters = {sid for sid, s in members.items() if s.role == "participant"}
+        if not voters:
+            raise PrepError(Err.BAD_ARGUMENTS)
         if voters != {sid for sid, s in self.ensemble.items() if s.role == "participant"}:
-            # The ZAB core's voting membership is fixed at start-up.
-            raise PrepError(Err.UNIMPLEMENTED)
+            # Leader.isQuorumSynced: the new voters must already hold a synced quorum.
+            synced = view[0] if view is not None else frozenset()
+            if len(voters & synced) < len(voters) // 2 + 1:
+                raise PrepError(Err.NEW_CONFIG_NO_QUORUM)
         data = render_config(members, zxid)
         # The node's ACL (READ for anyone) makes this a super-user operation, as in ZooKeeper.
         txn_type, body = self.prep.prep(
             OpCode.SET_DATA, r.SetDataRequest(CONFIG_PATH, data, -1), conn.session_id, conn.ids, zxid, now_ms
         )
         self._reconfig_pending = True
+        if txn_type == OpCode.SET_DATA:
+            txn_type = OpCode.RECONFIG  # DataTree.processTxn applies it as the setData
         return txn_type, body
 
     def committed(self, txns: list[Txn], now_ms: int) -> None:
         super().committed(txns, now_ms)
         for txn in txns:
-            if txn.header.type == OpCode.SET_DATA and getattr(txn.body, "path", None) == CONFIG_PATH:
+            t = txn.header.type
+            is_config = t == OpCode.RECONFIG or t == OpCode.SET_DATA
+            if is_config and getattr(txn.body, "path", None) == CONFIG_PATH:
                 node = self.tree.nodes.get(CONFIG_PATH)
                 if node is not None:
                     self._load_config_text(node.data)
@@ -450,3 +470,27 @@ def render_config(members: dict[int, cfg.QuorumServer], version: int) -> bytes:
         lines.append(line)
     lines.append(f"version={version:x}")
     return "\n".join(lines).encode()
+
+
+def config_membership(data: bytes | None) -> Any:
+    """The ZAB membership a ``/zookeeper/config`` text describes (None if it has no voter)."""
+    if not data:
+        return None
+    try:
+        return parse_config_text(data)
+    except ValueError:
+        return None
+
+
+def snapshot_membership(data: bytes) -> Any:
+    """The ZAB peer's ``snapshot_membership_fn``: the configuration a snapshot's tree holds."""
+    from trizab.tree.datatree import DataTree
+    from trizab.tree.snapshot import deserialize_snapshot
+
+    tree = DataTree()
+    try:
+        deserialize_snapshot(tree, data)
+    except Exception:  # not ours to judge here: installing the snapshot reports a bad one
+        return None
+    node = tree.nodes.get(CONFIG_PATH)
+    return config_membership(node.data if node is not None else None)
