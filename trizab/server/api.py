@@ -30,7 +30,7 @@ Ordering guarantees the core keeps (so that drivers need not):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -40,9 +40,12 @@ from trizab.wire import records as r
 ConnId = int
 
 
-@attrs.frozen
-class Reply:
-    """A ``ReplyHeader`` and, when ``header.err == 0`` and the op has one, its body record."""
+class Reply(NamedTuple):
+    """A ``ReplyHeader`` and, when ``header.err == 0`` and the op has one, its body record.
+
+    A named tuple rather than an attrs class: one is built per request, and a tuple is
+    built in about half the time.
+    """
 
     header: r.ReplyHeader
     body: Any = None
