@@ -81,6 +81,11 @@ def run(op: str, requests: int, clients: int, batch: int, data_size: int, profil
             for _ in range(rounds):
                 for cid, conn in enumerate(conns):
                     conn.receive_data(chunks[cid])
+                    events: list[object] = []
+                    conn.next_requests(events)
+                    for ev in events:
+                        assert isinstance(ev, RequestReceived)
+                        core.receive(cid, ev.xid, ev.opcode, ev.payload, T0)
                     while True:
                         ev = conn.next_event()
                         if ev is NEED_DATA:

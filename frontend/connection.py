@@ -195,6 +195,34 @@ class ClientConnection:
             return self._connect(frame)
         return self._request(frame)
 
+    def next_requests(self, out: list[Event]) -> None:
+        """Append the buffered complete request frames to ``out``, as :meth:`next_event` would.
+
+        The bulk form of the hot path (an established session, frames of sane length);
+        it stops at anything else, which :meth:`next_event` then handles.  Under load a
+        receive holds dozens of requests, and one call for all of them saves most of the
+        per-request overhead.
+        """
+        if self.state is not State.SESSION:
+            return
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        limit = self.max_buffer
+        header_size = _HEADER.size
+        unpack_len = _LEN.unpack_from
+        unpack_header = _HEADER.unpack_from
+        append = out.append
+        while size - pos >= 4:
+            (length,) = unpack_len(buf, pos)
+            if length < header_size or length > limit or size - pos - 4 < length:
+                break
+            start = pos + 4
+            pos = start + length
+            xid, opcode = unpack_header(buf, start)
+            append(RequestReceived(xid, opcode, bytes(buf[start + header_size : pos])))
+        self._pos = pos
+
     def _need_data(self, avail: int) -> _NeedData | ProtocolError:
         if self._eof and avail:
             return self._fail(f"connection closed inside a frame ({avail} bytes of a partial frame)")

@@ -235,3 +235,51 @@ def test_encode_outputs() -> None:
     assert decode(r.ConnectResponse, frames[3]) == resp
     assert len(frames[4]) == len(frames[3]) - 1
     assert decode(r.ConnectResponseNoRO, frames[4]).session_id == 0x55
+
+
+def drain_bulk(conn: ClientConnection) -> list[object]:
+    """As the runtime reads: the bulk request form first, then next_event for the rest."""
+    events: list[object] = []
+    while True:
+        conn.next_requests(events)  # type: ignore[arg-type]
+        ev = conn.next_event()
+        if ev is NEED_DATA:
+            return events
+        events.append(ev)
+        if isinstance(ev, (ProtocolError, FourLetterWord)):
+            return events
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(
+    frames=st.lists(
+        st.one_of(
+            st.builds(
+                request_frame, st.integers(-(2**31), 2**31 - 1), st.integers(-20, 120), st.binary(max_size=40)
+            ),
+            st.binary(min_size=4, max_size=4).map(frame),  # a frame too short for a RequestHeader
+            st.just(struct.pack(">i", 1 << 20)),  # a length over jute.maxbuffer
+            st.binary(max_size=6),  # garbage
+        ),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(0, 400), max_size=8),
+)
+def test_bulk_request_parsing_gives_the_same_events_as_next_event(
+    frames: list[bytes], cuts: list[int]
+) -> None:
+    data = connect_frame() + b"".join(frames)
+    cuts = [min(cut, len(data)) for cut in cuts]  # (a cut past the end would mean end of stream)
+    one_by_one = feed_chunks(data, cuts, max_buffer=4096)
+    bulk_conn = ClientConnection(max_buffer=4096)
+    bulk: list[object] = []
+    pos = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        if cut <= pos:
+            continue
+        bulk_conn.receive_data(data[pos:cut])
+        pos = cut
+        bulk += drain_bulk(bulk_conn)
+        if bulk and isinstance(bulk[-1], (ProtocolError, FourLetterWord)):
+            break
+    assert normalise(bulk) == one_by_one

@@ -841,6 +841,7 @@ class Server:
                 return "connection reset"
             conn.receive_data(data)
             events: list[Any] = []
+            conn.next_requests(events)
             while True:
                 ev = conn.next_event()
                 if ev is NEED_DATA:
