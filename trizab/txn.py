@@ -15,7 +15,7 @@ import attrs
 
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
-from trizab.wire.jute import JuteError, decode, decode_prefix, encode_into
+from trizab.wire.jute import JuteError, decode, decode_prefix, encode_into, fast_init
 
 # Which body record each transaction type carries (None: no body).
 TXN_BODY: dict[int, type | None] = {
@@ -70,6 +70,9 @@ class Txn:
         if header.type == OpCode.CLOSE_SESSION and pos == len(data):
             return cls(header, r.CloseSessionTxn(None))
         return cls(header, decode(body_type, data, pos))
+
+
+fast_init(Txn)  # one per write: the records' faster __init__
 
 
 def encode_multi_member(body: Any) -> bytes:

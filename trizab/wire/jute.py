@@ -395,11 +395,11 @@ def record(cls: type[R]) -> type[R]:
     """
     frozen = attrs.frozen(cls)
     _compile(frozen)
-    _fast_init(frozen)
+    fast_init(frozen)
     return frozen
 
 
-def _fast_init(cls: type) -> None:
+def fast_init(cls: type) -> None:
     """Replace attrs' frozen ``__init__`` by one that sets the slots through their descriptors.
 
     attrs' version looks each field up by name through ``object.__setattr__``; a
