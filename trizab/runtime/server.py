@@ -33,7 +33,12 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
   waits for the next round and shares its sync.  The sync runs inline (blocking
   the event loop for one fdatasync, ~0.1 ms here, is cheaper than the thread
   hand-off there and back); after a slow one (``SLOW_SYNC_S``) syncs go to a
-  thread for a while so that reads and pings never wait on the disk.  Once the
+  thread for a while so that reads and pings never wait on the disk.  An engine
+  offering :class:`~trizab.storage.BackgroundSync` (``txnlog``'s fsync helper
+  process) syncs every batch of more than one txn without blocking the loop, and
+  pipelined: once a batch is durable, the txns that arrived meanwhile are handed
+  to the helper *before* that batch is applied and answered, so the disk never
+  waits for the apply.  Once the
   sync returns, the batch is reported to the core task as committed, which is
   when the core may reply.  Snapshots are due every ~``snapCount`` transactions
   (randomised between half and all of it as ZooKeeper does so that servers of an
@@ -722,28 +727,25 @@ class Server:
 
     async def _storage_worker(self) -> None:
         storage = self.storage
+        # A batch whose sync the engine's helper is running (BackgroundSync), taken before
+        # the previous batch was applied: see _pipelined_sync.
+        started_next: list[Txn] = []
         while True:
-            await self._log_wakeup.wait()
-            self._log_wakeup = trio.Event()
-            batch, self._to_log = self._to_log, []
+            if started_next:
+                batch, started_next = started_next, []
+            else:
+                await self._log_wakeup.wait()
+                self._log_wakeup = trio.Event()
+                batch, self._to_log = self._to_log, []
+                if batch:
+                    storage.append(batch)
+                    if self._use_background(batch):
+                        self._background_sync.sync_start()  # type: ignore[union-attr]
+                    else:
+                        await self._sync_here(storage)
             if batch:
-                storage.append(batch)
-                started = time.perf_counter()
-                if self._background_sync is not None and (
-                    len(batch) > 1 or started < self._thread_sync_until
-                ):
-                    # Serve on while the engine's helper makes the batch durable.
-                    await self._background_sync_batch(self._background_sync)
-                elif started < self._thread_sync_until or not getattr(storage, "durable", True):
-                    await self._blocking(storage.sync)
-                else:
-                    # Inline: the thread round trip cost more than the fdatasync itself.
-                    storage.sync()
-                    done = time.perf_counter()
-                    self._slow_syncs = self._slow_syncs + 1 if done - started > SLOW_SYNC_S else 0
-                    if self._slow_syncs >= SLOW_SYNCS:
-                        self._slow_syncs = 0
-                        self._thread_sync_until = done + SLOW_SYNC_BACKOFF_S
+                if self._use_background(batch):
+                    started_next = await self._pipelined_sync(self._background_sync)  # type: ignore[arg-type]
                 if self._direct_dispatch:
                     # As the readers do: apply and reply from here, one task switch fewer per batch.
                     self._dispatch(("committed", batch))
@@ -758,11 +760,42 @@ class Server:
                 self._purge_requested = False
                 await self._blocking(storage.purge, self.config.autopurge_snap_retain_count)
 
-    @staticmethod
-    async def _background_sync_batch(storage: BackgroundSync) -> None:
-        if storage.sync_start():
-            while not storage.sync_finished():
-                await trio.lowlevel.wait_readable(storage.sync_fileno())
+    def _use_background(self, batch: list[Txn]) -> bool:
+        """Whether ``batch`` is synced by the engine in the background (see __init__)."""
+        return self._background_sync is not None and (
+            len(batch) > 1 or time.perf_counter() < self._thread_sync_until
+        )
+
+    async def _sync_here(self, storage: Storage) -> None:
+        started = time.perf_counter()
+        if started < self._thread_sync_until or not getattr(storage, "durable", True):
+            await self._blocking(storage.sync)
+            return
+        # Inline: the thread round trip cost more than the fdatasync itself.
+        storage.sync()
+        done = time.perf_counter()
+        self._slow_syncs = self._slow_syncs + 1 if done - started > SLOW_SYNC_S else 0
+        if self._slow_syncs >= SLOW_SYNCS:
+            self._slow_syncs = 0
+            self._thread_sync_until = done + SLOW_SYNC_BACKOFF_S
+
+    async def _pipelined_sync(self, storage: BackgroundSync) -> list[Txn]:
+        """Wait for the sync in flight; then start the next batch's before this one is applied.
+
+        The transactions that arrived meanwhile are appended and handed to the helper
+        right away, so the disk works on them while this batch is applied and answered
+        (they stay unacknowledged until their own sync finishes).  Returns that next
+        batch, or [] when it was empty or is better synced inline (a lone txn).
+        """
+        while not storage.sync_finished():
+            await trio.lowlevel.wait_readable(storage.sync_fileno())
+        following = self._to_log
+        if not following or not self._use_background(following):
+            return []  # nothing, or a lone txn: the next round takes it (its wake-up is set)
+        self._to_log = []
+        self.storage.append(following)
+        storage.sync_start()
+        return following
 
     async def _save_snapshot(self, zxid: int, data: bytes) -> None:
         started = time.perf_counter()
