@@ -9,6 +9,7 @@ readers dropped, closes after flushing, shutdown flushes storage.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import threading
 import time
@@ -422,3 +423,81 @@ async def test_silent_session_expires_on_the_server_clock(autojump_clock: trio.t
             assert not server.core.ephemerals_by_session()
             await c.wait_closed()  # expiry closes the connection
             nursery.cancel_scope.cancel()
+
+
+class BackgroundSlowStorage(SlowStorage):
+    """SlowStorage offering BackgroundSync: a timer thread 'finishes' each sync through a pipe."""
+
+    def __init__(self, sync_s: float) -> None:
+        super().__init__(sync_s)
+        self._done_r, self._done_w = os.pipe()
+        os.set_blocking(self._done_r, False)
+        self._in_flight: int | None = None
+        self.events: list[tuple[str, int]] = []  # ("start" | "done" | "commit", zxid), in order
+
+    def sync_start(self) -> bool:
+        assert self._in_flight is None, "one background sync at a time"
+        upto = self.appended[-1] if self.appended else 0
+        if upto <= (self.synced[-1] if self.synced else 0):
+            return False
+        self._in_flight = upto
+        self.events.append(("start", upto))
+        threading.Timer(self.sync_s, os.write, (self._done_w, b".")).start()
+        return True
+
+    def sync_fileno(self) -> int:
+        return self._done_r
+
+    def sync_finished(self) -> bool:
+        if self._in_flight is None:
+            return True
+        try:
+            os.read(self._done_r, 1)
+        except BlockingIOError:
+            return False
+        MemoryStoragePlugin.sync(self)
+        with self._mu:
+            self.synced.append(self._in_flight)
+        self.events.append(("done", self._in_flight))
+        self._in_flight = None
+        return True
+
+
+async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_writes() -> None:
+    storage = BackgroundSlowStorage(sync_s=0.003)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await start(nursery, storage)
+            core = server.core
+            committed = core.committed
+
+            def recording_committed(txns: list[Txn], now_ms: int) -> None:
+                storage.events.append(("commit", txns[-1].zxid))
+                committed(txns, now_ms)
+
+            core.committed = recording_committed
+            clients = [await Client.connect(port_of(server)) for _ in range(4)]
+            for c in clients:
+                for xid in range(1, 51):
+                    await c.request(xid, SET, b"d")
+            for c in clients:
+                for xid in range(1, 51):
+                    h = await c.reply()
+                    assert h.xid == xid
+                    # The reply to a write leaves only once its txn is durable.
+                    assert any(z >= h.zxid for z in storage.synced)
+            nursery.cancel_scope.cancel()
+    assert sum(core.committed_batches) == 200
+    events = storage.events
+    # Every batch is applied only after the sync covering it finished...
+    for k, (kind, zxid) in enumerate(events):
+        if kind == "commit":
+            assert any(e == ("done", z) and z >= zxid for e in events[:k] for z in [e[1]])
+    # ...and at least once the next batch's sync was already running when a batch was applied.
+    overlapped = [
+        k
+        for k, (kind, zxid) in enumerate(events)
+        if kind == "commit" and k > 0 and events[k - 1][0] == "start" and events[k - 1][1] > zxid
+    ]
+    assert overlapped, events
+    assert storage.closed
