@@ -119,11 +119,24 @@ class FastElector:
 
         A round in progress keeps its received votes; only who counts changes.
         """
+        if (voters, observers) == (self.voters, self.observers):
+            return
         self.voters = voters
         self.observers = observers
         self.is_voter = self.my_id in voters
-        if not self.is_voter and self.vote.leader == self.my_id:
-            self._initial = Vote(NO_CANDIDATE, self._initial.zxid, self._initial.peer_epoch)
+        initial = self._initial
+        leader = self.my_id if self.is_voter else NO_CANDIDATE
+        self._initial = Vote(leader, initial.zxid, initial.peer_epoch)
+        leading = self.vote.leader
+        if (
+            self.decision is None
+            and self.logical_clock > 0
+            and leading not in voters
+            and leading != NO_CANDIDATE
+        ):
+            # We were voting for a server that no longer votes: start over from ourselves.
+            self._recv = {sid: v for sid, v in self._recv.items() if sid in voters}
+            self._propose(self._initial)
 
     # -- FLE -------------------------------------------------------------------
 

@@ -598,11 +598,24 @@ class Simulation:
                 self.reconfigs_committed += 1
                 self.log(f"reconfig committed at {fmt(z)}: {new_cfg}")
         app.append((z, e.data))
+        if new_cfg is not None:
+            # As the runtime does: a snapshot right after a reconfig is applied, so that a
+            # restart starts from the new membership.
+            self.schedule(self.now + 1, self._snapshot_after_reconfig, node.id, node.incarnation)
         if e.data in node.submitted:
             node.submitted.discard(e.data)
             if e.data not in self.acked:
                 self.acked[e.data] = z
                 self.pending.pop(e.data, None)
+
+    def _snapshot_after_reconfig(self, i: int, incarnation: int) -> None:
+        node = self.nodes[i]
+        if node.peer is None or node.incarnation != incarnation:
+            return
+        if node.busy:
+            self.schedule(self.now + 1, self._snapshot_after_reconfig, i, incarnation)
+            return
+        node.storage.save_snapshot(node.app_zxid, pickle.dumps(node.app))
 
     def config_before(self, k: int) -> Membership:
         """The configuration in force before position ``k`` of the delivered sequence."""

@@ -89,13 +89,19 @@ def parse_config_text(text: bytes | str) -> Membership:
     return Membership(frozenset(voters), frozenset(observers), version)
 
 
-def render_membership(m: Membership) -> bytes:
+COMMITTED_LINE = b"committed=true"
+
+
+def render_membership(m: Membership, committed: bool = False) -> bytes:
     """The roles of ``m`` in the config text format (no addresses): what election
-    notifications carry, so that a server with a stale configuration learns the
-    committed one from the members that answer it (ZooKeeper sends its config there too)."""
+    notifications carry, so that a server with a stale configuration learns the newest
+    one from the others (ZooKeeper sends its config there too).  ``committed`` says the
+    sender knows it committed (a line the config parser ignores)."""
     lines = [f"server.{sid}=:::participant" for sid in sorted(m.voters)]
     lines += [f"server.{sid}=:::observer" for sid in sorted(m.observers)]
     lines.append(f"version={m.version:x}")
+    if committed:
+        lines.append(COMMITTED_LINE.decode())
     return "\n".join(lines).encode()
 
 

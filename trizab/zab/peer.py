@@ -59,6 +59,64 @@ role has its own ``_step_<phase>_<role>`` method:
 History is kept in memory above ``base`` (the zxid covered by the last snapshot
 or trimmed committed prefix); ``snapshot_fn`` returns the state machine's bytes
 and the zxid it reflects, for SNAP.
+
+Dynamic reconfiguration (ZooKeeper 3.5+; ``Leader.tryToCommit``, ``QuorumPeer.processReconfig``)
+-------------------------------------------------------------------------------------------------
+A configuration change is an ordinary proposal of the log; ``membership_fn`` tells
+which entries are reconfigs and the :class:`~trizab.zab.membership.Membership`
+(voters, observers, version) each installs.  So every peer knows, for every
+position of its history, which configurations are in force there: the **active**
+one (of the last reconfig it knows committed, or the configuration at ``base``:
+zoo.cfg's, or what the snapshot holds) and those of the reconfig entries above
+its commit point (**pending**, ``pending_configs``).
+
+* **Quorum rule.**  Wherever ZAB needs a quorum (commit of a proposal, choosing the
+  epoch, the ACKEPOCH quorum of discovery, NEWLEADER, the leader's "I still hear a
+  quorum" check) it needs a quorum of *every* configuration in force at that point:
+  the active one and each pending one at or before it (``commit_point``).  A
+  reconfig entry itself needs its own new voters too, which is why the prep step
+  refuses a new configuration without a synced quorum (NewConfigNoQuorum).
+* **Discovery reaches a fixpoint.**  The leader picks the best history among every
+  acknowledging follower (voter of some configuration or not) and proceeds only once
+  the acknowledgements hold a quorum of its active configuration and of every
+  configuration in force in the history it would adopt; otherwise it waits for more
+  (and picks again).
+* **Why this is safe.**  A committed transaction t was acknowledged by a quorum of
+  every configuration in force at t.  Let C be the newest configuration committed
+  at or before t: t was acknowledged by a quorum of C (t is C's reconfig entry, or
+  comes after it).  A later leader's discovery hears from a quorum of its active
+  configuration A.  If A is C or newer, induction over committed reconfigs gives
+  a quorum of A that intersects every quorum of C's successors up to A, each
+  committed by quorums of both itself and its predecessor; if A is older than C,
+  then C's reconfig entry R was committed by a quorum of A's successors down to A
+  (same induction), so the best history of the discovery quorum contains R, and
+  the fixpoint then requires a quorum of C too.  Either way some acknowledging
+  follower had t (or a later-epoch history, which by induction on epochs contains
+  t), and the best history contains t.  Requiring more quorums never breaks this:
+  it can only cost liveness.  A configuration older than the newest one known
+  committed is superseded and no longer required.
+* **Activation and hand-over.**  When the commit point passes a reconfig the new
+  configuration becomes active (on the leader at commit, on learners with COMMIT,
+  UPTODATE or INFORM, and from a snapshot).  A leader that is not a voter of it
+  steps down once its COMMITs are out (the remaining voters elect a new one); a
+  follower demoted to observer re-joins as one; a member that a logged
+  configuration listed and a committed one no longer does is **removed**: it stays
+  LOOKING and serves nobody.
+* **New servers** start with zoo.cfg listing the ensemble plus themselves.  A server
+  that is not yet a voter of any configuration in its log follows without a vote:
+  it gets PROPOSAL/COMMIT, and its ACKs count for no configuration until the
+  reconfig adding it is in the leader's history.  A follower refuses a leader
+  that is a voter of no configuration it knows (logged, or reported in election
+  notifications): that keeps a new server's own zoo.cfg, which no quorum ever
+  agreed on, from gathering a quorum of servers that do not know it.  (A known
+  limit: new servers whose zoo.cfgs list each other may follow one another; give
+  each new server a zoo.cfg of the running ensemble plus itself only.)
+* **Elections** count the voters of the newest configuration seen (our log, a
+  LOOKING peer's notification, or the one an established member reports), and
+  never vote for a server outside them; notifications carry the configuration
+  text (ZooKeeper's do too).  A configuration another server reports committed and
+  newer than ours becomes our configuration at ``base``.  All of this only
+  decides whom to follow; the quorum rule above decides what commits.
 """
 
 from __future__ import annotations
@@ -73,6 +131,7 @@ from trizab.election import Candidate, ElectionTiming, Elector
 from trizab.txn import Txn
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.zab.membership import (
+    COMMITTED_LINE,
     Membership,
     MembershipFn,
     SnapshotMembershipFn,
@@ -246,6 +305,12 @@ class Peer:
         # without a vote until the reconfig that adds it commits).
         self._listed = self._base_cfg.version > 0 and self.id in self._base_cfg.members
         self.removed = False
+        self._seen: Membership | None = None
+        self._answered: dict[int, int] = {}  # removed: when we last answered each server
+        # What an established member told us while we look: its last configuration.  The
+        # ensemble it belongs to has adopted every committed one, so ours, if newer, is
+        # an uncommitted leftover that its leader will truncate: vote like the ensemble.
+        self._leader_cfg: Membership | None = None
         self.snapshot_fn = snapshot_fn
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
@@ -333,14 +398,24 @@ class Peer:
         return self.active.voters
 
     def pending_configs(self, upto: int | None = None) -> list[tuple[int, Membership]]:
-        """Reconfig entries of the history not known committed (up to ``upto``), in zxid order."""
+        """Reconfig entries of the history not known committed (up to ``upto``), in zxid order.
+
+        One older than the active configuration (learned from a snapshot or another
+        server) is superseded: a committed configuration's quorums contain everything
+        committed under its predecessors, so requiring those too would add nothing.
+        """
         committed = self.committed
-        return [(z, m) for z, m in self._cfgs if z > committed and (upto is None or z <= upto)]
+        floor = self.active.version
+        return [
+            (z, m)
+            for z, m in self._cfgs
+            if z > committed and m.version > floor and (upto is None or z <= upto)
+        ]
 
     @property
     def reconfig_in_flight(self) -> bool:
         """Whether the history holds a reconfig not yet known committed."""
-        return bool(self._cfgs) and self._cfgs[-1][0] > self.committed
+        return bool(self._cfgs) and self._cfgs[-1][0] > self.committed and bool(self.pending_configs())
 
     def synced_voters(self) -> frozenset[int]:
         """Leader: itself and the followers that acknowledged NEWLEADER (ZooKeeper's
@@ -406,9 +481,11 @@ class Peer:
         return cfg
 
     def _adopt_config(self, text: bytes) -> None:
-        """LOOKING: an established member told us the committed configuration (its
+        """LOOKING: another server told us a configuration it knows committed (its
         notification's config); a newer one than ours replaces what we hold at ``base``
-        (QuorumPeer.processReconfig from FastLeaderElection)."""
+        (QuorumPeer.processReconfig from FastLeaderElection).  Safe: a committed config
+        was acknowledged by quorums of itself and of its predecessor, so every later
+        discovery that hears from a quorum of it finds it and all that came before."""
         try:
             m = parse_config_text(text)
         except ValueError:
@@ -420,13 +497,40 @@ class Peer:
         if self.active != before:
             self._activated(self.active)
 
+    @property
+    def _election_cfg(self) -> Membership:
+        """Who votes in elections: the newest configuration we have seen, in our log or in a
+        LOOKING peer's notification (ZooKeeper's lastSeenQuorumVerifier).  Liveness only:
+        quorums for ZAB itself always come from our own history."""
+        if self._leader_cfg is not None:
+            return self._leader_cfg
+        seen = self._seen
+        latest = self.latest
+        return seen if seen is not None and seen.version > latest.version else latest
+
     def _reconfigure_elector(self) -> None:
-        # Optional in the Elector protocol: plugins that count votes learn the voters of
-        # the last configuration we have seen, as FLE uses ZooKeeper's last seen one.
+        # Optional in the Elector protocol: plugins that count votes learn the voters.
         reconfigure = getattr(self.elector, "reconfigure", None)
         if reconfigure is not None:
-            m = self.latest
+            m = self._election_cfg
             reconfigure(m.voters, m.observers)
+
+    def _see_config(self, text: bytes) -> None:
+        """A LOOKING peer's last seen configuration: a newer one makes us vote like it."""
+        try:
+            m = parse_config_text(text)
+        except ValueError:
+            return
+        if m.version > self._election_cfg.version:
+            self._seen = m
+            self._reconfigure_elector()
+
+    def _with_config(self, notes: list[tuple[int, Notification]]) -> list[tuple[int, Notification]]:
+        latest = self.latest
+        if latest.version == 0 or not notes:
+            return notes
+        text = render_membership(latest, committed=latest == self.active)
+        return [(to, attrs.evolve(n, config=text)) for to, n in notes]
 
     def _check_learner_membership(self) -> None:
         """After a commit: a follower removed from the voters re-joins as observer or leaves."""
@@ -731,6 +835,9 @@ class Peer:
             self._msgs.append(Disconnect(sid))
         self._lead = None
         self._follow = None
+        if self._leader_cfg is not None:
+            self._leader_cfg = None
+            self._reconfigure_elector()
         self._set_role(Role.LOOKING, None)
         self.elector.start(Candidate(self.current_epoch, self.last_zxid))
         self._check_decision()
@@ -743,25 +850,27 @@ class Peer:
         return []
 
     def _check_decision(self) -> None:
-        self._notes.extend(self.elector.take_notifications())
+        self._notes.extend(self._with_config(self.elector.take_notifications()))
         leader = self.elector.decision
         if self.role != Role.LOOKING or leader is None:
             return
         if self.removed:
             return
         voters = self._all_voters()
-        if leader not in voters:
-            # A leader outside every configuration we know cannot hold a quorum we
-            # would recognise: following it could split the ensemble.  Vote again.
+        if leader not in voters and leader not in self._election_cfg.voters:
+            # A leader outside every logged configuration we know of cannot hold a quorum
+            # we would recognise: following it could split the ensemble.  Vote again.
             self.elector.start(Candidate(self.current_epoch, self.last_zxid))
-            self._notes.extend(self.elector.take_notifications())
+            self._notes.extend(self._with_config(self.elector.take_notifications()))
             return
         if leader == self.id:
-            if self.id not in self.active.voters or self.id not in self.latest.voters:
-                # A joiner's own zoo.cfg may make it vote for itself; only voters of the
-                # active configuration lead.
+            in_logged = self.active.version > 0 or self.id in voters
+            if not in_logged or self.id not in self._election_cfg.voters:
+                # A removed server that does not know it yet may vote for itself; only a
+                # voter of the newest configuration we have seen leads.  (It then needs a
+                # quorum of every configuration it holds, the active one included.)
                 self.elector.start(Candidate(self.current_epoch, self.last_zxid))
-                self._notes.extend(self.elector.take_notifications())
+                self._notes.extend(self._with_config(self.elector.take_notifications()))
                 return
             self._become_leading()
         elif self.id in voters or self.id not in self._all_members():
@@ -784,9 +893,38 @@ class Peer:
     # ------------------------------------------------------------------ election
 
     def _step_election(self, n: Notification) -> None:
+        if self.role == Role.LOOKING and self.removed:
+            # Removed: we take part in no election, but a server that has not heard of
+            # the configuration that removed us learns it from our answer (at most one
+            # answer per tick to each, so that two such servers cannot echo forever).
+            if n.state == PeerState.LOOKING and self._answered.get(n.sender) != self.ticks:
+                self._answered[n.sender] = self.ticks
+                v = self.elector.vote
+                latest = self.latest
+                config = render_membership(latest, committed=latest == self.active)
+                reply = Notification(
+                    self.id,
+                    v.leader,
+                    v.zxid,
+                    self.elector.logical_clock,
+                    v.peer_epoch,
+                    PeerState.LOOKING,
+                    config,
+                )
+                self._notes.append((n.sender, reply))
+            return
         if self.role == Role.LOOKING:
-            if n.config and n.state != PeerState.LOOKING:
+            if n.config and n.config.endswith(COMMITTED_LINE):
                 self._adopt_config(n.config)
+            elif n.config:
+                self._see_config(n.config)
+            if n.config and n.state in (PeerState.LEADING, PeerState.FOLLOWING):
+                try:
+                    self._leader_cfg = parse_config_text(n.config)
+                except ValueError:
+                    pass
+                else:
+                    self._reconfigure_elector()
             self.elector.step(n)
             self._check_decision()
         elif n.state == PeerState.LOOKING:
@@ -797,8 +935,10 @@ class Peer:
             peer_epoch = self.current_epoch if self.established else v.peer_epoch
             leader = self.leader if self.leader is not None else v.leader
             state = _STATE_OF_ROLE[self.role]
-            active = self.active
-            config = render_membership(active) if self.established and active.version > 0 else b""
+            # Our last configuration (said committed if it is the active one): a server
+            # with a newer or older one learns which to vote with.
+            latest = self.latest
+            config = render_membership(latest, committed=latest == self.active) if self.established else b""
             reply = Notification(
                 self.id, leader, v.zxid, self.elector.logical_clock, peer_epoch, state, config
             )
@@ -938,7 +1078,10 @@ class Peer:
             m = self.membership_fn(e.data)
             if m is not None:
                 out.append(m)
-        return out
+        # As in pending_configs: a configuration older than the newest committed one we
+        # know of is superseded by it.
+        floor = self.active.version
+        return [out[0]] + [m for m in out[1:] if m.version > floor]
 
     def _sync_learner(self, lr: _Learner) -> None:
         lead = self._lead
