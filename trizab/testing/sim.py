@@ -378,6 +378,7 @@ class Simulation:
             self.nodes[i].static = self.initial
         # Positions in the global delivered sequence where a reconfig took effect.
         self.ref_cfgs: list[tuple[int, Membership]] = []
+        self.cfg_zxid: dict[int, int] = {}  # reconfig version -> the zxid it was proposed at
         self.reconfigs = 0
         self.reconfigs_committed = 0
         # checker state
@@ -538,6 +539,8 @@ class Simulation:
             self._apply(node, e)
         peer.advance(node.inflight if node.inflight is not None else rd)
         node.inflight = None
+        if self.p.reconfig:
+            self._check_active(node, peer)
         for _, payload in rd.requests:
             self._propose(i, payload)
         self._pump(i)
@@ -608,6 +611,20 @@ class Simulation:
                 self.acked[e.data] = z
                 self.pending.pop(e.data, None)
 
+    def _check_active(self, node: Node, peer: Peer) -> None:
+        """A peer's active configuration is a committed one (or its zoo.cfg's): one whose
+        reconfig entry was skipped by the delivered sequence never committed."""
+        active = peer.active
+        if active.version == 0:
+            if active not in (self.initial, node.static):
+                raise InvariantViolation(f"{node.id} holds a static configuration it was not given: {active}")
+            return
+        z = self.cfg_zxid.get(active.version)
+        if z is None:
+            raise InvariantViolation(f"{node.id} holds {active} active, never proposed")
+        if z not in self.quorum_stored and self.ref and z < self.ref[-1]:
+            raise InvariantViolation(f"{node.id} holds {active} active, a reconfig that never committed")
+
     def _snapshot_after_reconfig(self, i: int, incarnation: int) -> None:
         node = self.nodes[i]
         if node.peer is None or node.incarnation != incarnation:
@@ -674,6 +691,9 @@ class Simulation:
         prior = self.proposals.setdefault(z, payload)
         if prior != payload:
             raise InvariantViolation(f"two proposals at {fmt(z)}")
+        m = config_membership(payload)
+        if m is not None:
+            self.cfg_zxid[m.version] = z
         self._pump(i)
 
     def _retry(self) -> None:

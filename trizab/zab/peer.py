@@ -311,6 +311,7 @@ class Peer:
         # ensemble it belongs to has adopted every committed one, so ours, if newer, is
         # an uncommitted leftover that its leader will truncate: vote like the ensemble.
         self._leader_cfg: Membership | None = None
+        self._leader_cfg_at = 0
         self.snapshot_fn = snapshot_fn
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
@@ -589,6 +590,13 @@ class Peer:
         """One tick of abstract time (``config.tick_ms``)."""
         self.ticks += 1
         if self.role == Role.LOOKING:
+            if (
+                self._leader_cfg is not None
+                and self.ticks - self._leader_cfg_at > self.config.sync_limit_ticks
+            ):
+                # That ensemble has not answered for a while: it may be gone.
+                self._leader_cfg = None
+                self._reconfigure_elector()
             self.elector.tick()
             self._check_decision()
         elif self.role == Role.LEADING:
@@ -742,11 +750,10 @@ class Peer:
     def _install_snapshot(self, z: int, data: bytes) -> None:
         # The snapshot holds every committed reconfig up to z; a static configuration
         # (version 0) in it does not replace ours (a joiner's lists itself).
+        # (Our own reconfig entries below z prove nothing: the snapshot replaces a
+        # history that may have diverged from the leader's.)
         before = self.active
         cfg = before
-        for cz, m in self._cfgs:
-            if cz <= z:
-                cfg = m
         if self.snapshot_membership_fn is not None:
             snap_cfg = self.snapshot_membership_fn(data)
             if snap_cfg is not None and snap_cfg.version > cfg.version:
@@ -924,6 +931,7 @@ class Peer:
                 except ValueError:
                     pass
                 else:
+                    self._leader_cfg_at = self.ticks
                     self._reconfigure_elector()
             self.elector.step(n)
             self._check_decision()
