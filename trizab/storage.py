@@ -140,8 +140,11 @@ class BackgroundSync(Protocol):
     The server calls ``sync_start()`` after ``append``; when it returns True it keeps
     serving and waits for ``sync_fileno()`` to turn readable, then calls
     ``sync_finished()`` until it returns True.  Only then are the transactions of that
-    batch durable (and acknowledged).  One sync is in flight at a time; ``sync()``
-    waits for it first.  Errors are those of ``sync()``.
+    batch durable (and acknowledged).  An engine may declare ``sync_slots`` (an int
+    class attribute, default 1): that many syncs may be in flight at once, each
+    started on what was appended since the previous start; they finish in the
+    order they started (``sync_finished`` and ``sync_fileno`` are about the oldest).
+    ``sync()`` waits for all of them first.  Errors are those of ``sync()``.
     """
 
     def sync_start(self) -> bool:
@@ -149,9 +152,9 @@ class BackgroundSync(Protocol):
         ...
 
     def sync_fileno(self) -> int:
-        """A descriptor that turns readable when the sync in flight may have finished."""
+        """A descriptor that turns readable when the oldest sync in flight may have finished."""
         ...
 
     def sync_finished(self) -> bool:
-        """Non-blocking: True once the started sync is durable."""
+        """Non-blocking: True once the oldest sync in flight is durable (it is then done with)."""
         ...

@@ -50,7 +50,7 @@ class FsyncHelperGone(Exception):
 
 
 class FsyncHelper:
-    """The server's side: one helper process, at most one sync in flight."""
+    """The server's side of one helper process, which runs one sync at a time."""
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(

@@ -25,10 +25,16 @@ Group commit
     With ``syncer=helper`` (the default) the engine also offers
     :class:`~trizab.storage.BackgroundSync`: ``sync_start`` writes the batch
     and hands the fdatasync to a helper process (:mod:`.fsyncer`), and the
-    server's event loop keeps serving until ``sync_finished``.  The durable end
-    of the segment (what ``read_from`` may read) only moves once the helper has
-    answered.  If the helper dies, the engine logs it and syncs inline from
-    then on; if its fdatasync fails, the engine fails as for an inline one.
+    server's event loop keeps serving until ``sync_finished``.  Two syncs may be
+    in flight (two helpers): a write arriving while the disk works on an
+    earlier batch gets its own fdatasync instead of waiting for that one to end
+    (concurrent fdatasyncs measured here: 2.5 times the rate of one at the same
+    latency).  They complete in the order they started, and the durable end of
+    the segment (what ``read_from`` may read) only moves as they do; a new
+    segment starts only once every sync on the old one finished.  If a helper
+    dies, the engine fdatasyncs inline (covering everything in flight), logs it
+    and syncs inline from then on; if a helper's fdatasync fails, the engine
+    fails as for an inline one.
 
 Snapshot
     ``FileHeader{"ZKSN", 2, 0}`` + data + ``long adler32(header+data)`` +
@@ -62,6 +68,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -270,6 +277,8 @@ class TxnLogStoragePlugin:
         ),
     )
     durable: ClassVar[bool] = True
+    # BackgroundSync: syncs that may be in flight at once (one helper process each).
+    sync_slots: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -299,6 +308,7 @@ class TxnLogStoragePlugin:
         self._fd = -1
         self._file: Path | None = None
         self._pos = 0  # end of durable records in the current segment
+        self._write_end = 0  # end of written records (beyond _pos while syncs are in flight)
         self._size = 0  # allocated size of the current segment
         self._roll = True  # next write starts a new segment
         self._opened = False
@@ -308,8 +318,9 @@ class TxnLogStoragePlugin:
         # Background sync (syncer=helper): the helper process, started on first use, and
         # the sync in flight as (durable end once it answers, txns, bytes, start time).
         self._use_helper = syncer == "helper"
-        self._helper: FsyncHelper | None = None
-        self._in_flight: tuple[int, int, int, float] | None = None
+        self._helpers: list[FsyncHelper] = []
+        # Oldest first: (durable end once done, txns, bytes, start time, its helper or None).
+        self._in_flight: deque[tuple[int, int, int, float, FsyncHelper | None]] = deque()
         self._stats: dict[str, Any] = {
             "txns": 0,
             "syncs": 0,
@@ -477,8 +488,7 @@ class TxnLogStoragePlugin:
     def sync(self) -> None:
         with self._io_lock:
             self._check_usable()
-            if self._in_flight is not None:
-                self._finish_background(block=True)
+            self._drain_background()
             self._sync_buffer_locked()
 
     def _sync_buffer_locked(self) -> None:
@@ -506,16 +516,20 @@ class TxnLogStoragePlugin:
     # -- background sync (trizab.storage.BackgroundSync) --------------------------------
 
     def sync_start(self) -> bool:
-        """Write the buffered records and hand their fdatasync to the helper.
+        """Write the buffered records and hand their fdatasync to an idle helper.
 
-        False when there is nothing left to wait for (nothing buffered, ``syncer=inline``,
-        ``forceSync=no``, or the helper is unavailable and the sync was done inline).
+        Up to :attr:`sync_slots` syncs may be in flight (each helper runs one; the disk
+        takes concurrent fdatasyncs about as fast as one, measured here: 2 at once gave
+        2.5 times the syncs per second at the same latency).  False when there is
+        nothing left to wait for: nothing buffered, ``syncer=inline``, ``forceSync=no``,
+        or no helper could take it and the sync was done inline.
         """
         with self._io_lock:
             self._check_usable()
-            if self._in_flight is not None:
-                raise RuntimeError("sync_start while a sync is in flight")
+            if len(self._in_flight) >= self.sync_slots:
+                raise RuntimeError("sync_start with every sync slot in flight")
             if not (self._use_helper and self.force_sync):
+                self._drain_background()
                 self._sync_buffer_locked()
                 return False
             with self._lock:
@@ -523,57 +537,85 @@ class TxnLogStoragePlugin:
                 if not buf:
                     return False
                 self._buf, self._buf_count = bytearray(), 0
+            if self._roll and self._in_flight:
+                # A new segment only once the current one is durable: the durable end is
+                # kept per segment.  Happens once per snapshot.
+                self._drain_background()
             started = time.perf_counter()
             try:
                 end = self._write_records(buf, first)
             except OSError as exc:
                 self._failed = exc
                 raise
-            helper = self._running_helper()
+            self._in_flight.append((end, count, len(buf), started, None))
+            helper = self._idle_helper()
             if helper is not None and self._file is not None:
                 try:
                     helper.request(self._file)
-                    self._in_flight = (end, count, len(buf), started)
+                    self._in_flight[-1] = (end, count, len(buf), started, helper)
                     return True
                 except FsyncHelperGone as exc:
-                    self._helper_gone(exc)
-            self._in_flight = (end, count, len(buf), started)
-            self._finish_background(block=True)
+                    self._sync_all_inline(str(exc))
+                    return False
+            self._sync_all_inline("no fsync helper")
             return False
 
     def sync_fileno(self) -> int:
-        """Readable when the sync in flight may have finished (-1 if none is)."""
-        helper = self._helper
-        return helper.fileno if helper is not None and self._in_flight is not None else -1
+        """Readable when the oldest sync in flight may have finished (-1 if none is)."""
+        if not self._in_flight:
+            return -1
+        helper = self._in_flight[0][4]
+        return helper.fileno if helper is not None else -1
 
     def sync_finished(self) -> bool:
-        """Non-blocking: True once the sync started by :meth:`sync_start` is durable."""
+        """Non-blocking: True once the oldest sync in flight is durable (or none is in flight)."""
         with self._io_lock:
-            if self._in_flight is None:
+            if not self._in_flight:
                 return True
-            return self._finish_background(block=False)
+            return self._finish_oldest(block=False)
 
-    def _running_helper(self) -> FsyncHelper | None:
-        if self._helper is None and self._use_helper:
+    def _idle_helper(self) -> FsyncHelper | None:
+        busy = {id(entry[4]) for entry in self._in_flight}
+        for helper in self._helpers:
+            if id(helper) not in busy:
+                return helper
+        if self._use_helper and len(self._helpers) < self.sync_slots:
             try:
-                self._helper = FsyncHelper()
+                helper = FsyncHelper()
             except OSError as exc:
-                log.warning("cannot start the fsync helper (%s); syncing inline", exc)
+                log.warning("cannot start an fsync helper (%s); syncing inline", exc)
                 self._use_helper = False
-        return self._helper
+                return None
+            self._helpers.append(helper)
+            return helper
+        return None
 
-    def _helper_gone(self, exc: Exception) -> None:
-        log.warning("%s; syncing inline from now on", exc)
-        if self._helper is not None:
-            self._helper.close()
-        self._helper = None
+    def _sync_all_inline(self, why: str) -> None:
+        """Give up on the helpers: one fdatasync here covers every sync in flight."""
+        log.warning("%s; syncing inline from now on", why)
         self._use_helper = False
+        try:
+            os.fdatasync(self._fd)  # every sync in flight is on this segment (see sync_start)
+        except OSError as exc:
+            self._in_flight.clear()
+            self._failed = exc
+            raise
+        while self._in_flight:
+            end, count, nbytes, started, _ = self._in_flight.popleft()
+            self._pos = end
+            self._count_sync(count, nbytes, time.perf_counter() - started)
+        for helper in self._helpers:
+            helper.close()
+        self._helpers.clear()
 
-    def _finish_background(self, *, block: bool) -> bool:
-        """Complete the sync in flight (caller holds ``_io_lock``); False if not done yet."""
-        assert self._in_flight is not None
-        end, count, nbytes, started = self._in_flight
-        helper = self._helper
+    def _drain_background(self) -> None:
+        """Complete every sync in flight, blocking (caller holds ``_io_lock``)."""
+        while self._in_flight:
+            self._finish_oldest(block=True)
+
+    def _finish_oldest(self, *, block: bool) -> bool:
+        """Complete the oldest sync in flight (caller holds ``_io_lock``); False if not done yet."""
+        end, count, nbytes, started, helper = self._in_flight[0]
         try:
             if helper is None or not helper.in_flight:
                 raise FsyncHelperGone("no fsync helper")
@@ -582,19 +624,13 @@ class TxnLogStoragePlugin:
             elif not helper.poll():
                 return False
         except FsyncHelperGone as exc:
-            if helper is not None:
-                self._helper_gone(exc)
-            try:
-                os.fdatasync(self._fd)  # what the helper did not confirm
-            except OSError as sync_exc:
-                self._in_flight = None
-                self._failed = sync_exc
-                raise
+            self._sync_all_inline(str(exc))
+            return True
         except OSError as exc:
-            self._in_flight = None
+            self._in_flight.clear()
             self._failed = exc
             raise
-        self._in_flight = None
+        self._in_flight.popleft()
         self._pos = end
         self._count_sync(count, nbytes, time.perf_counter() - started)
         return True
@@ -613,17 +649,18 @@ class TxnLogStoragePlugin:
         """Write ``buf`` after the durable end (page cache only); return the new end."""
         if self._roll or self._fd < 0:
             self._start_segment(first_zxid)
-        need = self._pos + len(buf) + 1  # +1: keep a zero after the last record
+        need = self._write_end + len(buf) + 1  # +1: keep a zero after the last record
         if need > self._size:
             # Extend sparsely, like FilePadding; the size change is covered by fdatasync.
             self._size = need + self.prealloc - need % self.prealloc
             os.ftruncate(self._fd, self._size)
         view = memoryview(buf)
-        offset = self._pos
+        offset = self._write_end
         while view:
             n = os.pwrite(self._fd, view, offset)
             offset += n
             view = view[n:]
+        self._write_end = offset
         return offset
 
     def _start_segment(self, first_zxid: int) -> None:
@@ -640,7 +677,8 @@ class TxnLogStoragePlugin:
             _fsync_dir(self.log_dir)  # the new name must survive a crash too
             self._stats["fsyncs"] += 2
         self._fd, self._file = fd, path
-        self._pos, self._size = HEADER_SIZE, self.prealloc
+        self._pos = self._write_end = HEADER_SIZE
+        self._size = self.prealloc
         self._roll = False
         self._stats["segments"] += 1
 
@@ -738,14 +776,13 @@ class TxnLogStoragePlugin:
 
     def close(self) -> None:
         with self._io_lock:
-            if self._in_flight is not None:
-                try:
-                    self._finish_background(block=True)
-                except OSError:
-                    log.exception("the last sync failed at close")
-            if self._helper is not None:
-                self._helper.close()
-                self._helper = None
+            try:
+                self._drain_background()
+            except OSError:
+                log.exception("the last sync failed at close")
+            for helper in self._helpers:
+                helper.close()
+            self._helpers.clear()
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd, self._file = -1, None

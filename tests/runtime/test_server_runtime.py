@@ -8,6 +8,7 @@ readers dropped, closes after flushing, shutdown flushes storage.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import struct
@@ -426,23 +427,32 @@ async def test_silent_session_expires_on_the_server_clock(autojump_clock: trio.t
 
 
 class BackgroundSlowStorage(SlowStorage):
-    """SlowStorage offering BackgroundSync: a timer thread 'finishes' each sync through a pipe."""
+    """SlowStorage offering BackgroundSync: timer threads 'finish' syncs, signalled through a pipe."""
 
-    def __init__(self, sync_s: float) -> None:
+    def __init__(self, sync_s: float, slots: int = 1) -> None:
         super().__init__(sync_s)
+        self.sync_slots = slots
         self._done_r, self._done_w = os.pipe()
         os.set_blocking(self._done_r, False)
-        self._in_flight: int | None = None
+        self._flying: collections.deque[tuple[int, threading.Event]] = collections.deque()
         self.events: list[tuple[str, int]] = []  # ("start" | "done" | "commit", zxid), in order
+        self.max_flying = 0
 
     def sync_start(self) -> bool:
-        assert self._in_flight is None, "one background sync at a time"
+        assert len(self._flying) < self.sync_slots, "more syncs in flight than slots"
         upto = self.appended[-1] if self.appended else 0
-        if upto <= (self.synced[-1] if self.synced else 0):
+        if upto <= max([z for z, _ in self._flying] + self.synced[-1:] + [0]):
             return False
-        self._in_flight = upto
+        done = threading.Event()
+
+        def finish() -> None:
+            done.set()
+            os.write(self._done_w, b".")
+
+        self._flying.append((upto, done))
+        self.max_flying = max(self.max_flying, len(self._flying))
         self.events.append(("start", upto))
-        threading.Timer(self.sync_s, os.write, (self._done_w, b".")).start()
+        threading.Timer(self.sync_s, finish).start()
         return True
 
     def sync(self) -> None:  # the runtime syncs a lone txn inline
@@ -453,22 +463,26 @@ class BackgroundSlowStorage(SlowStorage):
         return self._done_r
 
     def sync_finished(self) -> bool:
-        if self._in_flight is None:
+        if not self._flying:
             return True
         try:
-            os.read(self._done_r, 1)
+            os.read(self._done_r, 64)
         except BlockingIOError:
+            pass
+        upto, done = self._flying[0]
+        if not done.is_set():
             return False
+        self._flying.popleft()
         MemoryStoragePlugin.sync(self)
         with self._mu:
-            self.synced.append(self._in_flight)
-        self.events.append(("done", self._in_flight))
-        self._in_flight = None
+            self.synced.append(upto)
+        self.events.append(("done", upto))
         return True
 
 
-async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_writes() -> None:
-    storage = BackgroundSlowStorage(sync_s=0.003)
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_writes(slots: int) -> None:
+    storage = BackgroundSlowStorage(sync_s=0.003, slots=slots)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             server = await start(nursery, storage)
@@ -481,9 +495,11 @@ async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_
 
             core.committed = recording_committed
             clients = [await Client.connect(port_of(server)) for _ in range(4)]
-            for c in clients:
-                for xid in range(1, 51):
-                    await c.request(xid, SET, b"d")
+            for wave in range(25):  # writes keep arriving while syncs (3 ms) are in flight
+                for c in clients:
+                    for xid in (2 * wave + 1, 2 * wave + 2):
+                        await c.request(xid, SET, b"d")
+                await trio.sleep(0.0005)
             for c in clients:
                 for xid in range(1, 51):
                     h = await c.reply()
@@ -504,4 +520,6 @@ async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_
         if kind == "commit" and k > 0 and events[k - 1][0] == "start" and events[k - 1][1] > zxid
     ]
     assert overlapped, events
+    # With two slots, a second sync starts while the first is still in flight.
+    assert storage.max_flying == slots, events
     assert storage.closed

@@ -430,3 +430,23 @@ def test_sync_waits_for_a_background_sync_in_flight(name: str, tmp_path: Path) -
         assert r.reopen().txns == txns
     finally:
         r.storage.close()
+
+
+@pytest.mark.parametrize("name", BACKGROUND)
+def test_background_syncs_in_flight_complete_in_order(name: str, tmp_path: Path) -> None:
+    r = Reopener(name, tmp_path)
+    try:
+        slots = getattr(r.storage, "sync_slots", 1)
+        size = 25
+        txns = make_txns(range(1, 1 + size * slots))
+        for k in range(slots):  # every slot busy at once
+            r.storage.append(txns[k * size : (k + 1) * size])
+            assert r.storage.sync_start() is True
+        with pytest.raises(RuntimeError):
+            r.storage.sync_start()  # no free slot
+        for k in range(slots):
+            wait_background(r.storage)  # the oldest first, whatever order the disk finished in
+            assert everything(r.storage) == txns[: (k + 1) * size]
+        assert r.reopen().txns == txns
+    finally:
+        r.storage.close()

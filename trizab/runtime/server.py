@@ -256,6 +256,8 @@ class Server:
         # Engines that can sync without blocking us get batches of more than one txn that way
         # (a lone txn syncs inline: the helper's round trip would only add latency).
         self._background_sync = self.storage if isinstance(self.storage, BackgroundSync) else None
+        # Batches whose background sync is in flight, oldest first (at most sync_slots).
+        self._syncing: collections.deque[list[Txn]] = collections.deque()
         self._backlog_ok = trio.Event()
         self._backlog_ok.set()
         self._snapshot_job: tuple[int, bytes] | None = None
@@ -477,6 +479,8 @@ class Server:
             self._log_wakeup.set()
             if self._in_flight > MAX_LOG_BACKLOG and self._backlog_ok.is_set():
                 self._backlog_ok = trio.Event()
+            if self._syncing:
+                self._start_background_syncs()
         if rd.outputs:
             conns = self._conns
             dirty = self._dirty
@@ -727,25 +731,32 @@ class Server:
 
     async def _storage_worker(self) -> None:
         storage = self.storage
-        # A batch whose sync the engine's helper is running (BackgroundSync), taken before
-        # the previous batch was applied: see _pipelined_sync.
-        started_next: list[Txn] = []
+        syncing = self._syncing
         while True:
-            if started_next:
-                batch, started_next = started_next, []
+            if syncing:
+                # Batches whose background syncs are in flight complete in order; more
+                # start from _start_background_syncs as txns arrive (_handle_ready).
+                background = self._background_sync
+                assert background is not None
+                while not background.sync_finished():
+                    await trio.lowlevel.wait_readable(background.sync_fileno())
+                batch = syncing.popleft()
+                # What arrived meanwhile goes to the disk before this batch is applied and
+                # answered, so the apply overlaps the sync.
+                self._start_background_syncs(after_commit=True)
             else:
                 await self._log_wakeup.wait()
                 self._log_wakeup = trio.Event()
                 batch, self._to_log = self._to_log, []
                 if batch:
-                    storage.append(batch)
                     if self._use_background(batch):
+                        storage.append(batch)
                         self._background_sync.sync_start()  # type: ignore[union-attr]
-                    else:
-                        await self._sync_here(storage)
+                        syncing.append(batch)
+                        continue
+                    storage.append(batch)
+                    await self._sync_here(storage)
             if batch:
-                if self._use_background(batch):
-                    started_next = await self._pipelined_sync(self._background_sync)  # type: ignore[arg-type]
                 if self._direct_dispatch:
                     # As the readers do: apply and reply from here, one task switch fewer per batch.
                     self._dispatch(("committed", batch))
@@ -766,6 +777,29 @@ class Server:
             len(batch) > 1 or time.perf_counter() < self._thread_sync_until
         )
 
+    def _start_background_syncs(self, *, after_commit: bool = False) -> None:
+        """While background syncs are in flight, hand waiting txns to a free sync slot now.
+
+        A txn that arrives while the disk is busy with an earlier batch need not wait for
+        that batch: the engine runs up to ``sync_slots`` syncs at once, so it gets its own.
+        When nothing is in flight the storage worker starts the next sync itself (a lone
+        txn then syncs inline, the shortest path at low load), except ``after_commit``:
+        then a batch that qualifies goes to the disk before the one that just became
+        durable is applied.
+        """
+        background = self._background_sync
+        syncing = self._syncing
+        if background is None or not self._to_log:
+            return
+        if not syncing and not (after_commit and self._use_background(self._to_log)):
+            return
+        if len(syncing) >= getattr(background, "sync_slots", 1):
+            return
+        batch, self._to_log = self._to_log, []
+        self.storage.append(batch)
+        background.sync_start()
+        syncing.append(batch)
+
     async def _sync_here(self, storage: Storage) -> None:
         started = time.perf_counter()
         if started < self._thread_sync_until or not getattr(storage, "durable", True):
@@ -778,24 +812,6 @@ class Server:
         if self._slow_syncs >= SLOW_SYNCS:
             self._slow_syncs = 0
             self._thread_sync_until = done + SLOW_SYNC_BACKOFF_S
-
-    async def _pipelined_sync(self, storage: BackgroundSync) -> list[Txn]:
-        """Wait for the sync in flight; then start the next batch's before this one is applied.
-
-        The transactions that arrived meanwhile are appended and handed to the helper
-        right away, so the disk works on them while this batch is applied and answered
-        (they stay unacknowledged until their own sync finishes).  Returns that next
-        batch, or [] when it was empty or is better synced inline (a lone txn).
-        """
-        while not storage.sync_finished():
-            await trio.lowlevel.wait_readable(storage.sync_fileno())
-        following = self._to_log
-        if not following or not self._use_background(following):
-            return []  # nothing, or a lone txn: the next round takes it (its wake-up is set)
-        self._to_log = []
-        self.storage.append(following)
-        storage.sync_start()
-        return following
 
     async def _save_snapshot(self, zxid: int, data: bytes) -> None:
         started = time.perf_counter()
