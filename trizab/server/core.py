@@ -244,8 +244,8 @@ class ServerCore:
         self.conns: dict[ConnId, _Conn] = {}
         self.session_conn: dict[int, _Conn] = {}
         self._queued_events: dict[int, deque[r.WatcherEvent]] = {}
-        # (session id, cxid) -> its writes in flight, oldest first (a list or a deque).
-        self._pending: dict[tuple[int, int], list[_Pending] | deque[_Pending]] = {}
+        # (session id, cxid) -> its writes in flight, oldest first.
+        self._pending: dict[tuple[int, int], list[_Pending]] = {}
         self._hzxid = 0
         # A ZAB leader may assign zxids itself; None means our own counter.
         self.zxid_source: Callable[[], int] | None = None
@@ -570,15 +570,18 @@ class ServerCore:
         txn = Txn(r.TxnHeader(client_id, cxid, zxid, now_ms, txn_type), body)
         self._to_log.append(txn)
         if entry is not None:
-            key = (client_id, cxid)
-            q = self._pending.get(key)
-            if q is None:
-                # A list, not a deque: a deque allocates a 64-slot block, and this runs per
-                # write while the list almost always holds one entry (see _take_pending).
-                self._pending[key] = [entry]
-            else:
-                q.append(entry)
+            self._add_pending(client_id, cxid, entry)
         return txn
+
+    def _add_pending(self, client_id: int, cxid: int, entry: _Pending) -> None:
+        """Remember ``entry`` until its txn comes back committed (see :meth:`_take_pending`)."""
+        q = self._pending.get((client_id, cxid))
+        if q is None:
+            # A list, not a deque: a deque allocates a 64-slot block, and this runs per
+            # write while the list almost always holds one entry.
+            self._pending[(client_id, cxid)] = [entry]
+        else:
+            q.append(entry)
 
     def _write(self, conn: _Conn, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
         """``PrepRequestProcessor.pRequest`` for one write."""
@@ -688,7 +691,7 @@ class ServerCore:
         q = self._pending.get((client_id, cxid))
         if not q:
             return None
-        entry = q.pop(0) if q.__class__ is list else q.popleft()
+        entry = q.pop(0)
         if not q:
             del self._pending[(client_id, cxid)]
         return entry

@@ -372,7 +372,7 @@ class ReplicaCore(ServerCore):
             self.tracker.set_closing(sid)
         entry = _Pending(conn, _WRITE_KIND, xid, opcode)
         conn.queue.append(entry)
-        self._pending.setdefault((sid, xid), deque()).append(entry)
+        self._add_pending(sid, xid, entry)
         self.forwards.append(Forward(sid, xid, opcode, bytes(payload), tuple(conn.ids)))
 
     def _log(
@@ -388,7 +388,7 @@ class ReplicaCore(ServerCore):
         if self.mode != Mode.LEARNER:
             return super()._log(client_id, cxid, txn_type, body, entry, now_ms, zxid)
         if txn_type == OpCode.CREATE_SESSION and entry is not None and entry.kind == _CONNECT_KIND:
-            self._pending.setdefault((client_id, cxid), deque()).append(entry)
+            self._add_pending(client_id, cxid, entry)
             self.forwards.append(Forward(client_id, cxid, OpCode.CREATE_SESSION, encode(body)))
         # Anything else a learner would log (expiry, container reaping) is the leader's job.
         return None
