@@ -315,8 +315,7 @@ class TxnLogStoragePlugin:
         # After a failed write or fsync the page cache state is unknown (fsyncgate):
         # never retry, refuse further writes; the server must stop and recover.
         self._failed: BaseException | None = None
-        # Background sync (syncer=helper): the helper process, started on first use, and
-        # the sync in flight as (durable end once it answers, txns, bytes, start time).
+        # Background sync (syncer=helper): helper processes, started on first use.
         self._use_helper = syncer == "helper"
         self._helpers: list[FsyncHelper] = []
         # Oldest first: (durable end once done, txns, bytes, start time, its helper or None).
@@ -491,13 +490,21 @@ class TxnLogStoragePlugin:
             self._drain_background()
             self._sync_buffer_locked()
 
-    def _sync_buffer_locked(self) -> None:
-        """Write and fdatasync the buffered records here (caller holds ``_io_lock``)."""
+    def _take_buffer(self) -> tuple[bytearray, int, int] | None:
+        """The appended records not yet written, their first zxid and count (None if empty)."""
         with self._lock:
             buf, first, count = self._buf, self._buf_first_zxid, self._buf_count
             if not buf:
-                return
+                return None
             self._buf, self._buf_count = bytearray(), 0
+        return buf, first, count
+
+    def _sync_buffer_locked(self) -> None:
+        """Write and fdatasync the buffered records here (caller holds ``_io_lock``)."""
+        taken = self._take_buffer()
+        if taken is None:
+            return
+        buf, first, count = taken
         started = time.perf_counter()
         try:
             end = self._write_records(buf, first)
@@ -532,11 +539,10 @@ class TxnLogStoragePlugin:
                 self._drain_background()
                 self._sync_buffer_locked()
                 return False
-            with self._lock:
-                buf, first, count = self._buf, self._buf_first_zxid, self._buf_count
-                if not buf:
-                    return False
-                self._buf, self._buf_count = bytearray(), 0
+            taken = self._take_buffer()
+            if taken is None:
+                return False
+            buf, first, count = taken
             if self._roll and self._in_flight:
                 # A new segment only once the current one is durable: the durable end is
                 # kept per segment.  Happens once per snapshot.

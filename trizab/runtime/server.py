@@ -35,10 +35,11 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
   hand-off there and back); after a slow one (``SLOW_SYNC_S``) syncs go to a
   thread for a while so that reads and pings never wait on the disk.  An engine
   offering :class:`~trizab.storage.BackgroundSync` (``txnlog``'s fsync helper
-  process) syncs every batch of more than one txn without blocking the loop, and
-  pipelined: once a batch is durable, the txns that arrived meanwhile are handed
-  to the helper *before* that batch is applied and answered, so the disk never
-  waits for the apply.  Once the
+  processes) syncs every batch of more than one txn without blocking the loop,
+  with up to ``sync_slots`` syncs in flight: txns arriving while the disk is busy
+  get a free slot at once, and once a batch is durable, the txns that arrived
+  meanwhile are handed over *before* that batch is applied and answered, so the
+  disk never waits for the apply.  Once the
   sync returns, the batch is reported to the core task as committed, which is
   when the core may reply.  Snapshots are due every ~``snapCount`` transactions
   (randomised between half and all of it as ZooKeeper does so that servers of an
@@ -750,9 +751,7 @@ class Server:
                 batch, self._to_log = self._to_log, []
                 if batch:
                     if self._use_background(batch):
-                        storage.append(batch)
-                        self._background_sync.sync_start()  # type: ignore[union-attr]
-                        syncing.append(batch)
+                        self._sync_in_background(batch)
                         continue
                     storage.append(batch)
                     await self._sync_here(storage)
@@ -796,9 +795,14 @@ class Server:
         if len(syncing) >= getattr(background, "sync_slots", 1):
             return
         batch, self._to_log = self._to_log, []
+        self._sync_in_background(batch)
+
+    def _sync_in_background(self, batch: list[Txn]) -> None:
+        """Append ``batch`` and start its sync; the storage worker commits it once durable."""
+        assert self._background_sync is not None
         self.storage.append(batch)
-        background.sync_start()
-        syncing.append(batch)
+        self._background_sync.sync_start()
+        self._syncing.append(batch)
 
     async def _sync_here(self, storage: Storage) -> None:
         started = time.perf_counter()
@@ -1081,8 +1085,9 @@ def _describe_storage_stats(storage: Storage) -> str:
     except Exception:  # an engine's statistics must never break a shutdown
         return "no statistics"
     syncs = stats.get("syncs", 0)
-    fsyncs = stats.get("fsyncs", 0)
     text = f"{stats.get('txns', 0)} txns in {syncs} syncs (largest batch {stats.get('max_batch', 0)})"
-    if fsyncs and "fsync_seconds" in stats:
-        text += f", {fsyncs} fsyncs averaging {stats['fsync_seconds'] / fsyncs * 1e3:.3f} ms"
+    # fsync_seconds times each sync from its start until durable; segment and directory
+    # fsyncs are counted in "fsyncs" but not timed, so the mean is per sync.
+    if syncs and stats.get("fsync_seconds"):
+        text += f", {stats['fsync_seconds'] / syncs * 1e3:.3f} ms each until durable"
     return text
