@@ -28,10 +28,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
-from trizab.testing.ensemble_base import ProcessEnsemble
-from trizab.testing.procs import kill_process, terminate_process
+from trizab.testing.ensemble_base import OwnedWorkdir, ProcessEnsemble
+from trizab.testing.procs import ChildProcess, kill_process, terminate_process
 
 JAVA_DIR = "/usr/share/java"
 DEFAULT_JARS = (
@@ -152,7 +151,7 @@ def _with_default_whitelist(lines: Sequence[str]) -> list[str]:
     return ["4lw.commands.whitelist=*", *lines]
 
 
-class _Member:
+class _Member(ChildProcess):
     """One JVM: config, dataDir, log file, process."""
 
     def __init__(
@@ -180,14 +179,6 @@ class _Member:
     @property
     def address(self) -> str:
         return f"{HOST}:{self.client_port}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
 
     def start(self) -> None:
         if self.running:
@@ -265,7 +256,7 @@ class _Member:
         return four_letter_word(self.client_port, command, timeout=timeout)
 
 
-class ApacheZooKeeper(_Member):
+class ApacheZooKeeper(_Member, OwnedWorkdir):
     """A standalone Apache ZooKeeper 3.8 (`ZooKeeperServerMain`) on a free loopback port.
 
     >>> with ApacheZooKeeper(extra_config=["4lw.commands.whitelist=*"]) as zk:
@@ -319,21 +310,6 @@ class ApacheZooKeeper(_Member):
         except BaseException:
             self.stop()
             raise
-
-    def close(self) -> None:
-        """Stop the server and remove its working directory if this object created it."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ApacheZooKeeper:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class ApacheEnsemble(ProcessEnsemble[_Member]):

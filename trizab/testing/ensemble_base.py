@@ -35,7 +35,38 @@ class Member(Protocol):
 M = TypeVar("M", bound=Member)
 
 
-class ProcessEnsemble(Generic[M]):
+class OwnedWorkdir:
+    """``close()`` (and ``with``) for a launcher with ``start``/``stop`` and a work directory.
+
+    The directory is removed on close only when this object created it.
+    """
+
+    workdir: Path
+    _own_workdir: bool
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop; remove the work directory if this object created it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class ProcessEnsemble(OwnedWorkdir, Generic[M]):
     """Members in ``self.members`` (set by the subclass), a work directory, a start deadline."""
 
     members: list[M]
@@ -81,18 +112,3 @@ class ProcessEnsemble(Generic[M]):
 
     def get_logs(self, num_lines: int = 100) -> list[str]:
         return [line for m in self.members for line in m.get_logs(num_lines)]
-
-    def close(self) -> None:
-        """Stop every member; remove the work directory if this ensemble created it."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

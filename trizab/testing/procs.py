@@ -30,3 +30,17 @@ def kill_process(proc: subprocess.Popen[Any]) -> int | None:
             proc.kill()
         proc.wait()
     return proc.returncode
+
+
+class ChildProcess:
+    """``running`` and ``pid`` of a launcher that keeps its ``Popen`` in ``self.process``."""
+
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None

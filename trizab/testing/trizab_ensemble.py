@@ -26,12 +26,12 @@ from pathlib import Path
 
 from trizab.runtime.launcher import four_letter, member_mode, write_configs
 from trizab.testing.ensemble_base import ProcessEnsemble
-from trizab.testing.procs import kill_process, terminate_process
+from trizab.testing.procs import ChildProcess, kill_process, terminate_process
 
 __all__ = ["TrizabEnsemble", "TrizabMember"]
 
 
-class TrizabMember:
+class TrizabMember(ChildProcess):
     def __init__(
         self,
         sid: int,
@@ -52,14 +52,6 @@ class TrizabMember:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.client_port}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
 
     def start(self) -> None:
         if self.running:
