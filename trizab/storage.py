@@ -142,8 +142,10 @@ class BackgroundSync(Protocol):
     ``sync_finished()`` until it returns True.  Only then are the transactions of that
     batch durable (and acknowledged).  An engine may declare ``sync_slots`` (an int
     class attribute, default 1): that many syncs may be in flight at once, each
-    started on what was appended since the previous start; they finish in the
-    order they started (``sync_finished`` and ``sync_fileno`` are about the oldest).
+    started on what was appended since the previous start.  ``sync_finished`` reports
+    the starts in the order they were made, one per True, including those the engine
+    completed itself (txnlog does, before it starts a new log segment): the descriptor
+    to wait on can change at every ``sync_start``, and the server asks again after each.
     ``sync()`` waits for all of them first.  Errors are those of ``sync()``.
     """
 
@@ -152,9 +154,11 @@ class BackgroundSync(Protocol):
         ...
 
     def sync_fileno(self) -> int:
-        """A descriptor that turns readable when the oldest sync in flight may have finished."""
+        """A descriptor that turns readable when the oldest unreported start may have
+        finished; -1 when it already has (call ``sync_finished`` now)."""
         ...
 
     def sync_finished(self) -> bool:
-        """Non-blocking: True once the oldest sync in flight is durable (it is then done with)."""
+        """Non-blocking: True once the oldest unreported start is durable (it is then
+        reported, and the next call is about the next start)."""
         ...

@@ -318,8 +318,15 @@ class TxnLogStoragePlugin:
         # Background sync (syncer=helper): helper processes, started on first use.
         self._use_helper = syncer == "helper"
         self._helpers: list[FsyncHelper] = []
-        # Oldest first: (durable end once done, txns, bytes, start time, its helper or None).
-        self._in_flight: deque[tuple[int, int, int, float, FsyncHelper | None]] = deque()
+        # Oldest first: (durable end once done, txns, bytes, start time, its helper or None,
+        # start number).
+        self._in_flight: deque[tuple[int, int, int, float, FsyncHelper | None, int]] = deque()
+        # sync_start calls are numbered from 1; sync_finished reports them in that order.  The
+        # engine may complete syncs itself (the drain before a new segment, the inline fallback,
+        # sync()), so "durable up to start N" is kept apart from "reported up to start N".
+        self._starts = 0
+        self._durable_start = 0
+        self._reported_start = 0
         self._stats: dict[str, Any] = {
             "txns": 0,
             "syncs": 0,
@@ -489,6 +496,7 @@ class TxnLogStoragePlugin:
             self._check_usable()
             self._drain_background()
             self._sync_buffer_locked()
+            self._durable_start = self._starts
 
     def _take_buffer(self) -> tuple[bytearray, int, int] | None:
         """The appended records not yet written, their first zxid and count (None if empty)."""
@@ -535,12 +543,20 @@ class TxnLogStoragePlugin:
             self._check_usable()
             if len(self._in_flight) >= self.sync_slots:
                 raise RuntimeError("sync_start with every sync slot in flight")
+            self._starts += 1
+            start = self._starts
             if not (self._use_helper and self.force_sync):
                 self._drain_background()
                 self._sync_buffer_locked()
+                self._durable_start = start
                 return False
             taken = self._take_buffer()
             if taken is None:
+                # Nothing new: durable once every earlier start is.
+                if not self._in_flight:
+                    self._durable_start = start
+                else:
+                    self._in_flight[-1] = (*self._in_flight[-1][:5], start)
                 return False
             buf, first, count = taken
             if self._roll and self._in_flight:
@@ -553,12 +569,12 @@ class TxnLogStoragePlugin:
             except OSError as exc:
                 self._failed = exc
                 raise
-            self._in_flight.append((end, count, len(buf), started, None))
+            self._in_flight.append((end, count, len(buf), started, None, start))
             helper = self._idle_helper()
             if helper is not None and self._file is not None:
                 try:
                     helper.request(self._file)
-                    self._in_flight[-1] = (end, count, len(buf), started, helper)
+                    self._in_flight[-1] = (end, count, len(buf), started, helper, start)
                     return True
                 except FsyncHelperGone as exc:
                     self._sync_all_inline(str(exc))
@@ -567,18 +583,25 @@ class TxnLogStoragePlugin:
             return False
 
     def sync_fileno(self) -> int:
-        """Readable when the oldest sync in flight may have finished (-1 if none is)."""
-        if not self._in_flight:
+        """Readable when the oldest unreported sync may have finished; -1 if it already has
+        (or nothing is in flight): call :meth:`sync_finished` now."""
+        if self._reported_start < self._durable_start or not self._in_flight:
             return -1
         helper = self._in_flight[0][4]
         return helper.fileno if helper is not None else -1
 
     def sync_finished(self) -> bool:
-        """Non-blocking: True once the oldest sync in flight is durable (or none is in flight)."""
+        """Non-blocking: True once the oldest unreported ``sync_start`` is durable; it is then
+        reported (the next call is about the next one).  True when nothing is unreported."""
         with self._io_lock:
-            if not self._in_flight:
+            if self._reported_start >= self._starts:
                 return True
-            return self._finish_oldest(block=False)
+            if self._reported_start >= self._durable_start and self._in_flight:
+                self._finish_oldest(block=False)
+            if self._reported_start < self._durable_start:
+                self._reported_start += 1
+                return True
+            return False
 
     def _idle_helper(self) -> FsyncHelper | None:
         busy = {id(entry[4]) for entry in self._in_flight}
@@ -607,8 +630,9 @@ class TxnLogStoragePlugin:
             self._failed = exc
             raise
         while self._in_flight:
-            end, count, nbytes, started, _ = self._in_flight.popleft()
+            end, count, nbytes, started, _, start = self._in_flight.popleft()
             self._pos = end
+            self._durable_start = max(self._durable_start, start)
             self._count_sync(count, nbytes, time.perf_counter() - started)
         for helper in self._helpers:
             helper.close()
@@ -621,7 +645,7 @@ class TxnLogStoragePlugin:
 
     def _finish_oldest(self, *, block: bool) -> bool:
         """Complete the oldest sync in flight (caller holds ``_io_lock``); False if not done yet."""
-        end, count, nbytes, started, helper = self._in_flight[0]
+        end, count, nbytes, started, helper, start = self._in_flight[0]
         try:
             if helper is None or not helper.in_flight:
                 raise FsyncHelperGone("no fsync helper")
@@ -638,6 +662,7 @@ class TxnLogStoragePlugin:
             raise
         self._in_flight.popleft()
         self._pos = end
+        self._durable_start = max(self._durable_start, start)
         self._count_sync(count, nbytes, time.perf_counter() - started)
         return True
 

@@ -523,3 +523,105 @@ async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_
     # With two slots, a second sync starts while the first is still in flight.
     assert storage.max_flying == slots, events
     assert storage.closed
+
+
+class HelperLikeStorage(SlowStorage):
+    """BackgroundSync shaped like txnlog's fsync helpers: one pipe per helper, each sync on the
+    next idle one, and every ``drain_every``-th ``sync_start`` made while a sync is in flight
+    first completes every sync in flight itself (txnlog does that before it starts a new log
+    segment), so the oldest sync's descriptor changes under a runtime that may be waiting on
+    the drained one.  Starts are reported finished one per ``sync_finished``, in order."""
+
+    sync_slots = 2
+
+    def __init__(self, sync_s: float, drain_every: int) -> None:
+        super().__init__(sync_s)
+        self.drain_every = drain_every
+        self.pipes = [os.pipe() for _ in range(self.sync_slots)]
+        for read_end, _ in self.pipes:
+            os.set_blocking(read_end, False)
+        # (start number, zxid durable once done, helper, done): oldest first
+        self.flying: collections.deque[tuple[int, int, int, threading.Event]] = collections.deque()
+        self.starts = self.durable_start = self.reported_start = 0
+        self.overlapping_starts = 0
+        self.drains = 0
+        self.last_helper = -1
+
+    def sync_start(self) -> bool:
+        assert len(self.flying) < self.sync_slots, "more syncs in flight than slots"
+        self.starts += 1
+        upto = self.appended[-1] if self.appended else 0
+        if self.flying:
+            self.overlapping_starts += 1
+            if self.overlapping_starts % self.drain_every == 0:
+                self.drains += 1
+                while self.flying:
+                    self.flying[0][3].wait()
+                    self._complete_oldest()
+        busy = {helper for _, _, helper, _ in self.flying}
+        after = [(self.last_helper + k) % self.sync_slots for k in range(1, self.sync_slots + 1)]
+        helper = self.last_helper = next(h for h in after if h not in busy)
+        done = threading.Event()
+
+        def finish() -> None:
+            os.write(self.pipes[helper][1], b".")
+            done.set()
+
+        self.flying.append((self.starts, upto, helper, done))
+        threading.Timer(self.sync_s, finish).start()
+        return True
+
+    def _complete_oldest(self) -> bool:
+        start, upto, helper, _ = self.flying[0]
+        try:
+            os.read(self.pipes[helper][0], 1)
+        except BlockingIOError:
+            return False
+        self.flying.popleft()
+        MemoryStoragePlugin.sync(self)
+        with self._mu:
+            self.synced.append(upto)
+        self.durable_start = start
+        return True
+
+    def sync(self) -> None:  # the runtime syncs a lone txn inline: at once here
+        MemoryStoragePlugin.sync(self)
+        with self._mu:
+            self.synced.append(self.appended[-1] if self.appended else 0)
+
+    def sync_fileno(self) -> int:
+        if self.reported_start < self.durable_start or not self.flying:
+            return -1
+        return self.pipes[self.flying[0][2]][0]
+
+    def sync_finished(self) -> bool:
+        if self.reported_start >= self.starts:
+            return True
+        if self.reported_start >= self.durable_start and self.flying:
+            self._complete_oldest()
+        if self.reported_start < self.durable_start:
+            self.reported_start += 1
+            return True
+        return False
+
+
+async def test_background_sync_survives_the_engine_completing_syncs_itself() -> None:
+    # Regression: the storage worker waited on the descriptor of the sync that was oldest when
+    # it went to sleep; after the engine drained that sync inside sync_start (txnlog's segment
+    # roll) and ran the next one on another helper, nothing ever woke it: the server stalled.
+    storage = HelperLikeStorage(sync_s=0.005, drain_every=1)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await start(nursery, storage)
+            clients = [await Client.connect(port_of(server)) for _ in range(4)]
+            for wave in range(100):  # four writes every ms while a sync takes 5 ms
+                for c in clients:
+                    await c.request(wave + 1, SET, b"d")
+                await trio.sleep(0.001)
+            for c in clients:
+                for xid in range(1, 101):
+                    h = await c.reply()
+                    assert h.xid == xid
+                    assert any(z >= h.zxid for z in storage.synced)
+            nursery.cancel_scope.cancel()
+    assert storage.drains >= 5, (storage.drains, storage.overlapping_starts)

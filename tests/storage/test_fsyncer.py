@@ -155,3 +155,33 @@ def test_a_helper_killed_with_two_syncs_in_flight_loses_neither(tmp_path: Path) 
     reopened = open_engine(tmp_path)
     assert list(reopened.read_from(-1)) == txns
     reopened.close()
+
+
+def test_a_segment_roll_with_syncs_in_flight_reports_every_start_once_in_order(tmp_path: Path) -> None:
+    # Before a new segment the engine completes the syncs in flight itself.  Each start must
+    # still be reported finished exactly once, in order, and the descriptor to wait on must
+    # say "ask now" (-1) while a completed one is unreported: the server waits on it otherwise,
+    # and the drained helper never answers again.
+    engine = open_engine(tmp_path)
+    txns = make_txns(range(1, 31))
+    engine.append(txns[:10])
+    assert engine.sync_start() is True
+    engine.save_snapshot(10, b"")  # the next batch starts a new segment
+    engine.append(txns[10:20])
+    assert engine.sync_start() is True  # drained the first sync before writing the new segment
+    assert engine.sync_fileno() == -1
+    assert engine.sync_finished() is True  # the first start: done by the drain
+    fd = engine.sync_fileno()
+    assert fd >= 0
+    deadline = time.monotonic() + 30
+    while not engine.sync_finished():  # the second start: only once its helper answered
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert engine.sync_finished() is True  # nothing unreported: vacuously finished
+    engine.append(txns[20:])
+    assert engine.sync_start() is True
+    assert engine.sync_fileno() >= 0
+    finish(engine)
+    assert list(engine.read_from(-1)) == txns
+    assert len(engine._logs()) == 2
+    engine.close()

@@ -329,6 +329,7 @@ class Member(Server):
                 nursery.start_soon(self._core_task)
                 nursery.start_soon(self._zab_storage_worker)
                 nursery.start_soon(self._peer_ticker)
+                self._start_socket_reader(nursery)
                 await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
                 log.info(
                     "member %d serving clients on %s, quorum %s, election %s",

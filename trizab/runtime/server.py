@@ -94,6 +94,7 @@ from trizab.frontend.connection import (
     RequestReceived,
     encode_output,
 )
+from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
 from trizab.server.api import Connected, Notification, Ready, Reply
 from trizab.storage import BackgroundSync, Recovered, Storage
 from trizab.txn import Txn
@@ -220,6 +221,31 @@ class _Conn:
     fd: int = -1
 
 
+@attrs.define(eq=False)
+class _Watched:
+    """A connection read by the socket reader task: its parser, and how its reading ended."""
+
+    conn: _Conn
+    parser: ClientConnection
+    ended: trio.Event = attrs.Factory(trio.Event)
+    reason: str = "closed"
+
+
+def _take_events(parser: ClientConnection, data: bytes) -> tuple[list[Any], Any]:
+    """Feed ``data``: the complete requests, and the ProtocolError or FourLetterWord that
+    ends the connection (None if nothing does)."""
+    parser.receive_data(data)
+    events: list[Any] = []
+    parser.next_requests(events)
+    while True:
+        ev = parser.next_event()
+        if ev is NEED_DATA:
+            return events, None
+        if isinstance(ev, (ProtocolError, FourLetterWord)):
+            return events, ev
+        events.append(ev)
+
+
 class Server:
     """One standalone trizab server; :meth:`run` is the whole lifetime (see module docstring)."""
 
@@ -248,6 +274,8 @@ class Server:
         # its own core task may do more after each batch than _process_lost and _flush.
         self._direct_dispatch = type(self)._core_task is Server._core_task
         self._lost: list[int] = []  # connections whose handler ended, for the core task
+        # Socket connections are read by one task through this set (None: a task each).
+        self._ready_sockets: ReadySockets[_Watched] | None = None
         # storage worker state (owned by the core task; the worker takes batches)
         self._to_log: list[Txn] = []
         self._log_wakeup = trio.Event()
@@ -259,6 +287,8 @@ class Server:
         self._background_sync = self.storage if isinstance(self.storage, BackgroundSync) else None
         # Batches whose background sync is in flight, oldest first (at most sync_slots).
         self._syncing: collections.deque[list[Txn]] = collections.deque()
+        # The storage worker's wait for the oldest of them: its cancel scope and descriptor.
+        self._sync_wait: tuple[trio.CancelScope, int] | None = None
         self._backlog_ok = trio.Event()
         self._backlog_ok.set()
         self._snapshot_job: tuple[int, bytes] | None = None
@@ -310,6 +340,7 @@ class Server:
                 nursery.start_soon(self._ticker)
                 if config.autopurge_purge_interval > 0:
                     nursery.start_soon(self._purger)
+                self._start_socket_reader(nursery)
                 # serve_listeners owns (and closes) the listeners from here on.
                 await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
                 log.info(
@@ -412,40 +443,11 @@ class Server:
         kind = msg[0]
         core = self.core
         if kind == "events":
-            _, conn_id, events = msg
-            c = self._conns.get(conn_id)
-            if c is None or c.closing:
-                return
-            # One clock read per receive_some: these events arrived together.
-            now = self.clock.now_ms()
-            c.received += len(events)
-            self.stats.packets_received += len(events)
-            receive = core.receive
-            sent_at = c.pending.append
-            for ev in events:
-                try:
-                    if ev.__class__ is RequestReceived:
-                        xid, opcode, payload = ev
-                        sent_at((xid, opcode, now))
-                        receive(conn_id, xid, opcode, payload, now)
-                    elif isinstance(ev, ConnectReceived):
-                        c.established_ms = now
-                        core.connect(
-                            conn_id,
-                            ev.request,
-                            has_read_only_flag=ev.has_read_only_flag,
-                            client_addr=c.host,
-                            now_ms=now,
-                        )
-                except Exception:
-                    # A core bug triggered by one client's request must not take the
-                    # server down for everybody: drop that connection and go on.
-                    log.exception("internal error on a request from %s; closing its connection", c.remote)
-                    self._abort(c)
-                    return
-            # One ready() per batch, not per request: the core keeps its outputs in order, and
-            # it ignores requests for a connection it dropped part-way through the batch.
-            self._handle_ready()
+            c = self._conns.get(msg[1])
+            if c is not None and not c.closing and self._feed(c, msg[2]):
+                # One ready() per batch, not per request: the core keeps its outputs in order,
+                # and it ignores requests for a connection it dropped part-way through.
+                self._handle_ready()
         elif kind == "lost":
             self._process_lost()
         elif kind == "4lw":
@@ -471,6 +473,39 @@ class Server:
                 self._take_snapshot()
         else:  # pragma: no cover
             raise AssertionError(f"unknown inbox message {kind!r}")
+
+    def _feed(self, c: _Conn, events: list[Any]) -> bool:
+        """Hand ``events`` (received together) to the core; False if that dropped ``c``."""
+        core = self.core
+        conn_id = c.conn_id
+        # One clock read per receive: these events arrived together.
+        now = self.clock.now_ms()
+        c.received += len(events)
+        self.stats.packets_received += len(events)
+        receive = core.receive
+        sent_at = c.pending.append
+        for ev in events:
+            try:
+                if ev.__class__ is RequestReceived:
+                    xid, opcode, payload = ev
+                    sent_at((xid, opcode, now))
+                    receive(conn_id, xid, opcode, payload, now)
+                elif isinstance(ev, ConnectReceived):
+                    c.established_ms = now
+                    core.connect(
+                        conn_id,
+                        ev.request,
+                        has_read_only_flag=ev.has_read_only_flag,
+                        client_addr=c.host,
+                        now_ms=now,
+                    )
+            except Exception:
+                # A core bug triggered by one client's request must not take the
+                # server down for everybody: drop that connection and go on.
+                log.exception("internal error on a request from %s; closing its connection", c.remote)
+                self._abort(c)
+                return False
+        return True
 
     def _handle_ready(self) -> None:
         rd: Ready = self.core.ready()
@@ -740,7 +775,17 @@ class Server:
                 background = self._background_sync
                 assert background is not None
                 while not background.sync_finished():
-                    await trio.lowlevel.wait_readable(background.sync_fileno())
+                    # sync_start may complete syncs itself (txnlog does before a new segment)
+                    # and run the next one elsewhere: it then cancels this wait (see
+                    # _sync_in_background), and the loop asks again which descriptor to watch.
+                    fd = background.sync_fileno()
+                    if fd < 0:  # nothing to wait on, yet not finished: make everything durable
+                        await self._blocking(storage.sync)
+                        continue
+                    with trio.CancelScope() as scope:
+                        self._sync_wait = (scope, fd)
+                        await trio.lowlevel.wait_readable(fd)
+                    self._sync_wait = None
                 batch = syncing.popleft()
                 # What arrived meanwhile goes to the disk before this batch is applied and
                 # answered, so the apply overlaps the sync.
@@ -803,6 +848,9 @@ class Server:
         self.storage.append(batch)
         self._background_sync.sync_start()
         self._syncing.append(batch)
+        waiting = self._sync_wait
+        if waiting is not None and waiting[1] != self._background_sync.sync_fileno():
+            waiting[0].cancel()
 
     async def _sync_here(self, storage: Storage) -> None:
         started = time.perf_counter()
@@ -871,7 +919,11 @@ class Server:
             with c.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer, stream, recv, c)
-                    reason = await self._reader(stream, c)
+                    ready = self._ready_sockets
+                    if fd >= 0 and ready is not None:
+                        reason = await self._read_via_socket_reader(ready, c)
+                    else:
+                        reason = await self._reader(stream, c)
                     if reason == "4lw":
                         # Let the writer deliver the answer; it ends the scope itself.
                         await trio.sleep(FOUR_LETTER_WORD_TIMEOUT_S)
@@ -885,43 +937,118 @@ class Server:
             log.debug("connection %s ended: %s", c.remote, reason)
 
     async def _reader(self, stream: trio.abc.Stream, c: _Conn) -> str:
-        conn = ClientConnection(max_buffer=self.config.jute_max_buffer)
-        inbox = self._inbox_send
+        """Read one connection (one not in the socket reader's set) until it ends; why it did."""
+        parser = ClientConnection(max_buffer=self.config.jute_max_buffer)
         while True:
             try:
                 data = await stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return "connection reset"
-            conn.receive_data(data)
-            events: list[Any] = []
-            conn.next_requests(events)
-            while True:
-                ev = conn.next_event()
-                if ev is NEED_DATA:
-                    break
-                if isinstance(ev, ProtocolError):
-                    log.warning("closing connection %s: %s", c.remote, ev.message)
-                    if events:
-                        await inbox.send(("events", c.conn_id, events))
-                    return "protocol error"
-                if isinstance(ev, FourLetterWord):
-                    await inbox.send(("4lw", c.conn_id, ev.word, ev.argument))
-                    return "4lw"
-                events.append(ev)
+            events, end = _take_events(parser, data)
+            reason = await self._received(c, events, end, data)
+            if reason is not None:
+                return reason
+
+    async def _received(self, c: _Conn, events: list[Any], end: Any, data: bytes) -> str | None:
+        """Deliver what one receive brought; why reading must stop (None: go on)."""
+        inbox = self._inbox_send
+        if isinstance(end, ProtocolError):
+            log.warning("closing connection %s: %s", c.remote, end.message)
             if events:
+                await inbox.send(("events", c.conn_id, events))
+            return "protocol error"
+        if isinstance(end, FourLetterWord):
+            await inbox.send(("4lw", c.conn_id, end.word, end.argument))
+            return "4lw"
+        if events:
+            if not self._backlog_ok.is_set():
+                await self._backlog_ok.wait()
+            if self._direct_dispatch:
+                # Feed the core right here instead of through the inbox: it is all one thread
+                # and _dispatch never awaits, so the core still has one owner at a time, and a
+                # request costs one task wake-up (this one) instead of two.
+                self._dispatch(("events", c.conn_id, events))
+                self._process_lost()
+                self._flush()
+            else:
+                await inbox.send(("events", c.conn_id, events))
+        return None if data else "eof"
+
+    def _start_socket_reader(self, nursery: trio.Nursery) -> None:
+        """Read socket connections from one task from now on (where the platform allows)."""
+        ready = open_ready_sockets()
+        if ready is not None:
+            self._ready_sockets = ready
+            nursery.start_soon(self._socket_reader, ready)
+
+    async def _read_via_socket_reader(self, ready: ReadySockets[_Watched], c: _Conn) -> str:
+        """Have the socket reader read ``c`` until it ends; why it did."""
+        w = _Watched(conn=c, parser=ClientConnection(max_buffer=self.config.jute_max_buffer))
+        fd = c.fd
+        ready.watch(fd, w)
+        try:
+            await w.ended.wait()
+            return w.reason
+        finally:
+            ready.unwatch(fd, w)  # before the socket is closed and its number reused
+
+    async def _socket_reader(self, ready: ReadySockets[_Watched]) -> None:
+        """The one task that reads every socket connection (see trizab.runtime.ready_sockets).
+
+        The common case (complete requests, direct dispatch) feeds the core for every
+        ready connection first and then asks it for one ready(): the requests of all
+        of them go to the disk as one batch.  Anything else takes the per-connection
+        path of :meth:`_received`, after what was fed so far has been handed on.
+        """
+        read = os.read
+        direct = self._direct_dispatch
+        try:
+            while True:
+                batch = await ready.wait()
                 if not self._backlog_ok.is_set():
                     await self._backlog_ok.wait()
-                if self._direct_dispatch:
-                    # Feed the core right here instead of through the inbox: it is all one thread
-                    # and _dispatch never awaits, so the core still has one owner at a time, and a
-                    # request costs one task wake-up (this one) instead of two.
-                    self._dispatch(("events", c.conn_id, events))
-                    self._process_lost()
-                    self._flush()
-                else:
-                    await inbox.send(("events", c.conn_id, events))
-            if not data:
-                return "eof"
+                fed = False
+                for fd, w in batch:
+                    c = w.conn
+                    if w.ended.is_set():
+                        continue
+                    try:
+                        data = read(fd, RECEIVE_SIZE)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        self._stop_reading(fd, w, "connection reset")
+                        continue
+                    events, end = _take_events(w.parser, data)
+                    if direct and end is None and data:
+                        if events and not c.closing:
+                            self._feed(c, events)
+                            fed = True
+                        continue
+                    if fed:
+                        fed = False
+                        self._handed_on()
+                    reason = await self._received(c, events, end, data)
+                    if reason is not None:
+                        self._stop_reading(fd, w, reason)
+                if fed:
+                    self._handed_on()
+        finally:
+            self._ready_sockets = None
+            ready.close()
+
+    def _handed_on(self) -> None:
+        """After feeding the core directly: its outputs, lost connections, replies."""
+        self._handle_ready()
+        self._process_lost()
+        self._flush()
+
+    def _stop_reading(self, fd: int, w: _Watched, reason: str) -> None:
+        """The socket reader is done with this connection; its handler ends it."""
+        if self._ready_sockets is not None:
+            self._ready_sockets.unwatch(fd, w)
+        w.reason = reason
+        w.ended.set()
 
     async def _writer(self, stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel[Any], c: _Conn) -> None:
         try:
