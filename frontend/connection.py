@@ -144,7 +144,7 @@ class ClientConnection:
 
     # -- input -----------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | memoryview) -> None:
         """Add bytes from the socket; ``b""`` means the remote closed its side."""
         if not data:
             self._eof = True

@@ -231,7 +231,7 @@ class _Watched:
     reason: str = "closed"
 
 
-def _take_events(parser: ClientConnection, data: bytes) -> tuple[list[Any], Any]:
+def _take_events(parser: ClientConnection, data: bytes | memoryview) -> tuple[list[Any], Any]:
     """Feed ``data``: the complete requests, and the ProtocolError or FourLetterWord that
     ends the connection (None if nothing does)."""
     parser.receive_data(data)
@@ -949,7 +949,7 @@ class Server:
             if reason is not None:
                 return reason
 
-    async def _received(self, c: _Conn, events: list[Any], end: Any, data: bytes) -> str | None:
+    async def _received(self, c: _Conn, events: list[Any], end: Any, data: bytes | memoryview) -> str | None:
         """Deliver what one receive brought; why reading must stop (None: go on)."""
         inbox = self._inbox_send
         if isinstance(end, ProtocolError):
@@ -1000,7 +1000,13 @@ class Server:
         of them go to the disk as one batch.  Anything else takes the per-connection
         path of :meth:`_received`, after what was fed so far has been handed on.
         """
-        read = os.read
+        # One receive buffer for every socket: os.read(fd, RECEIVE_SIZE) would allocate its
+        # result with mmap (it is above malloc's threshold) and shrink and unmap it again, three
+        # system calls and a page fault per receive.  The parser copies what it is given.
+        readv = os.readv
+        buffer = bytearray(RECEIVE_SIZE)
+        received = memoryview(buffer)
+        iov = [buffer]
         direct = self._direct_dispatch
         try:
             while True:
@@ -1013,7 +1019,7 @@ class Server:
                     if w.ended.is_set():
                         continue
                     try:
-                        data = read(fd, RECEIVE_SIZE)
+                        data = received[: readv(fd, iov)]
                     except BlockingIOError:
                         continue
                     except OSError:
