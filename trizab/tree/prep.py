@@ -178,7 +178,7 @@ class Prep:
     ) -> tuple[int, Any]:
         """One write op -> ``(txn type, txn body)``; raises PrepError."""
         if op == _SET_DATA:
-            path = _validate(req.path)
+            path = req.path
             rec = self.changes.get(path)
             if rec is None:
                 # The common case, spelled out: no write to this path in flight, so the new
@@ -186,6 +186,9 @@ class Prep:
                 # build two).
                 n = self.tree.nodes.get(path)
                 if n is None:
+                    # Only now validate: a path in the tree or among the pending changes was
+                    # validated when it was created, so the answer cannot differ.
+                    _validate(path)
                     raise PrepError(Err.NO_NODE)
                 if not acls.check_acl(n.acl, _WRITE, ids):
                     raise PrepError(Err.NO_AUTH)
