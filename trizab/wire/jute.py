@@ -261,7 +261,13 @@ def _compile(cls: type) -> None:
                 enc.append("        out += _INT_PACK(len(_v))")
                 enc.append("        out += _v")
             else:
-                enc.append(f"    _write_ustring(out, self.{name})")
+                # _write_ustring, inlined (surrogateescape: see there).
+                enc.append(f"    _v = self.{name}")
+                enc.append("    if _v is None: out += b'\\xff\\xff\\xff\\xff'")
+                enc.append("    else:")
+                enc.append("        _v = _v.encode('utf-8', 'surrogateescape')")
+                enc.append("        out += _INT_PACK(len(_v))")
+                enc.append("        out += _v")
             dec.append("    if pos + 4 <= end and 0 <= (_l := _INT_UNPACK(buf, pos)[0]) <= end - pos - 4:")
             dec.append("        pos += 4")
             if jtype is BUFFER:
