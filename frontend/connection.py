@@ -213,6 +213,7 @@ class ClientConnection:
         unpack_len = _LEN.unpack_from
         unpack_header = _HEADER.unpack_from
         append = out.append
+        new = tuple.__new__  # RequestReceived(...) minus its Python-level __new__
         while size - pos >= 4:
             (length,) = unpack_len(buf, pos)
             if length < header_size or length > limit or size - pos - 4 < length:
@@ -220,7 +221,7 @@ class ClientConnection:
             start = pos + 4
             pos = start + length
             xid, opcode = unpack_header(buf, start)
-            append(RequestReceived(xid, opcode, bytes(buf[start + header_size : pos])))
+            append(new(RequestReceived, (xid, opcode, bytes(buf[start + header_size : pos]))))
         self._pos = pos
 
     def _need_data(self, avail: int) -> _NeedData | ProtocolError:
