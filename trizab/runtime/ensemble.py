@@ -74,7 +74,15 @@ import trio
 from trizab import config as cfg
 from trizab.runtime.election import ElectionTransport
 from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple
-from trizab.runtime.server import _CLOSE, SHUTDOWN_GRACE_S, Server, StartupError, _core_config
+from trizab.runtime.server import (
+    _CLOSE,
+    GC_FREEZE_NODES,
+    SHUTDOWN_GRACE_S,
+    Server,
+    StartupError,
+    _core_config,
+    tune_gc,
+)
 from trizab.server.replica import (
     CONFIG_PATH,
     Mode,
@@ -302,6 +310,7 @@ class Member(Server):
                 )
             )
             self.core = core
+            tune_gc(freeze=core.node_count >= GC_FREEZE_NODES)
             self._init_ensemble()
             self._last_committed_zxid = self._applied_zxid = recovered.snapshot_zxid
             self.peer = peer = Peer.recover(

@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
 
-    listener ──> per connection: reader task ──┐            ┌──> writer task ──> socket
-                 (ClientConnection events)     ├─> inbox ──>│ core task (owns ServerCore)
-    ticker  (Tick every tickTime/2) ───────────┤            └──> storage worker (append, sync
-    storage worker (Committed after sync) ─────┘                 in a thread, snapshots, purge)
+    listener ──> socket reader (every socket) ──┐            ┌──> writer task ──> socket
+                 (ClientConnection events)      ├─> inbox ──>│ core task (owns ServerCore)
+    ticker  (Tick every tickTime/2) ────────────┤            └──> storage worker (append, sync
+    storage worker (Committed after sync) ──────┘                 in a thread, snapshots, purge)
 
 * **The core task** owns the :class:`ServerCore` (readers call it too, but only
   in synchronous code, so no two callers ever interleave); no locks.  It drains
@@ -18,12 +18,18 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
   the socket as one chunk, so a burst of pipelined requests costs one ``send``:
   written directly when the connection's writer is idle, else queued to it.
   The core task never waits on anything but the inbox.
-* **Reader tasks** turn bytes into events with the sans-I/O
-  :class:`~trizab.frontend.connection.ClientConnection` and hand each
-  ``receive_some``'s requests to the core themselves (``_dispatch`` is
+* **The socket reader** is one task for every client socket: they sit in a
+  level-triggered epoll set of our own (:mod:`trizab.runtime.ready_sockets`),
+  and one wake-up reads every connection that has input, turns the bytes into
+  events with the sans-I/O :class:`~trizab.frontend.connection.ClientConnection`
+  (one parser per connection) and hands them to the core itself (``_feed`` is
   synchronous, so the core is still touched by one task at a time; skipping the
-  inbox saves a task switch per request burst), then flush the replies.  A
-  protocol error logs one line and closes that connection only.
+  inbox saves a task switch), then asks the core for one ``ready()`` for all of
+  them, so their writes share one group commit, and flushes the replies.  Each
+  connection's handler task only waits for the reader to report how its input
+  ended.  Where there is no epoll, and for streams that are not sockets, each
+  connection has a reader task of its own doing the same.  A protocol error
+  logs one line and closes that connection only.
 * **Writer tasks** drain their connection's queue.  The queue is bounded in
   bytes, not messages: a client that stops reading is disconnected once its
   backlog passes ``MAX_OUTBOUND_BYTES``, and never slows anybody else down.
@@ -99,7 +105,7 @@ from trizab.server.api import Connected, Notification, Ready, Reply
 from trizab.storage import BackgroundSync, Recovered, Storage
 from trizab.txn import Txn
 
-__all__ = ["Clock", "Server", "StartupError", "open_storage", "serve", "trizab_version"]
+__all__ = ["Clock", "Server", "StartupError", "open_storage", "serve", "trizab_version", "tune_gc"]
 
 log = logging.getLogger("trizab.server")
 
@@ -326,7 +332,7 @@ class Server:
             factory = self._core_factory or _default_core
             self.core = factory(config, now)
             self.core.load(recovered)
-            _tune_gc(freeze=_get(self.core, "node_count", 0) >= GC_FREEZE_NODES)
+            tune_gc(freeze=_get(self.core, "node_count", 0) >= GC_FREEZE_NODES)
             self._last_committed_zxid = recovered.last_zxid
             # The replayed log counts towards the next snapshot, so a long tail is not replayed
             # again at every restart (ZooKeeper snapshots at start-up; we do it in the background).
@@ -1103,7 +1109,7 @@ GC_GEN0_THRESHOLD = 50_000
 GC_FREEZE_NODES = 100_000
 
 
-def _tune_gc(*, freeze: bool) -> None:
+def tune_gc(*, freeze: bool) -> None:
     """Keep CPython's cycle collector off the request path.
 
     Every request allocates a handful of small tracked objects (records, pending
