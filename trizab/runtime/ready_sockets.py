@@ -50,6 +50,10 @@ class ReadySockets(Generic[T]):
             except (OSError, ValueError):  # already closed; the kernel dropped it
                 pass
 
+    def holds(self, fd: int, item: T) -> bool:
+        """Whether ``fd`` is still watched for ``item`` (not unwatched, not reused since)."""
+        return self._watched.get(fd) is item
+
     def __len__(self) -> int:
         return len(self._watched)
 
@@ -59,7 +63,9 @@ class ReadySockets(Generic[T]):
         Always passes through the scheduler once (fairness: a stream of input never
         starves the other tasks).  May return an empty list (a descriptor unwatched
         meanwhile).  A returned descriptor may still have nothing to read by the time
-        the caller gets to it (read it non-blocking).
+        the caller gets to it (read it non-blocking), and if the caller awaits between
+        entries, check :meth:`holds` first: the descriptor may have been unwatched,
+        closed and its number reused by a new socket.
         """
         await trio.lowlevel.wait_readable(self._epoll.fileno())
         watched = self._watched

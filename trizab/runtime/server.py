@@ -1037,7 +1037,9 @@ class Server:
                 fed = False
                 for fd, w in batch:
                     c = w.conn
-                    if w.ended.is_set():
+                    if not ready.holds(fd, w):
+                        # Unwatched since wait() returned (the slow path below awaits, and a
+                        # handler may end meanwhile): its number may belong to a new socket now.
                         continue
                     try:
                         data = received[: readv(fd, iov)]
