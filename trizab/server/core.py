@@ -576,7 +576,8 @@ class ServerCore:
         txn = Txn(r.TxnHeader(client_id, cxid, zxid, now_ms, txn_type), body)
         self._to_log.append(txn)
         if entry is not None:
-            # _add_pending, inlined: this runs for every write.
+            # _add_pending, inlined: it runs for every write (with this and the take in
+            # committed() as method calls, bench.pipeline measured a setData 2% dearer).
             key = (client_id, cxid)
             q = self._pending.get(key)
             if q is None:
@@ -586,7 +587,7 @@ class ServerCore:
         return txn
 
     def _add_pending(self, client_id: int, cxid: int, entry: _Pending) -> None:
-        """Remember ``entry`` until its txn comes back committed (see :meth:`_take_pending`)."""
+        """Remember ``entry`` until its txn comes back committed (taken in :meth:`committed`)."""
         q = self._pending.get((client_id, cxid))
         if q is None:
             # A list, not a deque: a deque allocates a 64-slot block, and this runs per
@@ -698,7 +699,7 @@ class ServerCore:
             if t == _CREATE_SESSION:
                 if header.client_id not in self.tracker.sessions:
                     self.tracker.add(header.client_id, txn.body.time_out, now_ms)
-            # _take_pending, inlined: this runs for every write.
+            # The oldest pending entry for this (session, cxid), if any: see _add_pending.
             key = (header.client_id, header.cxid)
             q = pending.get(key)
             if q:
@@ -740,15 +741,6 @@ class ServerCore:
         self.prep.applied(last)
         if last > self._hzxid and self.zxid_source is None:
             self._hzxid = last
-
-    def _take_pending(self, client_id: int, cxid: int) -> _Pending | None:
-        q = self._pending.get((client_id, cxid))
-        if not q:
-            return None
-        entry = q.pop(0)
-        if not q:
-            del self._pending[(client_id, cxid)]
-        return entry
 
     def _session_closed(self, sid: int, entry: _Pending | None) -> None:
         self.tracker.remove(sid)

@@ -210,22 +210,9 @@ class Prep:
                 if not acls.check_acl(rec.acl, _WRITE, ids):
                     raise PrepError(Err.NO_AUTH)
                 version = _check_and_inc_version(rec.version, req.version)
-                nrec = ChangeRecord(
-                    zxid,
-                    path,
-                    True,
-                    version,
-                    rec.cversion,
-                    rec.aversion,
-                    rec.owner,
-                    rec.child_count,
-                    rec.acl,
-                )
-            # add(), inlined: this runs for every setData.
-            if self._undo is not None:
-                self._undo.append((path, self.changes.get(path)))
-            self.outstanding.append(nrec)
-            self.changes[path] = nrec
+                nrec = rec.duplicate(zxid)
+                nrec.version = version
+            self.add(nrec)
             return _SET_DATA, r.SetDataTxn(path, req.data, version)
         if op in _CREATES:
             return self._create(op, req, session_id, ids, zxid)
