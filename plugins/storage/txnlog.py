@@ -630,10 +630,7 @@ class TxnLogStoragePlugin:
             self._failed = exc
             raise
         while self._in_flight:
-            end, count, nbytes, started, _, start = self._in_flight.popleft()
-            self._pos = end
-            self._durable_start = max(self._durable_start, start)
-            self._count_sync(count, nbytes, time.perf_counter() - started)
+            self._completed(self._in_flight.popleft())
         for helper in self._helpers:
             helper.close()
         self._helpers.clear()
@@ -643,28 +640,31 @@ class TxnLogStoragePlugin:
         while self._in_flight:
             self._finish_oldest(block=True)
 
-    def _finish_oldest(self, *, block: bool) -> bool:
-        """Complete the oldest sync in flight (caller holds ``_io_lock``); False if not done yet."""
-        end, count, nbytes, started, helper, start = self._in_flight[0]
+    def _finish_oldest(self, *, block: bool) -> None:
+        """Complete the oldest sync in flight if its helper answered (caller holds ``_io_lock``)."""
+        helper = self._in_flight[0][4]
         try:
             if helper is None or not helper.in_flight:
                 raise FsyncHelperGone("no fsync helper")
             if block:
                 helper.wait()
             elif not helper.poll():
-                return False
+                return
         except FsyncHelperGone as exc:
             self._sync_all_inline(str(exc))
-            return True
+            return
         except OSError as exc:
             self._in_flight.clear()
             self._failed = exc
             raise
-        self._in_flight.popleft()
+        self._completed(self._in_flight.popleft())
+
+    def _completed(self, entry: tuple[int, int, int, float, FsyncHelper | None, int]) -> None:
+        """Bookkeeping for a sync taken off ``_in_flight`` once durable."""
+        end, count, nbytes, started, _, start = entry
         self._pos = end
         self._durable_start = max(self._durable_start, start)
         self._count_sync(count, nbytes, time.perf_counter() - started)
-        return True
 
     def _count_sync(self, count: int, nbytes: int, fsync_seconds: float) -> None:
         stats = self._stats

@@ -986,11 +986,11 @@ class Server:
                 await self._backlog_ok.wait()
             if self._direct_dispatch:
                 # Feed the core right here instead of through the inbox: it is all one thread
-                # and _dispatch never awaits, so the core still has one owner at a time, and a
+                # and _feed never awaits, so the core still has one owner at a time, and a
                 # request costs one task wake-up (this one) instead of two.
-                self._dispatch(("events", c.conn_id, events))
-                self._process_lost()
-                self._flush()
+                if not c.closing:
+                    self._feed(c, events)
+                self._handed_on()
             else:
                 await inbox.send(("events", c.conn_id, events))
         return None if data else "eof"
