@@ -480,6 +480,24 @@ class BackgroundSlowStorage(SlowStorage):
         return True
 
 
+async def write_in_waves(
+    clients: list[Client], storage: SlowStorage, *, waves: int, per_wave: int, pause_s: float
+) -> None:
+    """Each client sends ``per_wave`` writes (xids 1, 2, ...) per wave, with a pause between
+    waves; then every reply must come back in order, each only once its txn is durable."""
+    for wave in range(waves):
+        for c in clients:
+            for k in range(per_wave):
+                await c.request(wave * per_wave + k + 1, SET, b"d")
+        await trio.sleep(pause_s)
+    for c in clients:
+        for xid in range(1, waves * per_wave + 1):
+            h = await c.reply()
+            assert h.xid == xid
+            # The reply to a write leaves only once its txn is durable.
+            assert any(z >= h.zxid for z in storage.synced)
+
+
 @pytest.mark.parametrize("slots", [1, 2])
 async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_writes(slots: int) -> None:
     storage = BackgroundSlowStorage(sync_s=0.003, slots=slots)
@@ -495,17 +513,8 @@ async def test_background_sync_is_pipelined_and_still_acknowledges_only_durable_
 
             core.committed = recording_committed
             clients = [await Client.connect(port_of(server)) for _ in range(4)]
-            for wave in range(25):  # writes keep arriving while syncs (3 ms) are in flight
-                for c in clients:
-                    for xid in (2 * wave + 1, 2 * wave + 2):
-                        await c.request(xid, SET, b"d")
-                await trio.sleep(0.0005)
-            for c in clients:
-                for xid in range(1, 51):
-                    h = await c.reply()
-                    assert h.xid == xid
-                    # The reply to a write leaves only once its txn is durable.
-                    assert any(z >= h.zxid for z in storage.synced)
+            # Writes keep arriving while syncs (3 ms) are in flight.
+            await write_in_waves(clients, storage, waves=25, per_wave=2, pause_s=0.0005)
             nursery.cancel_scope.cancel()
     assert sum(core.committed_batches) == 200
     events = storage.events
@@ -614,14 +623,7 @@ async def test_background_sync_survives_the_engine_completing_syncs_itself() -> 
         async with trio.open_nursery() as nursery:
             server = await start(nursery, storage)
             clients = [await Client.connect(port_of(server)) for _ in range(4)]
-            for wave in range(100):  # four writes every ms while a sync takes 5 ms
-                for c in clients:
-                    await c.request(wave + 1, SET, b"d")
-                await trio.sleep(0.001)
-            for c in clients:
-                for xid in range(1, 101):
-                    h = await c.reply()
-                    assert h.xid == xid
-                    assert any(z >= h.zxid for z in storage.synced)
+            # Four writes every ms while a sync takes 5 ms.
+            await write_in_waves(clients, storage, waves=100, per_wave=1, pause_s=0.001)
             nursery.cancel_scope.cancel()
     assert storage.drains >= 5, (storage.drains, storage.overlapping_starts)
