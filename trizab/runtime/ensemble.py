@@ -43,14 +43,19 @@ by ZAB.  One nursery owns everything::
   ``Peer.propose``, zxids predicted exactly by ``zxid_source``); an established
   follower or observer forwards writes (``Peer.forward``); anything else
   closes every client (they reconnect to a member that serves).
-* **Sessions**: learners report the sessions of their connected clients in
-  every ping (``Peer.report_sessions``); only the leader's core expires.
+* **Sessions**: a learner's reply to each leader ping carries the sessions its
+  clients touched (sent a request or a ping) since the previous reply
+  (``Peer.report_sessions``, ZooKeeper's touch table); only the leader's core
+  expires, so a silent or half-open connection keeps no session alive.
 * **sync**: a learner sends a SYNC packet on its quorum link; the leader
   answers with its last proposed zxid; the learner replies to the client once
   it has applied that far.
-* **Session owner**: a member where a session connects sends REVALIDATE (the
-  session id in the zxid field) to the leader; the leader tells the previous
-  owner, which closes the session's old connection.
+* **Session owner**: a client that reconnects to a learner with a session id
+  waits while the learner asks the leader (REVALIDATE, as ZooKeeper's
+  ``Learner.validateSession``): an expired session gets the expired answer
+  whatever the learner's copy of the session table says.  The leader records
+  the new owner and tells the previous one (REVALIDATE without data, the
+  session id in the zxid field), which closes the session's old connection.
 * **Read-only mode** (``readonlymode.enabled``): after max(2 s, tickTime)
   without a quorum the member serves read-only clients (``isro`` says ``ro``).
 
@@ -64,6 +69,7 @@ import bisect
 import collections
 import contextlib
 import logging
+import struct
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -124,6 +130,10 @@ __all__ = ["Member", "peer_config", "serve_member"]
 log = logging.getLogger("trizab.ensemble")
 
 TICK_MS = 50
+
+# REVALIDATE's data, as ZooKeeper's Learner.validateSession and LearnerHandler write it.
+_REVALIDATE_ASK = struct.Struct(">qi")  # session id, timeout
+_REVALIDATE_ANSWER = struct.Struct(">q?")  # session id, valid
 
 
 # How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms).
@@ -467,7 +477,7 @@ class Member(Server):
         core = self.core
         assert core is not None
         if pkt.type == T.REVALIDATE:
-            self._on_revalidate(link.sid, pkt.zxid)
+            self._on_revalidate(link.sid, pkt)
             return
         if pkt.type == T.REQUEST and core.mode == Mode.LEADER and pkt.data:
             # A learner's client request: prep and propose it now rather than after the
@@ -489,21 +499,43 @@ class Member(Server):
             self.quorum.disconnect(link.sid)
             peer.step(Disconnected(link.sid))
             return
+        if isinstance(m, Ping) and core.mode == Mode.LEARNER:
+            # The reply to the leader's ping carries the sessions our clients touched since
+            # the previous one (Learner.ping), so idle sessions are not kept alive.
+            peer.report_sessions(encode_report(core.session_report()))
         peer.step(m)
 
-    def _on_revalidate(self, sender: int, session_id: int) -> None:
-        """Session ownership (ZooKeeper's REVALIDATE, here carrying the session id as zxid).
+    def _on_revalidate(self, sender: int, pkt: r.QuorumPacket) -> None:
+        """ZooKeeper's REVALIDATE, and trizab's session-moved notice.
 
-        A learner tells the leader that a session resumed on it; the leader tells the
-        session's previous owner, which closes the session's old connection.
+        * learner -> leader, data ``(long session id, int timeout)``: a client resumes the
+          session on the learner.  The leader answers ``(long session id, boolean
+          valid)`` (``LearnerHandler``/``Learner.revalidate``), touching the session and
+          recording the learner as its owner when it is valid.
+        * leader -> learner with that data: the answer; the waiting connect finishes.
+        * leader -> learner without data, the session id in the zxid field: the session
+          moved to another member; close its connection here.
         """
         core = self.core
         peer = self.peer
         assert core is not None and peer is not None
+        now = self.clock.now_ms()
+        data = pkt.data or b""
         if core.mode == Mode.LEADER:
-            self._session_moved(session_id, sender)
+            if len(data) < _REVALIDATE_ASK.size:
+                return
+            session_id, timeout = _REVALIDATE_ASK.unpack_from(data)
+            valid = core.revalidate(session_id, timeout, now)
+            if valid:
+                self._session_moved(session_id, sender)
+            answer = _REVALIDATE_ANSWER.pack(session_id, valid)
+            self._send_packet(sender, r.QuorumPacket(int(T.REVALIDATE), pkt.zxid, answer, None))
         elif sender == peer.leader:
-            core.drop_session_connection(session_id)
+            if len(data) >= _REVALIDATE_ANSWER.size:
+                session_id, valid = _REVALIDATE_ANSWER.unpack_from(data)
+                core.revalidated(session_id, valid, now)
+            else:
+                core.drop_session_connection(pkt.zxid)
             super()._handle_ready()
 
     def _session_moved(self, session_id: int, owner: int) -> None:
@@ -559,8 +591,6 @@ class Member(Server):
         core = self.core
         assert peer is not None and core is not None
         self._ticks += 1
-        if core.mode == Mode.LEARNER:
-            peer.report_sessions(encode_report(core.session_report()))
         peer.tick()
         half = max(1, self.config.tick_time // 2 // self.tick_ms)
         if self._ticks % half == 0:
@@ -838,10 +868,11 @@ class Member(Server):
         if core.resumed:
             resumed, core.resumed = core.resumed, []
             for session_id in resumed:
-                if core.mode == Mode.LEADER:
-                    self._session_moved(session_id, self.my_id)
-                elif core.mode == Mode.LEARNER and peer.leader is not None:
-                    self._send_packet(peer.leader, r.QuorumPacket(int(T.REVALIDATE), session_id, None, None))
+                self._session_moved(session_id, self.my_id)
+        for session_id, timeout in core.take_revalidations():
+            if core.mode == Mode.LEARNER and peer.leader is not None:
+                ask = _REVALIDATE_ASK.pack(session_id, timeout)
+                self._send_packet(peer.leader, r.QuorumPacket(int(T.REVALIDATE), -1, ask, None))
         while core.sync_requests:
             core.sync_requests -= 1
             if peer.leader is not None:

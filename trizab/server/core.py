@@ -360,6 +360,11 @@ class ServerCore:
         self.tree = tree
         self.prep = Prep(tree, extended_types=self.config.extended_types_enabled)
         self._hzxid = max(self._hzxid, tree.last_processed_zxid)
+        # Which sessions exist is replicated state: exactly the loaded tree's.  A session the
+        # tracker knew but the tree does not was closed (expired) meanwhile; a learner that
+        # catches up by SNAP must forget it, or a reconnect could bring it back to life.
+        for sid in [sid for sid in self.tracker.sessions if sid not in tree.sessions]:
+            self._session_closed(sid, None)
         for sid, timeout in tree.sessions.items():
             self.tracker.add(sid, timeout, self.now_ms)
 
@@ -408,17 +413,23 @@ class ServerCore:
             self._log(sid, 0, OpCode.CREATE_SESSION, r.CreateSessionTxn(timeout), entry, now_ms)
             return
         passwd = request.passwd
-        if (
-            passwd is not None
-            and passwd == generate_password(sid)
-            and self.tracker.touch(sid, now_ms, timeout)
-        ):
+        if passwd is not None and passwd == generate_password(sid):
+            self._resume_session(conn, sid, timeout, now_ms)
+        else:
+            self._refuse_session(conn)
+
+    def _resume_session(self, conn: _Conn, sid: int, timeout: int, now_ms: int) -> None:
+        """A reconnect with a valid password: resume the session if it is live here."""
+        if self.tracker.touch(sid, now_ms, timeout):
             self._bind(conn, sid)
             self._send_connected(conn, timeout)
-            return
-        self._outputs.append(
-            (conn_id, Connected(r.ConnectResponse(0, 0, 0, _ZERO_PASSWD, cfg.read_only), has_read_only_flag))
-        )
+        else:
+            self._refuse_session(conn)
+
+    def _refuse_session(self, conn: _Conn) -> None:
+        """The expired answer (timeOut 0, session id 0): the client's session is gone."""
+        resp = r.ConnectResponse(0, 0, 0, _ZERO_PASSWD, self.config.read_only)
+        self._outputs.append((conn.conn_id, Connected(resp, conn.send_ro_flag)))
         self._drop_conn(conn)
 
     def _bind(self, conn: _Conn, sid: int) -> None:

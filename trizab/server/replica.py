@@ -22,15 +22,17 @@ local one).  :class:`ReplicaCore` adds exactly that, and nothing else changes:
   the driver sends them to the leader in order.  ``sync`` waits for
   :meth:`sync_done` (the leader's SYNC answer once the learner caught up).
   Sessions are never expired here; :meth:`session_report` lists the sessions
-  whose clients are connected to this member, for the learner's pings.
+  whose clients sent something since the previous report, for the learner's
+  ping replies.  A reconnect with a session id waits for the leader's verdict
+  (:attr:`ReplicaCore.revalidations` out, :meth:`ReplicaCore.revalidated` in).
 * ``LEADER``: :meth:`receive_forwarded` preps a learner's request exactly as a
   local one (with the learner client's auth ids); its reply is dropped here and
   produced by the learner on commit.  :meth:`touch_reported` keeps learners'
   sessions alive; only the leader's :meth:`tick` expires sessions and reaps
   containers.
-* Sessions have one owner: a member that resumes a session (reconnect with id
-  and password) reports it (``resumed``; the driver sends ZooKeeper's REVALIDATE
-  to the leader), and the leader has the previous owner close the session's old
+* Sessions have one owner: the leader records who resumed a session (its own
+  reconnects in ``resumed``; a learner's through REVALIDATE, answered by
+  :meth:`revalidate`) and has the previous owner close the session's old
   connection (:meth:`drop_session_connection`).
 
 Dynamic reconfiguration (``reconfigEnabled=true``): the leader turns a reconfig
@@ -65,7 +67,7 @@ from typing import Any
 import attrs
 
 from trizab import config as cfg
-from trizab.server.api import Reply
+from trizab.server.api import ConnId, Reply
 from trizab.server.core import _CONNECT_KIND, _FIXED_KIND, _WRITE_KIND, ServerCore, _Conn, _Pending
 from trizab.tree.datatree import Result
 from trizab.tree.prep import PrepError
@@ -159,8 +161,16 @@ class ReplicaCore(ServerCore):
         self._reconfig_pending = False
         # Leader: (voters synced with us, whether the ZAB core holds an uncommitted reconfig).
         self.quorum_view: Callable[[], tuple[frozenset[int], bool]] | None = None
-        # Sessions resumed by a reconnect here since the driver last looked (REVALIDATE).
+        # Leader: sessions resumed by a reconnect here since the driver last looked (the
+        # driver records us as their owner).
         self.resumed: list[int] = []
+        # Learner: (session id, timeout) of reconnects the leader must revalidate (the
+        # driver sends REVALIDATE), and the connections waiting for its answer.
+        self.revalidations: list[tuple[int, int]] = []
+        self._revalidating: dict[int, list[tuple[ConnId, int]]] = {}
+        # Learner: sessions whose clients sent something since the last report, with their
+        # timeouts (ZooKeeper's LearnerSessionTracker touchTable).
+        self._touched: dict[int, int] = {}
 
     # -- dynamic configuration ------------------------------------------------------------
 
@@ -277,6 +287,9 @@ class ReplicaCore(ServerCore):
         self._to_log.clear()
         self.forwards.clear()
         self.resumed.clear()
+        self.revalidations.clear()
+        self._revalidating.clear()
+        self._touched.clear()
         self._syncs.clear()
         self.sync_requests = 0
         self._reaping.clear()
@@ -307,10 +320,44 @@ class ReplicaCore(ServerCore):
         super().connect(conn_id, request, **kwargs)
         conn = self.conns.get(conn_id)
         sid = conn.session_id if conn is not None else 0
-        if sid and self.session_conn.get(sid) is conn and self.mode != Mode.READ_ONLY:
-            # A session (new or resumed) is now served here: the leader records the owner and
-            # has the previous one, if any, close its connection.
+        if sid and self.session_conn.get(sid) is conn and self.mode == Mode.LEADER:
+            # A session (new or resumed) is now served here: record us as its owner and have
+            # the previous one, if any, close its connection.
             self.resumed.append(sid)
+
+    def _resume_session(self, conn: _Conn, sid: int, timeout: int, now_ms: int) -> None:
+        if self.mode != Mode.LEARNER:
+            super()._resume_session(conn, sid, timeout, now_ms)
+            return
+        # Learner.validateSession: only the leader knows whether a session is still alive
+        # (our copy of the session table can lag behind, or miss a createSession not yet
+        # applied); the client waits for its answer, as in ZooKeeper.
+        self._revalidating.setdefault(sid, []).append((conn.conn_id, timeout))
+        self.revalidations.append((sid, timeout))
+
+    def take_revalidations(self) -> list[tuple[int, int]]:
+        out, self.revalidations = self.revalidations, []
+        return out
+
+    def revalidated(self, sid: int, valid: bool, now_ms: int) -> None:
+        """Learner: the leader's answer to a REVALIDATE (``Learner.revalidate``)."""
+        self.now_ms = now_ms
+        for conn_id, timeout in self._revalidating.pop(sid, ()):
+            conn = self.conns.get(conn_id)
+            if conn is None:
+                continue  # the client gave up meanwhile
+            if valid:
+                # Alive on the leader: its createSession may not have reached us yet.
+                self.tracker.add(sid, timeout, now_ms)
+                self._bind(conn, sid)
+                self._send_connected(conn, timeout)
+            else:
+                self._refuse_session(conn)
+
+    def revalidate(self, sid: int, timeout: int, now_ms: int) -> bool:
+        """Leader: whether a learner's client may resume ``sid`` (``revalidateSession``)."""
+        self.now_ms = now_ms
+        return self.tracker.touch(sid, now_ms, timeout)
 
     def drop_session_connection(self, session_id: int) -> None:
         """The session moved to another member: close its connection here (it lives on there)."""
@@ -319,6 +366,16 @@ class ReplicaCore(ServerCore):
             self._drop_conn(conn)
 
     def receive(self, conn_id: int, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
+        if self.mode == Mode.LEARNER:
+            conn = self.conns.get(conn_id)
+            if conn is None:
+                return
+            if conn.session_id:
+                # The session lives by what its client sends (touchSession), reported to the
+                # leader with the next ping; an idle or half-open connection keeps nothing alive.
+                s = self.tracker.sessions.get(conn.session_id)
+                if s is not None:
+                    self._touched[conn.session_id] = s.timeout
         if self.mode == Mode.LEARNER and opcode == OpCode.SYNC:
             conn = self.conns.get(conn_id)
             if conn is None:
@@ -428,11 +485,9 @@ class ReplicaCore(ServerCore):
             self.tracker.touch(sid, now_ms)
 
     def session_report(self) -> list[tuple[int, int]]:
-        out = []
-        for sid in self.session_conn:
-            s = self.tracker.sessions.get(sid)
-            if s is not None:
-                out.append((sid, s.timeout))
+        """Learner: the sessions touched since the last report (``getTouchSnapshot``), then forget them."""
+        out = list(self._touched.items())
+        self._touched.clear()
         return out
 
     def tick(self, now_ms: int) -> None:
