@@ -47,9 +47,14 @@ by ZAB.  One nursery owns everything::
   clients touched (sent a request or a ping) since the previous reply
   (``Peer.report_sessions``, ZooKeeper's touch table); only the leader's core
   expires, so a silent or half-open connection keeps no session alive.
-* **sync**: a learner sends a SYNC packet on its quorum link; the leader
-  answers with its last proposed zxid; the learner replies to the client once
-  it has applied that far.
+* **sync** is a barrier (etcd raft's ReadIndex, see :mod:`trizab.zab.peer`): a
+  learner sends a SYNC packet on its quorum link; the leader records its last
+  proposed zxid and ``Peer.read_index``; once a quorum has echoed a heartbeat
+  round started after that, it answers SYNC with that zxid, behind every
+  proposal it covers on the FIFO link; the learner replies to the client once it
+  has applied that far.  A sync from the leader's own client takes the same
+  path without the link.  So a leader that was paused and replaced answers no
+  sync from its stale state (ZooKeeper's does: ZOOKEEPER-1675).
 * **Session owner**: a client that reconnects to a learner with a session id
   waits while the learner asks the leader (REVALIDATE, as ZooKeeper's
   ``Learner.validateSession``): an expired session gets the expired answer
@@ -266,6 +271,8 @@ class Member(Server):
         self._zab_send, self._zab_recv = trio.open_memory_channel[tuple[Any, ...]](float("inf"))
         self._inflight: Ready | None = None
         self._ready_seq = 0
+        # The core's waiting syncs, in order: the zxid each must have applied before it is
+        # answered (a learner: the leader's SYNC answers; the leader: confirmed read_index).
         self._sync_waits: collections.deque[int] = collections.deque()
         self._ticks = 0
         self.role = Role.LOOKING
@@ -554,11 +561,27 @@ class Member(Server):
         peer = self.peer
         assert peer is not None
         if peer.role == Role.LEADING:
-            # Behind every proposal already queued for this learner (FIFO link).
-            self._send_packet(link.sid, r.QuorumPacket(int(T.SYNC), peer.last_zxid, None, None))
+            # Answered once a quorum confirms we still lead (_reads_confirmed); the zxid is
+            # what the learner must apply first: everything proposed before the sync arrived.
+            try:
+                peer.read_index(("learner", link, peer.last_zxid))
+            except NotLeader:
+                pass  # not established: neither is the learner, and its link goes with this epoch
         elif peer.leader == link.sid:
             self._sync_waits.append(pkt.zxid)
             self._check_syncs()
+
+    def _reads_confirmed(self, tokens: Sequence[Any]) -> None:
+        """Leader: a quorum confirmed that we led after these syncs arrived (Ready.reads_confirmed)."""
+        for kind, link, z in tokens:
+            if kind == "learner":
+                # After this Ready's messages and every earlier one: behind every proposal up
+                # to z on the learner's FIFO link.  A link replaced meanwhile belongs to a
+                # learner that re-synced and dropped its syncs: the answer is not for it.
+                if self.quorum.current(link):
+                    self._send_packet(link.sid, r.QuorumPacket(int(T.SYNC), z, None, None))
+            else:
+                self._sync_waits.append(z)  # our own client's: answered once applied up to z
 
     def _check_syncs(self) -> None:
         core = self.core
@@ -568,7 +591,7 @@ class Member(Server):
             self._sync_waits.popleft()
             core.sync_done()
             done = True
-        if core.mode != Mode.LEARNER:
+        if core.mode != Mode.LEARNER and core.mode != Mode.LEADER:
             self._sync_waits.clear()
         if done:
             self._handle_ready()
@@ -682,6 +705,8 @@ class Member(Server):
             self._handle_ready()
         for _sid, payload in rd.session_reports:
             core.touch_reported(decode_report(payload), now)
+        if rd.reads_confirmed:
+            self._reads_confirmed(rd.reads_confirmed)
         self._check_syncs()
 
     def _apply_committed(self, entries: Sequence[Entry], now: int) -> None:
@@ -821,6 +846,8 @@ class Member(Server):
             )
         now = self.clock.now_ms()
         core.zxid_source = self._next_zxid if mode == Mode.LEADER else None
+        if mode != core.mode:
+            self._sync_waits.clear()  # set_mode drops the syncs waiting in the core
         core.set_mode(mode, now)
         self._handle_ready()
 
@@ -875,7 +902,13 @@ class Member(Server):
                 self._send_packet(peer.leader, r.QuorumPacket(int(T.REVALIDATE), -1, ask, None))
         while core.sync_requests:
             core.sync_requests -= 1
-            if peer.leader is not None:
+            if core.mode == Mode.LEADER:
+                # Our own client's sync: answered by _reads_confirmed, as a learner's.
+                try:
+                    peer.read_index(("client", None, peer.last_zxid))
+                except NotLeader:
+                    pass  # stepping down: the core drops the client with the mode change
+            elif peer.leader is not None:
                 self._send_packet(peer.leader, r.QuorumPacket(int(T.SYNC), 0, None, None))
         super()._handle_ready()
 

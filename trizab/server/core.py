@@ -936,6 +936,8 @@ class ServerCore:
                 ]
             return r.GetACLResponse(acl, node.stat())
         if op == OpCode.SYNC:
+            # At once: a standalone server (or a read-only one) is all there is.  An ensemble
+            # member's ReplicaCore holds a sync until a quorum confirms its leader.
             req = decode_request(op, payload)
             return r.SyncResponse(req.path)
         if op == OpCode.SET_WATCHES or op == OpCode.SET_WATCHES2:

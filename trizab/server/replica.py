@@ -29,7 +29,12 @@ local one).  :class:`ReplicaCore` adds exactly that, and nothing else changes:
   local one (with the learner client's auth ids); its reply is dropped here and
   produced by the learner on commit.  :meth:`touch_reported` keeps learners'
   sessions alive; only the leader's :meth:`tick` expires sessions and reaps
-  containers.
+  containers.  A client's ``sync`` waits as on a learner (counted in
+  :attr:`ReplicaCore.sync_requests`) for :meth:`sync_done`: the driver's word
+  that a quorum confirmed, after the sync arrived, that we still lead
+  (``Peer.read_index``) and that we applied everything proposed before it.  A
+  deposed leader thus never answers a sync from its stale state (a standalone
+  :class:`~trizab.server.core.ServerCore` answers at once: it is the only member).
 * Sessions have one owner: the leader records who resumed a session (its own
   reconnects in ``resumed``; a learner's through REVALIDATE, answered by
   :meth:`revalidate`) and has the previous owner close the session's old
@@ -376,9 +381,15 @@ class ReplicaCore(ServerCore):
                 s = self.tracker.sessions.get(conn.session_id)
                 if s is not None:
                     self._touched[conn.session_id] = s.timeout
-        if self.mode == Mode.LEARNER and opcode == OpCode.SYNC:
+        if opcode == OpCode.SYNC and (self.mode == Mode.LEARNER or self.mode == Mode.LEADER):
+            # A barrier: it waits for the driver (sync_requests, then sync_done) behind the
+            # connection's earlier requests, and so do the requests after it.
             conn = self.conns.get(conn_id)
             if conn is None:
+                return
+            if self.mode == Mode.LEADER and not self.tracker.is_live(conn.session_id):
+                # Expired or closing: the read path answers SessionExpired, in order.
+                super().receive(conn_id, xid, opcode, payload, now_ms)
                 return
             conn.received += 1
             self.now_ms = now_ms
@@ -396,7 +407,11 @@ class ReplicaCore(ServerCore):
         super().receive(conn_id, xid, opcode, payload, now_ms)
 
     def sync_done(self) -> None:
-        """Learner: the leader answered the oldest outstanding SYNC and we applied up to its point."""
+        """The oldest outstanding sync is confirmed and we applied up to its point: answer it.
+
+        Learner: the leader answered its SYNC packet.  Leader: a quorum confirmed, after
+        the sync arrived, that we still lead (``Peer.read_index``).
+        """
         if not self._syncs:
             return
         entry, path = self._syncs.popleft()

@@ -25,6 +25,14 @@ schedule and replays exactly.
 * **Clients** write unique payloads to random live peers; a write is
   *acknowledged* when the peer it was sent to applies it.  Unacknowledged writes
   are retried every second at a random peer.
+* **Syncs** (``Peer.read_index``) are asked of a random peer that believes it
+  is the established leader (a stale one too, e.g. one paused meanwhile); when
+  the token comes back confirmed, every write acknowledged before the call must
+  have a zxid at most the leader's last zxid at the call, i.e. the read that
+  follows would see it (linearizability of sync + read).
+* **Pauses** (SIGSTOP, a long GC): a paused server neither ticks nor receives
+  nor completes a storage write; what was sent to it waits, and when it resumes
+  it first reads the syncs its clients asked meanwhile, then the rest.
 * **The application** of each peer is just its delivered sequence of
   ``(zxid, payload)``; a snapshot is that sequence, pickled.
 
@@ -280,6 +288,11 @@ class SimNetwork:
         # have found the channel cut; its messages are still first in line).
         q = self.q[key]
         a, b = key
+        resume = self.sim.nodes[b].paused_until
+        if q and resume > self.sim.now:
+            # Paused: the bytes wait in its socket buffer until it runs again.
+            self.sim.schedule(resume, self._deliver, key)
+            return
         while q and key not in self.cut and q[0][0] <= self.sim.now:
             _, tag, msg = q.popleft()
             node = self.sim.nodes[b]
@@ -294,6 +307,10 @@ class SimNetwork:
 
     def _deliver_election(self, key: tuple[int, int], n: Notification) -> None:
         if key in self.cut or self.sim.nodes[key[1]].peer is None:
+            return
+        resume = self.sim.nodes[key[1]].paused_until
+        if resume > self.sim.now:
+            self.sim.schedule(resume, self._deliver_election, key, n)
             return
         self.sim.step(key[1], n)
 
@@ -325,6 +342,9 @@ class Node:
     busy: bool = False
     inflight: Ready | None = None
     submitted: set[bytes] = attrs.Factory(set)
+    # Paused (SIGSTOP, a long GC) until then: no ticks, nothing received or completed.
+    paused_until: int = 0
+    buffered_syncs: list[int] = attrs.Factory(list)  # syncs its clients asked meanwhile
     # The configuration its zoo.cfg lists (a joiner: the ensemble it joins plus itself).
     static: Membership | None = None
 
@@ -390,6 +410,14 @@ class Simulation:
         self.pending: dict[bytes, int] = {}
         self.acked: dict[bytes, int] = {}
         self.writes = 0
+        # Syncs: token -> (leader, its last zxid at the call, the highest acknowledged zxid then).
+        self.reads: dict[int, tuple[int, int, int]] = {}
+        self.reads_asked = 0
+        self.reads_confirmed = 0
+        self.max_acked = 0
+        # Syncs and pauses draw from their own generator: the times of a seed's writes and
+        # faults stay what they were before syncs existed (the rest still moves with them).
+        self.read_rng = random.Random(seed ^ 0x5EAD)
         self.events = 0
         self.trace: list[str] | None = None
         self.established_at: list[tuple[int, int, int]] = []
@@ -442,6 +470,8 @@ class Simulation:
         self._check_prefix(node, "restart from snapshot")
         node.busy = False
         node.inflight = None
+        node.paused_until = 0
+        node.buffered_syncs = []
         cfg = self.config(i)
         # The configuration in force at the snapshot: its last reconfig, else zoo.cfg's.
         membership = snapshot_membership(st.snap_data) or node.static or self.initial
@@ -474,6 +504,28 @@ class Simulation:
             if j != i:
                 self.net.disconnect(i, j)
 
+    def pause(self, i: int, ms: int) -> None:
+        """Stop ``i`` for ``ms`` (SIGSTOP, a GC pause); see the module docstring."""
+        node = self.nodes.get(i)
+        if node is None or node.peer is None or node.paused_until > self.now:
+            return
+        self.log(f"pause {i} for {ms} ms")
+        node.paused_until = self.now + ms
+        self.schedule(node.paused_until, self._resume, i, node.incarnation)
+
+    def _resume(self, i: int, incarnation: int) -> None:
+        node = self.nodes[i]
+        if node.peer is None or node.incarnation != incarnation:
+            return
+        self.log(f"resume {i}")
+        # Scheduled when the pause began, so this runs before the backlog (deliveries,
+        # ticks, storage) rescheduled to this moment: the syncs its clients sent are read
+        # first, as a resumed ZooKeeper leader may (ZOOKEEPER-1675).
+        buffered, node.buffered_syncs = node.buffered_syncs, []
+        for token in buffered:
+            self._read_index(i, token)
+        self._pump(i)
+
     def step(self, i: int, msg: QuorumMessage | Notification | Disconnected) -> None:
         node = self.nodes[i]
         assert node.peer is not None
@@ -486,6 +538,9 @@ class Simulation:
         node = self.nodes[i]
         if node.peer is None or node.incarnation != incarnation:
             return
+        if node.paused_until > self.now:
+            self.schedule(node.paused_until, self._tick, i, incarnation)
+            return
         node.peer.tick()
         self.schedule(self.now + self.p.tick_ms, self._tick, i, incarnation)
         self._pump(i)
@@ -493,8 +548,8 @@ class Simulation:
     def _pump(self, i: int) -> None:
         node = self.nodes[i]
         peer = node.peer
-        if peer is None or node.busy or not peer.has_ready():
-            return
+        if peer is None or node.busy or node.paused_until > self.now or not peer.has_ready():
+            return  # (a paused server carries out nothing; _resume pumps)
         rd = peer.ready()
         if rd.soft_state is not None:
             self._on_soft_state(i, rd)
@@ -513,6 +568,10 @@ class Simulation:
     def _synced(self, i: int, incarnation: int, rd: Ready) -> None:
         node = self.nodes[i]
         if node.peer is None or node.incarnation != incarnation:
+            return
+        if node.paused_until > self.now:
+            # The disk finished; the process notices when it runs again.
+            self.schedule(node.paused_until, self._synced, i, incarnation, rd)
             return
         node.storage.sync()
         node.busy = False
@@ -543,6 +602,8 @@ class Simulation:
             self._check_active(node, peer)
         for _, payload in rd.requests:
             self._propose(i, payload)
+        for token in rd.reads_confirmed:
+            self._read_confirmed(i, token)
         self._pump(i)
 
     def _on_soft_state(self, i: int, rd: Ready) -> None:
@@ -609,6 +670,7 @@ class Simulation:
             node.submitted.discard(e.data)
             if e.data not in self.acked:
                 self.acked[e.data] = z
+                self.max_acked = max(self.max_acked, z)
                 self.pending.pop(e.data, None)
 
     def _check_active(self, node: Node, peer: Peer) -> None:
@@ -670,6 +732,8 @@ class Simulation:
         peer = node.peer
         if peer is None:
             return
+        if node.paused_until > self.now:
+            return  # it reads nothing while paused; the client retries
         node.submitted.add(payload)
         if peer.role == Role.LEADING:
             self._propose(i, payload)
@@ -695,6 +759,44 @@ class Simulation:
         if m is not None:
             self.cfg_zxid[m.version] = z
         self._pump(i)
+
+    def client_sync(self) -> None:
+        """A client's sync at a peer that believes it leads (a stale leader is as likely)."""
+        leaders = [
+            i for i in self.ids if (peer := self.nodes[i].peer) is not None and peer.is_leader_established
+        ]
+        if not leaders:
+            return
+        i = self.read_rng.choice(leaders)
+        self.reads_asked += 1
+        node = self.nodes[i]
+        if node.paused_until > self.now:
+            node.buffered_syncs.append(self.reads_asked)  # read when it resumes
+            return
+        self._read_index(i, self.reads_asked)
+        self._pump(i)
+
+    def _read_index(self, i: int, token: int) -> None:
+        peer = self.nodes[i].peer
+        assert peer is not None
+        try:
+            peer.read_index(token)
+        except NotLeader:
+            return
+        self.reads[token] = (i, peer.last_zxid, self.max_acked)
+        self.log(f"sync #{token} at {i}: last {fmt(peer.last_zxid)}, acked up to {fmt(self.max_acked)}")
+
+    def _read_confirmed(self, i: int, token: object) -> None:
+        assert isinstance(token, int)
+        leader, last, acked = self.reads.pop(token)
+        if leader != i:
+            raise InvariantViolation(f"sync #{token} asked of {leader} confirmed by {i}")
+        if acked > last:
+            raise InvariantViolation(
+                f"linearizability: {i} confirmed sync #{token} at {fmt(last)} although"
+                f" {fmt(acked)} was acknowledged before it was asked (a stale leader)"
+            )
+        self.reads_confirmed += 1
 
     def _retry(self) -> None:
         for payload in list(self.pending):
@@ -768,6 +870,13 @@ class Simulation:
                 self.net.disconnect(a, b, notify_a=True)
         elif kind == "slow":
             self.net.slow[(action[1], action[2])] = action[3]
+        elif kind == "pause":
+            self.pause(action[1], action[2])
+        elif kind == "pause_leader":
+            for n in nodes.values():
+                if n.peer is not None and n.peer.is_leader_established:
+                    self.pause(n.id, action[1])
+                    break
         elif kind == "snapshot":
             node = nodes[action[1]]
             if node.peer is not None and not node.busy:
@@ -844,7 +953,17 @@ class Simulation:
             if t >= p.fault_ms:
                 break
             self.schedule(t, self.write)
+        t = 0
+        while True:
+            t += self.read_rng.randint(1, 2 * p.write_every_ms)
+            if t >= p.fault_ms:
+                break
+            self.schedule(t, self.client_sync)
         if actions is None:
+            for _ in range(self.read_rng.choice([0, 0, 1, 2])):
+                t = self.read_rng.randint(1, p.fault_ms - 1)
+                ms = self.read_rng.choice([1_000, 5_000, 12_000, 25_000])
+                self.schedule(t, self.do, ("pause_leader", ms))
             t = 0
             while True:
                 t += rng.randint(1, 2 * p.fault_every_ms)
@@ -874,6 +993,7 @@ class Simulation:
             "settle_ms": self.now - healed_at,
             "committed": len(self.ref),
             "reconfigs": self.reconfigs_committed,
+            "syncs": self.reads_confirmed,
         }
 
     def _quiet(self) -> bool:
@@ -992,7 +1112,7 @@ def soak(
             print(f"  replay: {replay_command(seed, peers, election, reconfig)}", file=out)
             continue
         if stats is not None:
-            for key in ("events", "writes", "committed", "reconfigs"):
+            for key in ("events", "writes", "committed", "reconfigs", "syncs"):
                 stats[key] = stats.get(key, 0) + result[key]
             stats["max_settle_ms"] = max(stats.get("max_settle_ms", 0), result["settle_ms"])
     return count, failed
@@ -1084,7 +1204,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{count} schedules, {len(failed)} failed, {time.monotonic() - t0:.1f} s"
         f" (peers={args.peers} election={args.election}{' reconfig' if args.reconfig else ''};"
-        f" {stats.get('committed', 0)} txns committed, {stats.get('reconfigs', 0)} reconfigs;"
+        f" {stats.get('committed', 0)} txns committed, {stats.get('reconfigs', 0)} reconfigs,"
+        f" {stats.get('syncs', 0)} syncs confirmed;"
         f" slowest settle after faults stopped: {stats.get('max_settle_ms', 0)} ms,"
         f" bound {LIVENESS_BOUND_MS} ms)"
     )

@@ -6,7 +6,8 @@ Unlike :mod:`trizab.testing.sim` there is no clock and no randomness: a test
 decides every step.  :meth:`ZabNet.stabilize` carries out every peer's Ready
 (storage is instantly durable) and delivers every message, in FIFO order per
 link, until nothing moves; :meth:`ZabNet.cut` / :meth:`ZabNet.isolate` drop
-traffic; :meth:`ZabNet.tick` advances every live peer.  ``hold`` keeps a peer's
+traffic; :meth:`ZabNet.tick` advances every live peer; :meth:`ZabNet.process` and
+:meth:`ZabNet.deliver` do one step of that by hand.  ``hold`` keeps a peer's
 Ready un-advanced to look at what it would do before its storage barrier.
 :meth:`ZabNet.join` starts a new server with its own static configuration (for
 reconfiguration tests, with ``membership_fn`` saying which entries are reconfigs).
@@ -135,6 +136,22 @@ class ZabNet:
             for p in list(self.peers.values()):
                 p.tick()
             self.stabilize()
+
+    def process(self, i: int) -> Ready | None:
+        """Carry out one Ready of peer ``i`` (its messages are queued, not delivered); which."""
+        return self.readies[i][-1] if self._process(i) else None
+
+    def deliver(self, a: int, b: int, count: int | None = None) -> int:
+        """Step what is queued on the link ``a`` -> ``b`` (all, or the first ``count``) into ``b``.
+
+        No Ready is carried out; returns how many messages were delivered.
+        """
+        q = self.links.get((a, b), deque())
+        n = 0
+        while q and (count is None or n < count):
+            self.peers[b].step(q.popleft())
+            n += 1
+        return n
 
     def _process(self, i: int) -> bool:
         peer = self.peers.get(i)

@@ -23,7 +23,10 @@ Inform         the txn's zxid                         the encoded txn
 Ack/Commit     the zxid                               -
 NewLeader      zxid(newEpoch, 0)                      -
 UpToDate       the leader's commit point              -
-Ping           the sender's last zxid                 opaque session report (may be empty)
+Ping           leader: its heartbeat round (a         opaque session report (may be empty)
+               ZooKeeper leader: its last proposed
+               zxid); learner: the echoed zxid of
+               the PING it answers
 Request        0                                      opaque forwarded client request
 =============  =====================================  ======================================
 

@@ -50,6 +50,26 @@ role has its own ``_step_<phase>_<role>`` method:
   from its leader for syncLimit (initLimit while syncing) goes LOOKING; a leader
   that has not heard from a quorum for syncLimit, or is not established within
   initLimit, steps down.  The counter of a zxid overflowing also ends the epoch.
+* **Heartbeat rounds and sync** (etcd raft's ReadIndex).  Each leader ping starts a
+  *round*: the PING's zxid field carries the round number, increasing within the
+  leader's term, and a learner's reply echoes the zxid of the PING it answers
+  (``Learner.ping`` in ZooKeeper echoes it too; a ZooKeeper leader sends its last
+  proposed zxid there and ignores what comes back, so either side may be
+  ZooKeeper).  ``read_index(token)`` records that the token needs the round
+  after the current one and asks for a round, which starts when the next Ready
+  is built (every sync that arrived meanwhile shares it), besides the periodic
+  ones.  The leader keeps, per learner that acknowledged NEWLEADER, the highest
+  round echoed; a token is confirmed once the leader and the voters that echoed
+  its round or a later one make a quorum of every configuration in force, and
+  comes out in ``Ready.reads_confirmed``, in request order.  Why that makes a
+  sync linearizable: each of those voters answered a ping sent after the
+  ``read_index`` call while still following us, so a newer leader, which needs
+  the epoch acknowledged by a quorum (and every quorum meets this one), had
+  not been established when the call was made: nothing was committed then
+  outside our history.  A leader that was paused and resumed cannot confirm
+  from echoes it buffered meanwhile (they answer older rounds).  Tokens not yet
+  handed out are dropped on any role change (the driver closes its clients
+  then anyway); a single voter confirms at once.
 
 * **Sessions** are ordinary transactions here (createSession/closeSession are
   proposed like any txn).  Learners piggyback session activity on their pings
@@ -122,6 +142,7 @@ its commit point (**pending**, ``pending_configs``).
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -248,6 +269,8 @@ class _Learner:
     newleader_acked: bool = False
     acked: int = 0
     uptodate: bool = False
+    # The highest heartbeat round this learner echoed (ReadIndex, see read_index).
+    echoed: int = 0
 
 
 @attrs.define
@@ -259,6 +282,8 @@ class _Lead:
     initial_last: int = 0
     counter: int = 0
     since: int = 0
+    # The last heartbeat round started in this term: PING's zxid field (see read_index).
+    round: int = 0
 
 
 @attrs.define
@@ -349,6 +374,11 @@ class Peer:
         self._unapplied_snapshot: SnapshotInstall | None = None
         self._requests: list[tuple[int, bytes]] = []
         self._reports: list[tuple[int, bytes]] = []
+        # Leader, ReadIndex: (round needed, token) not yet confirmed, in request order;
+        # confirmed tokens not yet handed out; whether a round must start at the next Ready.
+        self._reads: deque[tuple[int, object]] = deque()
+        self._confirmed: list[object] = []
+        self._round_wanted = False
         self._soft_dirty = True
         self._inflight: Ready | None = None
         self._inflight_upto: int | None = None
@@ -642,6 +672,23 @@ class Peer:
             raise NotLeader(self.leader)
         self._msgs.append((f.leader, Request(self.id, payload)))
 
+    def read_index(self, token: object) -> None:
+        """Leader: confirm that we still lead before a read (etcd raft's ReadIndex); see the module docstring.
+
+        ``token`` comes back in ``Ready.reads_confirmed`` once a quorum of every
+        configuration in force answered a heartbeat round started after this call
+        (at once if we alone are such a quorum); tokens come back in call order.
+        The driver records what the read must reflect (ZooKeeper's sync: our
+        ``last_zxid`` now) and answers once confirmed and applied that far.  Raises
+        NotLeader unless established; a role change drops the token silently.
+        """
+        lead = self._lead
+        if lead is None or not self.established:
+            raise NotLeader(self.leader if self.role != Role.LEADING else None)
+        self._reads.append((lead.round + 1, token))
+        self._round_wanted = True
+        self._confirm_reads()
+
     def report_sessions(self, payload: bytes) -> None:
         """Learner: session activity to piggyback on the next ping to the leader."""
         self._session_payload = payload
@@ -654,6 +701,8 @@ class Peer:
             or self._snapshot is not None
             or self._requests
             or self._reports
+            or self._round_wanted
+            or self._confirmed
             or self._soft_dirty
             or self._hard_state() != self._durable
             or self.committed > self._handed
@@ -664,6 +713,9 @@ class Peer:
         """Collect everything to do; see :mod:`trizab.zab.ready` for the order."""
         if self._inflight is not None:
             raise RuntimeError("ready() called again before advance()")
+        if self._round_wanted:
+            # Every read_index since the last Ready shares this round.
+            self._start_round()
         hs = self._hard_state()
         upto = self.committed
         committed: tuple[Entry, ...] = ()
@@ -683,6 +735,7 @@ class Peer:
             committed=committed,
             requests=tuple(self._requests),
             session_reports=tuple(self._reports),
+            reads_confirmed=tuple(self._confirmed),
         )
         self._soft_dirty = False
         self._snapshot = None
@@ -692,6 +745,7 @@ class Peer:
         self._notes = []
         self._requests = []
         self._reports = []
+        self._confirmed = []
         self._inflight = rd
         self._inflight_upto = self.last_zxid if rd.must_sync else None
         return rd
@@ -836,6 +890,12 @@ class Peer:
         self.leader = leader
         self.established = False
         self._soft_dirty = True
+        # ReadIndex tokens belong to the term that took them, confirmed or not: a driver
+        # closes its clients on a role change, and a learner whose sync is dropped
+        # re-syncs with the next leader anyway.
+        self._reads.clear()
+        self._confirmed = []
+        self._round_wanted = False
 
     def _become_looking(self) -> None:
         for sid in self._connected():
@@ -986,6 +1046,12 @@ class Peer:
         elif isinstance(msg, Ping):
             if msg.payload:
                 self._reports.append((msg.sender, msg.payload))
+            # The echo of a heartbeat round (never one we have not started: a ZooKeeper
+            # learner echoes exactly what we sent).  Before NEWLEADER is acknowledged the
+            # learner has not taken our epoch: its echo proves nothing.
+            if lr.newleader_acked and msg.zxid > lr.echoed:
+                lr.echoed = min(msg.zxid, lead.round)
+                self._confirm_reads()
         elif isinstance(msg, Request):
             if self.established:
                 self._requests.append((msg.sender, msg.payload))
@@ -1213,8 +1279,35 @@ class Peer:
             if self.ticks - lr.last_heard > limit:
                 self._drop_learner(sid)
         if self.ticks % cfg.ping_ticks == 0:
-            for sid in sorted(lead.learners):
-                self._msgs.append((sid, Ping(self.id, self.last_zxid)))
+            self._start_round()
+
+    def _start_round(self) -> None:
+        """Ping every learner with the next heartbeat round (periodic, or asked for by read_index)."""
+        lead = self._lead
+        self._round_wanted = False
+        if lead is None:
+            return
+        lead.round += 1
+        ping = Ping(self.id, lead.round)
+        for sid in sorted(lead.learners):
+            self._msgs.append((sid, ping))
+
+    def _confirm_reads(self) -> None:
+        """Move the read_index tokens whose round a quorum has echoed to ``_confirmed``, in order."""
+        reads = self._reads
+        lead = self._lead
+        if not reads or lead is None:
+            return
+        configs = self._configs_in_force()
+        while reads:
+            needed, token = reads[0]
+            # Tokens wait in order of their round, so the first unconfirmed one stops the rest.
+            ids = [self.id]
+            ids.extend(sid for sid, lr in lead.learners.items() if lr.newleader_acked and lr.echoed >= needed)
+            if not self._quorum_of_all(ids, configs):
+                return
+            reads.popleft()
+            self._confirmed.append(token)
 
     # ------------------------------------------------------------------ learner
 
@@ -1306,7 +1399,9 @@ class Peer:
             self._set_committed(msg.zxid)
             self._check_learner_membership()
         elif isinstance(msg, Ping):
-            self._msgs.append((f.leader, Ping(self.id, self.last_zxid, self._session_payload)))
+            # Echo the leader's zxid field (its heartbeat round, see read_index), as
+            # ZooKeeper's Learner.ping does.
+            self._msgs.append((f.leader, Ping(self.id, msg.zxid, self._session_payload)))
             self._session_payload = b""
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__} while broadcasting")

@@ -17,7 +17,12 @@ After feeding the peer inputs (``step``, ``tick``, ``propose``), the driver call
 6. only then send ``messages`` (a ``(to, message)`` or ``Disconnect`` list, in
    order, per-destination FIFO) and ``notifications`` (election port);
 7. apply ``committed`` to the state machine, in zxid order;
-8. ``peer.advance(ready)``.
+8. ``peer.advance(ready)``;
+9. answer the reads in ``reads_confirmed`` (leader only: the tokens given to
+   ``Peer.read_index``, in call order), each once the state machine has applied
+   whatever the read must reflect (ZooKeeper's sync: the leader's last zxid at
+   the call).  A learner's SYNC answer goes out after this Ready's messages, so
+   behind every proposal it covers.
 
 Step 5 before 6 is ZAB's durability rule: a follower's ACKEPOCH leaves only after
 its ``accepted_epoch`` is durable, its ACK of a proposal (and of NEWLEADER) only
@@ -93,6 +98,8 @@ class Ready:
     # and of session reports carried by learners' pings.
     requests: tuple[tuple[int, bytes], ...] = ()
     session_reports: tuple[tuple[int, bytes], ...] = ()
+    # Leader only: read_index tokens now confirmed by a quorum's heartbeat echoes, in call order.
+    reads_confirmed: tuple[object, ...] = ()
 
     @property
     def must_sync(self) -> bool:
