@@ -15,6 +15,10 @@ pytest, from Trio code (call it in a thread or before the nursery) and from scri
   has joined a quorum, so ruok alone is not enough for an ensemble), within a bounded timeout.
 - Stopping is by pid only: SIGTERM, then SIGKILL after a grace period.
 - The admin HTTP server (default port 8080) is disabled so that parallel servers do not collide.
+- For fault injection (`compat.chaos`) an ensemble member exposes `sid`, `quorum_port` and
+  `election_port`, may run under its own group id (`gid`, so a firewall can tell its packets
+  apart), can be paused (SIGSTOP/SIGCONT) and, while stopped, lose its data (`wipe_data()`,
+  which keeps `myid`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from trizab.testing.ensemble_base import OwnedWorkdir, ProcessEnsemble
+from trizab.testing.ensemble_base import OwnedWorkdir, ProcessEnsemble, clear_directory
 from trizab.testing.procs import ChildProcess, kill_process, terminate_process
 
 JAVA_DIR = "/usr/share/java"
@@ -164,6 +168,7 @@ class _Member(ChildProcess):
         client_port: int,
         java_properties: Sequence[str],
         jvm_args: Sequence[str],
+        gid: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.main_class = main_class
@@ -175,6 +180,44 @@ class _Member(ChildProcess):
         self.process: subprocess.Popen[bytes] | None = None
         self.data_dir = workdir / "data"
         self.log_path = workdir / "zookeeper.log"
+        # The JVM's group id (None: inherit ours); read at start(), so it may be set later.
+        self.gid = gid
+
+    @property
+    def sid(self) -> int:
+        """The server id (``myid``); 0 for a standalone server, as in trizab's config."""
+        return self.myid or 0
+
+    def _config_value(self, key: str) -> str | None:
+        for line in self.config_lines:
+            name, sep, value = line.partition("=")
+            if sep and name.strip() == key:
+                return value.strip()
+        return None
+
+    def _server_line(self) -> list[str]:
+        """``host:quorumPort:electionPort[:role]`` of this member's ``server.N`` line, split."""
+        value = self._config_value(f"server.{self.sid}")
+        if value is None:
+            raise ApacheZooKeeperError(f"no server.{self.sid} line: not an ensemble member")
+        return value.split(";")[0].split(":")
+
+    @property
+    def quorum_port(self) -> int:
+        return int(self._server_line()[1])
+
+    @property
+    def election_port(self) -> int:
+        return int(self._server_line()[2])
+
+    def wipe_data(self) -> None:
+        """Empty the dataDir (and a dataLogDir), keeping ``myid``; only while stopped."""
+        if self.running:
+            raise ApacheZooKeeperError(f"{self.address} is running: stop or kill it before wiping its data")
+        clear_directory(self.data_dir, keep=("myid",))
+        data_log_dir = self._config_value("dataLogDir")
+        if data_log_dir:
+            clear_directory(Path(data_log_dir), keep=("myid",))
 
     @property
     def address(self) -> str:
@@ -210,7 +253,9 @@ class _Member(ChildProcess):
         ]
         stdout = (self.workdir / "stdout.log").open("ab")
         try:
-            self.process = subprocess.Popen(args, stdout=stdout, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self.process = subprocess.Popen(
+                args, stdout=stdout, stderr=subprocess.STDOUT, cwd=self.workdir, group=self.gid
+            )
         finally:
             stdout.close()
 
@@ -316,7 +361,8 @@ class ApacheEnsemble(ProcessEnsemble[_Member]):
     """An ensemble of `size` Apache ZooKeeper 3.8 `QuorumPeerMain` members on free loopback ports.
 
     Members are indexable; each has `.address`, `.client_port`, `.pid`, `.start()`, `.stop()`,
-    `.kill()`, `.wait_ready()`. `address` is the comma-separated connect string.
+    `.kill()`, `.wait_ready()` (and the fault-injection extras in the module docstring). `address`
+    is the comma-separated connect string.
     """
 
     def __init__(
@@ -331,8 +377,11 @@ class ApacheEnsemble(ProcessEnsemble[_Member]):
         sync_limit: int = 2,
         workdir: str | os.PathLike[str] | None = None,
         start_timeout: float = 60.0,
+        gids: Mapping[int, int] | None = None,
     ) -> None:
+        """``gids`` maps a server id to the group id its JVM runs with (default: ours)."""
         super().__init__(workdir, prefix="apache-zk-ens-", start_timeout=start_timeout)
+        gids = gids or {}
         ports = free_ports(3 * size)
         servers = [
             f"server.{i + 1}={HOST}:{ports[3 * i + 1]}:{ports[3 * i + 2]}:participant" for i in range(size)
@@ -359,6 +408,7 @@ class ApacheEnsemble(ProcessEnsemble[_Member]):
                     client_port=ports[3 * i],
                     java_properties=java_properties,
                     jvm_args=jvm_args,
+                    gid=gids.get(i + 1),
                 )
             )
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
@@ -33,6 +33,19 @@ class Member(Protocol):
 
 
 M = TypeVar("M", bound=Member)
+
+
+def clear_directory(path: Path, keep: Collection[str] = ()) -> None:
+    """Delete everything in ``path`` except the entries named in ``keep`` (a lost disk, for tests)."""
+    if not path.is_dir():
+        return
+    for entry in path.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 class OwnedWorkdir:

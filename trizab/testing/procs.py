@@ -1,6 +1,7 @@
-"""Stopping a child server process: the one way every launcher here does it.
+"""Stopping (and pausing) a child server process: the one way every launcher here does it.
 
-Always by the ``Popen`` we started (so by pid), never by name.
+Always by the ``Popen`` we started (so by pid), never by name.  A paused (SIGSTOPped) child
+still stops promptly: SIGTERM is followed by SIGCONT, which a running child ignores.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ def terminate_process(proc: subprocess.Popen[Any], grace: float) -> int | None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
+            # A stopped process only acts on SIGTERM once continued; otherwise it would sit out
+            # the whole grace period before the SIGKILL.
+            proc.send_signal(signal.SIGCONT)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -44,3 +48,15 @@ class ChildProcess:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+    def pause(self) -> None:
+        """SIGSTOP the process (by its pid): it keeps its sockets but answers nothing."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause` (harmless when not paused)."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGCONT)

@@ -12,6 +12,12 @@ the ensemble has ``address`` (the connect string), ``start()``, ``stop()``,
 per member, ``myid`` files).  A member is ready when ``srvr`` reports a Mode
 (it only answers once it is part of an established epoch).  Processes are
 stopped by pid only.
+
+For fault injection (:mod:`compat.chaos`) a member also has ``quorum_port`` and
+``election_port`` (read back from its config), an optional process group id
+``gid`` (so a firewall can tell its packets apart), ``pause()``/``resume()``
+(SIGSTOP/SIGCONT) and ``wipe_data()``: while stopped, everything in its data
+directories goes except ``myid``, which is how trizab knows its server id.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from trizab.config import ServerConfig, load
 from trizab.runtime.launcher import four_letter, member_mode, write_configs
-from trizab.testing.ensemble_base import ProcessEnsemble
+from trizab.testing.ensemble_base import ProcessEnsemble, clear_directory
 from trizab.testing.procs import ChildProcess, kill_process, terminate_process
 
 __all__ = ["TrizabEnsemble", "TrizabMember"]
@@ -39,6 +46,7 @@ class TrizabMember(ChildProcess):
         client_port: int,
         env: dict[str, str] | None = None,
         log_level: str = "INFO",
+        gid: int | None = None,
     ) -> None:
         self.log_level = log_level
         self.sid = sid
@@ -48,10 +56,44 @@ class TrizabMember(ChildProcess):
         self.log_path = self.workdir / "member.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.env = env
+        # The process's group id (None: inherit ours); read at start(), so it may be set later.
+        self.gid = gid
+        self._parsed: ServerConfig | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.client_port}"
+
+    def _server_config(self) -> ServerConfig:
+        if self._parsed is None:
+            self._parsed = load(self.config)
+        return self._parsed
+
+    @property
+    def quorum_port(self) -> int:
+        """The port followers connect to when this member leads (its ``server.N`` line)."""
+        return self._server_config().servers[self.sid].quorum_port
+
+    @property
+    def election_port(self) -> int:
+        """The leader-election port (its ``server.N`` line)."""
+        return self._server_config().servers[self.sid].election_port
+
+    @property
+    def data_dir(self) -> Path:
+        data_dir = self._server_config().data_dir
+        if data_dir is None:
+            raise RuntimeError(f"member {self.sid}: its config has no dataDir")
+        return data_dir
+
+    def wipe_data(self) -> None:
+        """Empty the data directories (a lost disk), keeping ``myid``; only while stopped."""
+        if self.running:
+            raise RuntimeError(f"member {self.sid} is running: stop or kill it before wiping its data")
+        config = self._server_config()
+        clear_directory(self.data_dir, keep=("myid",))
+        if config.data_log_dir is not None:
+            clear_directory(config.data_log_dir, keep=("myid",))
 
     def start(self) -> None:
         if self.running:
@@ -74,6 +116,7 @@ class TrizabMember(ChildProcess):
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env=env,
+                group=self.gid,
             )
 
     def stop(self, grace: float = 10.0) -> None:
@@ -129,7 +172,9 @@ class TrizabEnsemble(ProcessEnsemble[TrizabMember]):
         start_timeout: float = 60.0,
         env: dict[str, str] | None = None,
         log_level: str = "INFO",
+        gids: Mapping[int, int] | None = None,
     ) -> None:
+        """``gids`` maps a server id to the group id its process runs with (default: ours)."""
         super().__init__(workdir, prefix="trizab-ens-", start_timeout=start_timeout)
         configs = write_configs(
             self.workdir,
@@ -141,7 +186,10 @@ class TrizabEnsemble(ProcessEnsemble[TrizabMember]):
             storage=storage,
             extra=extra_config,
         )
-        self.members = [TrizabMember(sid, path, port, env, log_level) for sid, path, port in configs]
+        gids = gids or {}
+        self.members = [
+            TrizabMember(sid, path, port, env, log_level, gid=gids.get(sid)) for sid, path, port in configs
+        ]
 
     def leader(self) -> TrizabMember | None:
         for m in self.members:
