@@ -33,7 +33,7 @@ from trizab.frontend.connection import (
 )
 from trizab.plugins.storage.txnlog import TxnLogStoragePlugin
 
-from trizab.runtime.server import tune_gc
+from trizab.runtime.tuning import tune_process
 from trizab.server.core import CoreConfig, ServerCore
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
@@ -48,7 +48,7 @@ def frame(*records: object) -> bytes:
 
 
 def run(op: str, requests: int, clients: int, batch: int, data_size: int, profile: bool) -> None:
-    tune_gc(freeze=False)  # the collector settings the server runs with
+    tune_process(replicated=False)  # the collector settings `trizab serve` runs a standalone server with
     core = ServerCore(CoreConfig(), now_ms=T0)
     with tempfile.TemporaryDirectory() as tmp:
         storage = TxnLogStoragePlugin(data_dir=Path(tmp), force_sync=False, syncer="inline")

@@ -1,4 +1,4 @@
-"""The ``trizab`` command line: ``trizab serve`` and ``trizab plugins``.
+"""The ``trizab`` command line: ``trizab serve``, ``trizab ensemble`` and ``trizab plugins``.
 
 ``trizab serve`` without ``--config`` runs the embedded default configuration:
 127.0.0.1:2181, data in ``./trizab-data``, tickTime 2000, every four-letter word
@@ -11,6 +11,10 @@ because a local development server should answer ``ruok`` and kazoo's
 
 Every user mistake (bad flag, unreadable or invalid config, unknown plugin, port
 in use) prints one line on stderr and exits with status 2, without a traceback.
+
+``trizab serve`` is the one place that tunes the interpreter for a server (the
+collector, the GIL switch interval: :mod:`trizab.runtime.tuning`); a program that
+embeds a :class:`~trizab.runtime.server.Server` keeps its own settings.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ def server_config(args: argparse.Namespace) -> cfg.ServerConfig:
 def _serve(args: argparse.Namespace) -> int:
     from trizab.plugin import PluginError
     from trizab.runtime.server import Server, StartupError
+    from trizab.runtime.tuning import freeze_big_tree, tune_process
     from trizab.storage import StorageError
 
     logging.basicConfig(
@@ -113,9 +118,13 @@ def _serve(args: argparse.Namespace) -> int:
         from trizab.runtime.ensemble import Member, is_ensemble
 
         # server.N lines (more than one): a replicated member, as ZooKeeper's QuorumPeerMain.
-        server = Member(config) if is_ensemble(config) else Server(config)
+        replicated = is_ensemble(config)
+        server_class = Member if replicated else Server
+        server = server_class(config, on_tree_settled=freeze_big_tree)
     except (PluginError, StartupError) as exc:
         raise cfg.ConfigError(str(exc)) from None
+    # Interpreter-wide settings are this process's to choose, not the library's.
+    tune_process(replicated=replicated)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

@@ -75,9 +75,8 @@ import collections
 import contextlib
 import logging
 import struct
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -87,12 +86,10 @@ from trizab.runtime.election import ElectionTransport
 from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple
 from trizab.runtime.server import (
     _CLOSE,
-    GC_FREEZE_NODES,
     SHUTDOWN_GRACE_S,
     Server,
     StartupError,
     _core_config,
-    tune_gc,
 )
 from trizab.server.replica import (
     CONFIG_PATH,
@@ -140,28 +137,11 @@ TICK_MS = 50
 _REVALIDATE_ASK = struct.Struct(">qi")  # session id, timeout
 _REVALIDATE_ANSWER = struct.Struct(">q?")  # session id, valid
 
-
-# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms).
-# The storage worker returns from its fsync into Python code; while the peer task is busy (at
-# load it always is) the default made every storage barrier last at least 5 ms more, and the
-# next Ready waited behind it.
-SWITCH_INTERVAL_S = 0.0005
-
 # The largest batch of appends the peer task persists itself (see Member._persist_inline).
 INLINE_PERSIST_MAX = 4096
 # A barrier slower than this sends the next ones to the storage worker's thread.
 SLOW_BARRIER_S = 0.02
 _perf_counter = time.perf_counter
-
-
-@contextlib.contextmanager
-def _switch_interval(seconds: float) -> Iterator[None]:
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, seconds))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def _zxid_of(e: Entry) -> int:
@@ -244,6 +224,7 @@ class Member(Server):
         storage: Storage | None = None,
         clock: Any = None,
         tick_ms: int = TICK_MS,
+        on_tree_settled: Callable[[int], None] | None = None,
     ) -> None:
         if config.server_id not in config.servers:
             where = config.data_dir / "myid" if config.data_dir else "dataDir/myid"
@@ -251,7 +232,7 @@ class Member(Server):
                 f"this server's id ({where}) must name one of the server.N lines: "
                 + ", ".join(map(str, sorted(config.servers)))
             )
-        super().__init__(config, storage=storage, clock=clock)
+        super().__init__(config, storage=storage, clock=clock, on_tree_settled=on_tree_settled)
         self.my_id = config.server_id
         self.tick_ms = tick_ms
         self.peer_config = peer_config(config, tick_ms)
@@ -300,15 +281,6 @@ class Member(Server):
         task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
         listeners: list[trio.abc.Listener[Any]] | None = None,
     ) -> None:
-        with _switch_interval(SWITCH_INTERVAL_S):
-            await self._run(task_status=task_status, listeners=listeners)
-
-    async def _run(
-        self,
-        *,
-        task_status: trio.TaskStatus[list[tuple[str, int]]],
-        listeners: list[trio.abc.Listener[Any]] | None,
-    ) -> None:
         config = self.config
         listeners, recovered = await self._bind_and_recover(listeners)
         try:
@@ -327,7 +299,7 @@ class Member(Server):
                 )
             )
             self.core = core
-            tune_gc(freeze=core.node_count >= GC_FREEZE_NODES)
+            self._tree_settled()
             self._init_ensemble()
             self._last_committed_zxid = self._applied_zxid = recovered.snapshot_zxid
             self.peer = peer = Peer.recover(

@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import itertools
 import logging
 import math
@@ -105,7 +104,7 @@ from trizab.server.api import Connected, Notification, Ready, Reply
 from trizab.storage import BackgroundSync, Recovered, Storage
 from trizab.txn import Txn
 
-__all__ = ["Clock", "Server", "StartupError", "open_storage", "serve", "trizab_version", "tune_gc"]
+__all__ = ["Clock", "Server", "StartupError", "open_storage", "serve", "trizab_version"]
 
 log = logging.getLogger("trizab.server")
 
@@ -266,8 +265,12 @@ class Server:
         # (config, now_ms) -> core; default: trizab.server.core.ServerCore.
         core_factory: Callable[[cfg.ServerConfig, int], Any] | None = None,
         rng: random.Random | None = None,
+        # Called with the tree's node count once recovery has loaded it and after each
+        # snapshot; the CLI passes trizab.runtime.tuning.freeze_big_tree.
+        on_tree_settled: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_tree_settled = on_tree_settled
         self.storage = storage if storage is not None else open_storage(config)
         self.clock = clock or Clock()
         self._core_factory = core_factory
@@ -332,7 +335,7 @@ class Server:
             factory = self._core_factory or _default_core
             self.core = factory(config, now)
             self.core.load(recovered)
-            tune_gc(freeze=_get(self.core, "node_count", 0) >= GC_FREEZE_NODES)
+            self._tree_settled()
             self._last_committed_zxid = recovered.last_zxid
             # The replayed log counts towards the next snapshot, so a long tail is not replayed
             # again at every restart (ZooKeeper snapshots at start-up; we do it in the background).
@@ -695,10 +698,13 @@ class Server:
                 await self._save_snapshot(zxid, data)
                 self._snapshotting = False
                 self._log_wakeup.set()
-                if _get(self.core, "node_count", 0) >= GC_FREEZE_NODES:
-                    gc.freeze()  # nodes created since start-up: out of the collector's way too
+                self._tree_settled()  # nodes created since start-up
         finally:
             self._snapshotter_running = False
+
+    def _tree_settled(self) -> None:
+        if self._on_tree_settled is not None:
+            self._on_tree_settled(_get(self.core, "node_count", 0))
 
     def _snapshot_threshold(self) -> int:
         half = max(1, self.config.snap_count // 2)
@@ -1105,29 +1111,6 @@ class Server:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             c.scope.cancel()
-
-
-GC_GEN0_THRESHOLD = 50_000
-GC_FREEZE_NODES = 100_000
-
-
-def tune_gc(*, freeze: bool) -> None:
-    """Keep CPython's cycle collector off the request path.
-
-    Every request allocates a handful of small tracked objects (records, pending
-    entries) that die young; with the default gen-0 threshold of 700 the collector
-    ran every few dozen requests and cost ~3 us per write in the benchmark.  A big
-    recovered tree is frozen (moved to the permanent generation: it has no
-    reference cycles to find, and a full collection would otherwise walk every
-    znode, a pause of seconds for millions of them).  Small ones are not: freezing
-    also pins whatever cyclic garbage the process holds at that moment (it matters
-    in a test process that starts many servers).
-    """
-    gen0, gen1, gen2 = gc.get_threshold()
-    if gen0 and gen0 < GC_GEN0_THRESHOLD:
-        gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
-    if freeze:
-        gc.freeze()
 
 
 def _get(obj: Any, name: str, default: Any) -> Any:
