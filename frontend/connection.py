@@ -66,7 +66,6 @@ DEFAULT_MAX_BUFFER: Final = 0xFFFFF
 
 _LEN = struct.Struct(">i")
 _HEADER = struct.Struct(">ii")
-_REPLY_HEADER = struct.Struct(">iiqi")  # frame length + ReplyHeader
 
 # FourLetterCommands.java: every word ZooKeeper 3.8 recognises on a fresh connection.
 FOUR_LETTER_WORDS: Final = frozenset(

@@ -221,12 +221,6 @@ def _find(group: str, name: str) -> PluginInfo:
     return info
 
 
-def parse_options(group: str, name: str, raw_options: Mapping[str, str]) -> dict[str, Any]:
-    """Parse ``raw_options`` (option name -> string) for plugin ``name``; defaults fill the rest."""
-    info = _find(group, name)
-    return _parse(info, raw_options)
-
-
 def _parse(info: PluginInfo, raw_options: Mapping[str, str]) -> dict[str, Any]:
     kind = GROUPS[info.group]
     by_name = {o.name: o for o in info.options}

@@ -91,7 +91,6 @@ EOR = 0x42  # 'B', ZooKeeper's end-of-record marker
 _FILE_HEADER = struct.Struct(">iiq")
 _REC_HEAD = struct.Struct(">qi")  # checksum, length
 HEADER_SIZE = _FILE_HEADER.size
-REC_OVERHEAD = _REC_HEAD.size + 1
 _LOG_NAME = re.compile(r"^log\.([0-9a-f]+)$")
 _SNAP_NAME = re.compile(r"^snapshot\.([0-9a-f]+)$")
 # ZooKeeper's TxnDigest{int version; long treeDigest}, appended by 3.6+ servers.

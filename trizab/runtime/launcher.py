@@ -2,19 +2,20 @@
 
 Theory of operation
 -------------------
-The launcher writes one ``zoo.cfg`` and ``myid`` per member under a base
-directory (``server.N=127.0.0.1:quorumPort:electionPort`` lines on free ports),
-starts every member as its own ``python -m trizab serve --config ...`` process
-(so killing one is a real crash), waits until each answers on its client port,
+:func:`run_ensemble`, which the command line (:mod:`trizab.cli`) runs, writes
+one ``zoo.cfg`` and ``myid`` per member under a base directory
+(``server.N=127.0.0.1:quorumPort:electionPort`` lines on free ports), starts
+every member as its own ``python -m trizab serve --config ...`` process (so
+killing one is a real crash), waits until each answers on its client port,
 prints every member's client address and who leads (from ``srvr``), and on
 Ctrl-C (or SIGTERM) stops them all with SIGTERM, then SIGKILL after a grace
-period.  :func:`write_configs` and :func:`four_letter` are shared with the
-tests and benchmarks.
+period.  :func:`write_configs`, :func:`four_letter`, :func:`member_mode` and
+:func:`free_ports` are shared with the tests, the benchmarks and the test
+launchers.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -26,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["four_letter", "free_ports", "main", "member_mode", "write_configs"]
+__all__ = ["four_letter", "free_ports", "member_mode", "run_ensemble", "write_configs"]
 
 
 def free_ports(n: int) -> list[int]:
@@ -115,16 +116,6 @@ def member_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "trizab", "serve", "--config", str(config)]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trizab ensemble", description="run a local ensemble")
-    parser.add_argument("--size", type=int, default=3, choices=[1, 3, 5, 7])
-    parser.add_argument("--observers", type=int, default=0)
-    parser.add_argument("--base-dir", type=Path, help="member directories (default: a temporary one)")
-    parser.add_argument("--tick-time", type=int, default=2000)
-    args = parser.parse_args(argv)
-    return run_ensemble(args.size, args.observers, args.base_dir, args.tick_time)
-
-
 def run_ensemble(size: int, observers: int, base_dir: Path | None, tick_time: int) -> int:
     tmp = None
     if base_dir is None:
@@ -192,7 +183,3 @@ def run_ensemble(size: int, observers: int, base_dir: Path | None, tick_time: in
         if tmp is not None:
             tmp.cleanup()
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

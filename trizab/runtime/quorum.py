@@ -404,10 +404,6 @@ class QuorumTransport:
         with contextlib.suppress(Exception):
             link.send.close()
 
-    def close_all(self) -> None:
-        for sid in list(self.links):
-            self.disconnect(sid)
-
     def statistics(self) -> dict[int, int]:
         """Packets queued per peer."""
         return {sid: link.send.statistics().current_buffer_used for sid, link in self.links.items()}

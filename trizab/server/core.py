@@ -289,29 +289,8 @@ class ServerCore:
             out.append((sid, s.timeout, conn.conn_id if conn else None))
         return out
 
-    def connection_info(self, conn_id: ConnId) -> dict[str, Any] | None:
-        c = self.conns.get(conn_id)
-        if c is None:
-            return None
-        s = self.tracker.sessions.get(c.session_id)
-        return {
-            "client_addr": c.client_addr,
-            "session_id": c.session_id,
-            "timeout": s.timeout if s else 0,
-            "queued": len(c.queue),
-            "received": c.received,
-            "sent": c.sent,
-            "last_zxid": c.last_zxid,
-            "established_ms": c.started_ms,
-        }
-
     def ephemerals_by_session(self) -> dict[int, list[str]]:
         return {sid: list(paths) for sid, paths in self.tree.ephemerals.items()}
-
-    def watch_summary(self) -> tuple[int, int, int]:
-        """(sessions watching, paths watched, total watches) of the data-watch table, as wchs."""
-        dw = self.tree.data_watches
-        return len(dw.by_watcher), len(dw.table), dw.size()
 
     def watches_by_session(self) -> dict[int, list[str]]:
         return {sid: list(paths) for sid, paths in self.tree.data_watches.by_watcher.items()}

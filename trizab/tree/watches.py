@@ -122,14 +122,3 @@ class WatchManager:
     def remove_watcher(self, watcher: int) -> None:
         for path in list(self.by_watcher.get(watcher, ())):
             self.remove(path, watcher, None)
-
-    # -- introspection (wchs / wchc / wchp) --------------------------------
-
-    def size(self) -> int:
-        return sum(len(e) for e in self.table.values())
-
-    def paths_of(self, watcher: int) -> list[str]:
-        return list(self.by_watcher.get(watcher, ()))
-
-    def watchers_of(self, path: str) -> list[int]:
-        return list(self.table.get(path, ()))
