@@ -13,10 +13,15 @@ A storage engine keeps three things for one server, like Apache ZooKeeper's
 
 Engines are blocking, synchronous objects called by the runtime, never by the
 sans-I/O core.  ``append`` only encodes into memory and is cheap enough to call
-from the event loop; ``sync`` (and ``save_snapshot``) block and belong in
-``trio.to_thread``.  ``append`` may run while a ``sync`` is in progress in another
-thread (that is how group commit overlaps the next batch with the running
-fsync); ``sync`` covers exactly what was appended before it was called.
+from the event loop.  ``sync`` blocks for a disk barrier: the runtime calls it on
+the event loop itself as long as the disk is fast (one fdatasync costs less than
+a hand-off to a thread and back) and in a worker thread once syncs turn slow, or
+when a long job comes with it (a member's snapshot install, truncation, epoch
+change, very large batch); ``save_snapshot`` and ``purge`` run in a worker thread.  (Every
+call of an engine that is not ``durable`` runs inline: it never waits on a
+disk.)  ``append`` may run while a ``sync`` is in progress in another thread
+(that is how group commit overlaps the next batch with the running fsync);
+``sync`` covers exactly what was appended before it was called.
 ``save_snapshot`` and ``purge`` may also run in a background thread while
 ``append``/``sync`` go on (a snapshot of a large tree must not stall the log).
 Other calls must not overlap each other.  A write is acknowledged to a client

@@ -6,12 +6,16 @@ A :class:`Member` is the standalone :class:`~trizab.runtime.server.Server` (clie
 listener, client connections, four-letter words) with its storage path replaced
 by ZAB.  One nursery owns everything::
 
-    client listener ─> per client: reader/writer ─┐
-    election listener + connectors (FLE) ─────────┤
-    quorum listener + links (sender/receiver) ────┼─> inbox ─> peer task ─┬─> quorum links
-    ticker (peer.tick every tick_ms) ─────────────┤   (owns the Peer AND  ├─> election links
-    ZAB storage worker (Ready persisted) ─────────┘    the ReplicaCore)   └─> ZAB storage worker
+    client listener, socket reader (all clients) ─┐                       ┌─> client writers
+    election listener + connectors (FLE) ─────────┤                       ├─> quorum links
+    quorum listener + links (sender/receiver) ────┼─> inbox ─> peer task ─┼─> election links
+    ticker (peer.tick every tick_ms) ─────────────┤   (owns the Peer AND  └─> ZAB storage worker
+    ZAB storage worker (Ready persisted) ─────────┘    the ReplicaCore)
 
+* **Clients** are read as by the standalone server: one task reads every client
+  socket (:mod:`trizab.runtime.ready_sockets`) and parses it, but here it puts
+  the requests on the inbox for the peer task; each connection's writer task
+  sends its replies.
 * **The peer task** (the server's core task) is the only code that touches the
   :class:`~trizab.zab.peer.Peer` and the :class:`~trizab.server.replica.ReplicaCore`,
   and the only one that registers or forgets quorum links.  After each batch of

@@ -6,8 +6,8 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
 
     listener ──> socket reader (every socket) ──┐            ┌──> writer task ──> socket
                  (ClientConnection events)      ├─> inbox ──>│ core task (owns ServerCore)
-    ticker  (Tick every tickTime/2) ────────────┤            └──> storage worker (append, sync
-    storage worker (Committed after sync) ──────┘                 in a thread, snapshots, purge)
+    ticker  (Tick every tickTime/2) ────────────┤            └──> storage worker (append, sync,
+    storage worker (Committed after sync) ──────┘                 snapshots, purge)
 
 * **The core task** owns the :class:`ServerCore` (readers call it too, but only
   in synchronous code, so no two callers ever interleave); no locks.  It drains
@@ -38,20 +38,23 @@ One nursery, tasks that each own one thing (trio's serve_listeners skeleton)::
   last round, appends them, and runs one ``sync()``; whatever arrives meanwhile
   waits for the next round and shares its sync.  The sync runs inline (blocking
   the event loop for one fdatasync, ~0.1 ms here, is cheaper than the thread
-  hand-off there and back); after a slow one (``SLOW_SYNC_S``) syncs go to a
-  thread for a while so that reads and pings never wait on the disk.  An engine
+  hand-off there and back); after ``SLOW_SYNCS`` inline syncs in a row slower
+  than ``SLOW_SYNC_S``, the syncs of the next ``SLOW_SYNC_BACKOFF_S`` go to a
+  thread so that reads and pings do not wait on the disk.  An engine
   offering :class:`~trizab.storage.BackgroundSync` (``txnlog``'s fsync helper
   processes) syncs every batch of more than one txn without blocking the loop,
   with up to ``sync_slots`` syncs in flight: txns arriving while the disk is busy
   get a free slot at once, and once a batch is durable, the txns that arrived
   meanwhile are handed over *before* that batch is applied and answered, so the
-  disk never waits for the apply.  Once the
-  sync returns, the batch is reported to the core task as committed, which is
-  when the core may reply.  Snapshots are due every ~``snapCount`` transactions
-  (randomised between half and all of it as ZooKeeper does so that servers of an
-  ensemble do not snapshot together); purges run in this worker, never while a
-  snapshot is being written.  If the storage falls behind by more than
-  ``MAX_LOG_BACKLOG`` transactions, readers stop feeding the inbox until it
+  disk never waits for the apply.  Once the sync returns, the batch is
+  committed, which is when the core may reply: the storage worker hands it to
+  the core and flushes the replies itself, as the socket reader does with
+  requests (a subclass with a core task of its own gets it through the inbox
+  instead).  Snapshots are due every ~``snapCount`` transactions (randomised
+  between half and all of it as ZooKeeper does so that servers of an ensemble
+  do not snapshot together); purges run in this worker, never while a snapshot
+  is being written.  If the storage falls behind by more than
+  ``MAX_LOG_BACKLOG`` transactions, readers stop feeding the core until it
   catches up: back-pressure reaches the clients' TCP windows instead of memory.
 * **The snapshotter** walks the tree for a snapshot a few thousand nodes at a
   time, with a checkpoint between steps, so a big tree never stalls the clients

@@ -10,8 +10,10 @@ the storage barrier); outputs are collected in a :class:`~trizab.zab.ready.Ready
 (see that module for the order a driver must follow).  It never reads a clock,
 touches a socket or a disk, or draws a random number.
 
-Roles swap the step and tick functions (``_become_*``), and each ZAB phase of a
-role has its own ``_step_<phase>_<role>`` method:
+``step`` and ``tick`` dispatch on the role (``_step_leader`` or ``_step_learner``,
+``_tick_leader`` or ``_tick_learner``); ``_become_*`` change it, with the role's
+state in a ``_Lead`` or ``_Follow``, and each ZAB phase of a role has its own
+``_step_<phase>_<role>`` method:
 
 * **LOOKING** (``_step_election``): an :class:`~trizab.election.Elector` plugin
   proposes a leader.  Non-LOOKING peers answer LOOKING peers with their vote.
