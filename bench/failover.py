@@ -215,11 +215,11 @@ def run_system(name: str, ensemble: Any, kills: int, out: list[str]) -> dict[str
 
 def make(name: str) -> Any:
     if name.startswith("trizab"):
-        from trizab.testing.trizab_ensemble import TrizabEnsemble
+        from testkit.trizab_ensemble import TrizabEnsemble
 
         return TrizabEnsemble(int(name[6:]), tick_time=2000)
     if name.startswith("zk"):
-        from trizab.testing.apache_zk import ApacheEnsemble
+        from testkit.apache_zk import ApacheEnsemble
 
         return ApacheEnsemble(int(name[2:]), tick_time=2000, init_limit=10, sync_limit=5)
     raise SystemExit(f"unknown system {name}")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import attrs
 
-from trizab.testing import apache_zk
+from testkit import apache_zk
 from trizab.wire import jute
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
@@ -439,7 +439,7 @@ def trizab_servers(storage: str, size: int = 1) -> Iterator[tuple[list[Address],
     Yields the members' addresses and pids once every member serves (an ensemble member reports
     `Mode: leader` or `Mode: follower`).
     """
-    from trizab.testing.process import TrizabProcess
+    from testkit.process import TrizabProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="trizab-bench-"))
     ports = apache_zk.free_ports(3 * size)

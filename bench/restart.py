@@ -37,8 +37,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bench.loadgen import OPEN_ACL, connect, frame
-from trizab.testing import apache_zk
-from trizab.testing.process import TrizabProcess
+from testkit import apache_zk
+from testkit.process import TrizabProcess
 from trizab.tree.datatree import DataTree
 from trizab.tree.snapshot import serialize_snapshot
 from trizab.wire import records as r

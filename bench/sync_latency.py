@@ -18,7 +18,7 @@ milliseconds per member role.  Nothing else runs against the ensemble.
 
 Run from the repository root: ``python -m bench.sync_latency [--calls 2000]
 [--systems trizab,zookeeper]``.  Apache ZooKeeper comes from the Debian package
-``zookeeper`` (``trizab.testing.apache_zk``).  A benchmark script, not a test.
+``zookeeper`` (``testkit.apache_zk``).  A benchmark script, not a test.
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ def members_by_role(ensemble: Any, timeout: float = 60.0) -> dict[str, Any]:
 
 def make_ensemble(system: str, workdir: str) -> Any:
     if system == "trizab":
-        from trizab.testing.trizab_ensemble import TrizabEnsemble
+        from testkit.trizab_ensemble import TrizabEnsemble
 
         return TrizabEnsemble(3, workdir=workdir, tick_time=2000)
     if system == "zookeeper":
-        from trizab.testing.apache_zk import ApacheEnsemble
+        from testkit.apache_zk import ApacheEnsemble
 
         return ApacheEnsemble(3, workdir=workdir, tick_time=2000)
     raise ValueError(f"unknown system {system!r} (trizab, zookeeper)")

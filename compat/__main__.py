@@ -39,7 +39,7 @@ from pathlib import Path
 
 import attrs
 
-from trizab.testing import apache_zk
+from testkit import apache_zk
 
 COMPAT_DIR = Path(__file__).resolve().parent
 REPO_ROOT = COMPAT_DIR.parent

@@ -5,7 +5,7 @@ Theory of operation: kazoo's tests reach servers only through `kazoo.testing.har
 they change, which tests do on purpose: `ZOOKEEPER_JAAS_AUTH`, `ZOOKEEPER_LOCAL_SESSION_RO`), and
 tests then index members (`cluster[0].stop()`, `.run()`, `.address`), start/stop/terminate the
 whole cluster and read `get_logs()` on failure. `TrizabCluster` offers the same surface with
-members that are `trizab serve` processes (`trizab.testing.process.TrizabProcess`), so the tests
+members that are `trizab serve` processes (`testkit.process.TrizabProcess`), so the tests
 run unmodified; `compat.plugin` swaps `get_global_cluster` for the function below.
 
 Each member writes the zoo.cfg that kazoo's harness writes for Java (4lw whitelist `*`,
@@ -28,8 +28,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from trizab.testing.apache_zk import HOST, free_ports
-from trizab.testing.process import TrizabProcess
+from testkit.apache_zk import HOST, free_ports
+from testkit.process import TrizabProcess
 
 log = logging.getLogger(__name__)
 

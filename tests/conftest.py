@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trizab.testing.process import TrizabProcess
+from testkit.process import TrizabProcess
 
 
 @pytest.fixture

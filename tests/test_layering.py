@@ -5,6 +5,8 @@
   ``trizab/wire``) touches sockets, clocks, threads, randomness or the OS.
 * Dependencies point one way: ``frontend -> trizab <- plugins``; the core never
   imports the frontend or a plugin.
+* Nothing installed imports ``testkit`` (the process launchers), ``compat``,
+  ``bench`` or ``tests``: they exist only in a checkout of the repository.
 * The whole tree is ruff-clean.
 """
 
@@ -77,6 +79,16 @@ def test_core_does_not_import_frontend_or_plugins() -> None:
             if bad:
                 offenders.append(f"{path.relative_to(ROOT)}: {bad}")
     assert not offenders, offenders
+
+
+def test_installed_packages_do_not_import_testkit() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for rel in ["trizab", "frontend", "plugins"]
+        for path in _python_files(rel)
+        if any(_top(m) in ("testkit", "compat", "bench", "tests") for m in _imports(path))
+    ]
+    assert not offenders, f"the installed package imports repository-only code: {offenders}"
 
 
 def test_ruff_clean() -> None:

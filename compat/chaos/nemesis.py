@@ -56,7 +56,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from compat.chaos.firewall import Firewall, MemberPorts
-from trizab.testing.apache_zk import four_letter_word
+from testkit.apache_zk import four_letter_word
 
 __all__ = [
     "EXPIRY_MARGIN_S",

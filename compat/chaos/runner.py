@@ -46,8 +46,8 @@ from compat.chaos.firewall import Firewall, MemberPorts
 from compat.chaos.history import FinalState, MemberState, write_history
 from compat.chaos.nemesis import FAULT_KINDS, Fault, Nemesis, plan
 from compat.chaos.workload import EPH_PARENT, SEQ_PARENT, Workload, prepare, register_keys
-from trizab.testing.apache_zk import ApacheEnsemble
-from trizab.testing.trizab_ensemble import TrizabEnsemble
+from testkit.apache_zk import ApacheEnsemble
+from testkit.trizab_ensemble import TrizabEnsemble
 
 __all__ = ["SYSTEMS", "RunConfig", "run"]
 

@@ -32,8 +32,8 @@ from kazoo.client import KazooClient, KazooState
 
 from compat.chaos.firewall import Firewall, MemberPorts
 from compat.chaos.netns import NetnsUnavailable, reexec_in_private_netns
-from trizab.testing.apache_zk import ApacheEnsemble
-from trizab.testing.trizab_ensemble import TrizabEnsemble
+from testkit.apache_zk import ApacheEnsemble
+from testkit.trizab_ensemble import TrizabEnsemble
 
 SESSION_TIMEOUT = 6.0
 GID_BASE = 61000

@@ -30,7 +30,7 @@ APACHE_JAVA_PROPERTIES = ("-Dznode.container.checkIntervalMs=3600000",)
 @contextlib.contextmanager
 def apache_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
     """A running Apache ZooKeeper 3.8 standalone; yields its (host, port)."""
-    from trizab.testing.apache_zk import HOST, ApacheZooKeeper
+    from testkit.apache_zk import HOST, ApacheZooKeeper
 
     with ApacheZooKeeper(
         extra_config=[*CONFIG_LINES, *extra_config], java_properties=list(APACHE_JAVA_PROPERTIES)
@@ -47,7 +47,7 @@ TRIZAB_CONFIG_LINES = ("znode.container.checkIntervalMs=3600000", "reapContainer
 @contextlib.contextmanager
 def trizab_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
     """A running ``trizab serve`` (memory storage, in a temporary directory); yields its (host, port)."""
-    from trizab.testing.process import TrizabProcess
+    from testkit.process import TrizabProcess
 
     lines = [*CONFIG_LINES, *TRIZAB_CONFIG_LINES, *extra_config]
     with (

@@ -21,7 +21,7 @@ import re
 import subprocess
 
 from compat.differential.ops import digest_id
-from trizab.testing.apache_zk import classpath, java_executable
+from testkit.apache_zk import classpath, java_executable
 
 MAIN_CLASS = "org.apache.zookeeper.ZooKeeperMain"
 

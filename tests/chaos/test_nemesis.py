@@ -28,9 +28,9 @@ from compat.chaos.nemesis import (
     member_ports,
     plan,
 )
-from trizab.testing import apache_zk
-from trizab.testing.apache_zk import ApacheEnsemble
-from trizab.testing.trizab_ensemble import TrizabEnsemble
+from testkit import apache_zk
+from testkit.apache_zk import ApacheEnsemble
+from testkit.trizab_ensemble import TrizabEnsemble
 
 # -- plan -------------------------------------------------------------------------------------
 

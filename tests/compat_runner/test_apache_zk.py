@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import loadgen
-from trizab.testing import apache_zk
+from testkit import apache_zk
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 

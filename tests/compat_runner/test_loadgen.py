@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import loadgen
-from trizab.testing import apache_zk
+from testkit import apache_zk
 from trizab.wire import jute
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode

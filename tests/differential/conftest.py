@@ -18,7 +18,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from compat.differential import servers  # noqa: E402
-from trizab.testing import apache_zk  # noqa: E402
+from testkit import apache_zk  # noqa: E402
 
 
 @pytest.fixture(scope="session")

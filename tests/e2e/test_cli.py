@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from trizab.testing.process import TrizabProcess, four_letter_word, free_port
+from testkit.process import TrizabProcess, four_letter_word, free_port
 
 pytestmark = pytest.mark.slow
 

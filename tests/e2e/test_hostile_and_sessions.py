@@ -13,7 +13,7 @@ from e2e_raw import RawSession
 from kazoo.client import KazooClient
 from kazoo.protocol.states import EventType
 
-from trizab.testing.process import TrizabProcess
+from testkit.process import TrizabProcess
 from trizab.wire import records as r
 from trizab.wire.codes import Err
 from trizab.wire.jute import decode, encode

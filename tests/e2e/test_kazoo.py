@@ -28,7 +28,7 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import EventType
 from kazoo.security import make_digest_acl
 
-from trizab.testing.process import TrizabProcess
+from testkit.process import TrizabProcess
 from trizab.wire import records as r
 from trizab.wire.jute import decode, decode_prefix, encode
 

@@ -1,4 +1,4 @@
-"""trizab.testing.process: the subprocess helper every other suite relies on."""
+"""testkit.process: the subprocess helper every other suite relies on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from trizab.testing.process import ServerStartError, TrizabProcess
+from testkit.process import ServerStartError, TrizabProcess
 
 pytestmark = pytest.mark.slow
 

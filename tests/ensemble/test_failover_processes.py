@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.failover import Writer, first_write_after, member_mode, verify, wait_all_serving
-from trizab.testing.trizab_ensemble import TrizabEnsemble
+from testkit.trizab_ensemble import TrizabEnsemble
 
 pytestmark = pytest.mark.slow
 

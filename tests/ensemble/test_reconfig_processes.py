@@ -16,7 +16,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
-from trizab.testing.trizab_ensemble import TrizabEnsemble
+from testkit.trizab_ensemble import TrizabEnsemble
 
 SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # super:test
 WAIT = 60.0

@@ -25,9 +25,9 @@ import trio
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
+from testkit.trizab_ensemble import TrizabEnsemble
 from trizab.runtime.ensemble import Member
 from trizab.runtime.launcher import member_mode
-from trizab.testing.trizab_ensemble import TrizabEnsemble
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 from trizab.wire.jute import decode, decode_prefix, encode

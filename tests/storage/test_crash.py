@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 kazoo_client = pytest.importorskip("kazoo.client")
-from trizab.testing.process import TrizabProcess  # noqa: E402
+from testkit.process import TrizabProcess  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 

@@ -15,7 +15,7 @@ from storage_helpers import storage_plugin_names
 from trizab.plugin import available
 
 kazoo_client = pytest.importorskip("kazoo.client")
-from trizab.testing.process import TrizabProcess  # noqa: E402
+from testkit.process import TrizabProcess  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

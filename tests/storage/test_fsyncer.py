@@ -14,7 +14,7 @@ from storage_helpers import make_txns
 from trizab.plugins.storage.fsyncer import FsyncHelper
 from trizab.plugins.storage.txnlog import TxnLogStoragePlugin
 
-from trizab.testing.process import TrizabProcess
+from testkit.process import TrizabProcess
 
 
 def open_engine(base: Path, **options: object) -> TxnLogStoragePlugin:

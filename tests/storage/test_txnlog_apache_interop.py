@@ -15,7 +15,7 @@ import pytest
 from storage_helpers import make_txns, new_storage
 from trizab.plugins.storage.txnlog import scan_log
 
-from trizab.testing import apache_zk
+from testkit import apache_zk
 from trizab.wire.codes import OpCode
 
 pytestmark = [pytest.mark.apache, pytest.mark.timeout(120)]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from trizab.testing.procs import kill_process, terminate_process
+from testkit.procs import kill_process, terminate_process
 
 __all__ = ["ServerStartError", "TrizabProcess", "four_letter_word", "free_port"]
 

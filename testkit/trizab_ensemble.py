@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The same shape as :class:`trizab.testing.apache_zk.ApacheEnsemble` so that a
+The same shape as :class:`testkit.apache_zk.ApacheEnsemble` so that a
 benchmark or a test runs one script against either: indexable members with
 ``address``, ``client_port``, ``pid``, ``running``, ``start()``, ``stop()``
 (SIGTERM then SIGKILL), ``kill()`` (SIGKILL: a crash) and ``wait_ready()``;
@@ -30,10 +30,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from testkit.ensemble_base import ProcessEnsemble, clear_directory
+from testkit.procs import ChildProcess, kill_process, terminate_process
 from trizab.config import ServerConfig, load
 from trizab.runtime.launcher import four_letter, member_mode, write_configs
-from trizab.testing.ensemble_base import ProcessEnsemble, clear_directory
-from trizab.testing.procs import ChildProcess, kill_process, terminate_process
 
 __all__ = ["TrizabEnsemble", "TrizabMember"]
 

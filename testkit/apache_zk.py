@@ -33,8 +33,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from trizab.testing.ensemble_base import OwnedWorkdir, ProcessEnsemble, clear_directory
-from trizab.testing.procs import ChildProcess, kill_process, terminate_process
+from testkit.ensemble_base import OwnedWorkdir, ProcessEnsemble, clear_directory
+from testkit.procs import ChildProcess, kill_process, terminate_process
 
 JAVA_DIR = "/usr/share/java"
 DEFAULT_JARS = (
