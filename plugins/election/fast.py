@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from trizab.election import Candidate, ElectionTiming
 from trizab.plugin import Option
+from trizab.zab.election import Candidate, ElectionTiming
 from trizab.zab.messages import Notification, PeerState
 from trizab.zab.quorum import is_quorum
 from trizab.zab.vote import Vote, default_rank, vote_beats

@@ -7,7 +7,7 @@ transaction another candidate has always loses, whatever its priority; only the
 final tie breaker changes: among equally up-to-date candidates the one listed
 first in ``election.prefer`` wins, listed servers beat unlisted ones, and the
 server id decides among the unlisted.  (Discovery, not this order, is what keeps
-committed transactions safe; see :mod:`trizab.election`.)
+committed transactions safe; see :mod:`trizab.zab.election`.)
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import ClassVar
 
 from trizab.plugins.election.fast import FastElector
 
-from trizab.election import ElectionTiming
 from trizab.plugin import Option
+from trizab.zab.election import ElectionTiming
 
 _LISTED = 1 << 62
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from trizab.election import Candidate, ElectionTiming
 from trizab.plugin import Option, parse_int
+from trizab.zab.election import Candidate, ElectionTiming
 from trizab.zab.messages import Notification
 from trizab.zab.vote import Vote
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from trizab.election import Candidate, ElectionTiming, Elector
 from trizab.plugin import PluginError, load_plugin
 from trizab.testing.zabnet import ZabNet
+from trizab.zab.election import Candidate, ElectionTiming, Elector
 from trizab.zab.messages import Entry, Notification, PeerState
 from trizab.zab.peer import PeerConfig
 from trizab.zab.ready import Role

@@ -13,7 +13,6 @@ MODULES = sorted(
     [
         *(ROOT / "trizab" / "zab").rglob("*.py"),
         *(ROOT / "plugins" / "election").rglob("*.py"),
-        ROOT / "trizab" / "election.py",
     ]
 )
 

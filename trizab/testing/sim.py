@@ -66,8 +66,8 @@ from typing import Any
 
 import attrs
 
-from trizab.election import Elector
 from trizab.plugins.election.fast import FastElector
+from trizab.zab.election import Elector
 from trizab.zab.membership import Membership
 from trizab.zab.messages import Disconnect, Disconnected, Entry, Notification, QuorumMessage
 from trizab.zab.peer import NotLeader, Peer, PeerConfig

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from trizab.election import Elector
+from trizab.zab.election import Elector
 from trizab.zab.membership import Membership
 from trizab.zab.messages import Disconnect, Disconnected, Entry
 from trizab.zab.peer import Peer, PeerConfig

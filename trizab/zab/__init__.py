@@ -2,7 +2,9 @@
 
 ``trizab.zab.peer.Peer`` is the replica (see that module for the protocol);
 ``trizab.zab.ready`` is the contract with its driver (persist, then send, then
-apply, then ``advance``); ``messages``, ``zxid``, ``quorum`` and ``vote`` are the
-small pure parts.  Nothing is imported here, so that the election plugin
-interface (``trizab.election``) can use the messages without a cycle.
+apply, then ``advance``); ``trizab.zab.election`` is the interface of the election
+plugins the peer runs while LOOKING; ``messages``, ``zxid``, ``quorum`` and
+``vote`` are the small pure parts.  Nothing is imported here, so that importing
+one module (an election plugin imports ``election`` and ``messages``) does not
+load the whole peer.
 """

@@ -15,7 +15,7 @@ touches a socket or a disk, or draws a random number.
 state in a ``_Lead`` or ``_Follow``, and each ZAB phase of a role has its own
 ``_step_<phase>_<role>`` method:
 
-* **LOOKING** (``_step_election``): an :class:`~trizab.election.Elector` plugin
+* **LOOKING** (``_step_election``): an :class:`~trizab.zab.election.Elector` plugin
   proposes a leader.  Non-LOOKING peers answer LOOKING peers with their vote.
 * **Discovery.**  A follower sends FOLLOWERINFO(acceptedEpoch).  The leader waits
   for a quorum of them (itself included), picks ``newEpoch`` = 1 + the highest
@@ -150,9 +150,9 @@ from typing import Any
 
 import attrs
 
-from trizab.election import Candidate, ElectionTiming, Elector
 from trizab.txn import Txn
 from trizab.wire.codes import QuorumPacketType as T
+from trizab.zab.election import Candidate, ElectionTiming, Elector
 from trizab.zab.membership import (
     COMMITTED_LINE,
     Membership,

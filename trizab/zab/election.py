@@ -25,7 +25,9 @@ An elector is sans-I/O and synchronous, like the ZAB core that owns it:
 * ``vote`` and ``logical_clock`` are what the peer tells a LOOKING peer after
   the round, so that late peers find the current leader.
 
-The peer never calls ``step`` after a decision until the next ``start``.
+The peer never calls ``step`` after a decision until the next ``start``.  That is
+why this interface lives in :mod:`trizab.zab`, beside the peer that drives it:
+the ZAB core depends on it, and plugins depend on the core, never the reverse.
 
 Optionally an elector has ``reconfigure(voters, observers)``: the peer calls it
 when a reconfig commits (dynamic reconfiguration), so that it counts the new
