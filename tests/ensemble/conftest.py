@@ -40,6 +40,8 @@ class Cluster:
         )
         self.members: dict[int, Member] = {}
         self.scopes: dict[int, trio.CancelScope] = {}
+        # Set when a member's run() has returned: its storage is closed and its dataDir free.
+        self.finished: dict[int, trio.Event] = {}
         self.ports = {sid: port for sid, _, port in self.configs}
 
     def address(self, sid: int) -> str:
@@ -50,13 +52,21 @@ class Cluster:
         return ",".join(self.address(sid) for sid in sorted(self.ports))
 
     async def start(self, sid: int) -> Member:
+        # A crashed incarnation still holds the dataDir until its task has unwound (as a killed
+        # process holds it until it is gone); the new one would find it locked.
+        if sid in self.finished:
+            await self.finished[sid].wait()
         path = next(p for s, p, _ in self.configs if s == sid)
         member = Member(cfg.load(path))
         scope = trio.CancelScope()
+        finished = self.finished[sid] = trio.Event()
 
         async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with scope:
-                await member.run(task_status=task_status)
+            try:
+                with scope:
+                    await member.run(task_status=task_status)
+            finally:
+                finished.set()
 
         self.members[sid] = member
         self.scopes[sid] = scope

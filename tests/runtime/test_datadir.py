@@ -1,7 +1,9 @@
-"""One owner per data directory (:mod:`trizab.runtime.datadir`).
+"""One owner per data directory (:mod:`trizab.runtime.datadir`), and the runtime taking it.
 
-The lock module alone, in this process and against a child process, which is
-how two servers meet.
+The lock module alone first (in this process and against a child process, which
+is how two servers meet), then an embedded :class:`Server` and :class:`Member`:
+they must be protected without the CLI.  ``tests/e2e/test_cli.py`` has the same
+with real ``trizab serve`` processes, and real read-only mounts.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import trio
 
 from trizab import config as cfg
 from trizab.runtime import datadir
 from trizab.runtime.datadir import LOCK_NAME, DataDirError, claim, config_directories, holder_pid
+from trizab.runtime.ensemble import Member
+from trizab.runtime.launcher import write_configs
+from trizab.runtime.server import Server, StartupError
 
 # A child that takes the lock, says so, and sleeps until it is killed.
 _HOLDER = textwrap.dedent(
@@ -122,3 +128,58 @@ def test_config_directories_locks_a_shared_or_linked_directory_once(tmp_path: Pa
     # Relative paths are reported absolute: the message must say which directory it means.
     rel = config_directories(cfg.ServerConfig(data_dir=Path("rel")))
     assert rel == [("dataDir", Path.cwd() / "rel")]
+
+
+# -- the runtime -------------------------------------------------------------------------------
+
+
+async def _four_letter(port: int, word: bytes) -> str:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(word)
+        chunks = []
+        while chunk := await stream.receive_some(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+async def test_an_embedded_server_owns_its_data_directory(tmp_path: Path) -> None:
+    conf = cfg.ServerConfig(client_port=0, data_dir=tmp_path / "data", data_log_dir=tmp_path / "log")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            first = Server(conf)
+            await nursery.start(first.run)
+            assert holder_pid(tmp_path / "data") == holder_pid(tmp_path / "log") == os.getpid()
+            second = Server(conf)
+            with pytest.raises(StartupError, match=r"dataDir .* is in use .*this process"):
+                await second.run()
+            assert "Mode: standalone" in await _four_letter(first.addresses[0][1], b"srvr")  # unharmed
+            nursery.cancel_scope.cancel()
+        # Stopped (storage closed): the directory is free again.
+        async with trio.open_nursery() as nursery:
+            await nursery.start(Server(conf).run)
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_memory_engine_takes_no_lock(tmp_path: Path) -> None:
+    conf = cfg.ServerConfig(client_port=0, data_dir=tmp_path, storage_name="memory")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(Server(conf).run)
+            await nursery.start(Server(conf).run)  # it writes nothing there: no owner to exclude
+            assert not (tmp_path / LOCK_NAME).exists()
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_embedded_member_owns_its_data_directory(tmp_path: Path) -> None:
+    (_, path, _), *_ = write_configs(tmp_path, 3, tick_time=200)
+    conf = cfg.load(path)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            first = Member(conf)
+            await nursery.start(first.run)
+            # Another client port, so that the lock, not the port, is what stops the second.
+            second = Member(conf.evolve(client_port=0))
+            with pytest.raises(StartupError, match=rf"dataDir {conf.data_dir} is in use"):
+                await second.run()
+            nursery.cancel_scope.cancel()

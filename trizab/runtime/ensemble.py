@@ -352,6 +352,8 @@ class Member(Server):
                     await self._blocking(self.storage.close)
                 except Exception:
                     log.exception("closing storage failed")
+                finally:
+                    self._release_directories()
 
     def _init_ensemble(self) -> None:
         core = self.core

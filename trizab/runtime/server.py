@@ -102,6 +102,7 @@ from trizab.frontend.connection import (
     RequestReceived,
     encode_output,
 )
+from trizab.runtime.datadir import DataDirError, DirectoryLock, claim, config_directories
 from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
 from trizab.server.api import Connected, Notification, Ready, Reply
 from trizab.storage import BackgroundSync, Recovered, Storage
@@ -275,6 +276,8 @@ class Server:
         self.config = config
         self._on_tree_settled = on_tree_settled
         self.storage = storage if storage is not None else open_storage(config)
+        # The lock on the data directories, held from before storage.open to after close.
+        self._directory_lock: DirectoryLock | None = None
         self.clock = clock or Clock()
         self._core_factory = core_factory
         self._rng = rng or random.Random()
@@ -373,7 +376,10 @@ class Server:
                 for ln in listeners:
                     with contextlib.suppress(Exception):
                         await trio.aclose_forcefully(ln)
-                await self._final_flush()
+                try:
+                    await self._final_flush()
+                finally:
+                    self._release_directories()
 
     async def _bind_and_recover(
         self, listeners: list[trio.abc.Listener[Any]] | None
@@ -391,12 +397,33 @@ class Server:
             self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
             listeners = list(tcp)
         try:
+            self._claim_directories()
             recovered: Recovered = await self._blocking(self.storage.open)
         except BaseException:
+            self._release_directories()
             for ln in listeners:
                 await trio.aclose_forcefully(ln)
             raise
         return listeners, recovered
+
+    def _claim_directories(self) -> None:
+        """Lock the dataDir (and dataLogDir) and check they are writable, before the storage opens.
+
+        Only for an engine that keeps its data there: ``memory`` writes nothing to them
+        (see :mod:`trizab.runtime.datadir`).
+        """
+        if not getattr(self.storage, "durable", True):
+            return
+        try:
+            self._directory_lock = claim(config_directories(self.config))
+        except DataDirError as exc:
+            raise StartupError(str(exc)) from None
+
+    def _release_directories(self) -> None:
+        """Release the directory lock (after the storage is closed; idempotent)."""
+        lock, self._directory_lock = self._directory_lock, None
+        if lock is not None:
+            lock.release()
 
     async def _final_flush(self) -> None:
         batch, self._to_log = self._to_log, []
