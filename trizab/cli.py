@@ -10,7 +10,9 @@ because a local development server should answer ``ruok`` and kazoo's
 ``--port``, ``--host`` and ``--data-dir`` override the file.
 
 Every user mistake (bad flag, unreadable or invalid config, unknown plugin, port
-in use) prints one line on stderr and exits with status 2, without a traceback.
+in use, a data directory that another server owns or that cannot be written:
+:mod:`trizab.runtime.datadir`) prints one line on stderr and exits with status 2,
+without a traceback.
 
 ``trizab serve`` is the one place that tunes the interpreter for a server (the
 collector, the GIL switch interval: :mod:`trizab.runtime.tuning`); a program that
@@ -108,12 +110,12 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     config = server_config(args)
-    try:
-        for d in (config.data_dir, config.data_log_dir):
-            if d is not None:
+    for key, d in (("dataDir", config.data_dir), ("dataLogDir", config.data_log_dir)):
+        if d is not None:
+            try:
                 d.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise cfg.ConfigError(f"cannot create data directory: {exc}") from None
+            except OSError as exc:
+                raise cfg.ConfigError(f"cannot create {key} {d.absolute()}: {exc.strerror or exc}") from None
     try:
         from trizab.runtime.ensemble import Member, is_ensemble
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,9 @@ import pytest
 from kazoo.client import KazooClient
 
 from testkit.process import TrizabProcess, four_letter_word, free_port
+from testkit.procs import terminate_process
+from trizab.runtime.datadir import LOCK_NAME, holder_pid
+from trizab.runtime.launcher import write_configs
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +146,100 @@ def test_snapshots_then_crash_recover_everything(tmp_path: Path) -> None:
         finally:
             zk.stop()
             zk.close()
+
+
+def _listing(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``directory`` with its size and modification time: what a write changes."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+    }
+
+
+def _kazoo_write(address: str, path: str) -> None:
+    zk = KazooClient(hosts=address)
+    zk.start(timeout=10)
+    try:
+        zk.create(path, b"value")
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def test_second_server_on_one_data_dir_stops_and_the_first_keeps_working(tmp_path: Path) -> None:
+    with TrizabProcess(tmp_path / "first") as first:
+        data = first.data_dir
+        before = _listing(data)
+        result = run_cli("serve", "--port", str(free_port()), "--data-dir", str(data), cwd=tmp_path)
+        assert_one_line_error(result, f"dataDir {data} is in use", f"(pid {first.pid})")
+        assert _listing(data) == before  # the second server wrote nothing
+        _kazoo_write(first.address, "/first")  # and the first is unharmed
+        first.kill()  # a crash: the kernel drops the lock with the process
+        first.start()
+        assert holder_pid(data) == first.pid
+        zk = KazooClient(hosts=first.address)
+        zk.start(timeout=10)
+        try:
+            assert zk.get("/first")[0] == b"value"
+        finally:
+            zk.stop()
+            zk.close()
+
+
+def test_ensemble_member_on_a_data_dir_taken_by_another_member_stops(tmp_path: Path) -> None:
+    (_, config1, _), (_, config2, _), _ = write_configs(tmp_path, 3, tick_time=200)
+    data1 = config1.parent / "data"
+    # Member 2's zoo.cfg with member 1's dataDir: a copy-and-paste mistake.
+    text = config2.read_text().replace(f"dataDir={config2.parent / 'data'}", f"dataDir={data1}")
+    config2.write_text(text)
+    member1 = subprocess.Popen(
+        [sys.executable, "-m", "trizab", "serve", "--config", str(config1)],
+        cwd=config1.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Alone it cannot elect a leader, but it owns its dataDir from start-up on.
+        deadline = time.monotonic() + 30
+        while holder_pid(data1) != member1.pid:
+            assert member1.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        before = _listing(data1)
+        result = run_cli("serve", "--config", str(config2), cwd=config2.parent)
+        assert_one_line_error(result, f"dataDir {data1} is in use", f"(pid {member1.pid})")
+        assert _listing(data1) == before
+        assert member1.poll() is None
+    finally:
+        assert terminate_process(member1, 10) == 0
+
+
+def _unwritable(directory: Path, command: list[str]) -> list[str]:
+    """``command`` run where ``directory`` cannot be written.
+
+    Root ignores permission bits, so as root (as in CI) the directory becomes a read-only bind
+    mount in a mount namespace of the command's own (``unshare -m``): the machine's mounts are
+    untouched and the mount goes with the command.  Anybody else gets its mode taken away.
+    """
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return command
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, str(directory), *command]
+
+
+@pytest.mark.parametrize("key", ["dataDir", "dataLogDir"])
+def test_unwritable_data_directory_is_one_line_exit_2(tmp_path: Path, key: str) -> None:
+    # A data directory as an earlier run left it (snapshot, log, lock file), then made read-only.
+    with TrizabProcess(tmp_path, extra_config=[f"dataLogDir={tmp_path / 'log'}"]) as server:
+        _kazoo_write(server.address, "/before")
+    assert (tmp_path / "data" / LOCK_NAME).exists() and (tmp_path / "log" / LOCK_NAME).exists()
+    directory = tmp_path / ("data" if key == "dataDir" else "log")
+    serve = [sys.executable, "-m", "trizab", "serve", "--config", str(tmp_path / "zoo.cfg")]
+    try:
+        result = subprocess.run(
+            _unwritable(directory, serve), cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
+    finally:
+        directory.chmod(0o755)
+    assert_one_line_error(result, f"cannot write to {key} {directory}: ")
+    assert result.stderr.strip().endswith(("Read-only file system", "Permission denied")), result.stderr
