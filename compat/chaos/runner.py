@@ -212,6 +212,7 @@ def _wait_clients_settled(workload: Workload, timeout: float, *, stable: float =
 def run(config: RunConfig, workdir: Path) -> dict[str, Any]:
     """One run (see the module docstring); the summary also goes to ``workdir/summary.json``."""
     workdir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
     rng = random.Random(config.seed)
     schedule = plan(config.seed, config.duration, config.faults, config.members, config.session_timeout)
     ensemble = _ensemble(config, workdir)
@@ -263,6 +264,7 @@ def run(config: RunConfig, workdir: Path) -> dict[str, Any]:
     (workdir / "nemesis.jsonl").write_text("".join(json.dumps(e) + "\n" for e in nemesis.log))
     verdicts = check_all(ops, events, final, ends)
     summary = _summary(config, ops, verdicts, nemesis.log, _availability(ops, start, faults_end))
+    summary["wall_s"] = round(time.monotonic() - began, 1)  # start-up to verdicts
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
