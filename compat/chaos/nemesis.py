@@ -51,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -87,6 +87,8 @@ FAULT_KINDS = (
     "wipe",
 )
 LEADER_KINDS = frozenset({"kill_leader", "pause_leader", "pause_leader_brief", "isolate_leader"})
+KILL_KINDS = frozenset({"kill", "kill_leader", "wipe"})  # healed by a restart
+PAUSE_KINDS = frozenset({"pause", "pause_leader", "pause_leader_brief"})  # healed by SIGCONT
 # Held past the session timeout so that sessions expire.
 EXPIRING_KINDS = frozenset({"pause", "pause_leader", "client_cut"})
 NETWORK_KINDS = frozenset({"isolate_leader", "partition_majority", "cut_link", "one_way", "client_cut"})
@@ -296,13 +298,8 @@ class Nemesis:
         entry["target"] = target
         entry.update(self._stamp({}))  # the time of the action, after any wait for a leader
         self._active[fault] = entry  # before acting: a failure halfway must still be healed
-        try:
+        with self._recording(entry):
             self._do_apply(fault, target, entry)
-        except Exception as exc:
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self._record(entry)
         return entry
 
     def heal(self, fault: Fault) -> dict[str, Any]:
@@ -315,20 +312,26 @@ class Nemesis:
         entry = self._entry("heal", fault)
         target = applied["target"]
         entry["target"] = target
-        try:
-            if fault.kind in ("kill", "kill_leader", "wipe"):
+        with self._recording(entry):
+            if fault.kind in KILL_KINDS:
                 self._restart(self.members[target], entry)
-            elif fault.kind in ("pause", "pause_leader", "pause_leader_brief"):
+            elif fault.kind in PAUSE_KINDS:
                 self.members[target].resume()
             else:
                 assert self.firewall is not None
                 self.firewall.heal()
+        return entry
+
+    @contextlib.contextmanager
+    def _recording(self, entry: dict[str, Any]) -> Iterator[None]:
+        """Log ``entry`` whatever happens inside, with the error if something failed."""
+        try:
+            yield
         except Exception as exc:
             entry["error"] = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             self._record(entry)
-        return entry
 
     def heal_all(self) -> dict[str, Any]:
         """Undo everything (end of a run, or after an error): SIGCONT all, heal, start the stopped."""
@@ -370,7 +373,7 @@ class Nemesis:
         if kind in ("kill", "kill_leader"):
             assert target is not None
             self.members[target].kill()
-        elif kind in ("pause", "pause_leader", "pause_leader_brief"):
+        elif kind in PAUSE_KINDS:
             assert target is not None
             self.members[target].pause()
         elif kind == "wipe":

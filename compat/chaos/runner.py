@@ -42,9 +42,9 @@ import attrs
 from kazoo.client import KazooClient
 
 from compat.chaos.checkers import Verdict, check_all
-from compat.chaos.firewall import Firewall, MemberPorts
+from compat.chaos.firewall import Firewall
 from compat.chaos.history import FinalState, MemberState, write_history
-from compat.chaos.nemesis import FAULT_KINDS, Fault, Nemesis, plan
+from compat.chaos.nemesis import FAULT_KINDS, Fault, Nemesis, member_ports, plan
 from compat.chaos.workload import EPH_PARENT, SEQ_PARENT, Workload, prepare, register_keys
 from testkit.apache_zk import ApacheEnsemble
 from testkit.trizab_ensemble import TrizabEnsemble
@@ -95,19 +95,6 @@ def _ensemble(config: RunConfig, workdir: Path) -> Any:
     if config.system == "trizab":
         return TrizabEnsemble(config.members, **common)
     return ApacheEnsemble(config.members, **common)
-
-
-def _ports(ensemble: Any) -> list[MemberPorts]:
-    return [
-        MemberPorts(
-            sid=sid,
-            gid=GID_BASE + sid,
-            client_port=m.client_port,
-            quorum_port=m.quorum_port,
-            election_port=m.election_port,
-        )
-        for sid, m in enumerate(ensemble, start=1)
-    ]
 
 
 def _srvr_zxid(member: Any) -> int | None:
@@ -216,7 +203,7 @@ def run(config: RunConfig, workdir: Path) -> dict[str, Any]:
     rng = random.Random(config.seed)
     schedule = plan(config.seed, config.duration, config.faults, config.members, config.session_timeout)
     ensemble = _ensemble(config, workdir)
-    firewall = Firewall(_ports(ensemble))
+    firewall = Firewall(member_ports(ensemble))
     firewall.install()
     workload: Workload | None = None
     nemesis = Nemesis(ensemble, firewall, rng)

@@ -30,13 +30,14 @@ from typing import Any
 
 from kazoo.client import KazooClient, KazooState
 
-from compat.chaos.firewall import Firewall, MemberPorts
+from compat.chaos.firewall import Firewall
+from compat.chaos.nemesis import member_mode, member_ports
 from compat.chaos.netns import NetnsUnavailable, reexec_in_private_netns
+from compat.chaos.runner import GID_BASE
 from testkit.apache_zk import ApacheEnsemble
 from testkit.trizab_ensemble import TrizabEnsemble
 
 SESSION_TIMEOUT = 6.0
-GID_BASE = 61000
 SCENARIOS = ("half_open", "expired_snap")
 
 
@@ -72,17 +73,6 @@ def _ensemble(system: str, workdir: Path) -> Any:
     return TrizabEnsemble(3, **common) if system == "trizab" else ApacheEnsemble(3, **common)
 
 
-def _mode(member: Any) -> str | None:
-    try:
-        text = member.four_letter_word("srvr", timeout=1.0)
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None
-
-
 def _wait(predicate: Any, timeout: float, step: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,8 +84,8 @@ def _wait(predicate: Any, timeout: float, step: float = 0.1) -> bool:
 
 def _roles(ensemble: Any) -> tuple[int, int]:
     """(leader's server id, the follower with the highest server id)."""
-    assert _wait(lambda: any(_mode(m) == "leader" for m in ensemble), 60)
-    modes = {sid: _mode(m) for sid, m in enumerate(ensemble, start=1)}
+    assert _wait(lambda: any(member_mode(m) == "leader" for m in ensemble), 60)
+    modes = {sid: member_mode(m) for sid, m in enumerate(ensemble, start=1)}
     leader = next(sid for sid, mode in modes.items() if mode == "leader")
     follower = max(sid for sid, mode in modes.items() if mode == "follower")
     return leader, follower
@@ -145,14 +135,14 @@ def _expired_snap(ensemble: Any, firewall: Firewall) -> dict[str, Any]:
             writes += len(futures)
         expired_on_majority = writer.zk.exists("/lock") is None
         firewall.heal()
-        f_back = _wait(lambda: _mode(ensemble[f - 1]) == "follower", 60.0)
+        f_back = _wait(lambda: member_mode(ensemble[f - 1]) == "follower", 60.0)
         # C reconnects to F by itself; what does it learn?
         told = _wait(lambda: c.lost() or (c.zk.connected and c.zk.client_id[0] == old_session), 40.0)
         resumed_old = c.zk.connected and c.zk.client_id is not None and c.zk.client_id[0] == old_session
         ok_on_old = _write_on_session(c, old_session, "/after-heal", 20)
         # Kill the leader: F (the follower with the highest id) leads next.
         ensemble[leader - 1].kill()
-        f_leads = _wait(lambda: _mode(ensemble[f - 1]) == "leader", 60.0)
+        f_leads = _wait(lambda: member_mode(ensemble[f - 1]) == "leader", 60.0)
         _wait(lambda: c.zk.connected, 30.0)
         ok_on_old += _write_on_session(c, old_session, "/after-failover", 20)
         return {
@@ -189,11 +179,7 @@ def _write_on_session(c: _Watched, session: int, path: str, count: int) -> int:
 
 def run(name: str, system: str, workdir: Path) -> dict[str, Any]:
     ensemble = _ensemble(system, workdir)
-    ports = [
-        MemberPorts(sid, GID_BASE + sid, m.client_port, m.quorum_port, m.election_port)
-        for sid, m in enumerate(ensemble, start=1)
-    ]
-    with Firewall(ports) as firewall:
+    with Firewall(member_ports(ensemble)) as firewall:
         firewall.install()
         ensemble.start()
         try:
