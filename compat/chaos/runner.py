@@ -164,7 +164,8 @@ def _availability(ops: Sequence[Any], start: float, end: float) -> float:
 def _play(
     nemesis: Nemesis, schedule: Sequence[Fault], start: float, end: float, stop: threading.Event
 ) -> None:
-    """Apply each fault at its time, hold it, heal it; never past ``end``."""
+    """Apply each fault at its time, hold it, heal it; return at ``end``, not before (the plan
+    leaves the run's last seconds quiet: the history shows the ensemble after its last fault)."""
     for fault in schedule:
         if stop.wait(max(0.0, start + fault.at - time.monotonic())) or time.monotonic() >= end:
             return
@@ -177,6 +178,7 @@ def _play(
             nemesis.heal(fault)
         except Exception:
             log.exception("healing %s failed", fault)
+    stop.wait(max(0.0, end - time.monotonic()))
 
 
 def _wait_clients_settled(workload: Workload, timeout: float, *, stable: float = 0.0) -> bool:
