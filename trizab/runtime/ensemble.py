@@ -36,8 +36,8 @@ by ZAB.  One nursery owns everything::
   to the same peer left out (``_coalesce``).  Two exceptions keep the
   barrier off the critical path where ZAB allows it: an established leader
   sends a Ready made only of PROPOSAL/COMMIT/INFORM/PING before its own barrier
-  (it counts its own acknowledgement only after it, as ZooKeeper's leader
-  does), and committed transactions that an *earlier* barrier made durable are
+  (``Ready.may_send_early``: it counts its own acknowledgement only after it,
+  as ZooKeeper's leader does), and committed transactions that an *earlier* barrier made durable are
   applied (and answered) without waiting for the one in flight.
 * **Forwarding**: a learner puts a client's write straight on its leader's link
   (REQUEST), and the leader preps and proposes it on arrival; neither waits for
@@ -118,7 +118,6 @@ from trizab.zab.messages import (
     Disconnect,
     Disconnected,
     Entry,
-    Inform,
     Ping,
     Proposal,
     ProtocolError,
@@ -154,9 +153,6 @@ def _zxid_of(e: Entry) -> int:
 
 _SIMPLE = {Proposal: int(T.PROPOSAL), Commit: int(T.COMMIT)}
 _ACK = int(T.ACK)
-
-# What an established leader may send before its own storage barrier (see _may_send_early).
-_EARLY = (Proposal, Commit, Inform, Ping)
 
 
 def peer_config(config: cfg.ServerConfig, tick_ms: int = TICK_MS) -> PeerConfig:
@@ -639,7 +635,7 @@ class Member(Server):
             self._ready_seq += 1
             self._inflight = rd
             if rd.must_sync:
-                if self._may_send_early(rd):
+                if rd.may_send_early(peer.is_leader_established):
                     self._send_messages(rd)
                     self._sent_early = True
                 if self._persist_inline(rd):
@@ -735,23 +731,6 @@ class Member(Server):
         hi = bisect.bisect_right(history, upto, key=_zxid_of)
         if lo < hi:
             self._apply_committed(history[lo:hi], self.clock.now_ms())
-
-    def _may_send_early(self, rd: Ready) -> bool:
-        """Whether an established leader may send this Ready's messages before its barrier.
-
-        ZooKeeper's leader sends a PROPOSAL to the followers while its own log write is
-        in progress: the leader acknowledges (counts itself) only once its barrier is
-        done, and a COMMIT it sends is backed by a quorum that already persisted.  Only
-        a Ready of such messages (no epoch change, no sync, no disconnect) qualifies, so
-        per-follower order is unchanged.
-        """
-        peer = self.peer
-        assert peer is not None
-        if not (peer.role == Role.LEADING and peer.established) or rd.hard_state is not None:
-            return False
-        if rd.snapshot is not None or rd.truncate_after is not None or rd.notifications:
-            return False
-        return all(not isinstance(m, Disconnect) and isinstance(m[1], _EARLY) for m in rd.messages)
 
     def _send_messages(self, rd: Ready) -> None:
         peer = self.peer

@@ -556,7 +556,7 @@ class Simulation:
         if rd.must_sync:
             node.storage.write(rd)
             node.busy = True
-            if self.p.leader_sends_early and peer.is_leader_established and _may_send_early(rd):
+            if self.p.leader_sends_early and rd.may_send_early(peer.is_leader_established):
                 # ZooKeeper's leader logs a proposal and sends it in parallel.
                 self._send(i, rd)
                 node.inflight = rd
@@ -1030,11 +1030,6 @@ class Simulation:
                     f"{n.id}:{pr.role.value}/{pr.leader}/e{pr.epoch}/est={pr.established}/app={len(n.app)}"
                 )
         return f"pending={len(self.pending)} ref={len(self.ref)} " + " ".join(parts)
-
-
-def _may_send_early(rd: Ready) -> bool:
-    """The optimization Ready allows an established leader: only log appends to wait for."""
-    return rd.hard_state is None and rd.snapshot is None and rd.truncate_after is None
 
 
 # ---------------------------------------------------------------------------

@@ -29,10 +29,11 @@ its ``accepted_epoch`` is durable, its ACK of a proposal (and of NEWLEADER) only
 after the proposal (and ``current_epoch``) is durable.  The leader counts its own
 acknowledgement only when ``advance`` reports the barrier done.
 
-One relaxation, ZooKeeper's own: an *established leader* whose Ready has no
-``hard_state``, ``snapshot`` or ``truncate_after`` may send ``messages`` while its
-appends are still being synced (the leader logs a proposal and sends it in
-parallel), because it counts its own acknowledgement only at ``advance``.
+One relaxation, ZooKeeper's own: an *established leader* may send a Ready's
+``messages`` while its appends are still being synced (the leader logs a proposal
+and sends it in parallel), because it counts its own acknowledgement only at
+``advance``.  :meth:`Ready.may_send_early` is the one rule for when (the Trio
+runtime and the simulation both ask it).
 
 The driver may keep calling ``step``/``tick`` while it works on a Ready (that is
 how group commit happens), but must not call ``ready()`` again before ``advance``.
@@ -45,7 +46,10 @@ import enum
 
 import attrs
 
-from trizab.zab.messages import Disconnect, Entry, Notification, QuorumMessage
+from trizab.zab.messages import Commit, Disconnect, Entry, Inform, Notification, Ping, Proposal, QuorumMessage
+
+# What an established leader may send before its own storage barrier (Ready.may_send_early).
+_EARLY = (Proposal, Commit, Inform, Ping)
 
 
 class Role(enum.Enum):
@@ -110,3 +114,36 @@ class Ready:
             or self.to_persist
             or self.hard_state is not None
         )
+
+    def may_send_early(self, leader_established: bool) -> bool:
+        """Whether the driver may send ``messages`` before this Ready's storage barrier (step 5).
+
+        ``leader_established`` is the peer's ``is_leader_established`` when the Ready was
+        taken.  ZAB's durability rule is about what a message *claims*: a follower's ACK
+        (or ACKEPOCH, or its ACK of NEWLEADER) says "this is on my disk", so it must wait.
+        An established leader's own acknowledgement is its barrier, counted only at
+        ``advance``, so the messages whose meaning does not depend on its own disk may
+        leave while the log write runs, as ZooKeeper's leader does:
+
+        * PROPOSAL: a follower that logs it holds a genuine proposal of this epoch even if
+          the leader then crashes without it; the commit still needs a durable quorum;
+        * COMMIT / INFORM: sent only for zxids a quorum has durably acknowledged (the
+          leader's own share, if counted, after an *earlier* barrier);
+        * PING: a heartbeat round, which carries no history.
+
+        Everything else waits for the barrier: a Ready that writes the epochs
+        (``hard_state``), truncates or installs a snapshot is not plain broadcast, and
+        neither is one with a learner's sync (DIFF, TRUNC, SNAP, NEWLEADER, UPTODATE),
+        LEADERINFO, a ``Disconnect`` or an election notification.  Several of those would
+        be harmless early too, but each would need its own argument; they are rare, so
+        sending them late costs little and the rule stays checkable message by message.
+        It reads nothing but the Ready and that flag, so the runtime and the simulation
+        cannot disagree about it.
+        """
+        if not leader_established:
+            return False
+        if self.hard_state is not None or self.snapshot is not None or self.truncate_after is not None:
+            return False
+        if self.notifications:
+            return False
+        return all(not isinstance(m, Disconnect) and isinstance(m[1], _EARLY) for m in self.messages)
