@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trizab.server.replica import config_membership
 from trizab.testing import sim as S
 from trizab.zab import peer as P
+from trizab.zab.membership import Membership
 from trizab.zab.messages import Proposal
 
 # CI: 1,000 schedules per ensemble size, i.e. 2,000 per election plugin.
@@ -235,3 +238,23 @@ def test_the_checker_catches_a_reconfig_committed_without_the_new_voters(
     assert failed, "the bug went unnoticed"
     assert "no quorum" in out.getvalue()
     assert f"--replay {failed[0]} --peers 5 --election fast --reconfig" in out.getvalue()
+
+
+@given(
+    st.frozensets(st.integers(1, 9), min_size=1, max_size=5),
+    st.frozensets(st.integers(10, 12), max_size=2),
+    st.integers(0, 2**40),
+)
+def test_sim_reconfig_entries_are_config_texts_the_runtime_reads(
+    voters: frozenset[int], observers: frozenset[int], version: int
+) -> None:
+    """One membership reader: a simulated reconfig is the prefix and a ``/zookeeper/config``
+    text, read by the runtime's own ``config_membership``; a snapshot's is its last one."""
+    m = Membership(voters, observers, version)
+    entry = S.encode_config(m)
+    assert S.config_membership(entry) == m == config_membership(entry[len(b"cfg:") :])
+    assert S.config_membership(b"a client write") is None
+    older = S.encode_config(Membership(frozenset({1}), frozenset(), 0))
+    snap = pickle.dumps([(1, older), (2, b"w"), (3, entry), (4, b"x")])
+    assert S.snapshot_membership(snap) == m
+    assert S.snapshot_membership(pickle.dumps([(1, b"w")])) is None

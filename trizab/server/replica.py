@@ -81,7 +81,7 @@ from trizab.wire import records as r
 from trizab.wire.codes import Err, OpCode
 from trizab.wire.jute import JuteError, decode_prefix, encode
 from trizab.wire.requests import decode_request
-from trizab.zab.membership import parse_config_text
+from trizab.zab.membership import Membership, parse_config_text
 
 CONFIG_PATH = "/zookeeper/config"
 
@@ -542,7 +542,7 @@ def render_config(members: dict[int, cfg.QuorumServer], version: int) -> bytes:
     return "\n".join(lines).encode()
 
 
-def config_membership(data: bytes | None) -> Any:
+def config_membership(data: bytes | None) -> Membership | None:
     """The ZAB membership a ``/zookeeper/config`` text describes (None if it has no voter)."""
     if not data:
         return None
@@ -552,7 +552,7 @@ def config_membership(data: bytes | None) -> Any:
         return None
 
 
-def snapshot_membership(data: bytes) -> Any:
+def snapshot_membership(data: bytes) -> Membership | None:
     """The ZAB peer's ``snapshot_membership_fn``: the configuration a snapshot's tree holds."""
     from trizab.tree.datatree import DataTree
     from trizab.tree.snapshot import deserialize_snapshot

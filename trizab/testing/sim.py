@@ -67,8 +67,9 @@ from typing import Any
 import attrs
 
 from trizab.plugins.election.fast import FastElector
+from trizab.server.replica import config_membership as replica_config_membership
 from trizab.zab.election import Elector
-from trizab.zab.membership import Membership
+from trizab.zab.membership import Membership, render_membership
 from trizab.zab.messages import Disconnect, Disconnected, Entry, Notification, QuorumMessage
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.quorum import is_quorum
@@ -92,31 +93,38 @@ class InvariantViolation(AssertionError):
     """A Zab property failed; the message says which and where."""
 
 
-# Reconfig transactions of the simulation: b"cfg:<voters>/<observers>/<version>".
+# Reconfig entries of the simulation: b"cfg:" + a configuration text (render_membership).
 _CFG = b"cfg:"
 
 
 def encode_config(m: Membership) -> bytes:
-    def ids(s: frozenset[int]) -> bytes:
-        return b",".join(b"%d" % i for i in sorted(s))
-
-    return _CFG + ids(m.voters) + b"/" + ids(m.observers) + b"/%d" % m.version
+    """A reconfig entry installing ``m``: the prefix, then ``m`` as configuration text."""
+    return _CFG + render_membership(m)
 
 
 def config_membership(data: bytes) -> Membership | None:
-    """The simulation's ``membership_fn``: which entries are reconfigs, and to what."""
+    """The simulation's ``membership_fn``: which entries are reconfigs, and to what.
+
+    The simulation's log entries are opaque client payloads, not ZooKeeper txns, so a
+    reconfig is told apart by its prefix rather than by a txn header
+    (:func:`trizab.zab.membership.txn_membership`).  The configuration itself is read
+    by the runtime's reader of a ``/zookeeper/config`` text
+    (:func:`trizab.server.replica.config_membership`), so both parse one format with
+    one parser.
+    """
     if not data.startswith(_CFG):
         return None
-    voters, observers, version = data[len(_CFG) :].split(b"/")
-
-    def ids(b: bytes) -> frozenset[int]:
-        return frozenset(int(x) for x in b.split(b",") if x)
-
-    return Membership(ids(voters), ids(observers), int(version))
+    return replica_config_membership(data[len(_CFG) :])
 
 
 def snapshot_membership(data: bytes) -> Membership | None:
-    """The last configuration an application snapshot (a pickled delivered sequence) applied."""
+    """The last configuration an application snapshot (a pickled delivered sequence) applied.
+
+    The runtime's :func:`trizab.server.replica.snapshot_membership` reads the
+    ``/zookeeper/config`` node of a serialized data tree; the simulation's application
+    is only its delivered sequence, so the configuration in force is that of its last
+    reconfig entry, read by :func:`config_membership`.
+    """
     for _, payload in reversed(pickle.loads(data)):
         m = config_membership(payload)
         if m is not None:
