@@ -10,8 +10,16 @@ parsed into a typed attribute; a bad value stops start-up with one
 :class:`ConfigError` line naming the key, the value and what is allowed.
 Keys we do not know are logged as warnings and otherwise ignored (ZooKeeper
 itself turns them into system properties), and keys that ZooKeeper knows but
-trizab has no use for (admin server, TLS, metrics providers, ...) are logged at
+trizab has no use for (admin server, metrics providers, ...) are logged at
 info level.
+
+Security settings fail closed: a TLS, SASL, Kerberos or authentication-enforcement
+key that trizab does not implement stops start-up with one :class:`ConfigError`
+line naming it (see ``_SECURITY_KEYS``), because ignoring it would run a server
+less secure than its configuration says (plain text where TLS was asked for,
+anonymous clients where authentication was required).  A value that turns the
+feature off (``sslQuorum=false``, ``secureClientPort=0``) asks for nothing and
+is accepted.
 
 trizab adds ``storage=NAME`` and ``election=NAME`` plus ``storage.<opt>=...``
 and ``election.<opt>=...``; those option values stay raw strings here because
@@ -259,13 +267,80 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "election": ("election_name", _plugin_name),
 }
 
+
+def _off(raw: str) -> bool:
+    """A switch set to false: the feature is off, which is what trizab does anyway."""
+    return not _bool(raw)
+
+
+def _never(raw: str) -> bool:
+    return False
+
+
+_BUILTIN_AUTH_PROVIDERS = frozenset(
+    f"org.apache.zookeeper.server.auth.{name}AuthenticationProvider" for name in ("Digest", "IP")
+)
+
+# Security settings of Apache ZooKeeper 3.8 that trizab does not implement (zookeeperAdmin.md:
+# "Encryption, Authentication, Authorization Options", "Quorum TLS", the quorum SASL options, and
+# enforce.auth.* from ZOOKEEPER-3561).  Accepting one and ignoring it would run a server less
+# secure than its configuration says, so each stops start-up unless its value is harmless: the
+# predicate says which values turn the feature off or name something trizab does implement.
+# Keys match with or without the "zookeeper." prefix of their Java system property.  This is
+# the one list; README.md's configuration section states the rule.
+_SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
+    # TLS towards clients.  secureClientPort=0 is ZooKeeper's "no secure port".
+    "secureClientPort": lambda raw: raw == "0",
+    "secureClientPortAddress": _never,
+    "client.portUnification": _off,
+    "client.certReload": _off,
+    # TLS between servers.
+    "sslQuorum": _off,
+    "sslQuorumReloadCertFiles": _off,
+    "portUnification": _off,
+    # Authentication: trizab has digest and ip built in, nothing else (no SASL, x509, ensemble).
+    "DigestAuthenticationProvider.enabled": _bool,
+    "DigestAuthenticationProvider.digestAlg": lambda raw: raw.upper() in ("SHA1", "SHA-1"),
+    "superUser": _never,
+    "ensembleAuthName": _never,
+    "enforce.auth.enabled": _off,
+    "enforce.auth.schemes": _never,
+    "sessionRequireClientSASLAuth": _off,
+    "jaasLoginRenew": _never,
+    # SASL between servers.
+    "quorum.auth.enableSasl": _off,
+    "quorum.auth.learnerRequireSasl": _off,
+    "quorum.auth.serverRequireSasl": _off,
+}
+_SECURITY_PREFIXES: dict[str, Callable[[str], bool]] = {
+    # ssl.keyStore.location, ssl.quorum.*, ssl.authProvider, ...: all only mean something with TLS.
+    "ssl.": _never,
+    # authProvider.N=class: digest and ip are built in (ZooKeeper always loads them too).
+    "authProvider.": lambda raw: raw in _BUILTIN_AUTH_PROVIDERS,
+    # quorum.auth.learner.saslLoginContext, quorum.auth.kerberos.servicePrincipal, ...
+    "quorum.auth.": _never,
+    "kerberos.": _never,
+    "X509AuthenticationProvider.": _never,
+}
+
+
+def _security_setting(key: str) -> Callable[[str], bool] | None:
+    """The harmless-value predicate of a security key trizab does not implement, else None."""
+    name = key.removeprefix("zookeeper.")
+    if name in _SECURITY_KEYS:
+        return _SECURITY_KEYS[name]
+    for prefix, harmless in _SECURITY_PREFIXES.items():
+        if name.startswith(prefix):
+            return harmless
+    return None
+
+
 # Keys Apache ZooKeeper understands that trizab accepts and ignores (logged at info).
+# serverCnxnFactory stays here: Netty without TLS serves the same protocol as NIO, and Netty with
+# TLS needs secureClientPort or client.portUnification, which are refused above.
 _IGNORED_PREFIXES = (
     "admin.",
     "metricsProvider.",
-    "authProvider.",
-    "ssl.",
-    "sslQuorum",
     "quorum.",
     "zookeeper.",
     "group.",
@@ -275,8 +350,6 @@ _IGNORED_PREFIXES = (
 )
 _IGNORED_KEYS = frozenset(
     {
-        "secureClientPort",
-        "secureClientPortAddress",
         "clientPortListenBacklog",
         "electionAlg",
         "electionPortBindRetry",
@@ -287,7 +360,6 @@ _IGNORED_KEYS = frozenset(
         "maxSessionTimeoutMultiplier",
         "connectToLearnerMasterLimit",
         "syncEnabled",
-        "portUnification",
         "multiAddress.enabled",
         "multiAddress.reachabilityCheckEnabled",
         "multiAddress.reachabilityCheckTimeoutMs",
@@ -327,6 +399,16 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
                 storage_options[key[8:]] = raw
             elif key.startswith("election."):
                 election_options[key[9:]] = raw
+            elif (harmless := _security_setting(key)) is not None:
+                if not harmless(raw):
+                    # The value is not echoed: ssl.keyStore.password and the like are secrets.
+                    raise ConfigError(
+                        f"{where}:{lineno}: {key} is a security setting trizab does not implement yet; "
+                        "refusing to start rather than ignore it"
+                    )
+                log.info(
+                    "%s:%d: %s=%s turns off a feature trizab does not have; ignored", where, lineno, key, raw
+                )
             elif key in _IGNORED_KEYS or key.startswith(_IGNORED_PREFIXES):
                 log.info("%s:%d: %s is not used by trizab; ignored", where, lineno, key)
             else:

@@ -54,6 +54,14 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path, config: str, fragments: l
     assert_one_line_error(run_cli("serve", "--config", str(cfg), cwd=tmp_path), *fragments)
 
 
+def test_security_setting_trizab_lacks_stops_start_up(tmp_path: Path) -> None:
+    # A zoo.cfg asking only for a TLS port must not fall back to plain text on the default port.
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path / 'data'}\nsecureClientPort={free_port()}\n")
+    result = run_cli("serve", "--config", str(cfg), cwd=tmp_path)
+    assert_one_line_error(result, "zoo.cfg:2", "secureClientPort", "trizab does not implement")
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("serve", "--config", "nope.cfg", cwd=tmp_path), "nope.cfg")
 

@@ -118,3 +118,90 @@ def test_myid(tmp_path: Path) -> None:
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(cfg.ConfigError, match="cannot read config file"):
         cfg.load(tmp_path / "nope.cfg")
+
+
+# A security setting trizab does not implement stops start-up: one line naming the key and never
+# its value (ssl.keyStore.password is a secret).
+REFUSED = [
+    "secureClientPort=2182",
+    "secureClientPortAddress=0.0.0.0",
+    "client.portUnification=true",
+    "client.certReload=true",
+    "sslQuorum=true",
+    "sslQuorumReloadCertFiles=true",
+    "portUnification=true",
+    "ssl.keyStore.location=/etc/zk/keystore.jks",
+    "ssl.keyStore.password=s3cret",
+    "ssl.quorum.trustStore.location=/etc/zk/truststore.jks",
+    "ssl.clientAuth=need",
+    "ssl.authProvider=x509",
+    "zookeeper.ssl.keyStore.location=/etc/zk/keystore.jks",
+    "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+    "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+    "zookeeper.authProvider.2=com.example.CustomProvider",
+    "enforce.auth.enabled=true",
+    "enforce.auth.schemes=sasl",
+    "sessionRequireClientSASLAuth=true",
+    "zookeeper.sessionRequireClientSASLAuth=true",
+    "quorum.auth.enableSasl=true",
+    "quorum.auth.learnerRequireSasl=true",
+    "quorum.auth.serverRequireSasl=true",
+    "quorum.auth.learner.saslLoginContext=QuorumLearner",
+    "quorum.auth.kerberos.servicePrincipal=zookeeper/_HOST",
+    "kerberos.removeHostFromPrincipal=true",
+    "jaasLoginRenew=3600000",
+    "X509AuthenticationProvider.superUser=CN=admin",
+    "zookeeper.superUser=admin",
+    "zookeeper.ensembleAuthName=prod",
+    "DigestAuthenticationProvider.enabled=false",
+    "DigestAuthenticationProvider.digestAlg=SHA3-256",
+]
+
+
+@pytest.mark.parametrize("line", REFUSED)
+def test_security_settings_trizab_lacks_stop_start_up(line: str) -> None:
+    key, value = line.split("=", 1)
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.parse(f"tickTime=2000\n{line}\n")
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"config:2: {key} ")
+    assert "does not implement" in message
+    assert value not in message
+
+
+# Values that turn a feature off, or name what trizab implements, ask for nothing: accepted.
+ACCEPTED = [
+    "secureClientPort=0",
+    "client.portUnification=false",
+    "sslQuorum=false",
+    "sslQuorumReloadCertFiles=false",
+    "portUnification=false",
+    "enforce.auth.enabled=false",
+    "sessionRequireClientSASLAuth=no",
+    "quorum.auth.enableSasl=false",
+    "quorum.auth.learnerRequireSasl=false",
+    "quorum.auth.serverRequireSasl=false",
+    "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "authProvider.ip=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+    "DigestAuthenticationProvider.enabled=true",
+    "DigestAuthenticationProvider.digestAlg=SHA1",
+    "zookeeper.DigestAuthenticationProvider.superDigest=super:abc=",
+    "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+    "quorum.cnxn.threads.size=20",
+]
+
+
+@pytest.mark.parametrize("line", ACCEPTED)
+def test_security_settings_that_ask_for_nothing_are_accepted(
+    line: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="trizab.config"):
+        c = cfg.parse(f"tickTime=2000\n{line}\n")
+    assert c.tick_time == 2000
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_bad_value_for_a_security_switch_is_a_bad_value() -> None:
+    with pytest.raises(cfg.ConfigError, match="bad value sslQuorum=maybe: expected yes/no"):
+        cfg.parse("sslQuorum=maybe\n")
