@@ -24,6 +24,12 @@ optimistically; trailing bytes beyond it are ignored as ZooKeeper ignores them).
 ``protocolVersion`` is not checked, because ``ZooKeeperServer.processConnectRequest``
 does not check it either; the decoded request goes to the core unchanged.
 
+A TLS client (kazoo's ``use_ssl=True``, a Java client with ``zookeeper.client.secure``)
+that reaches this plain-text port opens with a TLS record header, content type 22
+(handshake) and version 3.x: read as a length that is 369,295,618 or so, which would only
+say "frame length out of range".  Those first bytes are recognised instead and give a
+:class:`ProtocolError` with ``tls_handshake`` set, so the runtime can say what happened.
+
 In SESSION every frame is a ``RequestHeader`` (xid, opcode) plus the request
 body, which stays undecoded here: the core decodes it and answers a malformed
 body with ``MarshallingError`` per request.  A length below zero or above
@@ -75,6 +81,12 @@ _WORD_BY_CODE: Final = {_LEN.unpack(w.encode("ascii"))[0]: w for w in FOUR_LETTE
 # A telnet ^C (IAC IP IAC DO) on a fresh connection just closes it (FourLetterCommands.telnetCloseCmd).
 _TELNET_CLOSE: Final = -720899
 
+# A TLS record carrying a handshake (ClientHello): type 0x16, then version 0x03 0x00..0x04
+# (SSL 3.0 up to TLS 1.3's record versions).
+_TLS_HANDSHAKE: Final = 0x16
+_TLS_MAJOR: Final = 0x03
+_TLS_MAX_MINOR: Final = 0x04
+
 # ConnectRequestNoRO is 44 bytes with a 16-byte password: 4 + 8 + 4 + 8 + 4 + 16.
 _CONNECT_NO_RO_SIZE: Final = 44
 
@@ -123,9 +135,14 @@ class RequestReceived(NamedTuple):
 
 @attrs.frozen
 class ProtocolError:
-    """The remote broke the framing; log ``message`` and close this connection."""
+    """The remote broke the framing; log ``message`` and close this connection.
+
+    ``tls_handshake``: the connection opened with a TLS handshake, so the remote is a TLS
+    client on this plain-text port (a configuration mistake to name, not garbage).
+    """
 
     message: str
+    tls_handshake: bool = False
 
 
 Event = FourLetterWord | ConnectReceived | RequestReceived | ProtocolError
@@ -178,6 +195,9 @@ class ClientConnection:
                 return self._four_letter_word(word, avail)
             if length == _TELNET_CLOSE:
                 return self._fail("telnet close request before the handshake")
+            buf, pos = self._buf, self._pos
+            if buf[pos] == _TLS_HANDSHAKE and buf[pos + 1] == _TLS_MAJOR and buf[pos + 2] <= _TLS_MAX_MINOR:
+                return self._fail("TLS handshake on a plain-text port", tls_handshake=True)
         if length < 0 or length > self.max_buffer:
             return self._fail(f"frame length {length} out of range 0..{self.max_buffer} (jute.maxbuffer)")
         if avail < 4 + length:
@@ -228,11 +248,11 @@ class ClientConnection:
             return self._fail(f"connection closed inside a frame ({avail} bytes of a partial frame)")
         return NEED_DATA
 
-    def _fail(self, message: str) -> ProtocolError:
+    def _fail(self, message: str, *, tls_handshake: bool = False) -> ProtocolError:
         self.state = State.CLOSED
         self._buf = bytearray()
         self._pos = 0
-        return ProtocolError(message)
+        return ProtocolError(message, tls_handshake)
 
     def _four_letter_word(self, word: str, avail: int) -> Event | _NeedData:
         argument = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -172,6 +173,28 @@ def _kazoo_write(address: str, path: str) -> None:
     finally:
         zk.stop()
         zk.close()
+
+
+def test_tls_client_on_the_plain_port_is_named_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    with TrizabProcess(tmp_path / "server") as server:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        assert server.port is not None
+        with (
+            socket.create_connection((server.host, server.port), timeout=10) as raw,
+            pytest.raises((ssl.SSLError, ConnectionError)),
+        ):
+            # The server closes the connection on the ClientHello instead of waiting for a frame.
+            context.wrap_socket(raw, server_hostname="localhost")
+        expected = f"TLS handshake on a plain-text port from {server.host}:"
+        deadline = time.monotonic() + 10
+        while expected not in server.log_tail(400):
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.05)
+        assert "is the client configured for TLS? trizab has no TLS yet" in server.log_tail(400)
+        assert "frame length" not in server.log_tail(400)
+        _kazoo_write(server.address, "/after-tls")
 
 
 def test_second_server_on_one_data_dir_stops_and_the_first_keeps_working(tmp_path: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from trizab.frontend.connection import (
@@ -145,6 +148,36 @@ def test_garbage_first_frame() -> None:
     conn.receive_data(b"GET / HTTP/1.1\r\n\r\n")
     (ev,) = drain(conn)
     assert isinstance(ev, ProtocolError)  # "GET " as a length is far beyond jute.maxbuffer
+
+
+def client_hello() -> bytes:
+    """The first bytes a real TLS client sends (Python's ssl module, as kazoo's use_ssl uses)."""
+    context = ssl.create_default_context()
+    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+@pytest.mark.parametrize("split", [None, 4, 5])
+def test_tls_handshake_on_the_plain_port_is_named(split: int | None) -> None:
+    conn = ClientConnection()
+    hello = client_hello()
+    assert hello[:2] == b"\x16\x03"
+    for chunk in [hello] if split is None else [hello[:split], hello[split:]]:
+        conn.receive_data(chunk)
+    (ev,) = drain(conn)
+    assert isinstance(ev, ProtocolError) and ev.tls_handshake
+    assert "TLS handshake" in ev.message
+    assert conn.state is State.CLOSED
+
+
+def test_tls_looking_bytes_after_the_handshake_are_a_plain_length_error() -> None:
+    # Only the first bytes of a connection can be a ClientHello; later they are a frame length.
+    conn = ClientConnection()
+    conn.receive_data(connect_frame() + client_hello())
+    ev = drain(conn)[-1]
+    assert isinstance(ev, ProtocolError) and not ev.tls_handshake
 
 
 def test_truncated_connect_request_is_a_protocol_error() -> None:

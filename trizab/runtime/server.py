@@ -1010,7 +1010,14 @@ class Server:
         """Deliver what one receive brought; why reading must stop (None: go on)."""
         inbox = self._inbox_send
         if isinstance(end, ProtocolError):
-            log.warning("closing connection %s: %s", c.remote, end.message)
+            if end.tls_handshake:
+                log.warning(
+                    "TLS handshake on a plain-text port from %s: is the client configured for TLS? "
+                    "trizab has no TLS yet",
+                    c.remote,
+                )
+            else:
+                log.warning("closing connection %s: %s", c.remote, end.message)
             if events:
                 await inbox.send(("events", c.conn_id, events))
             return "protocol error"
