@@ -12,9 +12,13 @@ Each member writes the zoo.cfg that kazoo's harness writes for Java (4lw whiteli
 `reconfigEnabled`, the local-session flags, the super digest for the password "test",
 read-only mode enabled, `server.N` lines when the size is above one) plus `storage=...`
 (`TRIZAB_STORAGE`, default txnlog: tests restart a member and expect its sessions and data back,
-as ZooKeeper keeps them on disk). kazoo's JAAS (SASL) users are not passed on: trizab has no SASL. Keys
-trizab has no use for are accepted and logged by trizab's config loader, exactly as they would be
-by ZooKeeper. Ports are picked free once per cluster, so a member that is stopped and run again
+as ZooKeeper keeps them on disk). The security lines kazoo's harness writes for Java
+(`secureClientPort`, `ssl.keyStore.*`/`ssl.trustStore.*`,
+`authProvider.1=...SASLAuthenticationProvider`) and its JAAS users are not passed on: trizab has
+no TLS or SASL and refuses to start on a security setting it does not implement, so kazoo's TLS
+and SASL tests run against a plain server and fail as listed in expected_failures.txt. Keys trizab has no use
+for are accepted and logged by trizab's config loader, exactly as they would be by ZooKeeper.
+Ports are picked free once per cluster, so a member that is stopped and run again
 comes back on the same address with the same dataDir, as the tests expect.
 """
 
