@@ -35,21 +35,10 @@ import threading
 import time
 from typing import Any
 
+from testkit.ensemble_base import member_mode
+
 RESTART_GAP_S = 0.5  # a kill "while restarting" comes this long after the previous victim's restart
 SETTLE_S = 1.0  # writes flowing through a full ensemble before the next kill
-
-
-def member_mode(member: Any) -> str | None:
-    if not member.running:
-        return None
-    try:
-        text = member.four_letter_word("srvr", timeout=1.0)
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None
 
 
 class Writer(threading.Thread):

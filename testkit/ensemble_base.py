@@ -16,7 +16,9 @@ import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from trizab.runtime.launcher import member_mode as launcher_member_mode
 
 
 class Member(Protocol):
@@ -33,6 +35,13 @@ class Member(Protocol):
 
 
 M = TypeVar("M", bound=Member)
+
+
+def member_mode(member: Any) -> str | None:
+    """leader / follower / observer / standalone, from ``srvr``; None when the member is stopped
+    or does not answer.  Apache ZooKeeper and trizab print the same ``Mode:`` line, so this
+    serves both launchers' members (anything with ``running`` and ``client_port``)."""
+    return launcher_member_mode(member.client_port) if member.running else None
 
 
 def clear_directory(path: Path, keep: Collection[str] = ()) -> None:

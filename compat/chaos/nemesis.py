@@ -56,7 +56,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from compat.chaos.firewall import Firewall, MemberPorts
-from testkit.apache_zk import four_letter_word
+from testkit.ensemble_base import member_mode
 
 __all__ = [
     "EXPIRY_MARGIN_S",
@@ -222,27 +222,10 @@ def member_ports(members: Iterable[ChaosMember]) -> list[MemberPorts]:
     return out
 
 
-def member_mode(member: ChaosMember, timeout: float = 1.0) -> str | None:
-    """leader / follower / observer / standalone from ``srvr``; None when it does not answer.
-
-    Apache ZooKeeper and trizab print the same ``Mode:`` line, so this works for both.
-    """
-    if not member.running:
-        return None
-    try:
-        text = four_letter_word(member.client_port, "srvr", timeout=timeout)
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None
-
-
-def leader_sid(members: Iterable[ChaosMember], timeout: float = 1.0) -> int | None:
+def leader_sid(members: Iterable[ChaosMember]) -> int | None:
     """The server id of a member that says it leads, if any (the first one asked)."""
     for m in members:
-        if member_mode(m, timeout) == "leader":
+        if member_mode(m) == "leader":
             return m.sid
     return None
 
