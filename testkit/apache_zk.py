@@ -34,7 +34,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from testkit.ensemble_base import OwnedWorkdir, ProcessEnsemble, clear_directory
-from testkit.procs import ChildProcess, kill_process, terminate_process
+from testkit.procs import ChildProcess
+from trizab.runtime.launcher import four_letter
 
 JAVA_DIR = "/usr/share/java"
 DEFAULT_JARS = (
@@ -125,15 +126,7 @@ def free_ports(count: int) -> list[int]:
 
 def four_letter_word(port: int, command: str, *, host: str = HOST, timeout: float = 2.0) -> str:
     """Send a four-letter word and return the whole text reply ('' if the server closed at once)."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(command.encode("ascii"))
-        chunks: list[bytes] = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return four_letter(port, command, timeout, host=host)
 
 
 def _serving(port: int) -> bool:
@@ -258,18 +251,6 @@ class _Member(ChildProcess):
             )
         finally:
             stdout.close()
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds; keeps the dataDir."""
-        if self.process is not None:
-            terminate_process(self.process, grace)
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL (a crash), keeping the dataDir."""
-        if self.process is not None:
-            kill_process(self.process)
-        self.process = None
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

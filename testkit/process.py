@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from testkit.procs import kill_process, terminate_process
+from trizab.runtime.launcher import four_letter
 
 __all__ = ["ServerStartError", "TrizabProcess", "four_letter_word", "free_port"]
 
@@ -48,15 +49,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 5.0) -> str:
     """Send ``word`` on a fresh connection and return the whole answer."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(word.encode("ascii"))
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return four_letter(port, word, timeout, host=host)
 
 
 class TrizabProcess:

@@ -37,7 +37,8 @@ def kill_process(proc: subprocess.Popen[Any]) -> int | None:
 
 
 class ChildProcess:
-    """``running`` and ``pid`` of a launcher that keeps its ``Popen`` in ``self.process``."""
+    """``running``, ``pid``, stop, kill, pause and resume of a launcher that keeps its ``Popen``
+    in ``self.process``."""
 
     process: subprocess.Popen[bytes] | None
 
@@ -48,6 +49,18 @@ class ChildProcess:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; the data directory stays."""
+        if self.process is not None:
+            terminate_process(self.process, grace)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash), keeping the data directory."""
+        if self.process is not None:
+            kill_process(self.process)
+        self.process = None
 
     def pause(self) -> None:
         """SIGSTOP the process (by its pid): it keeps its sockets but answers nothing."""

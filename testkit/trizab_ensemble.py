@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from testkit.ensemble_base import ProcessEnsemble, clear_directory
-from testkit.procs import ChildProcess, kill_process, terminate_process
+from testkit.procs import ChildProcess
 from trizab.config import ServerConfig, load
 from trizab.runtime.launcher import four_letter, member_mode, write_configs
 
@@ -118,16 +118,6 @@ class TrizabMember(ChildProcess):
                 env=env,
                 group=self.gid,
             )
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.process is not None:
-            terminate_process(self.process, grace)
-        self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            kill_process(self.process)
-        self.process = None
 
     def mode(self) -> str | None:
         return member_mode(self.client_port) if self.running else None

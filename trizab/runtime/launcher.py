@@ -88,9 +88,10 @@ def write_configs(
     return out
 
 
-def four_letter(port: int, word: str, timeout: float = 2.0) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(word.encode())
+def four_letter(port: int, word: str, timeout: float = 2.0, *, host: str = "127.0.0.1") -> str:
+    """Send a four-letter word on a fresh connection; the whole reply ('' if closed at once)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(word.encode("ascii"))
         chunks = []
         while True:
             data = s.recv(65536)
