@@ -231,3 +231,39 @@ def test_ruff_clean() -> None:
         [ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+RUNTIME_FILE_LINES = 600
+RUNTIME_CLASS_LINES = 400
+
+
+def test_the_runtime_is_made_of_small_parts() -> None:
+    """No runtime module over 600 lines and no class over 400: one owner per part."""
+    too_big = []
+    for path in sorted((ROOT / "trizab" / "runtime").glob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > RUNTIME_FILE_LINES:
+            too_big.append(f"{path.name}: {text.count(chr(10))} lines")
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > RUNTIME_CLASS_LINES:
+                    too_big.append(f"{path.name}: class {node.name} has {lines} lines")
+    assert not too_big, too_big
+
+
+def test_the_runtime_reads_time_only_through_trio_or_its_clock() -> None:
+    """Decisions on time must be drivable by a MockClock: no time.perf_counter/monotonic/time."""
+    offenders = []
+    for path in sorted((ROOT / "trizab" / "runtime").glob("*.py")):
+        if path.name in ("clock.py", "launcher.py"):  # the wall-clock anchor; process management
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "time"
+                and node.attr in ("perf_counter", "monotonic", "time", "time_ns", "sleep")
+            ):
+                offenders.append(f"{path.name}:{node.lineno} time.{node.attr}")
+    assert not offenders, offenders

@@ -117,12 +117,9 @@ def _serve(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise cfg.ConfigError(f"cannot create {key} {d.absolute()}: {exc.strerror or exc}") from None
     try:
-        from trizab.runtime.ensemble import Member, is_ensemble
-
         # server.N lines (more than one): a replicated member, as ZooKeeper's QuorumPeerMain.
-        replicated = is_ensemble(config)
-        server_class = Member if replicated else Server
-        server = server_class(config, on_tree_settled=freeze_big_tree)
+        server = Server(config, on_tree_settled=freeze_big_tree)
+        replicated = server.replicated
     except (PluginError, StartupError) as exc:
         raise cfg.ConfigError(str(exc)) from None
     # Interpreter-wide settings are this process's to choose, not the library's.

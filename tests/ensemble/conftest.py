@@ -1,4 +1,6 @@
-"""An in-process ensemble of :class:`trizab.runtime.ensemble.Member` on loopback sockets.
+"""An in-process ensemble of member :class:`trizab.runtime.server.Server` instances on loopback sockets.
+
+``Cluster.members`` holds each member's ZAB commit path (:class:`ZabCommit`: role, peer, core).
 
 Each member runs in its own cancel scope inside the test's nursery, with
 ``txnlog`` storage in ``tmp_path`` (so a crash, which cancels the scope without
@@ -18,8 +20,9 @@ import pytest
 import trio
 
 from trizab import config as cfg
-from trizab.runtime.ensemble import Member
 from trizab.runtime.launcher import write_configs
+from trizab.runtime.server import Server
+from trizab.runtime.zab_commit import ZabCommit
 from trizab.zab.ready import Role
 
 WAIT_S = 20.0
@@ -38,7 +41,7 @@ class Cluster:
         self.configs = write_configs(
             base, size, observers=observers, tick_time=tick_time, init_limit=5, sync_limit=2, extra=extra
         )
-        self.members: dict[int, Member] = {}
+        self.members: dict[int, ZabCommit] = {}
         self.scopes: dict[int, trio.CancelScope] = {}
         # Set when a member's run() has returned: its storage is closed and its dataDir free.
         self.finished: dict[int, trio.Event] = {}
@@ -51,20 +54,22 @@ class Cluster:
     def hosts(self) -> str:
         return ",".join(self.address(sid) for sid in sorted(self.ports))
 
-    async def start(self, sid: int) -> Member:
+    async def start(self, sid: int) -> ZabCommit:
         # A crashed incarnation still holds the dataDir until its task has unwound (as a killed
         # process holds it until it is gone); the new one would find it locked.
         if sid in self.finished:
             await self.finished[sid].wait()
         path = next(p for s, p, _ in self.configs if s == sid)
-        member = Member(cfg.load(path))
+        server = Server(cfg.load(path))
+        assert server.zab is not None
+        member = server.zab
         scope = trio.CancelScope()
         finished = self.finished[sid] = trio.Event()
 
         async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             try:
                 with scope:
-                    await member.run(task_status=task_status)
+                    await server.run(task_status=task_status)
             finally:
                 finished.set()
 
@@ -81,10 +86,10 @@ class Cluster:
         self.scopes.pop(sid).cancel()
         self.members.pop(sid)
 
-    def serving(self) -> dict[int, Member]:
+    def serving(self) -> dict[int, ZabCommit]:
         return {sid: m for sid, m in self.members.items() if m.established}
 
-    def leader(self) -> Member | None:
+    def leader(self) -> ZabCommit | None:
         found = [m for m in self.members.values() if m.established and m.role == Role.LEADING]
         return found[0] if len(found) == 1 else None
 
@@ -96,10 +101,10 @@ class Cluster:
                     return value
                 await trio.sleep(0.02)
 
-    async def wait_serving(self, sids: list[int] | None = None) -> Member:
+    async def wait_serving(self, sids: list[int] | None = None) -> ZabCommit:
         want = set(self.members if sids is None else sids)
 
-        def ok() -> Member | None:
+        def ok() -> ZabCommit | None:
             leader = self.leader()
             if leader is None or not want <= set(self.serving()):
                 return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trizab.runtime.ensemble import _coalesce
+from trizab.runtime.zab_commit import coalesce
 from trizab.zab.messages import Ack, Commit, Disconnect, Ping, Proposal
 from trizab.zab.zxid import counter_of, zxid
 
@@ -64,7 +64,7 @@ def _receiver_views(messages: list) -> dict[int, list[tuple[int, int, int]]]:
 @settings(derandomize=True, max_examples=400)
 @given(ready_messages())
 def test_coalescing_keeps_what_each_peer_learns_and_everything_else(messages: list) -> None:
-    out = _coalesce(messages)
+    out = coalesce(messages)
     # Everything that is not a cumulative ACK/COMMIT is kept, in order.
     assert [m for m in out if not _cumulative(m)] == [m for m in messages if not _cumulative(m)]
     # Each connection (a run between disconnects) learns the same highest ACK and COMMIT ...
@@ -80,6 +80,6 @@ def test_coalescing_keeps_what_each_peer_learns_and_everything_else(messages: li
 
 def test_one_ack_for_a_batch_of_proposals() -> None:
     msgs = [(1, Ack(2, zxid(3, c))) for c in range(1, 51)] + [(1, Ping(2, zxid(3, 50)))]
-    assert _coalesce(msgs) == [(1, Ack(2, zxid(3, 50))), (1, Ping(2, zxid(3, 50)))]
+    assert coalesce(msgs) == [(1, Ack(2, zxid(3, 50))), (1, Ping(2, zxid(3, 50)))]
     newleader = [(1, Ack(2, zxid(3, 0))), (1, Ack(2, zxid(3, 1))), (1, Ack(2, zxid(3, 2)))]
-    assert _coalesce(newleader) == [newleader[0], newleader[2]]
+    assert coalesce(newleader) == [newleader[0], newleader[2]]

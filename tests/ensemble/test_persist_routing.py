@@ -1,22 +1,21 @@
-"""Where a member carries out a Ready's storage steps: in the peer task, or the worker thread."""
+"""Where a member carries out a Ready's storage steps: inline in the core task, or the worker."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from trizab import config as cfg
-from trizab.runtime import ensemble
-from trizab.runtime.ensemble import INLINE_PERSIST_MAX, Member
-from trizab.runtime.launcher import write_configs
+from trizab.runtime import disk as disk_module
+from trizab.runtime.disk import Disk
+from trizab.runtime.zab_storage import INLINE_PERSIST_MAX, ZabStorage
 from trizab.zab.messages import Entry
 from trizab.zab.ready import HardState, Ready, SnapshotInstall
 
 
 class _Storage:
-    """Records storage calls; nothing else is needed by Member._persist."""
+    """Records storage calls; nothing else is needed by ZabStorage.persist_steps."""
+
+    durable = True
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -28,12 +27,35 @@ class _Storage:
         self.calls.append("sync")
 
 
-@pytest.fixture
-def member(tmp_path: Path) -> Member:
-    (_, path, _), *_ = write_configs(tmp_path, 3, observers=0, tick_time=2000, init_limit=5, sync_limit=2)
-    m = Member(cfg.load(path))
-    m.storage = _Storage()  # type: ignore[assignment]
-    return m
+class _BackgroundStorage(_Storage):
+    def sync_start(self) -> bool:
+        return True
+
+    def sync_fileno(self) -> int:
+        return -1
+
+    def sync_finished(self) -> bool:
+        return True
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand (the barrier's duration)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def now_ms(self) -> int:
+        return int(self.now * 1000)
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def _storage(engine: _Storage, clock: _Clock | None = None) -> ZabStorage:
+    async def post(_: Any) -> None:
+        raise AssertionError("nothing is handed to the worker here")
+
+    return ZabStorage(Disk(engine, cfg.ServerConfig(), clock or _Clock()), post)  # type: ignore[arg-type]
 
 
 def _entries(n: int) -> tuple[Entry, ...]:
@@ -45,26 +67,59 @@ def _entries(n: int) -> tuple[Entry, ...]:
     return tuple(Entry(i + 1, txn.encode(), txn) for i in range(n))
 
 
-def test_appends_are_persisted_inline_and_the_rest_in_the_thread(member: Member) -> None:
-    assert member._persist_inline(Ready(to_persist=_entries(3)))
-    assert member._persist_inline(Ready(to_persist=_entries(INLINE_PERSIST_MAX)))
-    assert not member._persist_inline(Ready(to_persist=_entries(INLINE_PERSIST_MAX + 1)))
-    assert not member._persist_inline(Ready(hard_state=HardState(1, 1)))
-    assert not member._persist_inline(Ready(truncate_after=5))
-    assert not member._persist_inline(Ready(snapshot=SnapshotInstall(5, b"")))
+def test_appends_are_persisted_inline_and_the_rest_by_the_worker() -> None:
+    zs = _storage(_Storage())
+    assert zs.persist_inline(Ready(to_persist=_entries(3)))
+    assert zs.persist_inline(Ready(to_persist=_entries(INLINE_PERSIST_MAX)))
+    assert not zs.persist_inline(Ready(to_persist=_entries(INLINE_PERSIST_MAX + 1)))
+    assert not zs.persist_inline(Ready(hard_state=HardState(1, 1)))
+    assert not zs.persist_inline(Ready(truncate_after=5))
+    assert not zs.persist_inline(Ready(snapshot=SnapshotInstall(5, b"")))
     # Behind a job the worker is running: storage calls keep their order.
-    member._zab_jobs = 1
-    assert not member._persist_inline(Ready(to_persist=_entries(1)))
+    zs.jobs = 1
+    assert not zs.persist_inline(Ready(to_persist=_entries(1)))
 
 
-def test_a_slow_barrier_sends_the_next_ones_to_the_thread_until_one_is_fast(
-    member: Member, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    elapsed = iter([0.0, ensemble.SLOW_BARRIER_S * 2, 10.0, 10.0 + ensemble.SLOW_BARRIER_S / 4])
-    monkeypatch.setattr(ensemble, "_perf_counter", lambda: next(elapsed))
+def test_an_engine_with_background_sync_gets_batches_in_the_background() -> None:
+    zs = _storage(_BackgroundStorage())
+    assert zs.persist_inline(Ready(to_persist=_entries(1)))  # a lone txn: the shortest path
+    assert not zs.persist_inline(Ready(to_persist=_entries(2)))
+
+
+def test_slow_barriers_in_a_row_send_the_next_ones_to_the_thread_for_a_while() -> None:
+    clock = _Clock()
+    engine = _Storage()
+    zs = _storage(engine, clock)
     rd = Ready(to_persist=_entries(2))
-    member._persist(rd)  # slow
-    assert member.storage.calls == ["append 2", "sync"]  # type: ignore[attr-defined]
-    assert not member._persist_inline(rd)
-    member._persist(rd)  # fast again (as the worker would run it)
-    assert member._persist_inline(rd)
+    slow = disk_module.SLOW_SYNC_S * 2
+
+    def slow_sync() -> None:
+        clock.now += slow
+
+    engine.sync = slow_sync  # type: ignore[method-assign]
+    for _ in range(disk_module.SLOW_SYNCS):
+        assert zs.persist_inline(rd)
+    assert engine.calls == ["append 2"] * disk_module.SLOW_SYNCS
+    # The disk turned slow: the next barriers go to the worker's thread ...
+    assert not zs.persist_inline(rd)
+    # ... until the back-off is over.
+    clock.now += disk_module.SLOW_SYNC_BACKOFF_S
+    assert zs.persist_inline(rd)
+
+
+def test_slow_barriers_that_are_not_in_a_row_do_not_count() -> None:
+    clock = _Clock()
+    engine = _Storage()
+    zs = _storage(engine, clock)
+    rd = Ready(to_persist=_entries(2))
+    count = 0
+
+    def sometimes_slow() -> None:
+        nonlocal count
+        count += 1
+        if count % 2 == 0:  # a busy machine preempted every other one
+            clock.now += disk_module.SLOW_SYNC_S * 2
+
+    engine.sync = sometimes_slow  # type: ignore[method-assign]
+    for _ in range(10):
+        assert zs.persist_inline(rd)

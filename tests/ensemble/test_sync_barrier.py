@@ -26,8 +26,8 @@ from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
 from testkit.trizab_ensemble import TrizabEnsemble
-from trizab.runtime.ensemble import Member
 from trizab.runtime.launcher import member_mode
+from trizab.runtime.zab_commit import ZabCommit
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 from trizab.wire.jute import decode, decode_prefix, encode
@@ -51,7 +51,7 @@ async def test_sync_on_leader_and_follower_sees_writes_acknowledged_before_it(ma
     async with trio.open_nursery() as nursery:
         cl = make_cluster(nursery)
         await cl.start_all()
-        leader: Member = await cl.wait_serving()
+        leader: ZabCommit = await cl.wait_serving()
         f1, f2 = sorted(sid for sid in cl.members if sid != leader.my_id)
         path = f"/barrier-{uuid.uuid4().hex}"
 

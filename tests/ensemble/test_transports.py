@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trizab.runtime.election import ElectionTransport
+from trizab.runtime.events import ElectionReceived, QuorumAccepted, QuorumLinkLost, QuorumReceived
 from trizab.runtime.launcher import free_ports
 from trizab.runtime.quorum import QuorumTransport, encode_packet, encode_simple, read_frame
 from trizab.wire import records as r
@@ -40,8 +41,10 @@ async def test_learner_link_is_identified_by_followerinfo_and_carries_packets_in
             qt, inbox, port = await _leader_transport(nursery)
             learner = await trio.open_tcp_stream("127.0.0.1", port)
             await learner.send_all(_follower_info(2))
-            kind, link, pkt = await inbox.receive()
-            assert (kind, link.sid, pkt.type) == ("qaccept", 2, T.FOLLOWERINFO)
+            accepted = await inbox.receive()
+            assert isinstance(accepted, QuorumAccepted)
+            link = accepted.link
+            assert (link.sid, accepted.packet.type) == (2, T.FOLLOWERINFO)
             qt.register(link, 0)
             for z in range(1, 101):
                 assert qt.send_packet(2, r.QuorumPacket(int(T.COMMIT), z, None, None), 0, connect=False)
@@ -55,13 +58,13 @@ async def test_learner_link_is_identified_by_followerinfo_and_carries_packets_in
             )
             zxids: list[int] = []
             while len(zxids) < 50:
-                kind, link2, pkts = await inbox.receive()
-                assert kind == "qpackets" and link2 is link and pkts
-                zxids += [p.zxid for p in pkts]
+                received = await inbox.receive()
+                assert isinstance(received, QuorumReceived) and received.link is link and received.packets
+                zxids += [p.zxid for p in received.packets]
             assert zxids == list(range(7, 57))
             # Closing the connection is reported once, for the current link only.
             await learner.aclose()
-            assert (await inbox.receive())[0] == "qlost"
+            assert isinstance(await inbox.receive(), QuorumLinkLost)
             assert qt.take_lost() == [2]
             assert qt.take_lost() == []
             nursery.cancel_scope.cancel()
@@ -73,7 +76,7 @@ async def test_a_learner_that_stops_reading_is_disconnected_not_waited_for() -> 
             qt, inbox, port = await _leader_transport(nursery, max_queued=4)
             learner = await trio.open_tcp_stream("127.0.0.1", port)
             await learner.send_all(_follower_info(2))
-            _, link, _ = await inbox.receive()
+            link = (await inbox.receive()).link
             qt.register(link, 0)
             big = r.QuorumPacket(int(T.PROPOSAL), 1, b"x" * 65536, None)
             sent = 0
@@ -97,11 +100,11 @@ async def test_a_stale_link_is_ignored_after_the_learner_reconnects() -> None:
             qt, inbox, port = await _leader_transport(nursery)
             first = await trio.open_tcp_stream("127.0.0.1", port)
             await first.send_all(_follower_info(2))
-            _, old, _ = await inbox.receive()
+            old = (await inbox.receive()).link
             qt.register(old, 0)
             second = await trio.open_tcp_stream("127.0.0.1", port)
             await second.send_all(_follower_info(2))
-            _, new, _ = await inbox.receive()
+            new = (await inbox.receive()).link
             replaced = qt.register(new, 5)
             assert replaced is old and old.closed and qt.current(new) and not qt.current(old)
             # Messages of Readys from before the new link are not sent on it.
@@ -112,7 +115,7 @@ async def test_a_stale_link_is_ignored_after_the_learner_reconnects() -> None:
             # The old link's end is not reported as the loss of the peer.
             while True:
                 msg = await inbox.receive()
-                if msg[0] == "qlost":
+                if isinstance(msg, QuorumLinkLost):
                     break
             assert qt.take_lost() == []
             nursery.cancel_scope.cancel()
@@ -139,8 +142,10 @@ async def test_election_keeps_one_connection_per_pair_and_delivers_both_ways() -
             for b in (1, 2, 3):
                 senders = set()
                 while len(senders) < 2:
-                    kind, n = await inboxes[b].receive()
-                    assert kind == "note" and n.leader == n.sender
+                    got = await inboxes[b].receive()
+                    assert isinstance(got, ElectionReceived)
+                    n = got.notification
+                    assert n.leader == n.sender
                     senders.add(n.sender)
                 assert senders == {1, 2, 3} - {b}
             # Exactly one established connection per pair: each side sees the other.
@@ -155,11 +160,11 @@ async def test_a_silent_link_is_closed_by_its_heartbeat() -> None:
             qt, inbox, port = await _leader_transport(nursery, heartbeat_s=0.3)
             learner = await trio.open_tcp_stream("127.0.0.1", port)
             await learner.send_all(_follower_info(2))
-            _, link, _ = await inbox.receive()
+            link = (await inbox.receive()).link
             qt.register(link, 0)
             started = trio.current_time()
             # The learner sends nothing more (a stopped process keeps its socket open).
-            assert (await inbox.receive())[0] == "qlost"
+            assert isinstance(await inbox.receive(), QuorumLinkLost)
             assert qt.take_lost() == [2]
             assert trio.current_time() - started >= 0.3
             nursery.cancel_scope.cancel()

@@ -1,7 +1,7 @@
 """One owner per data directory (:mod:`trizab.runtime.datadir`), and the runtime taking it.
 
 The lock module alone first (in this process and against a child process, which
-is how two servers meet), then an embedded :class:`Server` and :class:`Member`:
+is how two servers meet), then an embedded standalone and member :class:`Server`:
 they must be protected without the CLI.  ``tests/e2e/test_cli.py`` has the same
 with real ``trizab serve`` processes, and real read-only mounts.
 """
@@ -21,7 +21,6 @@ import trio
 from trizab import config as cfg
 from trizab.runtime import datadir
 from trizab.runtime.datadir import LOCK_NAME, DataDirError, claim, config_directories, holder_pid
-from trizab.runtime.ensemble import Member
 from trizab.runtime.launcher import write_configs
 from trizab.runtime.server import Server, StartupError
 
@@ -176,10 +175,10 @@ async def test_an_embedded_member_owns_its_data_directory(tmp_path: Path) -> Non
     conf = cfg.load(path)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            first = Member(conf)
+            first = Server(conf)
             await nursery.start(first.run)
             # Another client port, so that the lock, not the port, is what stops the second.
-            second = Member(conf.evolve(client_port=0))
+            second = Server(conf.evolve(client_port=0))
             with pytest.raises(StartupError, match=rf"dataDir {conf.data_dir} is in use"):
                 await second.run()
             nursery.cancel_scope.cancel()

@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import time
+import types
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ import trio
 from trizab.plugins.storage.memory import MemoryStoragePlugin
 
 from trizab import config as cfg
+from trizab.runtime import connections
 from trizab.runtime import server as rt
 from trizab.server.api import Connected, Ready, Reply
 from trizab.testing.memnet import MemoryListener
@@ -47,6 +49,22 @@ class FakeCore:
         self.committed_batches: list[int] = []
         self.node_count = 1
         self.queues: dict[int, list[list[Any]]] = {}
+        # What the four-letter words read.
+        self.approximate_data_size = 0
+        self.outstanding_requests = 0
+        self.tracker = types.SimpleNamespace(sessions={})
+
+    def sessions(self) -> list[tuple[int, int, int | None]]:
+        return []
+
+    def ephemerals_by_session(self) -> dict[int, list[str]]:
+        return {}
+
+    def watches_by_session(self) -> dict[int, list[str]]:
+        return {}
+
+    def watches_by_path(self) -> dict[str, list[int]]:
+        return {}
 
     def load(self, recovered: Any) -> None:
         self.last_zxid = recovered.last_zxid
@@ -107,6 +125,23 @@ class FakeCore:
 
     def snapshot(self) -> bytes:
         return b"snapshot"
+
+    def start_snapshot(self) -> _OneStepSnapshot:
+        return _OneStepSnapshot(self.last_zxid, self.snapshot())
+
+
+@attrs.define
+class _OneStepSnapshot:
+    """A snapshot walk that is done after one step."""
+
+    zxid: int
+    data: bytes
+
+    def step(self, nodes: int) -> bool:
+        return True
+
+    def parts(self) -> list[bytes]:
+        return [self.data]
 
 
 class SlowStorage(MemoryStoragePlugin):
@@ -282,7 +317,7 @@ async def test_core_close_flushes_first() -> None:
 
 
 async def test_slow_reader_is_dropped_without_stalling_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rt, "MAX_OUTBOUND_BYTES", 4 * 1024 * 1024)
+    monkeypatch.setattr(connections, "MAX_OUTBOUND_BYTES", 4 * 1024 * 1024)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             server = await start(nursery)
@@ -357,7 +392,7 @@ async def test_snapshots_every_snap_count() -> None:
                 await c.reply()
                 # A snapshot still being saved makes the server skip the next one (as
                 # ZooKeeper's "too busy to snap"); let each finish so the count is exact.
-                while server._snapshotting:
+                while server.snapshots.busy:
                     await trio.sleep(0.001)
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
@@ -366,13 +401,14 @@ async def test_snapshots_every_snap_count() -> None:
     assert all(z <= 40 for z in storage.snapshots_saved)
 
 
-async def test_ticks_reach_the_core() -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            server = await start(nursery, tick_time=20)
-            await trio.sleep(0.1)
-            assert server.core.ticks >= 3
-            nursery.cancel_scope.cancel()
+async def test_ticks_reach_the_core_every_half_tick_time(autojump_clock: trio.testing.MockClock) -> None:
+    storage = SlowStorage()
+    storage.durable = False  # type: ignore[misc]  # no threads: the mock clock must not jump during one
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery, storage, tick_time=200)
+        await trio.sleep(1.0 + 0.05)
+        assert server.core.ticks == 10
+        nursery.cancel_scope.cancel()
 
 
 def test_clock_is_wall_time_advanced_by_trio() -> None:

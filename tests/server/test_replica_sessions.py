@@ -12,7 +12,7 @@ from typing import Any
 
 from trizab.server.api import Connected
 from trizab.server.core import CoreConfig
-from trizab.server.replica import Mode, ReplicaCore
+from trizab.server.replica import Mode, ReplicaCore, ReplicaReady
 from trizab.server.sessions import generate_password
 from trizab.storage import Recovered
 from trizab.txn import Txn
@@ -38,10 +38,10 @@ def close_session_txn(sid: int, zxid: int) -> Txn:
     return Txn(r.TxnHeader(sid, 0, zxid, T0, int(OpCode.CLOSE_SESSION)), None)
 
 
-def reconnect(core: ReplicaCore, conn_id: int, sid: int, now: int = T0) -> list[Any]:
+def reconnect(core: ReplicaCore, conn_id: int, sid: int, now: int = T0) -> ReplicaReady:
     req = r.ConnectRequest(0, 0, TIMEOUT, sid, generate_password(sid), False)
     core.connect(conn_id, req, has_read_only_flag=False, client_addr="127.0.0.1:4000", now_ms=now)
-    return core.ready().outputs
+    return core.ready()
 
 
 def connected(outputs: list[Any], conn_id: int) -> r.ConnectResponse:
@@ -70,10 +70,10 @@ def test_load_forgets_sessions_the_snapshot_does_not_have() -> None:
 def test_a_learner_resumes_a_session_only_on_the_leaders_word() -> None:
     core = learner()
     core.committed([create_session_txn(SID, 1)], T0)
-    outputs = reconnect(core, 7, SID)
+    rd = reconnect(core, 7, SID)
     # Nothing is answered until the leader revalidated the session.
-    assert not [o for o in outputs if isinstance(o[1], Connected)]
-    assert core.take_revalidations() == [(SID, TIMEOUT)]
+    assert not [o for o in rd.outputs if isinstance(o[1], Connected)]
+    assert rd.revalidations == [(SID, TIMEOUT)]
     core.revalidated(SID, False, T0)
     rd = core.ready()
     resp = connected(rd.outputs, 7)
@@ -83,8 +83,7 @@ def test_a_learner_resumes_a_session_only_on_the_leaders_word() -> None:
 
 def test_a_valid_session_resumes_even_before_its_create_session_arrives() -> None:
     core = learner()
-    reconnect(core, 7, SID)
-    assert core.take_revalidations() == [(SID, TIMEOUT)]
+    assert reconnect(core, 7, SID).revalidations == [(SID, TIMEOUT)]
     core.revalidated(SID, True, T0)
     resp = connected(core.ready().outputs, 7)
     assert (resp.time_out, resp.session_id) == (TIMEOUT, SID)
@@ -104,7 +103,6 @@ def test_a_learner_reports_only_sessions_that_sent_something() -> None:
     core = learner()
     core.committed([create_session_txn(SID, 1)], T0)
     reconnect(core, 7, SID)
-    core.take_revalidations()
     core.revalidated(SID, True, T0)
     core.ready()
     core.receive(7, -2, OpCode.PING, b"", T0 + 100)

@@ -20,6 +20,7 @@ from trizab.plugins.storage.memory import MemoryStoragePlugin
 
 from trizab import config as cfg
 from trizab.runtime import server as rt
+from trizab.runtime import snapshots
 from trizab.server.core import CoreConfig, ServerCore
 from trizab.storage import Recovered
 from trizab.tree.datatree import DataTree
@@ -79,7 +80,7 @@ def recover(snapshot: bytes | None, zxid: int, txns: list[Txn]) -> DataTree:
 async def test_snapshots_taken_while_serving_recover_to_the_live_tree(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rt, "SNAPSHOT_STEP_NODES", 8)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_STEP_NODES", 8)
     storage = RecordingMemory()
     conf = cfg.ServerConfig(client_port=0, snap_count=60)
     server = rt.Server(conf, storage=storage)

@@ -33,11 +33,11 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import attrs
 import trio
 
+from trizab.runtime.events import ElectionReceived
 from trizab.runtime.quorum import FrameError, frame, read_frame
 from trizab.zab.messages import Notification, decode_notification, encode_notification
 
@@ -69,7 +69,7 @@ class ElectionTransport:
         self,
         my_id: int,
         addresses: dict[int, tuple[str, int]],
-        post: Callable[[tuple[Any, ...]], Awaitable[None]],
+        post: Callable[[ElectionReceived], Awaitable[None]],
         *,
         retry_s: float = 0.1,
         handshake_s: float = 5.0,
@@ -253,4 +253,4 @@ class ElectionTransport:
             data = await read_frame(stream, buf, MAX_NOTIFICATION)
             if data is None:
                 return
-            await self._post(("note", decode_notification(data, p.sid)))
+            await self._post(ElectionReceived(decode_notification(data, p.sid)))

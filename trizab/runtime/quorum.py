@@ -19,7 +19,7 @@ owned by the transport's nursery) with three tasks:
 * the **receiver** reads 4-byte-length-framed :class:`QuorumPacket` records (one
   Jute codec, ``jute.maxbuffer``-style limit) and posts them to the member's
   inbox tagged with the link, every packet one read completed as one message
-  (``qpackets``), so the task that owns the ZAB peer can discard
+  (:class:`~trizab.runtime.events.QuorumReceived`), so the task that owns the ZAB peer can discard
   anything that arrives from a connection it has already replaced or closed.
 
 Cancelling a link's scope tears down exactly that connection.  Links are
@@ -53,6 +53,7 @@ from typing import Any
 import attrs
 import trio
 
+from trizab.runtime.events import QuorumAccepted, QuorumLinkLost, QuorumReceived
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
@@ -155,8 +156,8 @@ class QuorumTransport:
         self,
         my_id: int,
         addresses: dict[int, tuple[str, int]],
-        post: Callable[[tuple[Any, ...]], Any],
-        post_nowait: Callable[[tuple[Any, ...]], None],
+        post: Callable[[QuorumAccepted | QuorumReceived], Any],
+        post_nowait: Callable[[QuorumLinkLost], None],
         *,
         heartbeat_s: float = 10.0,
         connect_retry_s: float = 0.05,
@@ -212,7 +213,7 @@ class QuorumTransport:
         send, recv = trio.open_memory_channel[bytes](self.max_queued)
         link = Link(sid, send, recv, outgoing=False)
         # The peer-owning task registers the link, then steps the first packet.
-        await self._post(("qaccept", link, pkt))
+        await self._post(QuorumAccepted(link, pkt))
         await self._run_link(link, stream, buf)
 
     async def _connect(self, link: Link) -> None:
@@ -303,14 +304,14 @@ class QuorumTransport:
                     break
                 data = _frame_nowait(buf)
             if pkts:
-                await self._post(("qpackets", link, pkts))
+                await self._post(QuorumReceived(link, pkts))
             if malformed:
                 return
 
     def _report_lost(self, link: Link) -> None:
         self.lost.append(link)
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self._post_nowait(("qlost",))
+            self._post_nowait(QuorumLinkLost())
 
     # -- the peer-owning task's API ---------------------------------------------------------
 

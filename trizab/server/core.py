@@ -28,12 +28,12 @@ no live connection are queued (bounded) and flushed after its reconnect's
 
 Zxids come from :meth:`ServerCore.next_zxid`, a counter restored from the
 recovered state (standalone: the epoch part never changes); a ZAB leader can
-replace it by assigning ``zxid_source``.
+replace it by assigning ``zxid_source`` (the zxid its next proposal will get; the
+core adds the transactions it logged since the last :meth:`ready`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +42,14 @@ from typing import Any
 import attrs
 
 from trizab.server.api import Connected, ConnId, Notification, Ready, Reply
+from trizab.server.pending import (
+    CONNECT_KIND,
+    FIXED_KIND,
+    READ_KIND,
+    WRITE_KIND,
+    CoreConnection,
+    PendingRequest,
+)
 from trizab.server.sessions import SessionTracker, generate_password, initial_session_id
 from trizab.tree import acl as acls
 from trizab.tree import watches as wm
@@ -61,7 +69,7 @@ log = logging.getLogger(__name__)
 
 _ZERO_PASSWD = bytes(16)
 _MAX_QUEUED_EVENTS = 10_000
-_STAMP = object()  # _Pending.payload of a fixed reply that takes the zxid current when it is sent
+_STAMP = object()  # PendingRequest.payload of a fixed reply that takes the zxid current when it is sent
 _MAX_SASL_ROUNDS = 3  # null-token SASL replies per connection before AuthFailed (see _sasl)
 
 _WRITE_OPS = frozenset(
@@ -172,72 +180,6 @@ class CoreConfig:
         )
 
 
-# Pending request kinds.
-_READ_KIND, _WRITE_KIND, _CONNECT_KIND, _FIXED_KIND = 0, 1, 2, 3
-
-
-class _Pending:
-    __slots__ = ("conn", "done", "kind", "op", "payload", "reply", "timeout", "xid")
-
-    def __init__(self, conn: _Conn | None, kind: int, xid: int, op: int, payload: Any = None) -> None:
-        self.conn = conn
-        self.kind = kind
-        self.xid = xid
-        self.op = op
-        self.payload = payload
-        self.done = False
-        self.reply: Any = None
-        self.timeout = 0
-
-
-class _Conn:
-    __slots__ = (
-        "client_addr",
-        "client_ip",
-        "conn_id",
-        "established",
-        "ids",
-        "last_zxid",
-        "queue",
-        "received",
-        "sasl_rounds",
-        "send_ro_flag",
-        "sent",
-        "session_id",
-        "started_ms",
-        "touched_ms",
-    )
-
-    def __init__(self, conn_id: int, client_addr: str, send_ro_flag: bool, now_ms: int) -> None:
-        self.conn_id = conn_id
-        self.client_addr = client_addr
-        self.client_ip = _client_ip(client_addr)
-        self.ids: list[r.Id] = [r.Id("ip", self.client_ip)]
-        self.send_ro_flag = send_ro_flag
-        self.session_id = 0
-        self.established = False
-        self.queue: deque[_Pending] = deque()
-        self.received = 0
-        self.sasl_rounds = 0
-        self.sent = 0
-        self.last_zxid = -1
-        self.started_ms = now_ms
-        self.touched_ms = -1  # when this connection's requests last touched its session
-
-
-def _client_ip(addr: str) -> str:
-    try:
-        return str(ipaddress.ip_address(addr))
-    except ValueError:
-        pass
-    host = addr.rsplit(":", 1)[0] if ":" in addr else addr
-    host = host.strip("[]")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host
-
-
 class ServerCore:
     """See the module docstring.  Feed it events, then act on :meth:`ready`."""
 
@@ -247,13 +189,14 @@ class ServerCore:
         self.prep = Prep(self.tree, extended_types=config.extended_types_enabled)
         # Standalone ZooKeeper seeds session ids with server id 1 (createSessionTrackerServerId).
         self.tracker = SessionTracker(config.tick_time_ms, initial_session_id(now_ms, config.server_id or 1))
-        self.conns: dict[ConnId, _Conn] = {}
-        self.session_conn: dict[int, _Conn] = {}
+        self.conns: dict[ConnId, CoreConnection] = {}
+        self.session_conn: dict[int, CoreConnection] = {}
         self._queued_events: dict[int, deque[r.WatcherEvent]] = {}
         # (session id, cxid) -> its writes in flight, oldest first.
-        self._pending: dict[tuple[int, int], list[_Pending]] = {}
+        self._pending: dict[tuple[int, int], list[PendingRequest]] = {}
         self._hzxid = 0
-        # A ZAB leader may assign zxids itself; None means our own counter.
+        # A ZAB leader's zxids: the one its next proposal gets, for the first of the txns
+        # logged since the last ready() (the driver proposes them in order); None: our counter.
         self.zxid_source: Callable[[], int] | None = None
         self._to_log: list[Txn] = []
         self._outputs: list[tuple[ConnId, Any]] = []
@@ -309,7 +252,7 @@ class ServerCore:
 
     def next_zxid(self) -> int:
         if self.zxid_source is not None:
-            return self.zxid_source()
+            return self.zxid_source() + len(self._to_log)
         self._hzxid += 1
         return self._hzxid
 
@@ -360,7 +303,7 @@ class ServerCore:
     ) -> None:
         """``ZooKeeperServer.processConnectRequest``."""
         self.now_ms = now_ms
-        conn = _Conn(conn_id, client_addr, has_read_only_flag, now_ms)
+        conn = CoreConnection(conn_id, client_addr, has_read_only_flag, now_ms)
         self.conns[conn_id] = conn
         cfg = self.config
         if request.last_zxid_seen > self.last_zxid:
@@ -386,7 +329,7 @@ class ServerCore:
                 # A read-only server has no quorum to log with: local sessions only.
                 self._send_connected(conn, timeout)
                 return
-            entry = _Pending(conn, _CONNECT_KIND, 0, OpCode.CREATE_SESSION)
+            entry = PendingRequest(conn, CONNECT_KIND, 0, OpCode.CREATE_SESSION)
             entry.timeout = timeout
             conn.queue.append(entry)
             self._log(sid, 0, OpCode.CREATE_SESSION, r.CreateSessionTxn(timeout), entry, now_ms)
@@ -397,7 +340,7 @@ class ServerCore:
         else:
             self._refuse_session(conn)
 
-    def _resume_session(self, conn: _Conn, sid: int, timeout: int, now_ms: int) -> None:
+    def _resume_session(self, conn: CoreConnection, sid: int, timeout: int, now_ms: int) -> None:
         """A reconnect with a valid password: resume the session if it is live here."""
         if self.tracker.touch(sid, now_ms, timeout):
             self._bind(conn, sid)
@@ -405,13 +348,13 @@ class ServerCore:
         else:
             self._refuse_session(conn)
 
-    def _refuse_session(self, conn: _Conn) -> None:
+    def _refuse_session(self, conn: CoreConnection) -> None:
         """The expired answer (timeOut 0, session id 0): the client's session is gone."""
         resp = r.ConnectResponse(0, 0, 0, _ZERO_PASSWD, self.config.read_only)
         self._outputs.append((conn.conn_id, Connected(resp, conn.send_ro_flag)))
         self._drop_conn(conn)
 
-    def _bind(self, conn: _Conn, sid: int) -> None:
+    def _bind(self, conn: CoreConnection, sid: int) -> None:
         old = self.session_conn.get(sid)
         if old is not None and old is not conn:
             # The client moved to a new connection; the old one is stale.
@@ -419,7 +362,7 @@ class ServerCore:
         conn.session_id = sid
         self.session_conn[sid] = conn
 
-    def _send_connected(self, conn: _Conn, timeout: int) -> None:
+    def _send_connected(self, conn: CoreConnection, timeout: int) -> None:
         sid = conn.session_id
         resp = r.ConnectResponse(0, timeout, sid, generate_password(sid), self.config.read_only)
         self._outputs.append((conn.conn_id, Connected(resp, conn.send_ro_flag)))
@@ -429,14 +372,14 @@ class ServerCore:
             for ev in queued:
                 self._outputs.append((conn.conn_id, Notification(-1, ev)))
 
-    def _drop_conn(self, conn: _Conn) -> None:
+    def _drop_conn(self, conn: CoreConnection) -> None:
         """Forget a connection and ask the driver to close it (after its outputs)."""
         if self.conns.get(conn.conn_id) is conn:
             del self.conns[conn.conn_id]
             self._close.append(conn.conn_id)
         self._forget(conn)
 
-    def _forget(self, conn: _Conn) -> None:
+    def _forget(self, conn: CoreConnection) -> None:
         if conn.session_id and self.session_conn.get(conn.session_id) is conn:
             del self.session_conn[conn.session_id]
         for entry in conn.queue:
@@ -473,7 +416,7 @@ class ServerCore:
                 # Fast path: nothing in flight on this connection, answer now.
                 self._emit(conn, self._read(conn, xid, opcode, payload))
             else:
-                conn.queue.append(_Pending(conn, _READ_KIND, xid, opcode, bytes(payload)))
+                conn.queue.append(PendingRequest(conn, READ_KIND, xid, opcode, bytes(payload)))
             return
         if opcode in _WRITE_OP_CODES:
             self._write(conn, xid, opcode, payload, now_ms)
@@ -494,7 +437,7 @@ class ServerCore:
         # closes the connection; trizab keeps it open (deliberate, see compat/README.md).
         self._fixed(conn, Reply(r.ReplyHeader(xid, -1, Err.UNIMPLEMENTED)))
 
-    def _sasl(self, conn: _Conn, xid: int, payload: bytes | memoryview) -> None:
+    def _sasl(self, conn: CoreConnection, xid: int, payload: bytes | memoryview) -> None:
         """``ZooKeeperServer.processSasl`` on a server without a SASL server.
 
         ZooKeeper then hits a NullPointerException on the missing SASL server, logs it and
@@ -516,23 +459,23 @@ class ServerCore:
             return
         self._fixed(conn, Reply(r.ReplyHeader(xid, 0, 0), r.SetSASLResponse(None)))
 
-    def _fixed(self, conn: _Conn, reply: Reply, *, stamp: bool = False) -> None:
+    def _fixed(self, conn: CoreConnection, reply: Reply, *, stamp: bool = False) -> None:
         """Send ``reply`` in order; ``stamp``: with the last zxid at sending time, as
         FinalRequestProcessor would (the request waits behind the connection's earlier writes)."""
         if not conn.queue:
             self._emit(conn, reply)
         else:
-            entry = _Pending(conn, _FIXED_KIND, reply.header.xid, 0, _STAMP if stamp else None)
+            entry = PendingRequest(conn, FIXED_KIND, reply.header.xid, 0, _STAMP if stamp else None)
             entry.reply = reply
             entry.done = True
             conn.queue.append(entry)
 
-    def _emit(self, conn: _Conn, reply: Reply) -> None:
+    def _emit(self, conn: CoreConnection, reply: Reply) -> None:
         conn.sent += 1
         conn.last_zxid = reply.header.zxid
         self._outputs.append((conn.conn_id, reply))
 
-    def _auth(self, conn: _Conn, xid: int, payload: bytes | memoryview) -> None:
+    def _auth(self, conn: CoreConnection, xid: int, payload: bytes | memoryview) -> None:
         try:
             pkt = decode_request(OpCode.AUTH, payload)
         except JuteError:
@@ -557,7 +500,7 @@ class ServerCore:
         cxid: int,
         txn_type: int,
         body: Any,
-        entry: _Pending | None,
+        entry: PendingRequest | None,
         now_ms: int,
         zxid: int | None = None,
     ) -> Txn:
@@ -566,17 +509,10 @@ class ServerCore:
         txn = Txn(r.TxnHeader(client_id, cxid, zxid, now_ms, txn_type), body)
         self._to_log.append(txn)
         if entry is not None:
-            # _add_pending, inlined: it runs for every write (with this and the take in
-            # committed() as method calls, bench.pipeline measured a setData 2% dearer).
-            key = (client_id, cxid)
-            q = self._pending.get(key)
-            if q is None:
-                self._pending[key] = [entry]
-            else:
-                q.append(entry)
+            self._add_pending(client_id, cxid, entry)
         return txn
 
-    def _add_pending(self, client_id: int, cxid: int, entry: _Pending) -> None:
+    def _add_pending(self, client_id: int, cxid: int, entry: PendingRequest) -> None:
         """Remember ``entry`` until its txn comes back committed (taken in :meth:`committed`)."""
         q = self._pending.get((client_id, cxid))
         if q is None:
@@ -586,10 +522,12 @@ class ServerCore:
         else:
             q.append(entry)
 
-    def _write(self, conn: _Conn, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
+    def _write(
+        self, conn: CoreConnection, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int
+    ) -> None:
         """``PrepRequestProcessor.pRequest`` for one write."""
         sid = conn.session_id
-        entry = _Pending(conn, _WRITE_KIND, xid, opcode)
+        entry = PendingRequest(conn, WRITE_KIND, xid, opcode)
         if self.config.read_only:
             # ReadOnlyRequestProcessor answers writes itself.
             self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, Err.NOT_READONLY)))
@@ -624,7 +562,7 @@ class ServerCore:
         if self.zxid_source is None:  # next_zxid(), inlined for the write path
             self._hzxid = zxid = self._hzxid + 1
         else:
-            zxid = self.zxid_source()
+            zxid = self.zxid_source() + len(self._to_log)
         prep = self.prep
         try:
             if opcode == _CLOSE_SESSION:
@@ -702,7 +640,7 @@ class ServerCore:
                 self.prep.applied(header.zxid)  # what follows may prepare txns of its own
                 self._session_closed(header.client_id, entry)
             elif entry is not None and entry.conn is not None:
-                if entry.kind == _CONNECT_KIND:
+                if entry.kind == CONNECT_KIND:
                     conn = entry.conn
                     if conn.queue and conn.queue[0] is entry:
                         conn.queue.popleft()
@@ -732,7 +670,7 @@ class ServerCore:
         if last > self._hzxid and self.zxid_source is None:
             self._hzxid = last
 
-    def _session_closed(self, sid: int, entry: _Pending | None) -> None:
+    def _session_closed(self, sid: int, entry: PendingRequest | None) -> None:
         self.tracker.remove(sid)
         self.tree.remove_watcher(sid)
         self._queued_events.pop(sid, None)
@@ -762,12 +700,12 @@ class ServerCore:
                         q = self._queued_events[sid] = deque(maxlen=self.config.max_queued_events)
                     q.append(ev)
 
-    def _drain(self, conn: _Conn) -> None:
+    def _drain(self, conn: CoreConnection) -> None:
         """Send every reply at the head of the connection's queue that is ready."""
         q = conn.queue
         while q:
             head = q[0]
-            if head.kind == _READ_KIND:
+            if head.kind == READ_KIND:
                 q.popleft()
                 self._emit(conn, self._read(conn, head.xid, head.op, head.payload))
             elif head.done:
@@ -781,7 +719,7 @@ class ServerCore:
             else:
                 break
 
-    def _write_reply(self, entry: _Pending, rc: Result, txn: Txn) -> Reply:
+    def _write_reply(self, entry: PendingRequest, rc: Result, txn: Txn) -> Reply:
         zxid = self.last_zxid
         op = entry.op
         if rc.type == _ERROR:
@@ -825,7 +763,7 @@ class ServerCore:
 
     # -- reads (FinalRequestProcessor) ------------------------------------------------
 
-    def _read(self, conn: _Conn, xid: int, op: int, payload: Any) -> Reply:
+    def _read(self, conn: CoreConnection, xid: int, op: int, payload: Any) -> Reply:
         zxid = self.tree.last_processed_zxid
         if op == _GET_DATA and conn.session_id in self.tracker.live:
             # Hot path (benchmarked): getData without the generic dispatch.
@@ -860,7 +798,7 @@ class ServerCore:
             return Reply(r.ReplyHeader(xid, zxid, Err.MARSHALLING_ERROR))
         return Reply(r.ReplyHeader(xid, zxid, 0), body)
 
-    def _node_for_read(self, conn: _Conn, path: str | None, perm: int = _READ) -> Any:
+    def _node_for_read(self, conn: CoreConnection, path: str | None, perm: int = _READ) -> Any:
         if path is None:
             # ZooKeeper looks a null path up and throws NullPointerException: MarshallingError.
             raise PrepError(Err.MARSHALLING_ERROR)
@@ -871,7 +809,7 @@ class ServerCore:
             raise PrepError(Err.NO_AUTH)
         return node
 
-    def _read_body(self, conn: _Conn, op: int, payload: Any) -> Any:
+    def _read_body(self, conn: CoreConnection, op: int, payload: Any) -> Any:
         tree = self.tree
         sid = conn.session_id
         if op == _GET_DATA:
@@ -979,7 +917,7 @@ class ServerCore:
             return r.WhoAmIResponse([r.ClientInfo(i.scheme, acls.user_name(i)) for i in conn.ids])
         raise KeyError(op)
 
-    def _multi_read(self, conn: _Conn, payload: Any) -> list[OpResult]:
+    def _multi_read(self, conn: CoreConnection, payload: Any) -> list[OpResult]:
         try:
             ops = decode_multi(payload, read=True)
         except JuteError:

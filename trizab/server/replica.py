@@ -18,25 +18,25 @@ local one).  :class:`ReplicaCore` adds exactly that, and nothing else changes:
   ``readonlymode.enabled``, it serves read-only clients from its last state,
   with local sessions), ``LEADER`` or ``LEARNER``.
 * ``LEARNER``: a write (and a new session's createSession) becomes a
-  :class:`Forward` in :attr:`ReplicaCore.forwards` instead of a transaction;
+  :class:`Forward` in :attr:`ReplicaReady.forwards` instead of a transaction;
   the driver sends them to the leader in order.  ``sync`` waits for
   :meth:`sync_done` (the leader's SYNC answer once the learner caught up).
   Sessions are never expired here; :meth:`session_report` lists the sessions
   whose clients sent something since the previous report, for the learner's
   ping replies.  A reconnect with a session id waits for the leader's verdict
-  (:attr:`ReplicaCore.revalidations` out, :meth:`ReplicaCore.revalidated` in).
+  (:attr:`ReplicaReady.revalidations` out, :meth:`ReplicaCore.revalidated` in).
 * ``LEADER``: :meth:`receive_forwarded` preps a learner's request exactly as a
   local one (with the learner client's auth ids); its reply is dropped here and
   produced by the learner on commit.  :meth:`touch_reported` keeps learners'
   sessions alive; only the leader's :meth:`tick` expires sessions and reaps
   containers.  A client's ``sync`` waits as on a learner (counted in
-  :attr:`ReplicaCore.sync_requests`) for :meth:`sync_done`: the driver's word
+  :attr:`ReplicaReady.sync_requests`) for :meth:`sync_done`: the driver's word
   that a quorum confirmed, after the sync arrived, that we still lead
   (``Peer.read_index``) and that we applied everything proposed before it.  A
   deposed leader thus never answers a sync from its stale state (a standalone
   :class:`~trizab.server.core.ServerCore` answers at once: it is the only member).
 * Sessions have one owner: the leader records who resumed a session (its own
-  reconnects in ``resumed``; a learner's through REVALIDATE, answered by
+  reconnects in :attr:`ReplicaReady.resumed`; a learner's through REVALIDATE, answered by
   :meth:`revalidate`) and has the previous owner close the session's old
   connection (:meth:`drop_session_connection`).
 
@@ -45,7 +45,7 @@ request into ZooKeeper's transaction, a setData of ``/zookeeper/config`` with th
 new configuration text (``server.N=...`` lines, then ``version=<zxid hex>``), so
 the ACL of that node (READ for anyone: only ``super`` may write) decides who may
 reconfigure, and every member learns the new membership when it applies the
-transaction (:attr:`ReplicaCore.ensemble`, :attr:`ReplicaCore.ensemble_changed`).
+transaction (:attr:`ReplicaCore.ensemble`, :attr:`ReplicaReady.ensemble_changed`).
 Voters and observers may be added and removed (the txn's header type is
 ``OpCode.reconfig``, its body the ``SetDataTxn``, as ZooKeeper logs it; the data
 tree applies it as that setData).  As in ZooKeeper one reconfig is in flight at a
@@ -72,8 +72,9 @@ from typing import Any
 import attrs
 
 from trizab import config as cfg
-from trizab.server.api import ConnId, Reply
-from trizab.server.core import _CONNECT_KIND, _FIXED_KIND, _WRITE_KIND, ServerCore, _Conn, _Pending
+from trizab.server.api import ConnId, Ready, Reply
+from trizab.server.core import ServerCore
+from trizab.server.pending import CONNECT_KIND, FIXED_KIND, WRITE_KIND, CoreConnection, PendingRequest
 from trizab.tree.datatree import Result
 from trizab.tree.prep import PrepError
 from trizab.txn import Txn
@@ -85,7 +86,15 @@ from trizab.zab.membership import Membership, parse_config_text
 
 CONFIG_PATH = "/zookeeper/config"
 
-__all__ = ["Forward", "Mode", "ReplicaCore", "decode_forward", "decode_report", "encode_forward"]
+__all__ = [
+    "Forward",
+    "Mode",
+    "ReplicaCore",
+    "ReplicaReady",
+    "decode_forward",
+    "decode_report",
+    "encode_forward",
+]
 
 
 class Mode(enum.Enum):
@@ -148,30 +157,47 @@ def decode_report(data: bytes) -> list[tuple[int, int]]:
     return [_REPORT.unpack_from(data, k * _REPORT.size) for k in range(n)]
 
 
+@attrs.frozen
+class ReplicaReady(Ready):
+    """A member core's outputs: :class:`~trizab.server.api.Ready`'s, then, in this order,
+    what the driver sends the leader or tells the ZAB layer (see the module docstring)."""
+
+    # Learner: writes and new sessions to forward to the leader (REQUEST), in order.
+    forwards: list[Forward] = attrs.Factory(list)
+    # Learner: (session id, timeout) of reconnects the leader must revalidate (REVALIDATE).
+    revalidations: list[tuple[int, int]] = attrs.Factory(list)
+    # How many client syncs arrived: each needs a SYNC barrier (learner) or a read index (leader).
+    sync_requests: int = 0
+    # Leader: sessions a reconnect here resumed (we are their owner now).
+    resumed: list[int] = attrs.Factory(list)
+    # A committed reconfig changed :attr:`ReplicaCore.ensemble`.
+    ensemble_changed: bool = False
+
+
 class ReplicaCore(ServerCore):
     """See the module docstring.  The driver sets :attr:`mode` through :meth:`set_mode`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mode = Mode.OFF
-        self.forwards: list[Forward] = []
-        self._learner_conn: _Conn | None = None  # leader: stands in for learners' clients
+        self._forwards: list[Forward] = []
+        self._learner_conn: CoreConnection | None = None  # leader: stands in for learners' clients
         # Learner: sync requests waiting for the leader, in the order they were forwarded.
-        self._syncs: deque[tuple[_Pending, str]] = deque()
-        self.sync_requests = 0  # how many SYNCs the driver must still send to the leader
+        self._syncs: deque[tuple[PendingRequest, str]] = deque()
+        self._sync_requests = 0  # how many SYNCs the driver must still send to the leader
         # The ensemble's membership as /zookeeper/config holds it, and its version (a zxid).
         self.ensemble: dict[int, cfg.QuorumServer] = {}
         self.config_version = 0
-        self.ensemble_changed = False
+        self._ensemble_changed = False
         self._reconfig_pending = False
         # Leader: (voters synced with us, whether the ZAB core holds an uncommitted reconfig).
         self.quorum_view: Callable[[], tuple[frozenset[int], bool]] | None = None
         # Leader: sessions resumed by a reconnect here since the driver last looked (the
         # driver records us as their owner).
-        self.resumed: list[int] = []
+        self._resumed: list[int] = []
         # Learner: (session id, timeout) of reconnects the leader must revalidate (the
         # driver sends REVALIDATE), and the connections waiting for its answer.
-        self.revalidations: list[tuple[int, int]] = []
+        self._revalidations: list[tuple[int, int]] = []
         self._revalidating: dict[int, list[tuple[ConnId, int]]] = {}
         # Learner: sessions whose clients sent something since the last report, with their
         # timeouts (ZooKeeper's LearnerSessionTracker touchTable).
@@ -208,7 +234,7 @@ class ReplicaCore(ServerCore):
         self.config_version = version
 
     def _prep_reconfig(
-        self, conn: _Conn, payload: bytes | memoryview, zxid: int, now_ms: int
+        self, conn: CoreConnection, payload: bytes | memoryview, zxid: int, now_ms: int
     ) -> tuple[int, Any]:
         """``PrepRequestProcessor`` for OpCode.reconfig (incremental and non-incremental)."""
         try:
@@ -263,16 +289,40 @@ class ReplicaCore(ServerCore):
                 node = self.tree.nodes.get(CONFIG_PATH)
                 if node is not None:
                     self._load_config_text(node.data)
-                    self.ensemble_changed = True
+                    self._ensemble_changed = True
                 self._reconfig_pending = False
 
-    def _write_reply(self, entry: _Pending, rc: Result, txn: Txn) -> Reply:
+    def _write_reply(self, entry: PendingRequest, rc: Result, txn: Txn) -> Reply:
         if entry.op == OpCode.RECONFIG and rc.type != OpCode.ERROR and not rc.err:
             node = self.tree.nodes.get(CONFIG_PATH)
             if node is not None:
                 header = r.ReplyHeader(entry.xid, self.last_zxid, 0)
                 return Reply(header, r.GetDataResponse(node.data, node.stat()))
         return super()._write_reply(entry, rc, txn)
+
+    # -- driver API ------------------------------------------------------------------
+
+    def ready(self) -> ReplicaReady:
+        """:meth:`ServerCore.ready` plus what only a member's driver acts on."""
+        rd = ReplicaReady(
+            self._to_log,
+            self._outputs,
+            self._close,
+            forwards=self._forwards,
+            revalidations=self._revalidations,
+            sync_requests=self._sync_requests,
+            resumed=self._resumed,
+            ensemble_changed=self._ensemble_changed,
+        )
+        self._to_log = []
+        self._outputs = []
+        self._close = []
+        self._forwards = []
+        self._revalidations = []
+        self._sync_requests = 0
+        self._resumed = []
+        self._ensemble_changed = False
+        return rd
 
     # -- mode ----------------------------------------------------------------------
 
@@ -290,13 +340,13 @@ class ReplicaCore(ServerCore):
         self.prep.clear()
         self._pending.clear()
         self._to_log.clear()
-        self.forwards.clear()
-        self.resumed.clear()
-        self.revalidations.clear()
+        self._forwards.clear()
+        self._resumed.clear()
+        self._revalidations.clear()
         self._revalidating.clear()
         self._touched.clear()
         self._syncs.clear()
-        self.sync_requests = 0
+        self._sync_requests = 0
         self._reaping.clear()
         self._reconfig_pending = False
         if mode == Mode.LEADER:
@@ -308,16 +358,12 @@ class ReplicaCore(ServerCore):
                     self.tracker.live[sid] = s
                 self.tracker.touch(sid, now_ms)
 
-    def take_forwards(self) -> list[Forward]:
-        out, self.forwards = self.forwards, []
-        return out
-
     # -- clients ---------------------------------------------------------------------
 
     def connect(self, conn_id: int, request: Any, **kwargs: Any) -> None:
         if self.mode == Mode.OFF:
             # Not serving (no quorum, election in progress): close so the client tries another.
-            self.conns[conn_id] = conn = _Conn(
+            self.conns[conn_id] = conn = CoreConnection(
                 conn_id, kwargs.get("client_addr", ""), False, kwargs["now_ms"]
             )
             self._drop_conn(conn)
@@ -328,9 +374,9 @@ class ReplicaCore(ServerCore):
         if sid and self.session_conn.get(sid) is conn and self.mode == Mode.LEADER:
             # A session (new or resumed) is now served here: record us as its owner and have
             # the previous one, if any, close its connection.
-            self.resumed.append(sid)
+            self._resumed.append(sid)
 
-    def _resume_session(self, conn: _Conn, sid: int, timeout: int, now_ms: int) -> None:
+    def _resume_session(self, conn: CoreConnection, sid: int, timeout: int, now_ms: int) -> None:
         if self.mode != Mode.LEARNER:
             super()._resume_session(conn, sid, timeout, now_ms)
             return
@@ -338,11 +384,7 @@ class ReplicaCore(ServerCore):
         # (our copy of the session table can lag behind, or miss a createSession not yet
         # applied); the client waits for its answer, as in ZooKeeper.
         self._revalidating.setdefault(sid, []).append((conn.conn_id, timeout))
-        self.revalidations.append((sid, timeout))
-
-    def take_revalidations(self) -> list[tuple[int, int]]:
-        out, self.revalidations = self.revalidations, []
-        return out
+        self._revalidations.append((sid, timeout))
 
     def revalidated(self, sid: int, valid: bool, now_ms: int) -> None:
         """Learner: the leader's answer to a REVALIDATE (``Learner.revalidate``)."""
@@ -399,10 +441,10 @@ class ReplicaCore(ServerCore):
             except JuteError:
                 self._fixed(conn, Reply(r.ReplyHeader(xid, self.last_zxid, Err.MARSHALLING_ERROR)))
                 return
-            entry = _Pending(conn, _FIXED_KIND, xid, opcode)
+            entry = PendingRequest(conn, FIXED_KIND, xid, opcode)
             conn.queue.append(entry)
             self._syncs.append((entry, path))
-            self.sync_requests += 1
+            self._sync_requests += 1
             return
         super().receive(conn_id, xid, opcode, payload, now_ms)
 
@@ -420,9 +462,11 @@ class ReplicaCore(ServerCore):
         if entry.conn is not None:
             self._drain(entry.conn)
 
-    def _write(self, conn: _Conn, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
+    def _write(
+        self, conn: CoreConnection, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int
+    ) -> None:
         if self.mode == Mode.LEADER and opcode == OpCode.RECONFIG:
-            entry = _Pending(conn, _WRITE_KIND, xid, opcode)
+            entry = PendingRequest(conn, WRITE_KIND, xid, opcode)
             conn.queue.append(entry)
             zxid = self.next_zxid()
             try:
@@ -442,10 +486,10 @@ class ReplicaCore(ServerCore):
         sid = conn.session_id
         if opcode == OpCode.CLOSE_SESSION:
             self.tracker.set_closing(sid)
-        entry = _Pending(conn, _WRITE_KIND, xid, opcode)
+        entry = PendingRequest(conn, WRITE_KIND, xid, opcode)
         conn.queue.append(entry)
         self._add_pending(sid, xid, entry)
-        self.forwards.append(Forward(sid, xid, opcode, bytes(payload), tuple(conn.ids)))
+        self._forwards.append(Forward(sid, xid, opcode, bytes(payload), tuple(conn.ids)))
 
     def _log(
         self,
@@ -453,15 +497,15 @@ class ReplicaCore(ServerCore):
         cxid: int,
         txn_type: int,
         body: Any,
-        entry: _Pending | None,
+        entry: PendingRequest | None,
         now_ms: int,
         zxid: int | None = None,
     ) -> Any:
         if self.mode != Mode.LEARNER:
             return super()._log(client_id, cxid, txn_type, body, entry, now_ms, zxid)
-        if txn_type == OpCode.CREATE_SESSION and entry is not None and entry.kind == _CONNECT_KIND:
+        if txn_type == OpCode.CREATE_SESSION and entry is not None and entry.kind == CONNECT_KIND:
             self._add_pending(client_id, cxid, entry)
-            self.forwards.append(Forward(client_id, cxid, OpCode.CREATE_SESSION, encode(body)))
+            self._forwards.append(Forward(client_id, cxid, OpCode.CREATE_SESSION, encode(body)))
         # Anything else a learner would log (expiry, container reaping) is the leader's job.
         return None
 
@@ -483,7 +527,7 @@ class ReplicaCore(ServerCore):
         # more than the prep: its address parse); it holds nothing between calls.
         conn = self._learner_conn
         if conn is None:
-            conn = self._learner_conn = _Conn(-1, "learner", False, now_ms)
+            conn = self._learner_conn = CoreConnection(-1, "learner", False, now_ms)
         conn.session_id = f.session_id
         conn.ids = list(f.ids)
         try:

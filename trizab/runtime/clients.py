@@ -1,0 +1,332 @@
+"""The client port: listeners, one reader for every socket, a writer per connection.
+
+Theory of operation
+-------------------
+* **The listener** (trio's ``serve_listeners``) runs one handler task per
+  connection.  The handler registers a :class:`~trizab.runtime.connections.Connection`
+  (refused past ``maxClientCnxns`` per address), starts the connection's writer,
+  and waits for the reader to report how its input ended.
+* **The socket reader** is one task for every client socket: they sit in a
+  level-triggered epoll set of our own (:mod:`trizab.runtime.ready_sockets`),
+  and one wake-up reads every connection that has input, turns the bytes into
+  events with the sans-I/O :class:`~trizab.frontend.connection.ClientConnection`
+  (one parser per connection) and hands them to the core task's
+  :meth:`~trizab.runtime.core_task.CoreTask.feed` for all of them before one
+  :meth:`~trizab.runtime.core_task.CoreTask.handed_on`, so their writes share one
+  group commit and their replies one flush.  Where there is no epoll, and for
+  streams that are not sockets, each connection has a reader task of its own
+  doing the same.  A protocol error logs one line and closes that connection only.
+* **Writer tasks** drain their connection's queue (see :mod:`trizab.runtime.connections`).
+* **Back-pressure**: while the commit path's :class:`Gate` is shut (the disk is
+  far behind), readers stop feeding the core, so the clients' TCP windows fill
+  up instead of our memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import os
+import socket
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from trizab import config as cfg
+from trizab.frontend.connection import NEED_DATA, ClientConnection, FourLetterWord, ProtocolError
+from trizab.runtime.connections import CLOSE, Connection, Connections
+from trizab.runtime.disk import StartupError
+from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
+
+__all__ = ["ClientPort", "Gate", "RequestSink"]
+
+log = logging.getLogger("trizab.server")
+
+RECEIVE_SIZE = 256 * 1024
+FOUR_LETTER_WORD_TIMEOUT_S = 30.0
+
+
+class RequestSink(Protocol):
+    """What the client port hands its input to (the core task)."""
+
+    def feed(self, c: Connection, events: list[Any]) -> bool: ...
+
+    def handed_on(self) -> None: ...
+
+    def four_letter_word(self, c: Connection, word: str, argument: int | None) -> None: ...
+
+
+class Gate:
+    """Open unless the commit path is too far behind; readers wait while it is shut."""
+
+    def __init__(self) -> None:
+        self._open = trio.Event()
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def shut(self) -> None:
+        if self._open.is_set():
+            self._open = trio.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def wait(self) -> None:
+        await self._open.wait()
+
+
+@attrs.define(eq=False)
+class _Watched:
+    """A connection read by the socket reader task: its parser, and how its reading ended."""
+
+    conn: Connection
+    parser: ClientConnection
+    ended: trio.Event = attrs.Factory(trio.Event)
+    reason: str = "closed"
+
+
+def _take_events(parser: ClientConnection, data: bytes | memoryview) -> tuple[list[Any], Any]:
+    """Feed ``data``: the complete requests, and the ProtocolError or FourLetterWord that
+    ends the connection (None if nothing does)."""
+    parser.receive_data(data)
+    events: list[Any] = []
+    parser.next_requests(events)
+    while True:
+        ev = parser.next_event()
+        if ev is NEED_DATA:
+            return events, None
+        if isinstance(ev, (ProtocolError, FourLetterWord)):
+            return events, ev
+        events.append(ev)
+
+
+class ClientPort:
+    """The client listeners and every client connection's I/O (see the module docstring)."""
+
+    def __init__(self, config: cfg.ServerConfig, connections: Connections, gate: Gate) -> None:
+        self.config = config
+        self.connections = connections
+        self.gate = gate
+        self.sink: RequestSink | None = None  # the core task, once recovery built it
+        self.addresses: list[tuple[str, int]] = []
+        self._ids = itertools.count(1)
+        self._ready_sockets: ReadySockets[_Watched] | None = None
+
+    async def bind(self) -> list[trio.abc.Listener[Any]]:
+        """Open the TCP listeners of the configured client port (StartupError if taken)."""
+        config = self.config
+        try:
+            tcp = await trio.open_tcp_listeners(config.client_port, host=config.client_port_address)
+        except OSError as exc:
+            where = f"{config.client_port_address}:{config.client_port}"
+            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
+        return list(tcp)
+
+    async def serve(
+        self,
+        listeners: list[trio.abc.Listener[Any]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept and serve clients until cancelled (``serve_listeners`` closes the listeners)."""
+        async with trio.open_nursery() as nursery:
+            ready = open_ready_sockets()
+            if ready is not None:
+                self._ready_sockets = ready
+                nursery.start_soon(self._socket_reader, ready)
+            await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
+            task_status.started()
+
+    # -- one connection -------------------------------------------------------------
+
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        sock = getattr(stream, "socket", None)
+        try:
+            peer = sock.getpeername() if sock is not None else getattr(stream, "peer_name", ("unknown", 0))
+            host, port = str(peer[0]), int(peer[1])
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        limit = self.config.max_client_cnxns
+        if limit and self.connections.per_host[host] >= limit:
+            log.warning("too many connections from %s (max %d); closing", host, limit)
+            await trio.aclose_forcefully(stream)
+            return
+        fd = -1
+        if isinstance(stream, trio.SocketStream):
+            with contextlib.suppress(OSError):
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            fd = stream.socket.fileno()
+        send, recv = trio.open_memory_channel[Any](math.inf)
+        c = Connection(conn_id=next(self._ids), remote=f"{host}:{port}", host=host, send=send, fd=fd)
+        self.connections.add(c)
+        reason = "closed"
+        try:
+            with c.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, stream, recv, c)
+                    ready = self._ready_sockets
+                    if fd >= 0 and ready is not None:
+                        reason = await self._read_via_socket_reader(ready, c)
+                    else:
+                        reason = await self._reader(stream, c)
+                    if reason == "4lw":
+                        # Let the writer deliver the answer; it ends the scope itself.
+                        await trio.sleep(FOUR_LETTER_WORD_TIMEOUT_S)
+                    nursery.cancel_scope.cancel()
+        finally:
+            c.fd = -1  # no direct writes once the descriptor may be closed (and reused)
+            self.connections.ended(c)
+            with contextlib.suppress(Exception):
+                await trio.aclose_forcefully(stream)
+            log.debug("connection %s ended: %s", c.remote, reason)
+
+    async def _reader(self, stream: trio.abc.Stream, c: Connection) -> str:
+        """Read one connection (one not in the socket reader's set) until it ends; why it did."""
+        parser = ClientConnection(max_buffer=self.config.jute_max_buffer)
+        while True:
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return "connection reset"
+            events, end = _take_events(parser, data)
+            reason = await self._received(c, events, end, data)
+            if reason is not None:
+                return reason
+
+    async def _received(
+        self, c: Connection, events: list[Any], end: Any, data: bytes | memoryview
+    ) -> str | None:
+        """Deliver what one receive brought; why reading must stop (None: go on)."""
+        sink = self.sink
+        assert sink is not None
+        if events:
+            if not self.gate.is_open:
+                await self.gate.wait()
+            if not c.closing:
+                sink.feed(c, events)
+            sink.handed_on()
+        if isinstance(end, ProtocolError):
+            if end.tls_handshake:
+                log.warning(
+                    "TLS handshake on a plain-text port from %s: is the client configured for TLS? "
+                    "trizab has no TLS yet",
+                    c.remote,
+                )
+            else:
+                log.warning("closing connection %s: %s", c.remote, end.message)
+            return "protocol error"
+        if isinstance(end, FourLetterWord):
+            if not c.closing:
+                sink.four_letter_word(c, end.word, end.argument)
+            return "4lw"
+        return None if data else "eof"
+
+    async def _read_via_socket_reader(self, ready: ReadySockets[_Watched], c: Connection) -> str:
+        """Have the socket reader read ``c`` until it ends; why it did."""
+        w = _Watched(conn=c, parser=ClientConnection(max_buffer=self.config.jute_max_buffer))
+        fd = c.fd
+        ready.watch(fd, w)
+        try:
+            await w.ended.wait()
+            return w.reason
+        finally:
+            ready.unwatch(fd, w)  # before the socket is closed and its number reused
+
+    async def _socket_reader(self, ready: ReadySockets[_Watched]) -> None:
+        """The one task that reads every socket connection (see trizab.runtime.ready_sockets).
+
+        The common case (complete requests) feeds the core for every ready connection
+        first and then hands on once: the requests of all of them go to the disk as one
+        batch.  Anything else takes the per-connection path of :meth:`_received`, after
+        what was fed so far has been handed on.
+        """
+        sink = self.sink
+        assert sink is not None
+        # One receive buffer for every socket: os.read(fd, RECEIVE_SIZE) would allocate its
+        # result with mmap (it is above malloc's threshold) and shrink and unmap it again, three
+        # system calls and a page fault per receive.  The parser copies what it is given.
+        readv = os.readv
+        buffer = bytearray(RECEIVE_SIZE)
+        received = memoryview(buffer)
+        iov = [buffer]
+        gate = self.gate
+        try:
+            while True:
+                batch = await ready.wait()
+                if not gate.is_open:
+                    await gate.wait()
+                fed = False
+                for fd, w in batch:
+                    c = w.conn
+                    if not ready.holds(fd, w):
+                        # Unwatched since wait() returned (the slow path below awaits, and a
+                        # handler may end meanwhile): its number may belong to a new socket now.
+                        continue
+                    try:
+                        data = received[: readv(fd, iov)]
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        self._stop_reading(fd, w, "connection reset")
+                        continue
+                    events, end = _take_events(w.parser, data)
+                    if end is None and data:
+                        if events and not c.closing:
+                            sink.feed(c, events)
+                            fed = True
+                        continue
+                    if fed:
+                        fed = False
+                        sink.handed_on()
+                    reason = await self._received(c, events, end, data)
+                    if reason is not None:
+                        self._stop_reading(fd, w, reason)
+                if fed:
+                    sink.handed_on()
+        finally:
+            self._ready_sockets = None
+            ready.close()
+
+    def _stop_reading(self, fd: int, w: _Watched, reason: str) -> None:
+        """The socket reader is done with this connection; its handler ends it."""
+        if self._ready_sockets is not None:
+            self._ready_sockets.unwatch(fd, w)
+        w.reason = reason
+        w.ended.set()
+
+    async def _writer(
+        self, stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel[Any], c: Connection
+    ) -> None:
+        try:
+            while True:
+                item = await recv.receive()
+                chunks = []
+                close = False
+                while True:
+                    if item is CLOSE:
+                        close = True
+                        break
+                    chunks.append(item)
+                    try:
+                        item = recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                if chunks:
+                    data = b"".join(chunks)
+                    await stream.send_all(data)
+                    c.queued_bytes -= len(data)
+                if close:
+                    with contextlib.suppress(Exception):
+                        await stream.send_eof()
+                    c.scope.cancel()
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            c.scope.cancel()

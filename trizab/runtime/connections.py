@@ -1,0 +1,254 @@
+"""Client connections as the runtime keeps them: reply buffers, writer queues and statistics.
+
+Theory of operation
+-------------------
+:class:`Connections` owns one :class:`Connection` per client socket from the
+moment its handler registers it until it is forgotten.  The core task hands it
+the core's outputs (:meth:`Connections.deliver`): each is encoded into its
+connection's buffer (the frontend's :func:`encode_output`), and
+:meth:`Connections.flush` sends every buffer as one chunk once a batch is
+done, so a burst of pipelined requests costs one ``send``: written directly
+when the connection's writer task is idle, else queued to it.  The queue is
+bounded in bytes, not messages: a client that stops reading is dropped once its
+backlog passes ``MAX_OUTBOUND_BYTES`` and never slows anybody else down.
+
+A connection that ends (its handler returned, or we dropped it) is put on
+:attr:`Connections.lost` for the core task, which tells the core
+(``connection_lost``) at the end of its batch.  A connection the core asked to
+close, or that answered a four-letter word, is forgotten without that: the core
+already knows, or never knew it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trizab.frontend import fourletter
+from trizab.frontend.connection import encode_output
+from trizab.server.api import Connected, Output, Reply
+
+__all__ = ["CLOSE", "MAX_OUTBOUND_BYTES", "Connection", "Connections"]
+
+log = logging.getLogger("trizab.server")
+
+MAX_OUTBOUND_BYTES = 32 * 1024 * 1024
+CLOSE = object()  # in a writer's queue: flush, then close the connection
+
+
+@attrs.define(eq=False)
+class Connection:
+    """The runtime's side of one client connection."""
+
+    conn_id: int
+    remote: str
+    host: str
+    send: trio.MemorySendChannel[Any]  # to the connection's writer task
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    outbuf: bytearray = attrs.Factory(bytearray)
+    queued_bytes: int = 0
+    closing: bool = False  # we asked for the close (core, overload, 4lw): no connection_lost
+    interest_ops: int = 1  # as ZooKeeper shows it in cons: 0 once we stopped reading
+    received: int = 0
+    sent: int = 0
+    session_id: int | None = None
+    timeout_ms: int = 0
+    established_ms: int = 0
+    last_op: int | None = None
+    last_cxid: int = -1
+    last_zxid: int = -1
+    last_response_ms: int = 0
+    last_latency: int = 0
+    min_latency: int | None = None
+    max_latency: int = 0
+    total_latency: int = 0
+    replies: int = 0
+    # (xid, opcode, received_ms) of requests still waiting for their reply, in order.
+    pending: collections.deque[tuple[int, int, int]] = attrs.Factory(collections.deque)
+    # The socket's descriptor for direct writes (-1: not a socket, or closed).
+    fd: int = -1
+
+
+class Connections:
+    """Every registered client connection (see the module docstring)."""
+
+    def __init__(
+        self, stats: fourletter.ServerStats, now_ms: Callable[[], int], wake: Callable[[], None]
+    ) -> None:
+        self.by_id: dict[int, Connection] = {}
+        self.per_host: collections.Counter[str] = collections.Counter()
+        self.lost: list[int] = []  # ended connections the core has not heard about yet
+        self._stats = stats
+        self._now_ms = now_ms
+        self._wake = wake  # tells the core task that ``lost`` grew
+        self._dirty: set[int] = set()
+
+    def add(self, c: Connection) -> None:
+        self.by_id[c.conn_id] = c
+        self.per_host[c.host] += 1
+
+    def forget(self, conn_id: int) -> None:
+        c = self.by_id.pop(conn_id, None)
+        if c is not None:
+            self.per_host[c.host] -= 1
+            if self.per_host[c.host] <= 0:
+                del self.per_host[c.host]
+
+    def ended(self, c: Connection) -> None:
+        """Its handler is gone (sync, so it works while cancelled): the core must hear of it."""
+        if not c.closing and c.conn_id in self.by_id:
+            self.forget(c.conn_id)
+            self.lost.append(c.conn_id)
+            self._wake()
+
+    def abort(self, c: Connection) -> None:
+        """Drop a connection now (internal error, slow reader); the core hears connection_lost."""
+        if c.closing:
+            return
+        c.closing = True
+        c.outbuf.clear()
+        c.scope.cancel()
+        self.forget(c.conn_id)
+        self.lost.append(c.conn_id)
+        self._wake()
+
+    # -- replies ----------------------------------------------------------------------
+
+    def deliver(self, outputs: list[tuple[int, Output]]) -> None:
+        """Encode the core's outputs into their connections' buffers (sent by :meth:`flush`)."""
+        by_id = self.by_id
+        dirty = self._dirty
+        now = -1
+        sent = 0
+        for conn_id, output in outputs:
+            c = by_id.get(conn_id)
+            if c is None or c.closing:
+                continue
+            encode_output(c.outbuf, output)
+            c.sent += 1
+            sent += 1
+            dirty.add(conn_id)
+            if output.__class__ is Reply:
+                if now < 0:
+                    now = self._now_ms()
+                self._account_reply(c, output, now)  # type: ignore[arg-type]
+            elif isinstance(output, Connected):
+                resp = output.response
+                if resp.time_out > 0:
+                    c.session_id = resp.session_id
+                    c.timeout_ms = resp.time_out
+        self._stats.packets_sent += sent
+
+    def _account_reply(self, c: Connection, reply: Reply, now: int) -> None:
+        header = reply.header
+        pending = c.pending
+        rxid = header.xid
+        while pending:
+            xid, opcode, started = pending.popleft()
+            if xid == rxid:
+                latency = max(0, now - started)
+                c.last_op = opcode
+                c.last_cxid = xid
+                c.last_latency = latency
+                c.replies += 1
+                c.total_latency += latency
+                c.max_latency = max(c.max_latency, latency)
+                if c.min_latency is None or latency < c.min_latency:
+                    c.min_latency = latency
+                self._stats.record_latency(latency)
+                break
+        c.last_zxid = header.zxid
+        c.last_response_ms = now
+
+    def flush(self) -> None:
+        """Send every buffer filled since the last flush, one chunk per connection."""
+        dirty, self._dirty = self._dirty, set()
+        for conn_id in dirty:
+            c = self.by_id.get(conn_id)
+            if c is None or not c.outbuf or c.closing:
+                continue
+            if c.queued_bytes == 0 and c.fd >= 0:
+                # The writer is idle (nothing handed to it is unsent), so nothing can overtake
+                # this chunk: try the socket now and save the writer task a wake-up.  What the
+                # socket does not take, and any error, goes to the writer, which reports it.
+                try:
+                    sent = os.write(c.fd, c.outbuf)
+                except OSError:
+                    sent = 0
+                if sent == len(c.outbuf):
+                    c.outbuf.clear()
+                    continue
+                del c.outbuf[:sent]
+            chunk = bytes(c.outbuf)
+            c.outbuf.clear()
+            self._enqueue(c, chunk)
+
+    def _enqueue(self, c: Connection, chunk: bytes) -> None:
+        c.queued_bytes += len(chunk)
+        if c.queued_bytes > MAX_OUTBOUND_BYTES:
+            log.warning(
+                "closing connection %s: client is not reading (%d bytes queued)", c.remote, c.queued_bytes
+            )
+            self.abort(c)
+            return
+        c.send.send_nowait(chunk)  # the queue is unbounded in count; bytes are bounded above
+
+    def close(self, conn_ids: list[int]) -> None:
+        """The core asked to close these: flush what it sent before, then close."""
+        for conn_id in conn_ids:
+            c = self.by_id.get(conn_id)
+            if c is None or c.closing:
+                continue
+            if c.outbuf:
+                chunk = bytes(c.outbuf)
+                c.outbuf.clear()
+                self._enqueue(c, chunk)
+                if c.closing:
+                    continue
+            c.closing = True
+            c.send.send_nowait(CLOSE)
+            self.forget(conn_id)
+
+    def answer_and_close(self, c: Connection, text: str) -> None:
+        """A four-letter word's answer: not a client, so never listed by cons nor lost."""
+        self.forget(c.conn_id)
+        c.closing = True
+        c.send.send_nowait(text.encode("utf-8", "replace"))
+        c.send.send_nowait(CLOSE)
+
+    # -- four-letter words --------------------------------------------------------
+
+    def describe(self) -> list[fourletter.ConnectionInfo]:
+        return [
+            fourletter.ConnectionInfo(
+                remote=c.remote,
+                interest_ops=c.interest_ops,
+                queued=len(c.pending),
+                received=c.received,
+                sent=c.sent,
+                session_id=c.session_id,
+                last_op=c.last_op,
+                established_ms=c.established_ms,
+                timeout_ms=c.timeout_ms,
+                last_cxid=c.last_cxid,
+                last_zxid=c.last_zxid,
+                last_response_ms=c.last_response_ms,
+                last_latency=c.last_latency,
+                min_latency=c.min_latency or 0,
+                avg_latency=c.total_latency // c.replies if c.replies else 0,
+                max_latency=c.max_latency,
+            )
+            for c in self.by_id.values()
+        ]
+
+    def reset_statistics(self) -> None:
+        for c in self.by_id.values():
+            c.received = c.sent = c.replies = c.total_latency = c.max_latency = 0
+            c.min_latency = None
+            c.last_latency = 0

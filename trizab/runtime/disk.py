@@ -1,0 +1,168 @@
+"""The storage engine's owner: opening, the data directories' lock, and how to wait on the disk.
+
+Theory of operation
+-------------------
+One :class:`Disk` per server holds the :class:`~trizab.storage.Storage` engine.
+The commit path (local group commit, or a member's ZAB barrier) and the
+snapshotter call the engine only through it, under the rules of
+:mod:`trizab.storage`: ``append``/``sync`` from the commit path,
+``save_snapshot``/``purge`` from the snapshotter (allowed beside them), and the
+calls that must not overlap a snapshot or a purge (a member's snapshot install,
+truncation, epoch files) under :attr:`Disk.exclusive`.
+
+Where a blocking call runs is decided here, by one rule for both modes: a
+barrier runs inline on the event loop while the disk is fast (one fdatasync,
+about 0.1 ms, costs less than a hand-off to a thread and back), and after
+``SLOW_SYNCS`` inline barriers in a row slower than ``SLOW_SYNC_S`` the next
+``SLOW_SYNC_BACKOFF_S`` of them go to a thread, so that reads, pings and
+elections do not wait on a slow disk.  In a row, because a busy machine sometimes
+preempts us during a fast sync.  Only inline barriers are timed (a thread's
+time includes waiting for the GIL), on the runtime's :class:`Clock`, so a
+``MockClock`` drives the rule in tests.  An engine that is not ``durable``
+(memory) never waits on a disk: every call runs inline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from trizab import config as cfg
+from trizab.runtime.clock import Clock
+from trizab.runtime.datadir import DataDirError, DirectoryLock, claim, config_directories
+from trizab.storage import Recovered, Storage
+from trizab.txn import Txn
+
+__all__ = ["Disk", "StartupError", "open_storage"]
+
+log = logging.getLogger("trizab.disk")
+
+SLOW_SYNC_S = 0.002
+SLOW_SYNCS = 3
+SLOW_SYNC_BACKOFF_S = 1.0
+
+
+class StartupError(Exception):
+    """The server cannot start (for example its port is taken); ``str()`` is one line."""
+
+
+def open_storage(config: cfg.ServerConfig) -> Storage:
+    """The storage engine ``config`` names; default txnlog (with a dataDir) or memory."""
+    from trizab import plugin
+
+    name = config.storage_name
+    if name is None:
+        installed = {p.name for p in plugin.available("trizab.storage") if p.error is None}
+        name = "txnlog" if config.data_dir is not None and "txnlog" in installed else "memory"
+    return plugin.load_storage(config.evolve(storage_name=name))
+
+
+class Disk:
+    """The server's storage engine and the rules for calling it (see the module docstring)."""
+
+    def __init__(self, storage: Storage, config: cfg.ServerConfig, clock: Clock) -> None:
+        self.storage = storage
+        self.config = config
+        self.durable: bool = getattr(storage, "durable", True)
+        self._clock = clock
+        self._lock: DirectoryLock | None = None
+        self._thread_until = 0.0  # monotonic time before which barriers run in a thread
+        self._slow_in_a_row = 0
+        # Held by the snapshotter while it saves or purges, and by a member while it installs
+        # a snapshot, truncates or writes epochs: those must not overlap (trizab.storage).
+        self.exclusive = trio.Lock()
+
+    # -- lifetime -------------------------------------------------------------------
+
+    async def open(self) -> Recovered:
+        """Lock the data directories (a durable engine's), then recover; unlock if that fails."""
+        if self.durable:
+            try:
+                self._lock = claim(config_directories(self.config))
+            except DataDirError as exc:
+                raise StartupError(str(exc)) from None
+        try:
+            recovered: Recovered = await self.blocking(self.storage.open)
+        except BaseException:
+            self.release()
+            raise
+        return recovered
+
+    async def close(self, unlogged: Sequence[Txn] = ()) -> None:
+        """Log what is left, sync, close the engine and release the directories (shutdown)."""
+        storage = self.storage
+
+        def flush() -> None:
+            if unlogged:
+                storage.append(unlogged)
+            storage.sync()
+            storage.close()
+
+        try:
+            await self.blocking(flush)
+            log.info("storage flushed and closed; %s", describe_statistics(storage))
+        except Exception:
+            log.exception("final storage flush failed")
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Release the directory lock (after the engine is closed; idempotent)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    # -- where calls run ------------------------------------------------------------
+
+    async def blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking engine call in a thread; inline for an engine that never blocks.
+
+        Running a ``durable = False`` engine inline also keeps ``MockClock`` tests free of
+        threads (an autojumping clock jumps while a thread runs).
+        """
+        if self.durable:
+            return await trio.to_thread.run_sync(fn, *args)
+        await trio.lowlevel.checkpoint()
+        return fn(*args)
+
+    def barrier_inline(self) -> bool:
+        """Whether the next barrier may block the event loop (the disk has been fast)."""
+        return not self.durable or self._clock.monotonic() >= self._thread_until
+
+    def timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a barrier inline and feed its duration to the slow-disk rule."""
+        started = self._clock.monotonic()
+        result = fn(*args)
+        done = self._clock.monotonic()
+        self._slow_in_a_row = self._slow_in_a_row + 1 if done - started > SLOW_SYNC_S else 0
+        if self._slow_in_a_row >= SLOW_SYNCS:
+            self._slow_in_a_row = 0
+            self._thread_until = done + SLOW_SYNC_BACKOFF_S
+        return result
+
+    async def barrier(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a barrier where the rule says: inline and timed, or in a thread."""
+        if self.durable and self.barrier_inline():
+            return self.timed(fn, *args)
+        return await self.blocking(fn, *args)
+
+    async def sync(self) -> None:
+        await self.barrier(self.storage.sync)
+
+
+def describe_statistics(storage: Storage) -> str:
+    """One log line's worth of the engine's counters (group commit at a glance)."""
+    try:
+        stats = storage.statistics()
+    except Exception:  # an engine's statistics must never break a shutdown
+        return "no statistics"
+    syncs = stats.get("syncs", 0)
+    text = f"{stats.get('txns', 0)} txns in {syncs} syncs (largest batch {stats.get('max_batch', 0)})"
+    # fsync_seconds times each sync from its start until durable; segment and directory
+    # fsyncs are counted in "fsyncs" but not timed, so the mean is per sync.
+    if syncs and stats.get("fsync_seconds"):
+        text += f", {stats['fsync_seconds'] / syncs * 1e3:.3f} ms each until durable"
+    return text

@@ -1,0 +1,146 @@
+"""A member's storage barrier: steps 1-5 of each ZAB Ready (:mod:`trizab.zab.ready`).
+
+Theory of operation
+-------------------
+Each Ready that must touch the disk (install a snapshot, truncate, append
+``to_persist``, write the epochs, then a barrier) is persisted in one of three ways:
+
+* **inline**, in the core task, for a Ready of appends only while the disk is
+  fast (:class:`~trizab.runtime.disk.Disk`'s rule, the same as standalone's): one
+  write and an fdatasync cost less than two task switches;
+* **in the background**, by the storage worker task, for a larger Ready of appends
+  only on an engine with :class:`~trizab.storage.BackgroundSync`: it appends and
+  starts the engine's sync, and the event loop keeps reading requests and
+  acknowledgements while the disk works (they share the next barrier: group commit);
+* **in a thread**, by the storage worker, for the rest (snapshots, truncations,
+  epoch changes, very large batches, a slow disk) and anything queued behind a
+  job the worker is running (storage calls stay in order).  Those that are more
+  than appends take :attr:`Disk.exclusive`, so they never overlap the snapshotter's
+  save or purge.
+
+The worker reports each finished Ready to the core task as a
+:class:`~trizab.runtime.events.Persisted` event.  Transactions are decoded once
+here, for the log, and kept by zxid until the core applies them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from trizab.runtime.disk import Disk
+from trizab.runtime.events import Persisted
+from trizab.storage import BackgroundSync
+from trizab.txn import Txn
+from trizab.zab.ready import Ready
+
+__all__ = ["INLINE_PERSIST_MAX", "ZabStorage"]
+
+# The largest batch of appends persisted inline or in the background.
+INLINE_PERSIST_MAX = 4096
+
+
+class ZabStorage:
+    """Where and how a ZAB Ready is persisted (see the module docstring)."""
+
+    def __init__(self, disk: Disk, post: Callable[[Persisted], Awaitable[None]]) -> None:
+        self.disk = disk
+        self._post = post
+        storage = disk.storage
+        self._background = storage if isinstance(storage, BackgroundSync) else None
+        self._send, self._recv = trio.open_memory_channel[Ready](math.inf)
+        self.jobs = 0  # Readies handed to the worker and not finished
+        self._durable_epochs = (-1, -1)
+        # Txns decoded for the log, by zxid, until they are applied (a zxid names one
+        # transaction in ZAB, so a stale entry left by a truncation is still the right one
+        # if that zxid comes back).
+        self.decoded: dict[int, Txn] = {}
+
+    @staticmethod
+    def appends_only(rd: Ready) -> bool:
+        return (
+            rd.snapshot is None
+            and rd.hard_state is None
+            and rd.truncate_after is None
+            and len(rd.to_persist) <= INLINE_PERSIST_MAX
+        )
+
+    def persist_inline(self, rd: Ready) -> bool:
+        """Persist ``rd`` here and now if it should be (see the module docstring); else False."""
+        if self.jobs or not self.appends_only(rd) or not self.disk.barrier_inline():
+            return False
+        if self._background is not None and len(rd.to_persist) > 1:
+            return False  # the worker syncs it in the background
+        self.disk.timed(self.persist_steps, rd)
+        return True
+
+    def hand_over(self, rd: Ready) -> None:
+        """Give ``rd`` to the storage worker; :class:`Persisted` comes back."""
+        self.jobs += 1
+        self._send.send_nowait(rd)
+
+    def take_decoded(self, zxid: int) -> Txn | None:
+        return self.decoded.pop(zxid, None)
+
+    def forget_decoded(self) -> None:
+        self.decoded.clear()
+
+    async def run(self) -> None:
+        """The storage worker."""
+        disk = self.disk
+        while True:
+            rd = await self._recv.receive()
+            if not self.appends_only(rd):
+                async with disk.exclusive:  # never beside a snapshot's save or a purge
+                    await disk.blocking(self.persist_steps, rd)
+            elif self._background is not None and disk.barrier_inline():
+                await self._persist_in_background(rd)
+            else:
+                await disk.blocking(self.persist_steps, rd)
+            self.jobs -= 1
+            await self._post(Persisted(rd))
+
+    async def _persist_in_background(self, rd: Ready) -> None:
+        background = self._background
+        assert background is not None
+        self.disk.storage.append(self._decode(rd))
+        if not background.sync_start():
+            return
+        while not background.sync_finished():
+            fd = background.sync_fileno()
+            if fd < 0:
+                await self.disk.blocking(self.disk.storage.sync)
+                return
+            await trio.lowlevel.wait_readable(fd)
+
+    def _decode(self, rd: Ready) -> list[Txn]:
+        decoded = self.decoded
+        txns = []
+        for e in rd.to_persist:
+            t = e.txn
+            if t is None:
+                t = decoded[e.zxid] = Txn.decode(e.data)
+            txns.append(t)
+        return txns
+
+    def persist_steps(self, rd: Ready) -> None:
+        """Steps 1-5 of the Ready contract (inline or in the worker's thread)."""
+        storage = self.disk.storage
+        if rd.snapshot is not None:
+            storage.truncate_after(rd.snapshot.zxid)
+            storage.save_snapshot(rd.snapshot.zxid, rd.snapshot.data)
+        if rd.truncate_after is not None:
+            storage.truncate_after(rd.truncate_after)
+        if rd.to_persist:
+            storage.append(self._decode(rd))
+        hs = rd.hard_state
+        if hs is not None:
+            # Each epoch file costs an fsync; write only the one that changed.
+            if hs.accepted_epoch != self._durable_epochs[0]:
+                storage.set_accepted_epoch(hs.accepted_epoch)
+            if hs.current_epoch != self._durable_epochs[1]:
+                storage.set_current_epoch(hs.current_epoch)
+            self._durable_epochs = (hs.accepted_epoch, hs.current_epoch)
+        storage.sync()
