@@ -168,6 +168,8 @@ class Snapshot:
     uptime_ms: int = 0
     open_file_descriptors: int | None = None
     max_file_descriptors: int | None = None
+    # trizab's own: the last write found the disk full (writes refused until space returns).
+    disk_full: bool = False
     # Hooks for the words that change state (srst, crst); None = no-op.
     reset_connection_stats: Callable[[], None] | None = None
 
@@ -253,6 +255,7 @@ def _mntr(s: Snapshot) -> str:
         ("zk_max_latency", st.max_latency),
         ("zk_outstanding_tls_handshake", 0),
         ("zk_read_only", "true" if s.read_only else "false"),
+        ("trizab_disk_full", 1 if s.disk_full else 0),
     ]
     return "".join(f"{k}\t{v}\n" for k, v in rows)
 

@@ -12,7 +12,10 @@ because a local development server should answer ``ruok`` and kazoo's
 Every user mistake (bad flag, unreadable or invalid config, unknown plugin, port
 in use, a data directory that another server owns or that cannot be written:
 :mod:`trizab.runtime.datadir`) prints one line on stderr and exits with status 2,
-without a traceback.
+without a traceback.  A storage that fails while serving (an fsync error: nothing
+after the last durable write can be trusted) stops the server with one line and
+status 3; a restart recovers from the log.  A full disk does not stop it (writes
+are refused with ThrottledOp until there is space again).
 
 ``trizab serve`` is the one place that tunes the interpreter for a server (the
 collector, the GIL switch interval: :mod:`trizab.runtime.tuning`); a program that
@@ -37,6 +40,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 2181
 
 EXIT_USAGE = 2
+EXIT_DISK_FAILED = 3  # the storage failed while serving (see trizab.runtime.disk.DiskFailed)
 
 log = logging.getLogger("trizab")
 
@@ -102,6 +106,7 @@ def server_config(args: argparse.Namespace) -> cfg.ServerConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     from trizab.plugin import PluginError
+    from trizab.runtime.disk import DiskFailed
     from trizab.runtime.server import Server, StartupError
     from trizab.runtime.tuning import freeze_big_tree, tune_process
     from trizab.storage import StorageError
@@ -142,7 +147,15 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(main)
     except (StartupError, PluginError, StorageError) as exc:
         raise cfg.ConfigError(str(exc)) from None
+    except DiskFailed as exc:
+        sys.stderr.write(f"trizab: {exc}\n")
+        return EXIT_DISK_FAILED
     except BaseExceptionGroup as group:
+        # A storage that cannot be trusted stops the server: one line, its own status.
+        failed, _rest = group.split(DiskFailed)
+        if failed is not None:
+            sys.stderr.write(f"trizab: {_first_leaf(failed)}\n")
+            return EXIT_DISK_FAILED
         # Start-up errors surface through the nursery; report the first as one line.
         match, _rest = group.split((StartupError, PluginError, StorageError))
         if match is None:
@@ -182,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except cfg.ConfigError as exc:
         sys.stderr.write(f"trizab: {exc}\n")
         return EXIT_USAGE
+
     except KeyboardInterrupt:
         return 130
 

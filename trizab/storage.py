@@ -63,6 +63,19 @@ class StorageError(Exception):
     """The stored state cannot be used as it is (for example a gap inside the log)."""
 
 
+class StorageFull(StorageError):
+    """The disk (or a quota) is full: a barrier could not write what was appended.
+
+    Raised by ``sync`` or ``sync_start`` instead of the ``OSError`` (ENOSPC, EDQUOT)
+    when the engine could undo the failed write: nothing appended since the last
+    barrier that returned (or the last ``sync_start`` that did not raise) is durable
+    or will become so after a crash, every such transaction is forgotten, and the
+    engine stays usable.  The runtime answers those transactions' requests with an
+    error and may append them, or others with the same zxids, again later.  Syncs
+    already in flight are not affected.
+    """
+
+
 @attrs.frozen
 class Recovered:
     """What an engine found when it opened: the newest valid snapshot and the log after it."""
@@ -98,8 +111,9 @@ class Storage(Protocol):
     def sync(self) -> None:
         """Durability barrier: return once every appended transaction is durable.
 
-        An ``OSError`` here is final: the engine refuses further syncs (the state of
-        unsynced pages is unknown after a failed fsync), and the server must stop.
+        :class:`StorageFull` when the disk is full (see there: the engine stays usable).
+        Any other ``OSError`` here is final: the engine refuses further syncs (the state
+        of unsynced pages is unknown after a failed fsync), and the server must stop.
         """
         ...
 

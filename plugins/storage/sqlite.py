@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from trizab.plugin import Option, parse_int
-from trizab.storage import Recovered
+from trizab.storage import Recovered, StorageFull
 from trizab.txn import Txn
 
 _SCHEMA = """
@@ -71,6 +71,7 @@ class SqliteStoragePlugin:
         self._db_lock = threading.Lock()  # one statement stream on the connection
         self._pending: list[tuple[int, bytes]] = []
         self._last_appended = -1
+        self._last_synced = -1  # the last zxid committed to the database
         self._stats: dict[str, Any] = {
             "txns": 0,
             "syncs": 0,
@@ -102,7 +103,7 @@ class SqliteStoragePlugin:
         ]
         (max_zxid,) = db.execute("SELECT max(zxid) FROM txns").fetchone()
         last = max(max_zxid if max_zxid is not None else 0, snap_zxid)
-        self._last_appended = last
+        self._last_appended = self._last_synced = last
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         default = last >> 32
         return Recovered(
@@ -135,10 +136,22 @@ class SqliteStoragePlugin:
             db.execute("BEGIN")
             try:
                 db.executemany("INSERT INTO txns(zxid, data) VALUES (?, ?)", batch)
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if (
+                    isinstance(exc, sqlite3.Error)
+                    and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                ):
+                    # Rolled back: none of the batch is in the database.  Forget what was
+                    # appended since the last commit (trizab.storage.StorageFull).
+                    with self._lock:
+                        self._pending = []
+                        self._last_appended = self._last_synced
+                    raise StorageFull(f"{self.path}: {exc}") from exc
                 raise
-            db.execute("COMMIT")
+            self._last_synced = batch[-1][0]
             self._stats["commit_seconds"] += time.perf_counter() - t0
             self._stats["syncs"] += 1
             self._stats["fsyncs"] += 1 if self.force_sync else 0
@@ -159,7 +172,7 @@ class SqliteStoragePlugin:
             db.execute("DELETE FROM snapshots WHERE zxid > ?", (zxid,))
             db.execute("COMMIT")
             with self._lock:
-                self._last_appended = zxid
+                self._last_appended = self._last_synced = zxid
 
     def save_snapshot(self, zxid: int, data: bytes) -> None:
         with self._db_lock:

@@ -61,6 +61,8 @@ tree's own serialisation, not necessarily ZooKeeper's ``DataTree`` format.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
@@ -76,7 +78,7 @@ from typing import Any, ClassVar
 from trizab.plugins.storage.fsyncer import FsyncHelper, FsyncHelperGone
 
 from trizab.plugin import Option, parse_choice, parse_size
-from trizab.storage import Recovered, StorageError
+from trizab.storage import Recovered, StorageError, StorageFull
 from trizab.txn import Txn
 from trizab.wire.jute import JuteError
 
@@ -118,8 +120,12 @@ def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
             view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full disk gets its space back
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     if durable:
         _fsync_dir(path.parent)
@@ -304,6 +310,7 @@ class TxnLogStoragePlugin:
         self._buf_first_zxid = -1
         self._buf_count = 0
         self._last_appended = -1
+        self._last_written = -1  # the last zxid written to the log (durable or syncing)
         self._fd = -1
         self._file: Path | None = None
         self._pos = 0  # end of durable records in the current segment
@@ -407,7 +414,7 @@ class TxnLogStoragePlugin:
                 break
         txns = self._recover_logs(snap_zxid)
         last = txns[-1].zxid if txns else snap_zxid
-        self._last_appended = last
+        self._last_appended = self._last_written = last
         accepted = self._read_epoch("acceptedEpoch")
         current = self._read_epoch("currentEpoch")
         # As QuorumPeer does when the files are missing: the epoch of the last zxid.
@@ -497,31 +504,73 @@ class TxnLogStoragePlugin:
             self._sync_buffer_locked()
             self._durable_start = self._starts
 
-    def _take_buffer(self) -> tuple[bytearray, int, int] | None:
-        """The appended records not yet written, their first zxid and count (None if empty)."""
+    def _take_buffer(self) -> tuple[bytearray, int, int, int] | None:
+        """The appended records not yet written, their first and last zxids and count
+        (None if empty)."""
         with self._lock:
             buf, first, count = self._buf, self._buf_first_zxid, self._buf_count
             if not buf:
                 return None
             self._buf, self._buf_count = bytearray(), 0
-        return buf, first, count
+            return buf, first, self._last_appended, count
 
     def _sync_buffer_locked(self) -> None:
         """Write and fdatasync the buffered records here (caller holds ``_io_lock``)."""
         taken = self._take_buffer()
         if taken is None:
             return
-        buf, first, count = taken
+        buf, first, last, count = taken
         started = time.perf_counter()
+        end = self._write_or_undo(buf, first, last)
         try:
-            end = self._write_records(buf, first)
             if self.force_sync:
                 os.fdatasync(self._fd)
         except OSError as exc:
-            self._failed = exc
+            self._failed = exc  # fsyncgate: the written pages' state is unknown now
             raise
         self._pos = end
         self._count_sync(count, len(buf), time.perf_counter() - started)
+
+    def _write_or_undo(self, buf: bytearray, first: int, last: int) -> int:
+        """:meth:`_write_records`; on a full disk, undo the write and raise StorageFull.
+
+        Nothing was fsynced yet, so the log can be cut back to where it was: the part of
+        ``buf`` that did reach the file is truncated away (it must not come back after a
+        crash: those requests are answered with an error), and everything appended since
+        is forgotten (a later append starts after the last record written).  Any other
+        error is final.
+        """
+        segment, write_end = self._file, self._write_end
+        try:
+            end = self._write_records(buf, first)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                self._failed = exc
+                raise
+            try:
+                self._undo_write(segment, write_end)
+            except OSError as undo:
+                self._failed = undo
+                raise exc from undo
+            raise StorageFull(f"{self.log_dir}: {exc.strerror or exc}") from exc
+        self._last_written = last
+        return end
+
+    def _undo_write(self, segment: Path | None, write_end: int) -> None:
+        if self._fd >= 0 and not self._roll:
+            if self._file == segment:
+                os.ftruncate(self._fd, write_end)  # shrinking needs no space
+                self._size = self._write_end = write_end
+            else:
+                # A segment started for this write: it holds no durable record; the next
+                # write starts one named after its own first zxid.
+                os.close(self._fd)
+                assert self._file is not None
+                self._file.unlink()
+                self._fd, self._roll = -1, True
+        with self._lock:
+            self._buf, self._buf_count = bytearray(), 0
+            self._last_appended = self._last_written
 
     def _check_usable(self) -> None:
         if self._failed is not None:
@@ -557,16 +606,16 @@ class TxnLogStoragePlugin:
                 else:
                     self._in_flight[-1] = (*self._in_flight[-1][:5], start)
                 return False
-            buf, first, count = taken
+            buf, first, last, count = taken
             if self._roll and self._in_flight:
                 # A new segment only once the current one is durable: the durable end is
                 # kept per segment.  Happens once per snapshot.
                 self._drain_background()
             started = time.perf_counter()
             try:
-                end = self._write_records(buf, first)
-            except OSError as exc:
-                self._failed = exc
+                end = self._write_or_undo(buf, first, last)
+            except StorageFull:
+                self._starts -= 1  # this start never happened
                 raise
             self._in_flight.append((end, count, len(buf), started, None, start))
             helper = self._idle_helper()
@@ -696,16 +745,24 @@ class TxnLogStoragePlugin:
     def _start_segment(self, first_zxid: int) -> None:
         if self._fd >= 0:
             os.close(self._fd)  # everything in it was fdatasync'ed by the sync that wrote it
+        self._fd = -1
+        self._roll = True  # until the new segment exists
         path = self.log_dir / f"log.{first_zxid:x}"
         # A file of that name can only be a segment that never got a durable record
         # (every durable zxid is below first_zxid), so replacing it loses nothing.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.pwrite(fd, _FILE_HEADER.pack(TXNLOG_MAGIC, VERSION, 0), 0)
-        os.ftruncate(fd, self.prealloc)
-        if self.force_sync:
-            os.fsync(fd)
-            _fsync_dir(self.log_dir)  # the new name must survive a crash too
-            self._stats["fsyncs"] += 2
+        try:
+            os.pwrite(fd, _FILE_HEADER.pack(TXNLOG_MAGIC, VERSION, 0), 0)
+            os.ftruncate(fd, self.prealloc)
+            if self.force_sync:
+                os.fsync(fd)
+                _fsync_dir(self.log_dir)  # the new name must survive a crash too
+                self._stats["fsyncs"] += 2
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         self._fd, self._file = fd, path
         self._pos = self._write_end = HEADER_SIZE
         self._size = self.prealloc
@@ -757,7 +814,7 @@ class TxnLogStoragePlugin:
             _fsync_dir(self.log_dir)
             _fsync_dir(self.snap_dir)
             with self._lock:
-                self._last_appended = zxid
+                self._last_appended = self._last_written = zxid
 
     # -- snapshots, epochs, purge -------------------------------------------
 

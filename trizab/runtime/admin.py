@@ -27,6 +27,7 @@ from trizab import config as cfg
 from trizab.frontend import fourletter
 from trizab.runtime.clock import Clock
 from trizab.runtime.connections import Connection, Connections
+from trizab.runtime.disk import Disk
 
 __all__ = ["Admin", "Status", "trizab_version"]
 
@@ -60,8 +61,14 @@ class Admin:
     """Four-letter words (see the module docstring)."""
 
     def __init__(
-        self, config: cfg.ServerConfig, clock: Clock, connections: Connections, stats: fourletter.ServerStats
+        self,
+        config: cfg.ServerConfig,
+        clock: Clock,
+        connections: Connections,
+        stats: fourletter.ServerStats,
+        disk: Disk,
     ) -> None:
+        self.disk = disk
         self.config = config
         self.clock = clock
         self.connections = connections
@@ -113,6 +120,7 @@ class Admin:
             uptime_ms=self.clock.now_ms() - self.started_ms,
             open_file_descriptors=_open_fds(),
             max_file_descriptors=_max_fds(),
+            disk_full=self.disk.full,
             reset_connection_stats=self.connections.reset_statistics,
         )
 

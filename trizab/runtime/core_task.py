@@ -173,6 +173,11 @@ class CoreTask:
         self.handle_ready()
         self.snapshots.applied(len(txns))
 
+    def abandon(self, txns: list[Txn]) -> None:
+        """These transactions could not be logged (disk full): they never happened."""
+        self.core.abandon(txns, self.clock.now_ms())
+        self.handle_ready()
+
     def four_letter_word(self, c: Connection, word: str, argument: int | None) -> None:
         self.admin.answer(c, word, argument)
 

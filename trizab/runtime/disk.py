@@ -24,6 +24,8 @@ time includes waiting for the GIL), on the runtime's :class:`Clock`, so a
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,10 +35,10 @@ import trio
 from trizab import config as cfg
 from trizab.runtime.clock import Clock
 from trizab.runtime.datadir import DataDirError, DirectoryLock, claim, config_directories
-from trizab.storage import Recovered, Storage
+from trizab.storage import Recovered, Storage, StorageFull
 from trizab.txn import Txn
 
-__all__ = ["Disk", "StartupError", "open_storage"]
+__all__ = ["Disk", "DiskFailed", "StartupError", "is_full", "open_storage"]
 
 log = logging.getLogger("trizab.disk")
 
@@ -47,6 +49,22 @@ SLOW_SYNC_BACKOFF_S = 1.0
 
 class StartupError(Exception):
     """The server cannot start (for example its port is taken); ``str()`` is one line."""
+
+
+class DiskFailed(Exception):
+    """The storage failed in a way that cannot be trusted (an fsync error): the server stops.
+
+    After a failed fsync the state of the unsynced pages is unknown ("fsyncgate"):
+    nothing they hold may be acknowledged, and retrying the fsync proves nothing.
+    Restarting recovers from what the log holds durably.  ``str()`` is one line.
+    """
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or a quota) is full: retry later, nothing is lost."""
+    if isinstance(exc, StorageFull):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def open_storage(config: cfg.ServerConfig) -> Storage:
@@ -74,6 +92,34 @@ class Disk:
         # Held by the snapshotter while it saves or purges, and by a member while it installs
         # a snapshot, truncates or writes epochs: those must not overlap (trizab.storage).
         self.exclusive = trio.Lock()
+        # The last barrier found the disk full (cleared by the next one that succeeds).
+        self.full = False
+        self.failed: str | None = None  # why the storage can no longer be trusted
+
+    # -- health -----------------------------------------------------------------------
+
+    def note_full(self, what: str, exc: BaseException) -> None:
+        """A write found the disk full: one log line when that starts."""
+        if not self.full:
+            self.full = True
+            log.error(
+                "disk full writing %s (%s): writes are refused with ThrottledOp and retried, "
+                "reads, watches and sessions go on; free space to resume",
+                what,
+                exc,
+            )
+
+    def note_written(self) -> None:
+        """A barrier succeeded: if the disk was full, say that writes resume."""
+        if self.full:
+            self.full = False
+            log.warning("disk space is back: writes resume")
+
+    def fail(self, what: str, exc: BaseException) -> DiskFailed:
+        """The storage cannot be trusted any more: the error that stops the server."""
+        self.failed = f"{what} failed ({exc}); nothing after the last durable write is acknowledged"
+        log.critical("%s; stopping (a restart recovers from the log)", self.failed)
+        return DiskFailed(f"storage failed: {self.failed}; a restart recovers from the log")
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -94,6 +140,12 @@ class Disk:
     async def close(self, unlogged: Sequence[Txn] = ()) -> None:
         """Log what is left, sync, close the engine and release the directories (shutdown)."""
         storage = self.storage
+        if self.failed is not None:
+            # Nothing more may be written (or synced and trusted): just let go of it.
+            with contextlib.suppress(Exception):
+                await self.blocking(storage.close)
+            self.release()
+            return
 
         def flush() -> None:
             if unlogged:
@@ -104,8 +156,13 @@ class Disk:
         try:
             await self.blocking(flush)
             log.info("storage flushed and closed; %s", describe_statistics(storage))
-        except Exception:
-            log.exception("final storage flush failed")
+        except Exception as exc:
+            if is_full(exc):  # nothing unlogged was acknowledged: nothing is lost
+                log.error("final storage flush: disk full (%s)", exc)
+                with contextlib.suppress(Exception):
+                    await self.blocking(storage.close)
+            else:
+                log.exception("final storage flush failed")
         finally:
             self.release()
 

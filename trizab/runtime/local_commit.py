@@ -34,7 +34,7 @@ import trio
 
 from trizab.runtime.clients import Gate
 from trizab.runtime.clock import Clock
-from trizab.runtime.disk import Disk
+from trizab.runtime.disk import Disk, is_full
 from trizab.server.api import Ready
 from trizab.storage import BackgroundSync
 from trizab.txn import Txn
@@ -69,6 +69,8 @@ class LocalCommit:
         self._syncing: collections.deque[list[Txn]] = collections.deque()
         # The worker's wait for the oldest of them: its cancel scope and descriptor.
         self._sync_wait: tuple[trio.CancelScope, int] | None = None
+        # A batch the disk had no room for: abandoned once the batches before it commit.
+        self._unlogged: list[Txn] | None = None
 
     # -- the core task's side -----------------------------------------------------------
 
@@ -97,25 +99,18 @@ class LocalCommit:
             if syncing:
                 # Batches whose background syncs are in flight complete in order; more
                 # start from _start_background_syncs as txns arrive (log()).
-                background = self._background
-                assert background is not None
-                while not background.sync_finished():
-                    # sync_start may complete syncs itself (txnlog does before a new segment)
-                    # and run the next one elsewhere: it then cancels this wait (see
-                    # _sync_in_background), and the loop asks again which descriptor to watch.
-                    fd = background.sync_fileno()
-                    if fd < 0:  # nothing to wait on, yet not finished: make everything durable
-                        await self.disk.blocking(storage.sync)
-                        continue
-                    with trio.CancelScope() as scope:
-                        self._sync_wait = (scope, fd)
-                        await trio.lowlevel.wait_readable(fd)
-                    self._sync_wait = None
+                try:
+                    await self._wait_for_oldest_sync()
+                except Exception as exc:  # the fsync itself failed: nothing more is trusted
+                    raise self.disk.fail("syncing the transaction log", exc) from exc
                 batch = syncing.popleft()
                 self._concurrent_until = self._clock.monotonic() + CONCURRENT_WRITERS_S
                 # What arrived meanwhile goes to the disk before this batch is applied and
                 # answered, so the apply overlaps the sync.
                 self._start_background_syncs(after_commit=True)
+            elif self._unlogged is not None:
+                self._abandon()
+                continue
             else:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
@@ -126,8 +121,29 @@ class LocalCommit:
                     self._sync_in_background(batch)
                     continue
                 storage.append(batch)
-                await self.disk.sync()
+                try:
+                    await self.disk.sync()
+                except Exception as exc:
+                    self._barrier_failed(exc, batch)
+                    continue
+            self.disk.note_written()
             self._committed(batch)
+
+    async def _wait_for_oldest_sync(self) -> None:
+        background = self._background
+        assert background is not None
+        while not background.sync_finished():
+            # sync_start may complete syncs itself (txnlog does before a new segment) and
+            # run the next one elsewhere: it then cancels this wait (see
+            # _sync_in_background), and the loop asks again which descriptor to watch.
+            fd = background.sync_fileno()
+            if fd < 0:  # nothing to wait on, yet not finished: make everything durable
+                await self.disk.blocking(self.disk.storage.sync)
+                continue
+            with trio.CancelScope() as scope:
+                self._sync_wait = (scope, fd)
+                await trio.lowlevel.wait_readable(fd)
+            self._sync_wait = None
 
     def _committed(self, batch: list[Txn]) -> None:
         self._in_flight -= len(batch)
@@ -164,7 +180,7 @@ class LocalCommit:
         """
         background = self._background
         syncing = self._syncing
-        if background is None or not self._to_log:
+        if background is None or not self._to_log or self._unlogged is not None:
             return
         if not syncing and not (after_commit and self._use_background(self._to_log)):
             return
@@ -178,11 +194,41 @@ class LocalCommit:
         background = self._background
         assert background is not None
         self.disk.storage.append(batch)
-        background.sync_start()
+        try:
+            background.sync_start()
+        except Exception as exc:
+            self._barrier_failed(exc, batch)
+            return
         self._syncing.append(batch)
         waiting = self._sync_wait
         if waiting is not None and waiting[1] != background.sync_fileno():
             waiting[0].cancel()
+
+    # -- a full disk -------------------------------------------------------------------
+
+    def _barrier_failed(self, exc: Exception, batch: list[Txn]) -> None:
+        """A barrier raised: a full disk abandons ``batch`` and what follows; else we stop."""
+        if not is_full(exc):
+            raise self.disk.fail("syncing the transaction log", exc) from exc
+        self.disk.note_full("the transaction log", exc)
+        # The engine forgot everything appended since its last barrier: this batch, and
+        # (in the background) nothing later, as none is started while this is pending.
+        self._unlogged = batch
+        self._wakeup.set()
+
+    def _abandon(self) -> None:
+        """Once every earlier batch is committed: the failed one and everything logged
+        after it never happened (the core answers ThrottledOp and forgets their changes)."""
+        assert self._unlogged is not None and not self._syncing
+        batch = self._unlogged + self._to_log
+        self._unlogged, self._to_log = None, []
+        self._in_flight -= len(batch)
+        if not self._gate.is_open and self._in_flight < MAX_LOG_BACKLOG // 2:
+            self._gate.open()
+        core_task = self.core_task
+        assert core_task is not None
+        core_task.abandon(batch)
+        core_task.end_batch()
 
     async def close(self) -> None:
         """Shutdown: log what never reached the disk, sync, close."""

@@ -139,7 +139,7 @@ class Server:
         self.core_task: CoreTask | None = None
         stats = ServerStats()
         self.connections = Connections(stats, self.clock.now_ms, self._wake_core)
-        self.admin = Admin(config, self.clock, self.connections, stats)
+        self.admin = Admin(config, self.clock, self.connections, stats, self.disk)
         self.gate = Gate()
         self.clients = ClientPort(config, self.connections, self.gate)
         self.snapshots = Snapshotter(config, self.disk, rng or random.Random(), on_saved=self._tree_settled)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from trizab.runtime.disk import Disk
+from trizab.runtime.disk import Disk, is_full
 from trizab.runtime.events import Persisted
 from trizab.storage import BackgroundSync
 from trizab.txn import Txn
@@ -40,6 +40,8 @@ __all__ = ["INLINE_PERSIST_MAX", "ZabStorage"]
 
 # The largest batch of appends persisted inline or in the background.
 INLINE_PERSIST_MAX = 4096
+# While the disk is full, a Ready is tried again this often.
+FULL_RETRY_S = 0.5
 
 
 class ZabStorage:
@@ -57,6 +59,9 @@ class ZabStorage:
         # transaction in ZAB, so a stale entry left by a truncation is still the right one
         # if that zxid comes back).
         self.decoded: dict[int, Txn] = {}
+        # The steps of the Ready in progress that are done (only one is at a time).
+        self._progress_of: Ready | None = None
+        self._progress: set[str] = set()
 
     @staticmethod
     def appends_only(rd: Ready) -> bool:
@@ -69,12 +74,24 @@ class ZabStorage:
 
     def persist_inline(self, rd: Ready) -> bool:
         """Persist ``rd`` here and now if it should be (see the module docstring); else False."""
-        if self.jobs or not self.appends_only(rd) or not self.disk.barrier_inline():
+        if self.jobs or self.disk.full or not self.appends_only(rd) or not self.disk.barrier_inline():
             return False
         if self._background is not None and len(rd.to_persist) > 1:
             return False  # the worker syncs it in the background
-        self.disk.timed(self.persist_steps, rd)
+        try:
+            self.disk.timed(self.persist_steps, rd)
+        except Exception as exc:
+            self._failed(exc)
+            return False  # the disk is full: the worker retries it
+        self.disk.note_written()
         return True
+
+    def _failed(self, exc: Exception) -> None:
+        """A step raised: a full disk is retried (nothing is acknowledged meanwhile), any
+        other error stops the member."""
+        if not is_full(exc):
+            raise self.disk.fail("persisting a ZAB proposal", exc) from exc
+        self.disk.note_full("the transaction log", exc)
 
     def hand_over(self, rd: Ready) -> None:
         """Give ``rd`` to the storage worker; :class:`Persisted` comes back."""
@@ -88,25 +105,41 @@ class ZabStorage:
         self.decoded.clear()
 
     async def run(self) -> None:
-        """The storage worker."""
-        disk = self.disk
+        """The storage worker: persists each Ready, retrying while the disk is full."""
         while True:
             rd = await self._recv.receive()
-            if not self.appends_only(rd):
-                async with disk.exclusive:  # never beside a snapshot's save or a purge
-                    await disk.blocking(self.persist_steps, rd)
-            elif self._background is not None and disk.barrier_inline():
-                await self._persist_in_background(rd)
-            else:
-                await disk.blocking(self.persist_steps, rd)
+            while True:
+                try:
+                    await self._persist(rd)
+                except Exception as exc:
+                    self._failed(exc)
+                    # The member acknowledges nothing meanwhile; the others go on if they
+                    # are a quorum, and this one catches up once there is space again.
+                    await trio.sleep(FULL_RETRY_S)
+                    continue
+                break
+            self.disk.note_written()
             self.jobs -= 1
             await self._post(Persisted(rd))
+
+    async def _persist(self, rd: Ready) -> None:
+        disk = self.disk
+        if not self.appends_only(rd):
+            async with disk.exclusive:  # never beside a snapshot's save or a purge
+                await disk.blocking(self.persist_steps, rd)
+        elif self._background is not None and disk.barrier_inline():
+            await self._persist_in_background(rd)
+        else:
+            await disk.blocking(self.persist_steps, rd)
 
     async def _persist_in_background(self, rd: Ready) -> None:
         background = self._background
         assert background is not None
+        if self._progress_of is rd and "append" in self._progress:
+            return
         self.disk.storage.append(self._decode(rd))
         if not background.sync_start():
+            self._mark(rd, "append")
             return
         while not background.sync_finished():
             fd = background.sync_fileno()
@@ -114,6 +147,7 @@ class ZabStorage:
                 await self.disk.blocking(self.disk.storage.sync)
                 return
             await trio.lowlevel.wait_readable(fd)
+        self._mark(rd, "append")
 
     def _decode(self, rd: Ready) -> list[Txn]:
         decoded = self.decoded
@@ -125,16 +159,34 @@ class ZabStorage:
             txns.append(t)
         return txns
 
+    def _mark(self, rd: Ready, step: str) -> None:
+        if self._progress_of is not rd:
+            self._progress_of, self._progress = rd, set()
+        self._progress.add(step)
+
     def persist_steps(self, rd: Ready) -> None:
-        """Steps 1-5 of the Ready contract (inline or in the worker's thread)."""
+        """Steps 1-5 of the Ready contract (inline or in the worker's thread).
+
+        Resumable: a step that raised (a full disk) is tried again by the next call for
+        the same Ready, after the steps that completed.  The appends count as done only
+        once their barrier returned: on a full disk the engine forgets what was appended
+        (:class:`~trizab.storage.StorageFull`), and they are appended again.
+        """
         storage = self.disk.storage
-        if rd.snapshot is not None:
+        if self._progress_of is not rd:
+            self._progress_of, self._progress = rd, set()
+        done = self._progress
+        if rd.snapshot is not None and "snapshot" not in done:
             storage.truncate_after(rd.snapshot.zxid)
             storage.save_snapshot(rd.snapshot.zxid, rd.snapshot.data)
-        if rd.truncate_after is not None:
+            done.add("snapshot")
+        if rd.truncate_after is not None and "truncate" not in done:
             storage.truncate_after(rd.truncate_after)
-        if rd.to_persist:
+            done.add("truncate")
+        if rd.to_persist and "append" not in done:
             storage.append(self._decode(rd))
+            storage.sync()  # done only once durable: a full disk forgets the append
+            done.add("append")
         hs = rd.hard_state
         if hs is not None:
             # Each epoch file costs an fsync; write only the one that changed.
@@ -143,4 +195,4 @@ class ZabStorage:
             if hs.current_epoch != self._durable_epochs[1]:
                 storage.set_current_epoch(hs.current_epoch)
             self._durable_epochs = (hs.accepted_epoch, hs.current_epoch)
-        storage.sync()
+        storage.sync()  # step 5 (each step above is durable on return already)

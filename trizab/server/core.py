@@ -670,6 +670,47 @@ class ServerCore:
         if last > self._hzxid and self.zxid_source is None:
             self._hzxid = last
 
+    def abandon(self, txns: list[Txn], now_ms: int) -> None:
+        """The driver could not log ``txns`` (its disk is full): they never happened.
+
+        Their requests are answered ``ThrottledOp`` ("not executed at all; retry with
+        back off", which clients know), a new session whose createSession is among them
+        is closed without an answer (the client connects again), and a session whose
+        closeSession (expiry or the client's) is among them lives on.  Every write
+        prepared after them was in ``txns`` too (the driver abandons everything from
+        the first txn it could not log): the prepared changes are dropped and the zxid
+        counter goes back to the last applied transaction.
+        """
+        self.now_ms = now_ms
+        pending = self._pending
+        for txn in txns:
+            header = txn.header
+            sid = header.client_id
+            key = (sid, header.cxid)
+            q = pending.get(key)
+            entry = q.pop(0) if q else None
+            if q is not None and not q:
+                del pending[key]
+            if header.type == _CREATE_SESSION:
+                self.tracker.remove(sid)
+                if entry is not None and entry.conn is not None:
+                    self._drop_conn(entry.conn)
+                continue
+            if header.type == _CLOSE_SESSION:
+                session = self.tracker.sessions.get(sid)
+                if session is not None and session.closing:
+                    session.closing = False
+                    self.tracker.live[sid] = session
+                    self.tracker.touch(sid, now_ms)
+            if entry is not None and entry.conn is not None:
+                entry.reply = Reply(r.ReplyHeader(entry.xid, self.last_zxid, Err.THROTTLED_OP))
+                entry.done = True
+                self._drain(entry.conn)
+        self.prep.clear()
+        self._reaping.clear()
+        if self.zxid_source is None:
+            self._hzxid = self.last_zxid
+
     def _session_closed(self, sid: int, entry: PendingRequest | None) -> None:
         self.tracker.remove(sid)
         self.tree.remove_watcher(sid)

@@ -1,0 +1,1 @@
+"""Disk fault scenarios on real server processes (trizab and Apache ZooKeeper alike)."""
