@@ -42,6 +42,11 @@ dropped whole, which is one of the outcomes a disk may produce), and keeps
 metadata (mode, times) untouched.  Extended attributes, ``fallocate`` and
 ``mknod`` are not supported (not implemented: the kernel answers ENOSYS).
 
+``crash <seed>`` is the torn variant: the durable state as above, but for every file
+that is still linked, each 4 KiB page written since its last fsync survives or not at
+random (seeded), and so does its unsynced size: a disk that wrote back part of the
+page cache, in any order, before the power went.  (Directory entries stay as above.)
+
 The mount uses ``attr_timeout=0,entry_timeout=0,negative_timeout=0`` so that the
 kernel asks again after a crash instead of serving cached names or sizes, and
 ``hard_remove`` so that unlinking an open file leaves no ``.fuse_hidden*`` entry.
@@ -64,6 +69,7 @@ import errno
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import stat
@@ -80,6 +86,8 @@ from typing import Any
 log = logging.getLogger("lossyfs")
 
 __all__ = ["LossyMount", "LossyMountError", "fuse_usable"]
+
+PAGE = 4096
 
 _STAT_KEYS = (
     "st_mode",
@@ -155,6 +163,7 @@ class LossyOperations(_operations_base()):  # type: ignore[misc]
         self._next_id = 1
         self.root_id = 0
         self.counters = {"fsyncs": 0, "dir_fsyncs": 0, "writes": 0, "crashes": 0}
+        self._torn: tuple[random.Random, dict[int, str]] | None = None
         self._adopt_all()
 
     # -- bookkeeping -------------------------------------------------------
@@ -248,8 +257,13 @@ class LossyOperations(_operations_base()):  # type: ignore[misc]
 
     # -- crash ---------------------------------------------------------------
 
-    def crash(self, timeout: float = 20.0) -> dict[str, Any]:
-        """Revert the backing directory to its durable state (see the module docstring)."""
+    def crash(self, timeout: float = 20.0, torn_seed: int | None = None) -> dict[str, Any]:
+        """Revert the backing directory to its durable state (see the module docstring).
+
+        With ``torn_seed``, each unsynced 4 KiB page of a file that is still linked in the
+        backing directory, and the file's unsynced size, survive or not at random (seeded):
+        a disk that wrote back some of the page cache before the power went.
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             while self._fh_node:
@@ -260,6 +274,9 @@ class LossyOperations(_operations_base()):  # type: ignore[misc]
             self.counters["crashes"] += 1
             if not self.lossy:
                 return {"reverted": False}
+            self._torn = None
+            if torn_seed is not None:
+                self._torn = (random.Random(torn_seed), self._current_files())
             staging = Path(tempfile.mkdtemp(prefix="rebuild-", dir=self.shadow.parent))
             try:
                 made: dict[int, str] = {}
@@ -300,9 +317,40 @@ class LossyOperations(_operations_base()):  # type: ignore[misc]
                         _copy_range(src, fd, 0, size)
                     finally:
                         os.close(src)
+                if self._torn is not None and node in self._torn[1]:
+                    self._tear(node, fd, self._torn[1][node], self._torn[0])
             finally:
                 os.close(fd)
             made[node] = real
+
+    def _current_files(self) -> dict[int, str]:
+        """Node id -> backing path of every regular file now linked in the backing directory."""
+        found: dict[int, str] = {}
+        for top, _dirs, files in os.walk(self.backing):
+            for name in files:
+                path = os.path.join(top, name)
+                st = os.lstat(path)
+                node = self._by_ino.get(st.st_ino)
+                if node is not None and stat.S_ISREG(st.st_mode):
+                    found[node] = path
+        return found
+
+    def _tear(self, node: int, fd: int, current: str, rng: random.Random) -> None:
+        """Let a random part of ``node``'s unsynced writes (page by page) and size through."""
+        info = self._nodes[node]
+        if not info.ranges and info.trunc_low is None:
+            return
+        src = os.open(current, os.O_RDONLY)
+        try:
+            current_size = os.fstat(src).st_size
+            size = rng.choice((os.fstat(fd).st_size, current_size))
+            os.ftruncate(fd, size)
+            for start, end in _merged(info.ranges):
+                for page in range(start - start % PAGE, min(end, size, current_size), PAGE):
+                    if rng.random() < 0.5:
+                        _copy_range(src, fd, page, min(page + PAGE, size, current_size))
+        finally:
+            os.close(src)
 
     # -- FUSE operations -------------------------------------------------------
 
@@ -505,8 +553,10 @@ def _serve_control(ops: LossyOperations, sock: socket.socket) -> None:
             for line in stream:
                 command = line.decode().strip()
                 try:
-                    if command == "crash":
-                        answer: dict[str, Any] = {"ok": True, **ops.crash()}
+                    if command == "crash" or command.startswith("crash "):
+                        seed = command.split()[1] if " " in command else None
+                        torn = int(seed) if seed is not None else None
+                        answer: dict[str, Any] = {"ok": True, **ops.crash(torn_seed=torn)}
                     elif command == "stats":
                         with ops._lock:
                             answer = {"ok": True, **ops.counters, "open": len(ops._fh_node)}
@@ -642,9 +692,10 @@ class LossyMount:
             raise LossyMountError(f"lossyfs {command}: {answer.get('error')}")
         return answer
 
-    def crash(self) -> dict[str, Any]:
-        """Drop everything not durable (every process using the mount must be dead)."""
-        return self.request("crash")
+    def crash(self, torn_seed: int | None = None) -> dict[str, Any]:
+        """Drop everything not durable (every process using the mount must be dead); with
+        ``torn_seed``, let a seeded random part of the unsynced pages through instead."""
+        return self.request("crash" if torn_seed is None else f"crash {torn_seed}")
 
     def stats(self) -> dict[str, Any]:
         return self.request("stats")

@@ -47,16 +47,21 @@ from typing import Any
 from testkit.lossyfs import LossyMount
 from testkit.process import ServerStartError, TrizabProcess
 
-__all__ = ["ENGINES", "Figures", "run_power_loss"]
+__all__ = ["ENGINES", "MAIN_ENGINES", "Figures", "run_power_loss"]
 
 ROOT = "/pl"
 State = dict[str, tuple[bytes, int]]  # child name -> (data, version)
 
-# Per engine: lines for zoo.cfg that make snapshots, segment rolls and purges frequent.
+# Per engine: lines for zoo.cfg that make snapshots, segment rolls and purges frequent
+# ("{mount}" is the filesystem's mount point).  txnlog-logdir keeps the log in a dataLogDir
+# of its own, so snapshots and log segments are created, renamed and purged in two directories.
 ENGINES: dict[str, list[str]] = {
     "txnlog": ["storage=txnlog", "storage.prealloc=8192"],
+    "txnlog-logdir": ["storage=txnlog", "storage.prealloc=8192", "dataLogDir={mount}/datalog"],
     "sqlite": ["storage=sqlite"],
 }
+# What the CI test and the default long run cover: the two durable engines as configured by default.
+MAIN_ENGINES = ("txnlog", "sqlite")
 COMMON = ["snapCount=30", "autopurge.snapRetainCount=2", "autopurge.purgeInterval=1"]
 
 
@@ -282,6 +287,7 @@ class Figures:
     engine: str
     crash_points: int = 0
     startup_crashes: int = 0  # crash points that fell inside start-up / recovery
+    torn_crashes: int = 0  # power cuts that let a random part of the unsynced pages through
     acked_writes: int = 0  # acknowledged writes, each checked after the crash that followed it
     in_flight_applied: int = 0  # unacknowledged writes found applied after the crash (allowed)
     in_flight_dropped: int = 0  # unacknowledged writes found not applied (allowed)
@@ -341,6 +347,7 @@ def run_power_loss(
     force_sync: bool = True,
     max_acks: int = 120,
     startup_fraction: float = 0.1,
+    torn: float = 0.0,
     stop_on_failure: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> Figures:
@@ -354,6 +361,7 @@ def run_power_loss(
         extra.append("forceSync=no")
     with LossyMount(workdir / "fs", lossy=lossy) as fs:
         # The server creates its dataDir (not synced); making its entry durable is the engine's job.
+        extra = [line.format(mount=fs.mountpoint) for line in extra]
         server = _Server(workdir / "server", fs.mountpoint / "data", extra_config=extra)
         try:
             server.start()
@@ -365,8 +373,10 @@ def run_power_loss(
             gen = Generator(rng)
             seen: set[str] = set()
             for point in range(points):
-                outcome = _crash_point(server, fs, gen, rng, figures, window, max_acks, startup_fraction)
-                _observe_files(server.data_dir / "version-2", seen, figures)
+                outcome = _crash_point(
+                    server, fs, gen, rng, figures, window, max_acks, startup_fraction, torn
+                )
+                _observe_files([server.data_dir, fs.mountpoint / "datalog"], seen, figures)
                 figures.crash_points += 1
                 if progress is not None and (point + 1) % 25 == 0:
                     progress(f"{engine}: {point + 1}/{points} crash points, {json.dumps(outcome)}")
@@ -379,11 +389,15 @@ def run_power_loss(
     return figures
 
 
-def _observe_files(directory: Path, seen: set[str], figures: Figures) -> None:
-    """Count the log segments and the removed files of a txnlog data directory."""
-    if not directory.is_dir():
-        return
-    now = {name for name in os.listdir(directory) if name.startswith(("log.", "snapshot."))}
+def _observe_files(directories: list[Path], seen: set[str], figures: Figures) -> None:
+    """Count the log segments and the removed files of txnlog's data directories."""
+    now = {
+        name
+        for directory in directories
+        if (directory / "version-2").is_dir()
+        for name in os.listdir(directory / "version-2")
+        if name.startswith(("log.", "snapshot."))
+    }
     figures.files_removed += len(seen - now)
     figures.log_segments += sum(1 for name in now - seen if name.startswith("log."))
     seen.clear()
@@ -399,7 +413,15 @@ def _crash_point(
     window: int,
     max_acks: int,
     startup_fraction: float,
+    torn: float,
 ) -> dict[str, Any]:
+    def power_cut() -> None:
+        if rng.random() < torn:
+            figures.torn_crashes += 1
+            fs.crash(torn_seed=rng.randrange(1 << 31))
+        else:
+            fs.crash()
+
     base = dict(gen.state)
     writes: list[Write] = []
     acked = 0
@@ -407,7 +429,7 @@ def _crash_point(
         # Crash inside start-up: recovery, its truncations and first writes included.
         figures.startup_crashes += 1
         server.kill()
-        fs.crash()
+        power_cut()
         try:
             server.start(timeout=rng.uniform(0.05, 1.5))
         except ServerStartError as exc:
@@ -415,7 +437,7 @@ def _crash_point(
                 figures.start_failures += 1
                 figures.anomalies.append(f"start-up failed: {exc}")
                 return {"start": "failed"}
-            fs.crash()  # killed inside start-up (start() kills on its timeout)
+            power_cut()  # killed inside start-up (start() kills on its timeout)
     else:
         zk = _client(server.address)
         pipe = Pipeline(zk, window)
@@ -443,7 +465,7 @@ def _crash_point(
         acked = max(acked_set) if acked_set else 0
         figures.anomalies.extend(pipe.anomalies)
         figures.acked_writes += len(acked_set)
-        fs.crash()
+        power_cut()
     try:
         if not server.running:
             server.start()
@@ -476,7 +498,9 @@ def _crash_point(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testkit.powerloss", description=__doc__.split("\n")[0])
-    parser.add_argument("--engine", choices=[*ENGINES, "all"], default="all")
+    parser.add_argument(
+        "--engine", choices=[*ENGINES, "main", "all"], default="main", help="main: txnlog and sqlite"
+    )
     parser.add_argument("--points", type=int, default=300, help="crash points per engine")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--window", type=int, default=8, help="outstanding writes")
@@ -486,9 +510,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force-sync-off", action="store_true", help="forceSync=no: the run must report losses (control)"
     )
+    parser.add_argument(
+        "--torn", type=float, default=0.0, help="fraction of power cuts that keep random unsynced pages"
+    )
     parser.add_argument("--keep-going", action="store_true", help="do not stop at the first failure")
     args = parser.parse_args(argv)
-    engines = list(ENGINES) if args.engine == "all" else [args.engine]
+    engines = (
+        list(MAIN_ENGINES)
+        if args.engine == "main"
+        else list(ENGINES)
+        if args.engine == "all"
+        else [args.engine]
+    )
     all_ok = True
     with contextlib.ExitStack() as stack:
         root = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="powerloss-")))
@@ -502,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
                 lossy=not args.no_loss,
                 force_sync=not args.force_sync_off,
                 max_acks=args.max_acks,
+                torn=args.torn,
                 stop_on_failure=not args.keep_going,
                 progress=lambda line: print(line, file=sys.stderr, flush=True),
             )

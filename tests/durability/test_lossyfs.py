@@ -137,6 +137,24 @@ def test_sparse_files_stay_sparse_and_hold_their_data(fs: LossyMount) -> None:
     assert os.stat(fs.backing / "log").st_blocks * 512 < 8 << 20
 
 
+def test_a_torn_crash_keeps_any_mix_of_unsynced_pages(fs: LossyMount) -> None:
+    m = fs.mountpoint
+    pages = 32
+    write(m / "t", b"o" * 4096 * pages, sync=True)
+    fsync_dir(m)
+    kinds: set[bytes] = set()
+    for seed in range(4):
+        write(m / "t", b"n" * 4096 * pages, sync=False, mode="r+b")
+        fs.crash(torn_seed=seed)
+        data = (m / "t").read_bytes()
+        assert len(data) == 4096 * pages
+        chunks = {data[i : i + 4096] for i in range(0, len(data), 4096)}
+        assert chunks <= {b"o" * 4096, b"n" * 4096}  # whole pages, old or new
+        kinds |= chunks
+        write(m / "t", data, sync=True, mode="r+b")  # the next round starts from here
+    assert kinds == {b"o" * 4096, b"n" * 4096}
+
+
 def test_crash_waits_until_no_file_is_open(fs: LossyMount) -> None:
     # A killed process's descriptors are released a moment after it dies; reverting under an
     # open descriptor would let late writes through.
