@@ -78,7 +78,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -734,12 +733,6 @@ class LossyMount:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def mounted(workdir: str | os.PathLike[str], *, lossy: bool = True) -> Iterator[LossyMount]:
-    with LossyMount(workdir, lossy=lossy) as fs:
-        yield fs
 
 
 if __name__ == "__main__":
