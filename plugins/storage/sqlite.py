@@ -27,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from trizab.plugins.storage.dirs import durable_mkdir
+
 from trizab.plugin import Option, parse_int
 from trizab.storage import Recovered, StorageFull
 from trizab.txn import Txn
@@ -87,7 +89,9 @@ class SqliteStoragePlugin:
         return self._db
 
     def open(self) -> Recovered:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The database's own file and its WAL SQLite makes durable (it fsyncs the directory
+        # when it creates a journal); the directory's entry in its parent is ours to sync.
+        durable_mkdir(self.path.parent, levels=1)
         # Autocommit mode; transactions are opened explicitly with BEGIN.
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")

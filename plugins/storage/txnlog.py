@@ -75,6 +75,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from trizab.plugins.storage.dirs import durable_mkdir, fsync_dir
 from trizab.plugins.storage.fsyncer import FsyncHelper, FsyncHelperGone
 
 from trizab.plugin import Option, parse_choice, parse_size
@@ -102,14 +103,6 @@ _ZXID = struct.Struct(">q")
 _MAX_RECORD = 0x7FFFFFFF
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` by ``data``: temp file, fsync, rename, fsync the directory."""
     tmp = path.with_name(path.name + ".tmp")
@@ -128,7 +121,7 @@ def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     os.close(fd)
     os.replace(tmp, path)
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def decode_txn(data: bytes | memoryview) -> Txn:
@@ -403,8 +396,8 @@ class TxnLogStoragePlugin:
 
     def open(self) -> Recovered:
         started = time.perf_counter()
-        self.snap_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        durable_mkdir(self.snap_dir)
+        durable_mkdir(self.log_dir)
         snapshot: bytes | None = None
         snap_zxid = 0
         for zxid, path in reversed(self._snapshots()):
@@ -468,7 +461,7 @@ class TxnLogStoragePlugin:
             for _, later in logs[i + 1 :]:
                 log.warning("txn log %s follows a damaged segment; renaming it to *.corrupt", later)
                 later.rename(later.with_name(later.name + ".corrupt"))
-            _fsync_dir(self.log_dir)
+            fsync_dir(self.log_dir)
             break
         return txns
 
@@ -756,7 +749,7 @@ class TxnLogStoragePlugin:
             os.ftruncate(fd, self.prealloc)
             if self.force_sync:
                 os.fsync(fd)
-                _fsync_dir(self.log_dir)  # the new name must survive a crash too
+                fsync_dir(self.log_dir)  # the new name must survive a crash too
                 self._stats["fsyncs"] += 2
         except OSError:
             os.close(fd)
@@ -811,8 +804,8 @@ class TxnLogStoragePlugin:
             for start, path in self._snapshots():
                 if start > zxid:
                     path.unlink()
-            _fsync_dir(self.log_dir)
-            _fsync_dir(self.snap_dir)
+            fsync_dir(self.log_dir)
+            fsync_dir(self.snap_dir)
             with self._lock:
                 self._last_appended = self._last_written = zxid
 
@@ -854,7 +847,7 @@ class TxnLogStoragePlugin:
             for _, path in logs[:needed]:
                 if path != self._file:
                     path.unlink()
-        _fsync_dir(self.snap_dir)
+        fsync_dir(self.snap_dir)
 
     def statistics(self) -> dict[str, Any]:
         stats = dict(self._stats)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import trio
+from trizab.plugins.storage import txnlog
 
 from trizab import config as cfg
-from trizab.plugins.storage import txnlog
 from trizab.runtime.disk import DiskFailed
 from trizab.runtime.server import Server
 from trizab.tree.acl import OPEN_ACL_UNSAFE
