@@ -98,7 +98,7 @@ def test_slow_barriers_in_a_row_send_the_next_ones_to_the_thread_for_a_while() -
 
     engine.sync = slow_sync  # type: ignore[method-assign]
     for _ in range(disk_module.SLOW_SYNCS):
-        assert zs.persist_inline(rd)
+        assert zs.persist_inline(Ready(to_persist=_entries(2)))
     assert engine.calls == ["append 2"] * disk_module.SLOW_SYNCS
     # The disk turned slow: the next barriers go to the worker's thread ...
     assert not zs.persist_inline(rd)
@@ -111,7 +111,6 @@ def test_slow_barriers_that_are_not_in_a_row_do_not_count() -> None:
     clock = _Clock()
     engine = _Storage()
     zs = _storage(engine, clock)
-    rd = Ready(to_persist=_entries(2))
     count = 0
 
     def sometimes_slow() -> None:
@@ -122,4 +121,4 @@ def test_slow_barriers_that_are_not_in_a_row_do_not_count() -> None:
 
     engine.sync = sometimes_slow  # type: ignore[method-assign]
     for _ in range(10):
-        assert zs.persist_inline(rd)
+        assert zs.persist_inline(Ready(to_persist=_entries(2)))

@@ -195,4 +195,5 @@ class ZabStorage:
             if hs.current_epoch != self._durable_epochs[1]:
                 storage.set_current_epoch(hs.current_epoch)
             self._durable_epochs = (hs.accepted_epoch, hs.current_epoch)
-        storage.sync()  # step 5 (each step above is durable on return already)
+        # Step 5, the barrier, is the appends' sync above: every other step is durable on
+        # return (trizab.storage).
