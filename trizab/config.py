@@ -266,7 +266,12 @@ def _server_line(sid: int, raw: str) -> QuorumServer:
     )
 
 
-# key in zoo.cfg -> (attribute, parser)
+# key in zoo.cfg -> (attribute, parser).  A key ZooKeeper reads as a Java system property is
+# accepted under its zoo.cfg name, its property name, and the property name without "zookeeper.":
+# ZooKeeper's QuorumPeerConfig turns an unknown zoo.cfg key into the property "zookeeper.<key>",
+# which is how its documented connectionMaxTokens & co. actually take effect there
+# (connection_throttle_tokens=...; a zoo.cfg line connectionMaxTokens=... sets a property
+# BlueThrottle never reads).
 _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "tickTime": ("tick_time", _int(1)),
     "initLimit": ("init_limit", _int(1)),
@@ -284,18 +289,25 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "connectionMaxOutboundBytes": ("connection_max_outbound_bytes", _int(1)),
     "connectionMaxTokens": ("connection_max_tokens", _int(0)),
     "zookeeper.connection_throttle_tokens": ("connection_max_tokens", _int(0)),
+    "connection_throttle_tokens": ("connection_max_tokens", _int(0)),
     "connectionTokenFillTime": ("connection_token_fill_time", _int(1)),
     "zookeeper.connection_throttle_fill_time": ("connection_token_fill_time", _int(1)),
+    "connection_throttle_fill_time": ("connection_token_fill_time", _int(1)),
     "connectionTokenFillCount": ("connection_token_fill_count", _int(1)),
     "zookeeper.connection_throttle_fill_count": ("connection_token_fill_count", _int(1)),
+    "connection_throttle_fill_count": ("connection_token_fill_count", _int(1)),
     "connectionFreezeTime": ("connection_freeze_time", _int(-1)),
     "zookeeper.connection_throttle_freeze_time": ("connection_freeze_time", _int(-1)),
+    "connection_throttle_freeze_time": ("connection_freeze_time", _int(-1)),
     "connectionDropIncrease": ("connection_drop_increase", _fraction),
     "zookeeper.connection_throttle_drop_increase": ("connection_drop_increase", _fraction),
+    "connection_throttle_drop_increase": ("connection_drop_increase", _fraction),
     "connectionDropDecrease": ("connection_drop_decrease", _fraction),
     "zookeeper.connection_throttle_drop_decrease": ("connection_drop_decrease", _fraction),
+    "connection_throttle_drop_decrease": ("connection_drop_decrease", _fraction),
     "connectionDecreaseRatio": ("connection_decrease_ratio", _fraction),
     "zookeeper.connection_throttle_decrease_ratio": ("connection_decrease_ratio", _fraction),
+    "connection_throttle_decrease_ratio": ("connection_decrease_ratio", _fraction),
     "minSessionTimeout": ("min_session_timeout_raw", _int(-1)),
     "maxSessionTimeout": ("max_session_timeout_raw", _int(-1)),
     "snapCount": ("snap_count", _int(2)),

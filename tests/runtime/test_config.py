@@ -241,6 +241,9 @@ def test_limits_keys_with_zookeepers_names_and_defaults() -> None:
     )
     assert (z.global_outstanding_limit, z.max_cnxns, z.connection_max_tokens) == (7, 9, 3)
     assert (z.connection_token_fill_time, z.connection_token_fill_count) == (4, 2)
+    # ... and the spelling that works in a ZooKeeper 3.8 zoo.cfg (it prefixes "zookeeper.").
+    u = cfg.parse("connection_throttle_tokens=8\nconnection_throttle_fill_count=3\n", read_myid=False)
+    assert (u.connection_max_tokens, u.connection_token_fill_count) == (8, 3)
 
 
 @pytest.mark.parametrize(
