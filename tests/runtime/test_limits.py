@@ -20,6 +20,7 @@ from trizab.plugins.storage.memory import MemoryStoragePlugin
 
 from trizab import config as cfg
 from trizab.runtime import server as rt
+from trizab.runtime.clients import RECEIVE_SIZE
 from trizab.runtime.limits import ConnectionThrottle
 from trizab.server.api import Reply
 from trizab.testing.memnet import MemoryListener
@@ -159,6 +160,29 @@ async def test_connection_outstanding_limit_is_per_connection(transport: MemoryL
                 for xid in range(1, 31):
                     assert (await c.reply()).xid == xid
             assert core.max_per_conn == 5
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_flooding_client_fills_its_own_tcp_window_not_our_memory() -> None:
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await start(nursery, global_outstanding_limit=10)
+            core: HoldCore = server.core
+            a = await connect(server, None)
+            burst = b"".join(struct.pack(">iii", 8, xid, HOLD) for xid in range(1, 10_001))
+            sent = 0
+            with trio.move_on_after(2):
+                while True:
+                    await a.stream.send_all(burst)
+                    sent += len(burst)
+            assert core.received[1] == 10
+            # What the server took off the socket and holds: at most one receive and one frame.
+            ready = server.clients._ready_sockets
+            assert ready is not None
+            (watched,) = ready._watched.values()
+            assert watched.parser.buffered <= RECEIVE_SIZE + server.config.jute_max_buffer
+            # The rest waits in the kernel's buffers, and then the client's send blocks.
+            assert sent < 64 * 1024 * 1024
             nursery.cancel_scope.cancel()
 
 
