@@ -209,7 +209,7 @@ async def test_max_cnxns_counts_every_address() -> None:
         async with trio.open_nursery() as nursery:
             server = await start(nursery, max_cnxns=2, max_client_cnxns=0)
             a = await connect(server, None)
-            await connect(server, None)
+            b = await connect(server, None)  # kept: a dropped Client's socket closes
             third = Client(await trio.open_tcp_stream("127.0.0.1", server.addresses[0][1]))
             await third.wait_closed()
             await a.stream.aclose()
@@ -217,6 +217,8 @@ async def test_max_cnxns_counts_every_address() -> None:
             fourth = await connect(server, None)
             await fourth.request(1, GET, b"in")
             assert (await fourth.reply()).xid == 1
+            await b.request(1, GET, b"still in")
+            assert (await b.reply()).xid == 1
             nursery.cancel_scope.cancel()
 
 
@@ -277,8 +279,7 @@ async def test_throttled_session_request_is_closed_without_an_answer(
                 connection_token_fill_time=1000,
                 connection_token_fill_count=1,
             )
-            await connect(server, listener)
-            await connect(server, listener)
+            admitted = [await connect(server, listener), await connect(server, listener)]
             refused = Client(await listener.connect())
             await refused.send_frame(encode(r.ConnectRequest(0, 0, 10000, 0, b"\0" * 16, False)))
             with pytest.raises(EOFError):
@@ -292,4 +293,5 @@ async def test_throttled_session_request_is_closed_without_an_answer(
             await c.request(1, GET, b"hi")
             assert (await c.reply()).xid == 1
             assert server.clients.throttle.refused == 1
+            assert len(admitted) == 2
             nursery.cancel_scope.cancel()
