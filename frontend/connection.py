@@ -214,13 +214,14 @@ class ClientConnection:
             return self._connect(frame)
         return self._request(frame)
 
-    def next_requests(self, out: list[Event]) -> None:
+    def next_requests(self, out: list[Event], most: int = 1 << 30) -> None:
         """Append the buffered complete request frames to ``out``, as :meth:`next_event` would.
 
         The bulk form of the hot path (an established session, frames of sane length);
-        it stops at anything else, which :meth:`next_event` then handles.  Under load a
-        receive holds dozens of requests, and one call for all of them saves most of the
-        per-request overhead.
+        it stops at anything else, which :meth:`next_event` then handles, and once ``out``
+        holds ``most`` events (the rest stay buffered: a caller that may not take more
+        requests yet).  Under load a receive holds dozens of requests, and one call for
+        all of them saves most of the per-request overhead.
         """
         if self.state is not State.SESSION:
             return
@@ -233,7 +234,8 @@ class ClientConnection:
         unpack_header = _HEADER.unpack_from
         append = out.append
         new = tuple.__new__  # RequestReceived(...) minus its Python-level __new__
-        while size - pos >= 4:
+        room = most - len(out)
+        while size - pos >= 4 and room > 0:
             (length,) = unpack_len(buf, pos)
             if length < header_size or length > limit or size - pos - 4 < length:
                 break
@@ -241,6 +243,7 @@ class ClientConnection:
             pos = start + length
             xid, opcode = unpack_header(buf, start)
             append(new(RequestReceived, (xid, opcode, bytes(buf[start + header_size : pos]))))
+            room -= 1
         self._pos = pos
 
     def _need_data(self, avail: int) -> _NeedData | ProtocolError:

@@ -81,6 +81,28 @@ class ServerConfig:
     client_port: int = 2181
     client_port_address: str = "127.0.0.1"
     max_client_cnxns: int = 60
+    # Connections over every address (ZooKeeper 3.6's maxCnxns); 0: no limit.
+    max_cnxns: int = 0
+    # Requests received and not yet answered, over every connection: past it, a connection
+    # with requests in flight is not read until one is answered (ZooKeeper's
+    # globalOutstandingLimit); 0: no limit.
+    global_outstanding_limit: int = 1000
+    # trizab only: requests in flight on one connection before it is no longer read; 0: no limit.
+    connection_outstanding_limit: int = 0
+    # trizab only: reply bytes queued for a connection that is not reading them before it is
+    # dropped.
+    connection_max_outbound_bytes: int = 32 * 1024 * 1024
+    # Connection-rate throttling (ZooKeeper 3.6's BlueThrottle token bucket): each session
+    # request takes a token, connectionTokenFillCount come back every connectionTokenFillTime ms
+    # up to connectionMaxTokens; a request that finds none is closed.  0 tokens: off.
+    connection_max_tokens: int = 0
+    connection_token_fill_time: int = 1
+    connection_token_fill_count: int = 1
+    # BlueThrottle's probabilistic dropping on top of the bucket; -1 ms: off (ZooKeeper's default).
+    connection_freeze_time: int = -1
+    connection_drop_increase: float = 0.02
+    connection_drop_decrease: float = 0.002
+    connection_decrease_ratio: float = 0.0
     # -1 means "derive from tickTime" (2x and 20x), as in ZooKeeper.
     min_session_timeout_raw: int = -1
     max_session_timeout_raw: int = -1
@@ -161,6 +183,16 @@ def _jute_int(raw: str) -> int:
     return value
 
 
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("expected a number from 0 to 1")
+    return value
+
+
 def _bool(raw: str) -> bool:
     value = raw.lower()
     if value in ("yes", "true", "on", "1"):
@@ -234,7 +266,12 @@ def _server_line(sid: int, raw: str) -> QuorumServer:
     )
 
 
-# key in zoo.cfg -> (attribute, parser)
+# key in zoo.cfg -> (attribute, parser).  A key ZooKeeper reads as a Java system property is
+# accepted under its zoo.cfg name, its property name, and the property name without "zookeeper.":
+# ZooKeeper's QuorumPeerConfig turns an unknown zoo.cfg key into the property "zookeeper.<key>",
+# which is how its documented connectionMaxTokens & co. actually take effect there
+# (connection_throttle_tokens=...; a zoo.cfg line connectionMaxTokens=... sets a property
+# BlueThrottle never reads).
 _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "tickTime": ("tick_time", _int(1)),
     "initLimit": ("init_limit", _int(1)),
@@ -244,6 +281,33 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "clientPort": ("client_port", _int(0, 65535)),
     "clientPortAddress": ("client_port_address", str),
     "maxClientCnxns": ("max_client_cnxns", _int(0)),
+    "maxCnxns": ("max_cnxns", _int(0)),
+    "zookeeper.maxCnxns": ("max_cnxns", _int(0)),
+    "globalOutstandingLimit": ("global_outstanding_limit", _int(0)),
+    "zookeeper.globalOutstandingLimit": ("global_outstanding_limit", _int(0)),
+    "connectionOutstandingLimit": ("connection_outstanding_limit", _int(0)),
+    "connectionMaxOutboundBytes": ("connection_max_outbound_bytes", _int(1)),
+    "connectionMaxTokens": ("connection_max_tokens", _int(0)),
+    "zookeeper.connection_throttle_tokens": ("connection_max_tokens", _int(0)),
+    "connection_throttle_tokens": ("connection_max_tokens", _int(0)),
+    "connectionTokenFillTime": ("connection_token_fill_time", _int(1)),
+    "zookeeper.connection_throttle_fill_time": ("connection_token_fill_time", _int(1)),
+    "connection_throttle_fill_time": ("connection_token_fill_time", _int(1)),
+    "connectionTokenFillCount": ("connection_token_fill_count", _int(1)),
+    "zookeeper.connection_throttle_fill_count": ("connection_token_fill_count", _int(1)),
+    "connection_throttle_fill_count": ("connection_token_fill_count", _int(1)),
+    "connectionFreezeTime": ("connection_freeze_time", _int(-1)),
+    "zookeeper.connection_throttle_freeze_time": ("connection_freeze_time", _int(-1)),
+    "connection_throttle_freeze_time": ("connection_freeze_time", _int(-1)),
+    "connectionDropIncrease": ("connection_drop_increase", _fraction),
+    "zookeeper.connection_throttle_drop_increase": ("connection_drop_increase", _fraction),
+    "connection_throttle_drop_increase": ("connection_drop_increase", _fraction),
+    "connectionDropDecrease": ("connection_drop_decrease", _fraction),
+    "zookeeper.connection_throttle_drop_decrease": ("connection_drop_decrease", _fraction),
+    "connection_throttle_drop_decrease": ("connection_drop_decrease", _fraction),
+    "connectionDecreaseRatio": ("connection_decrease_ratio", _fraction),
+    "zookeeper.connection_throttle_decrease_ratio": ("connection_decrease_ratio", _fraction),
+    "connection_throttle_decrease_ratio": ("connection_decrease_ratio", _fraction),
     "minSessionTimeout": ("min_session_timeout_raw", _int(-1)),
     "maxSessionTimeout": ("max_session_timeout_raw", _int(-1)),
     "snapCount": ("snap_count", _int(2)),
@@ -365,7 +429,6 @@ _IGNORED_KEYS = frozenset(
         "multiAddress.reachabilityCheckTimeoutMs",
         "observerMasterPort",
         "metricsProvider",
-        "globalOutstandingLimit",
         "preAllocSize",
         "maxResponseCacheSize",
         "learnerMasterConnectionLimit",
@@ -430,6 +493,11 @@ def _validate(config: ServerConfig, where: str, *, read_myid: bool) -> ServerCon
         raise ConfigError(
             f"{where}: minSessionTimeout={config.min_session_timeout} must not exceed "
             f"maxSessionTimeout={config.max_session_timeout}"
+        )
+    if config.connection_max_outbound_bytes < config.jute_max_buffer:
+        raise ConfigError(
+            f"{where}: connectionMaxOutboundBytes={config.connection_max_outbound_bytes} must be at "
+            f"least jute.maxbuffer={config.jute_max_buffer} (one reply may be that large)"
         )
     if config.data_log_dir is not None and config.data_dir is None:
         raise ConfigError(f"{where}: dataLogDir={config.data_log_dir} is set but dataDir is missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import trio
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from trizab.runtime.election import ElectionTransport
 from trizab.runtime.events import ElectionReceived, QuorumAccepted, QuorumLinkLost, QuorumReceived
 from trizab.runtime.launcher import free_ports
-from trizab.runtime.quorum import QuorumTransport, encode_packet, encode_simple, read_frame
+from trizab.runtime.quorum import QuorumTransport, encode_packet, encode_simple, packet_limit, read_frame
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import decode, encode
@@ -178,3 +179,36 @@ async def test_a_silent_link_is_closed_by_its_heartbeat() -> None:
 )
 def test_simple_packets_encode_as_the_codec_does(type_: int, z: int, data: bytes | None) -> None:
     assert encode_simple(type_, z, data) == encode_packet(r.QuorumPacket(type_, z, data, None))
+
+
+async def test_quorum_packets_are_bounded_by_jute_maxbuffer_except_snapshots() -> None:
+    # jute.maxbuffer = 4096: a packet's data may be 4096 + 4096 (ZooKeeper's extrasize) bytes.
+    limit = packet_limit(4096)
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _leader_transport(nursery, max_packet=limit)
+            # The first packet of a connection: even a claimed SNAP is refused past the limit,
+            # on its length prefix, before anything is buffered.
+            stranger = await trio.open_tcp_stream("127.0.0.1", port)
+            await stranger.send_all(struct.pack(">ii", limit + 1, int(T.SNAP)))
+            assert await stranger.receive_some(10) == b""
+            learner = await trio.open_tcp_stream("127.0.0.1", port)
+            await learner.send_all(_follower_info(2))
+            accepted = await inbox.receive()
+            assert isinstance(accepted, QuorumAccepted)
+            qt.register(accepted.link, 0)
+            # An ACKEPOCH carrying a follower's history (a snapshot) may be larger ...
+            big = encode_packet(r.QuorumPacket(int(T.ACKEPOCH), 5, b"\0" * (4 * limit), None))
+            fits = encode_packet(r.QuorumPacket(int(T.REQUEST), 0, b"r" * 8192, None))
+            await learner.send_all(big + fits)
+            got: list[int] = []
+            while len(got) < 2:
+                received = await inbox.receive()
+                assert isinstance(received, QuorumReceived)
+                got += [p.type for p in received.packets]
+            assert got == [T.ACKEPOCH, T.REQUEST]
+            # ... any other packet over the limit ends the link.
+            await learner.send_all(encode_packet(r.QuorumPacket(int(T.REQUEST), 0, b"r" * limit, None)))
+            assert isinstance(await inbox.receive(), QuorumLinkLost)
+            assert qt.take_lost() == [2]
+            nursery.cancel_scope.cancel()

@@ -205,3 +205,65 @@ def test_security_settings_that_ask_for_nothing_are_accepted(
 def test_a_bad_value_for_a_security_switch_is_a_bad_value() -> None:
     with pytest.raises(cfg.ConfigError, match="bad value sslQuorum=maybe: expected yes/no"):
         cfg.parse("sslQuorum=maybe\n")
+
+
+def test_limits_keys_with_zookeepers_names_and_defaults() -> None:
+    d = cfg.parse("", read_myid=False)
+    assert (d.max_client_cnxns, d.max_cnxns, d.global_outstanding_limit) == (60, 0, 1000)
+    assert (d.connection_outstanding_limit, d.connection_max_outbound_bytes) == (0, 32 * 1024 * 1024)
+    assert (d.connection_max_tokens, d.connection_token_fill_time, d.connection_token_fill_count) == (0, 1, 1)
+    assert (d.connection_freeze_time, d.connection_drop_increase, d.connection_drop_decrease) == (
+        -1,
+        0.02,
+        0.002,
+    )
+    c = cfg.parse(
+        "maxCnxns=500\nglobalOutstandingLimit=2000\nconnectionOutstandingLimit=100\n"
+        "connectionMaxOutboundBytes=4194304\nconnectionMaxTokens=50\nconnectionTokenFillTime=10\n"
+        "connectionTokenFillCount=5\nconnectionFreezeTime=100\nconnectionDropIncrease=0.1\n"
+        "connectionDropDecrease=0.01\nconnectionDecreaseRatio=0.5\n",
+        read_myid=False,
+    )
+    assert (c.max_cnxns, c.global_outstanding_limit, c.connection_outstanding_limit) == (500, 2000, 100)
+    assert c.connection_max_outbound_bytes == 4 * 1024 * 1024
+    assert (c.connection_max_tokens, c.connection_token_fill_time, c.connection_token_fill_count) == (
+        50,
+        10,
+        5,
+    )
+    assert (c.connection_freeze_time, c.connection_drop_increase) == (100, 0.1)
+    assert (c.connection_drop_decrease, c.connection_decrease_ratio) == (0.01, 0.5)
+    # The Java system property names work too, as they do in a ZooKeeper zoo.cfg.
+    z = cfg.parse(
+        "zookeeper.globalOutstandingLimit=7\nzookeeper.maxCnxns=9\nzookeeper.connection_throttle_tokens=3\n"
+        "zookeeper.connection_throttle_fill_time=4\nzookeeper.connection_throttle_fill_count=2\n",
+        read_myid=False,
+    )
+    assert (z.global_outstanding_limit, z.max_cnxns, z.connection_max_tokens) == (7, 9, 3)
+    assert (z.connection_token_fill_time, z.connection_token_fill_count) == (4, 2)
+    # ... and the spelling that works in a ZooKeeper 3.8 zoo.cfg (it prefixes "zookeeper.").
+    u = cfg.parse("connection_throttle_tokens=8\nconnection_throttle_fill_count=3\n", read_myid=False)
+    assert (u.connection_max_tokens, u.connection_token_fill_count) == (8, 3)
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("globalOutstandingLimit=-1", "bad value globalOutstandingLimit=-1: expected an integer >= 0"),
+        ("maxCnxns=many", "bad value maxCnxns=many: expected an integer"),
+        ("connectionOutstandingLimit=-5", "expected an integer >= 0"),
+        ("connectionMaxTokens=-1", "bad value connectionMaxTokens=-1: expected an integer >= 0"),
+        ("connectionTokenFillTime=0", "bad value connectionTokenFillTime=0: expected an integer >= 1"),
+        ("connectionTokenFillCount=0", "expected an integer >= 1"),
+        ("connectionFreezeTime=-2", "expected an integer >= -1"),
+        ("connectionDropIncrease=2", "bad value connectionDropIncrease=2: expected a number from 0 to 1"),
+        (
+            "connectionMaxOutboundBytes=1000",
+            "connectionMaxOutboundBytes=1000 must be at least jute.maxbuffer",
+        ),
+    ],
+)
+def test_bad_limits_are_one_line(line: str, fragment: str) -> None:
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.parse(line, read_myid=False)
+    assert fragment in str(err.value) and "\n" not in str(err.value)

@@ -23,7 +23,6 @@ import trio
 from trizab.plugins.storage.memory import MemoryStoragePlugin
 
 from trizab import config as cfg
-from trizab.runtime import connections
 from trizab.runtime import server as rt
 from trizab.server.api import Connected, Ready, Reply
 from trizab.testing.memnet import MemoryListener
@@ -316,11 +315,10 @@ async def test_core_close_flushes_first() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_slow_reader_is_dropped_without_stalling_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(connections, "MAX_OUTBOUND_BYTES", 4 * 1024 * 1024)
+async def test_slow_reader_is_dropped_without_stalling_others() -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            server = await start(nursery)
+            server = await start(nursery, connection_max_outbound_bytes=4 * 1024 * 1024)
             slow = await Client.connect(port_of(server))
             fast = await Client.connect(port_of(server))
             # 200 x 500 kB replies that the slow client never reads.

@@ -20,6 +20,19 @@ Theory of operation
 * **Back-pressure**: while the commit path's :class:`Gate` is shut (the disk is
   far behind), readers stop feeding the core, so the clients' TCP windows fill
   up instead of our memory.
+* **Limits** (each a zoo.cfg key): ``maxClientCnxns`` per address and ``maxCnxns``
+  in all refuse a connection at accept; ``connectionMaxTokens`` (a
+  :class:`~trizab.runtime.limits.ConnectionThrottle`) closes a session request
+  that finds no token.  Requests in flight are capped per connection
+  (``connectionOutstandingLimit``) and in all (``globalOutstandingLimit``, as
+  ZooKeeper's ``shouldThrottle``: past it, a connection with a request in flight
+  takes no more, one with none may send one).  A connection out of room is not
+  read (its descriptor is watched for a hang-up only, ``interest_ops`` 0 in
+  ``cons``): what it already sent stays in its parser, at most one receive plus
+  one frame, and its TCP window fills.  When an answer goes to it (``Connections.on_answer``)
+  the resumer task hands on what its parser holds and, if there is room left,
+  reads it again.  A parser never yields more requests than the room
+  (:func:`_take_events`), so the caps hold exactly.
 """
 
 from __future__ import annotations
@@ -36,9 +49,16 @@ import attrs
 import trio
 
 from trizab import config as cfg
-from trizab.frontend.connection import NEED_DATA, ClientConnection, FourLetterWord, ProtocolError
+from trizab.frontend.connection import (
+    NEED_DATA,
+    ClientConnection,
+    ConnectReceived,
+    FourLetterWord,
+    ProtocolError,
+)
 from trizab.runtime.connections import CLOSE, Connection, Connections
 from trizab.runtime.disk import StartupError
+from trizab.runtime.limits import ConnectionThrottle
 from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
 
 __all__ = ["ClientPort", "Gate", "RequestSink"]
@@ -91,19 +111,24 @@ class _Watched:
     reason: str = "closed"
 
 
-def _take_events(parser: ClientConnection, data: bytes | memoryview) -> tuple[list[Any], Any]:
-    """Feed ``data``: the complete requests, and the ProtocolError or FourLetterWord that
-    ends the connection (None if nothing does)."""
-    parser.receive_data(data)
+def _take_events(
+    parser: ClientConnection, data: bytes | memoryview | None, room: int
+) -> tuple[list[Any], Any]:
+    """Feed ``data`` (None: nothing new): up to ``room`` complete requests, and the
+    ProtocolError or FourLetterWord that ends the connection (None if nothing does).
+    With ``room`` events taken, more may stay buffered in the parser."""
+    if data is not None:
+        parser.receive_data(data)
     events: list[Any] = []
-    parser.next_requests(events)
-    while True:
+    parser.next_requests(events, room)
+    while len(events) < room:
         ev = parser.next_event()
         if ev is NEED_DATA:
             return events, None
         if isinstance(ev, (ProtocolError, FourLetterWord)):
             return events, ev
         events.append(ev)
+    return events, None
 
 
 class ClientPort:
@@ -117,6 +142,16 @@ class ClientPort:
         self.addresses: list[tuple[str, int]] = []
         self._ids = itertools.count(1)
         self._ready_sockets: ReadySockets[_Watched] | None = None
+        self.throttle = ConnectionThrottle(config)
+        self._throttle_logged = -math.inf
+        self._per_connection = config.connection_outstanding_limit or RECEIVE_SIZE
+        self._global = config.global_outstanding_limit
+        # Connections not read for want of room: a socket's _Watched, or the Event its own
+        # reader task waits on.  The resumer looks at those that got an answer.
+        self._paused: dict[Connection, _Watched | trio.Event] = {}
+        self._answered: list[Connection] = []
+        self._resume = trio.Event()
+        connections.on_answer = self._on_answer
 
     async def bind(self) -> list[trio.abc.Listener[Any]]:
         """Open the TCP listeners of the configured client port (StartupError if taken)."""
@@ -141,6 +176,7 @@ class ClientPort:
             if ready is not None:
                 self._ready_sockets = ready
                 nursery.start_soon(self._socket_reader, ready)
+            nursery.start_soon(self._resumer)
             await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
             task_status.started()
 
@@ -157,6 +193,11 @@ class ClientPort:
         limit = self.config.max_client_cnxns
         if limit and self.connections.per_host[host] >= limit:
             log.warning("too many connections from %s (max %d); closing", host, limit)
+            await trio.aclose_forcefully(stream)
+            return
+        total = self.config.max_cnxns
+        if total and len(self.connections.by_id) >= total:
+            log.warning("too many connections (maxCnxns %d); closing the one from %s", total, host)
             await trio.aclose_forcefully(stream)
             return
         fd = -1
@@ -182,6 +223,7 @@ class ClientPort:
                         await trio.sleep(FOUR_LETTER_WORD_TIMEOUT_S)
                     nursery.cancel_scope.cancel()
         finally:
+            self._paused.pop(c, None)
             c.fd = -1  # no direct writes once the descriptor may be closed (and reused)
             self.connections.ended(c)
             with contextlib.suppress(Exception):
@@ -191,27 +233,37 @@ class ClientPort:
     async def _reader(self, stream: trio.abc.Stream, c: Connection) -> str:
         """Read one connection (one not in the socket reader's set) until it ends; why it did."""
         parser = ClientConnection(max_buffer=self.config.jute_max_buffer)
+        held = False  # the parser may hold requests there was no room for
         while True:
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return "connection reset"
-            events, end = _take_events(parser, data)
-            reason = await self._received(c, events, end, data)
+            room = self._room(c)
+            if room <= 0:
+                await self._wait_for_room(c)
+                continue
+            data: bytes | None = None
+            if not held:
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return "connection reset"
+            events, end = _take_events(parser, data, room)
+            held = len(events) >= room
+            reason = await self._received(c, events, end, eof=data is not None and not data)
             if reason is not None:
                 return reason
 
-    async def _received(
-        self, c: Connection, events: list[Any], end: Any, data: bytes | memoryview
-    ) -> str | None:
+    async def _received(self, c: Connection, events: list[Any], end: Any, *, eof: bool) -> str | None:
         """Deliver what one receive brought; why reading must stop (None: go on)."""
         sink = self.sink
         assert sink is not None
         if events:
+            if events[0].__class__ is ConnectReceived and not self._admit(c):
+                return "connection throttled"
             if not self.gate.is_open:
                 await self.gate.wait()
             if not c.closing:
+                before = len(c.pending)
                 sink.feed(c, events)
+                self.connections.fed(c, before)
             sink.handed_on()
         if isinstance(end, ProtocolError):
             if end.tls_handshake:
@@ -227,7 +279,95 @@ class ClientPort:
             if not c.closing:
                 sink.four_letter_word(c, end.word, end.argument)
             return "4lw"
-        return None if data else "eof"
+        return "eof" if eof else None
+
+    def _admit(self, c: Connection) -> bool:
+        """A session request: whether the connection throttle has a token for it."""
+        if self.throttle.admit():
+            return True
+        now = trio.current_time()
+        if now - self._throttle_logged >= 1.0:
+            self._throttle_logged = now
+            log.warning(
+                "connection throttled (connectionMaxTokens %d): closing %s; %d refused so far",
+                self.throttle.max_tokens,
+                c.remote,
+                self.throttle.refused,
+            )
+        return False
+
+    # -- requests in flight ---------------------------------------------------------
+
+    def _room(self, c: Connection) -> int:
+        """How many more requests ``c`` may send now (ZooKeeper's shouldThrottle, and per connection)."""
+        room = self._per_connection - c.in_flight
+        limit = self._global
+        if limit:
+            total = self.connections.outstanding
+            if total >= limit:
+                return 0 if c.in_flight else min(room, 1)
+            room = min(room, limit - total)
+        return room
+
+    def _pause(self, c: Connection, item: _Watched | trio.Event) -> None:
+        """Stop reading ``c`` until an answer to it leaves room (see the module docstring)."""
+        self._paused[c] = item
+        c.interest_ops = 0
+        if isinstance(item, _Watched) and self._ready_sockets is not None:
+            self._ready_sockets.pause(c.fd, item)
+        if self._room(c) > 0:  # answered meanwhile (reads are answered in the same batch)
+            self._on_answer(c)
+
+    def _on_answer(self, c: Connection) -> None:
+        """An answer went to a connection we stopped reading (called by Connections)."""
+        if c in self._paused:
+            self._answered.append(c)
+            self._resume.set()
+
+    async def _wait_for_room(self, c: Connection) -> None:
+        """A connection with its own reader task: wait until the resumer lets it read."""
+        event = trio.Event()
+        self._pause(c, event)
+        try:
+            await event.wait()
+        finally:
+            if self._paused.get(c) is event:
+                del self._paused[c]
+            c.interest_ops = 1
+
+    async def _resumer(self) -> None:
+        """Read again the paused connections that answers gave room to."""
+        while True:
+            await self._resume.wait()
+            self._resume = trio.Event()
+            answered, self._answered = self._answered, []
+            for c in answered:
+                item = self._paused.get(c)
+                if item is None or self._room(c) <= 0:
+                    continue
+                if isinstance(item, trio.Event):
+                    del self._paused[c]
+                    item.set()
+                else:
+                    await self._resume_socket(c, item)
+
+    async def _resume_socket(self, c: Connection, w: _Watched) -> None:
+        """Hand on what the parser of a paused socket holds; watch it again if room is left."""
+        ready = self._ready_sockets
+        fd = c.fd
+        if ready is None or not ready.holds(fd, w):
+            self._paused.pop(c, None)
+            return
+        room = self._room(c)
+        events, end = _take_events(w.parser, None, room)
+        reason = await self._received(c, events, end, eof=False)
+        if reason is not None:
+            self._paused.pop(c, None)
+            self._stop_reading(fd, w, reason)
+        elif len(events) < room and self._paused.get(c) is w and ready.holds(fd, w):
+            del self._paused[c]
+            c.interest_ops = 1
+            ready.resume(fd, w)
 
     async def _read_via_socket_reader(self, ready: ReadySockets[_Watched], c: Connection) -> str:
         """Have the socket reader read ``c`` until it ends; why it did."""
@@ -258,6 +398,9 @@ class ClientPort:
         received = memoryview(buffer)
         iov = [buffer]
         gate = self.gate
+        connections = self.connections
+        room_for = self._room
+        throttling = self.throttle.enabled
         try:
             while True:
                 batch = await ready.wait()
@@ -270,6 +413,15 @@ class ClientPort:
                         # Unwatched since wait() returned (the slow path below awaits, and a
                         # handler may end meanwhile): its number may belong to a new socket now.
                         continue
+                    if not c.interest_ops:
+                        # Paused, so reported only for a hang-up: what it sent is not answerable.
+                        self._paused.pop(c, None)
+                        self._stop_reading(fd, w, "closed by the client while not read")
+                        continue
+                    room = room_for(c)
+                    if room <= 0:
+                        self._pause(c, w)
+                        continue
                     try:
                         data = received[: readv(fd, iov)]
                     except BlockingIOError:
@@ -277,18 +429,28 @@ class ClientPort:
                     except OSError:
                         self._stop_reading(fd, w, "connection reset")
                         continue
-                    events, end = _take_events(w.parser, data)
-                    if end is None and data:
+                    events, end = _take_events(w.parser, data, room)
+                    if (
+                        end is None
+                        and data
+                        and not (throttling and events and events[0].__class__ is ConnectReceived)
+                    ):
                         if events and not c.closing:
+                            before = len(c.pending)
                             sink.feed(c, events)
+                            connections.fed(c, before)
                             fed = True
+                            if len(events) >= room:
+                                self._pause(c, w)
                         continue
                     if fed:
                         fed = False
                         sink.handed_on()
-                    reason = await self._received(c, events, end, data)
+                    reason = await self._received(c, events, end, eof=not data)
                     if reason is not None:
                         self._stop_reading(fd, w, reason)
+                    elif len(events) >= room and ready.holds(fd, w):
+                        self._pause(c, w)
                 if fed:
                     sink.handed_on()
         finally:

@@ -10,7 +10,14 @@ connection's buffer (the frontend's :func:`encode_output`), and
 done, so a burst of pipelined requests costs one ``send``: written directly
 when the connection's writer task is idle, else queued to it.  The queue is
 bounded in bytes, not messages: a client that stops reading is dropped once its
-backlog passes ``MAX_OUTBOUND_BYTES`` and never slows anybody else down.
+backlog passes ``connectionMaxOutboundBytes`` (default ``MAX_OUTBOUND_BYTES``) and
+never slows anybody else down.
+
+Requests in flight (received, not yet answered) are counted here, per connection
+(``Connection.pending``) and over all of them (:attr:`Connections.outstanding`),
+for the client port's ``globalOutstandingLimit``: when an answer goes to a
+connection the client port stopped reading (``interest_ops`` 0), it is told
+(``on_answer``) so that it can read that connection again.
 
 A connection that ends (its handler returned, or we dropped it) is put on
 :attr:`Connections.lost` for the core task, which tells the core
@@ -73,17 +80,28 @@ class Connection:
     pending: collections.deque[tuple[int, int, int]] = attrs.Factory(collections.deque)
     # The socket's descriptor for direct writes (-1: not a socket, or closed).
     fd: int = -1
+    # Of ``pending``, the requests counted in Connections.outstanding.
+    in_flight: int = 0
 
 
 class Connections:
     """Every registered client connection (see the module docstring)."""
 
     def __init__(
-        self, stats: fourletter.ServerStats, now_ms: Callable[[], int], wake: Callable[[], None]
+        self,
+        stats: fourletter.ServerStats,
+        now_ms: Callable[[], int],
+        wake: Callable[[], None],
+        *,
+        max_outbound_bytes: int = MAX_OUTBOUND_BYTES,
     ) -> None:
         self.by_id: dict[int, Connection] = {}
         self.per_host: collections.Counter[str] = collections.Counter()
         self.lost: list[int] = []  # ended connections the core has not heard about yet
+        self.max_outbound_bytes = max_outbound_bytes
+        self.outstanding = 0  # requests in flight over every registered connection
+        # The client port's: an answer went to a connection it stopped reading.
+        self.on_answer: Callable[[Connection], None] = lambda c: None
         self._stats = stats
         self._now_ms = now_ms
         self._wake = wake  # tells the core task that ``lost`` grew
@@ -96,6 +114,8 @@ class Connections:
     def forget(self, conn_id: int) -> None:
         c = self.by_id.pop(conn_id, None)
         if c is not None:
+            self.outstanding -= c.in_flight
+            c.in_flight = 0
             self.per_host[c.host] -= 1
             if self.per_host[c.host] <= 0:
                 del self.per_host[c.host]
@@ -117,6 +137,16 @@ class Connections:
         self.forget(c.conn_id)
         self.lost.append(c.conn_id)
         self._wake()
+
+    def fed(self, c: Connection, before: int) -> None:
+        """The core was fed requests for ``c``, which had ``before`` pending: count them in flight.
+
+        A connection dropped meanwhile (the core failed on its request) is not counted again.
+        """
+        if c.conn_id in self.by_id:
+            n = len(c.pending) - before
+            c.in_flight += n
+            self.outstanding += n
 
     # -- replies ----------------------------------------------------------------------
 
@@ -151,6 +181,9 @@ class Connections:
         rxid = header.xid
         while pending:
             xid, opcode, started = pending.popleft()
+            if c.in_flight:
+                c.in_flight -= 1
+                self.outstanding -= 1
             if xid == rxid:
                 latency = max(0, now - started)
                 c.last_op = opcode
@@ -165,6 +198,8 @@ class Connections:
                 break
         c.last_zxid = header.zxid
         c.last_response_ms = now
+        if not c.interest_ops:
+            self.on_answer(c)
 
     def flush(self) -> None:
         """Send every buffer filled since the last flush, one chunk per connection."""
@@ -191,7 +226,7 @@ class Connections:
 
     def _enqueue(self, c: Connection, chunk: bytes) -> None:
         c.queued_bytes += len(chunk)
-        if c.queued_bytes > MAX_OUTBOUND_BYTES:
+        if c.queued_bytes > self.max_outbound_bytes:
             log.warning(
                 "closing connection %s: client is not reading (%d bytes queued)", c.remote, c.queued_bytes
             )

@@ -17,7 +17,7 @@ owned by the transport's nursery) with three tasks:
 * the **heartbeat** ends a link on which nothing arrived for that limit (a peer
   that is stopped, not dead, keeps its TCP connection open);
 * the **receiver** reads 4-byte-length-framed :class:`QuorumPacket` records (one
-  Jute codec, ``jute.maxbuffer``-style limit) and posts them to the member's
+  Jute codec) and posts them to the member's
   inbox tagged with the link, every packet one read completed as one message
   (:class:`~trizab.runtime.events.QuorumReceived`), so the task that owns the ZAB peer can discard
   anything that arrives from a connection it has already replaced or closed.
@@ -28,6 +28,15 @@ created, registered and forgotten only by the member's peer-owning task
 tasks only report (``link_lost``).  A learner's link is opened by the first
 message addressed to its leader (FOLLOWERINFO); the leader only accepts links,
 identified by that first FOLLOWERINFO/OBSERVERINFO packet's ``LearnerInfo``.
+
+Packet size: a packet may be ``jute.maxbuffer`` plus ZooKeeper's
+``jute.maxbuffer.extrasize`` (by default ``jute.maxbuffer`` again) plus its header,
+as ``BinaryInputArchive`` bounds a QuorumPacket's data in ZooKeeper
+(:func:`packet_limit`); a longer one ends the link before it is buffered.  Only
+the two packets that carry a whole snapshot are allowed up to ``MAX_FRAME``:
+SNAP (ZooKeeper streams the snapshot after the packet instead, unbounded) and
+ACKEPOCH with a follower's history (a trizab extension), and never as the
+first packet of an accepted connection, which must be a small FOLLOWERINFO.
 
 Back-pressure: a link's queue is bounded (``MAX_QUEUED`` chunks).  A learner that
 cannot keep up fills it; the leader then drops that link and tells the ZAB core
@@ -59,7 +68,7 @@ from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
 from trizab.zab.messages import QuorumMessage, to_packet
 
-__all__ = ["MAX_QUEUED", "Link", "QuorumTransport", "encode_simple", "read_frame"]
+__all__ = ["MAX_QUEUED", "Link", "QuorumTransport", "encode_simple", "packet_limit", "read_frame"]
 
 log = logging.getLogger("trizab.quorum")
 
@@ -69,35 +78,58 @@ _LEN = struct.Struct(">i")
 _ids = itertools.count(1)
 
 
+# The packets that may carry a whole snapshot (see the module docstring).
+_SNAPSHOT_TYPES = frozenset({int(T.SNAP), int(T.ACKEPOCH)})
+
+
 class FrameError(Exception):
     pass
 
 
-async def read_frame(stream: trio.abc.ReceiveStream, buf: bytearray, limit: int = MAX_FRAME) -> bytes | None:
+def packet_limit(jute_max_buffer: int) -> int:
+    """The largest QuorumPacket frame: data up to jute.maxbuffer + its extra size, and the header."""
+    return jute_max_buffer + max(jute_max_buffer, 1024) + 1024
+
+
+def _length(buf: bytearray, limit: int, small: int | None) -> int | None:
+    """The length of the frame starting ``buf``, checked; None until enough bytes tell.
+
+    ``small``: frames above it are allowed (up to ``limit``) only for snapshot packets.
+    """
+    if len(buf) < 4:
+        return None
+    (n,) = _LEN.unpack_from(buf)
+    if n < 0 or n > limit:
+        raise FrameError(f"bad frame length {n} (limit {limit})")
+    if small is not None and n > small:
+        if len(buf) < 8:
+            return None
+        (type_,) = _LEN.unpack_from(buf, 4)
+        if type_ not in _SNAPSHOT_TYPES:
+            raise FrameError(f"packet of type {type_} and {n} bytes is over {small} (jute.maxbuffer)")
+    return n
+
+
+async def read_frame(
+    stream: trio.abc.ReceiveStream, buf: bytearray, limit: int = MAX_FRAME, small: int | None = None
+) -> bytes | None:
     """One length-prefixed frame from ``stream`` (``buf`` keeps leftovers); None at EOF."""
     while True:
-        if len(buf) >= 4:
-            (n,) = _LEN.unpack_from(buf)
-            if n < 0 or n > limit:
-                raise FrameError(f"bad frame length {n}")
-            if len(buf) >= 4 + n:
-                frame = bytes(buf[4 : 4 + n])
-                del buf[: 4 + n]
-                return frame
+        n = _length(buf, limit, small)
+        if n is not None and len(buf) >= 4 + n:
+            frame = bytes(buf[4 : 4 + n])
+            del buf[: 4 + n]
+            return frame
         data = await stream.receive_some(1 << 20)
         if not data:
             return None
         buf += data
 
 
-def _frame_nowait(buf: bytearray, limit: int = MAX_FRAME) -> bytes | None:
+def _frame_nowait(buf: bytearray, limit: int = MAX_FRAME, small: int | None = None) -> bytes | None:
     """The next complete frame already in ``buf``, or None (no I/O)."""
-    if len(buf) < 4:
-        return None
-    (n,) = _LEN.unpack_from(buf)
-    if n < 0 or n > limit:
-        raise FrameError(f"bad frame length {n}")
-    if len(buf) < 4 + n:
+    n = _length(buf, limit, small)
+    if n is None or len(buf) < 4 + n:
         return None
     data = bytes(buf[4 : 4 + n])
     del buf[: 4 + n]
@@ -162,8 +194,10 @@ class QuorumTransport:
         heartbeat_s: float = 10.0,
         connect_retry_s: float = 0.05,
         max_queued: int = MAX_QUEUED,
+        max_packet: int = packet_limit(0xFFFFF),
     ) -> None:
         self.max_queued = max_queued
+        self.max_packet = max_packet  # see packet_limit
         self.my_id = my_id
         self.addresses = addresses
         self._post = post  # async: await post(msg) delivers to the inbox (back-pressure)
@@ -193,7 +227,7 @@ class QuorumTransport:
         buf = bytearray()
         try:
             with trio.fail_after(self.heartbeat_s):
-                data = await read_frame(stream, buf)
+                data = await read_frame(stream, buf, self.max_packet)
             if data is None:
                 return
             pkt = decode(r.QuorumPacket, data)
@@ -285,9 +319,10 @@ class QuorumTransport:
         At high load a read brings many PROPOSALs/ACKs/COMMITs; one inbox message (one
         checkpoint, one wake-up of the peer task) per read instead of per packet.
         """
+        small = self.max_packet
         while True:
             try:
-                data = await read_frame(stream, buf)
+                data = await read_frame(stream, buf, MAX_FRAME, small)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if data is None:
@@ -302,7 +337,7 @@ class QuorumTransport:
                     log.warning("malformed quorum packet from %d: %s", link.sid, e)
                     malformed = True
                     break
-                data = _frame_nowait(buf)
+                data = _frame_nowait(buf, MAX_FRAME, small)
             if pkts:
                 await self._post(QuorumReceived(link, pkts))
             if malformed:

@@ -32,6 +32,7 @@ class ReadySockets(Generic[T]):
     def __init__(self, epoll: select.epoll) -> None:
         self._epoll = epoll
         self._watched: dict[int, T] = {}
+        self._paused: set[int] = set()  # watched for a hang-up only, for now
 
     def watch(self, fd: int, item: T) -> None:
         """Report ``fd`` (with ``item``) whenever it has input, until :meth:`unwatch`."""
@@ -45,10 +46,26 @@ class ReadySockets(Generic[T]):
         """
         if self._watched.get(fd) is item:
             del self._watched[fd]
+            self._paused.discard(fd)
             try:
                 self._epoll.unregister(fd)
             except (OSError, ValueError):  # already closed; the kernel dropped it
                 pass
+
+    def pause(self, fd: int, item: T) -> None:
+        """Until :meth:`resume`, report ``fd`` only when the remote hangs up, not for input.
+
+        Back-pressure: unread input stays in the kernel and fills the remote's TCP window.
+        """
+        if self._watched.get(fd) is item and fd not in self._paused:
+            self._paused.add(fd)
+            self._epoll.modify(fd, select.EPOLLRDHUP)
+
+    def resume(self, fd: int, item: T) -> None:
+        """Report ``fd``'s input again (unread data included: the set is level-triggered)."""
+        if self._watched.get(fd) is item and fd in self._paused:
+            self._paused.discard(fd)
+            self._epoll.modify(fd, select.EPOLLIN)
 
     def holds(self, fd: int, item: T) -> bool:
         """Whether ``fd`` is still watched for ``item`` (not unwatched, not reused since)."""
@@ -78,6 +95,7 @@ class ReadySockets(Generic[T]):
 
     def close(self) -> None:
         self._watched.clear()
+        self._paused.clear()
         self._epoll.close()
 
 

@@ -138,7 +138,9 @@ class Server:
         self._on_tree_settled = on_tree_settled
         self.core_task: CoreTask | None = None
         stats = ServerStats()
-        self.connections = Connections(stats, self.clock.now_ms, self._wake_core)
+        self.connections = Connections(
+            stats, self.clock.now_ms, self._wake_core, max_outbound_bytes=config.connection_max_outbound_bytes
+        )
         self.admin = Admin(config, self.clock, self.connections, stats, self.disk)
         self.gate = Gate()
         self.clients = ClientPort(config, self.connections, self.gate)

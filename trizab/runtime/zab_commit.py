@@ -59,7 +59,7 @@ from trizab.runtime.events import (
     QuorumLinkLost,
     QuorumReceived,
 )
-from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple
+from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple, packet_limit
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.zab_sessions import ZabSessions
 from trizab.runtime.zab_storage import ZabStorage
@@ -205,6 +205,7 @@ class ZabCommit:
             core_task.post,
             core_task.wake,
             heartbeat_s=max(1.0, config.sync_limit * config.tick_time / 1000.0),
+            max_packet=packet_limit(config.jute_max_buffer),
         )
         self.election = ElectionTransport(
             self.my_id, {s.sid: (s.host, s.election_port) for s in servers.values()}, core_task.post
