@@ -61,8 +61,18 @@ def _port(raw: str) -> int:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trizab")
+    except PackageNotFoundError:  # a checkout that is not installed
+        return "0.0.0"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trizab", description="A ZooKeeper-compatible coordination service on Trio.")
+    parser.add_argument("--version", action="version", version=f"trizab {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="run a server")
     serve.add_argument("--config", type=Path, help="a ZooKeeper zoo.cfg")

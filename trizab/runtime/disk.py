@@ -38,7 +38,7 @@ from trizab.runtime.datadir import DataDirError, DirectoryLock, claim, config_di
 from trizab.storage import Recovered, Storage, StorageFull
 from trizab.txn import Txn
 
-__all__ = ["Disk", "DiskFailed", "StartupError", "is_full", "open_storage"]
+__all__ = ["Disk", "DiskFailed", "StartupError", "is_full", "open_storage", "storage_name"]
 
 log = logging.getLogger("trizab.disk")
 
@@ -67,15 +67,21 @@ def is_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def open_storage(config: cfg.ServerConfig) -> Storage:
+def storage_name(config: cfg.ServerConfig) -> str:
     """The storage engine ``config`` names; default txnlog (with a dataDir) or memory."""
     from trizab import plugin
 
-    name = config.storage_name
-    if name is None:
-        installed = {p.name for p in plugin.available("trizab.storage") if p.error is None}
-        name = "txnlog" if config.data_dir is not None and "txnlog" in installed else "memory"
-    return plugin.load_storage(config.evolve(storage_name=name))
+    if config.storage_name is not None:
+        return config.storage_name
+    installed = {p.name for p in plugin.available("trizab.storage") if p.error is None}
+    return "txnlog" if config.data_dir is not None and "txnlog" in installed else "memory"
+
+
+def open_storage(config: cfg.ServerConfig) -> Storage:
+    """The storage engine ``config`` names (see :func:`storage_name`), loaded."""
+    from trizab import plugin
+
+    return plugin.load_storage(config.evolve(storage_name=storage_name(config)))
 
 
 class Disk:

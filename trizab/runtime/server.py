@@ -61,7 +61,7 @@ from trizab.runtime.clients import ClientPort, Gate
 from trizab.runtime.clock import Clock
 from trizab.runtime.connections import Connections
 from trizab.runtime.core_task import CoreTask
-from trizab.runtime.disk import Disk, StartupError, open_storage
+from trizab.runtime.disk import Disk, StartupError, open_storage, storage_name
 from trizab.runtime.events import ConnectionsLost, Tick
 from trizab.runtime.local_commit import LocalCommit
 from trizab.runtime.snapshots import Snapshotter
@@ -134,6 +134,8 @@ class Server:
                 + ", ".join(map(str, sorted(config.servers)))
             )
         self.disk = Disk(storage if storage is not None else open_storage(config), config, self.clock)
+        # The engine's plugin name for the logs (an engine passed in: its class).
+        self.engine_name = storage_name(config) if storage is None else type(storage).__name__
         self._core_factory = core_factory or _default_core
         self._on_tree_settled = on_tree_settled
         self.core_task: CoreTask | None = None
@@ -250,12 +252,23 @@ class Server:
         return self.core_task
 
     def _log_started(self) -> None:
+        config = self.config
+        engine = self.engine_name
+        where = (
+            f"dataDir {config.data_dir}, dataLogDir {config.data_log_dir or config.data_dir}"
+            if config.data_dir is not None
+            else "no dataDir"
+        )
         clients = ", ".join(f"{h}:{p}" for h, p in self.addresses)
         if self.zab is not None:
             log.info(
-                "member %d serving clients on %s, quorum %s, election %s; voters %s observers %s",
-                self.config.server_id,
+                "trizab %s member %d serving clients on %s (storage %s, %s); quorum %s, election %s; "
+                "voters %s observers %s",
+                trizab_version(),
+                config.server_id,
                 clients,
+                engine,
+                where,
                 self.zab.quorum.listen_address,
                 self.zab.election.listen_address,
                 sorted(self.zab.peer.voters),
@@ -263,10 +276,11 @@ class Server:
             )
         else:
             log.info(
-                "serving ZooKeeper clients on %s (storage %s, dataDir %s)",
+                "trizab %s standalone serving ZooKeeper clients on %s (storage %s, %s)",
+                trizab_version(),
                 clients,
-                type(self.storage).__name__,
-                self.config.data_dir,
+                engine,
+                where,
             )
 
     async def _ticker(self, core_task: CoreTask) -> None:

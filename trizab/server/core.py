@@ -631,6 +631,7 @@ class ServerCore:
             if t == _CREATE_SESSION:
                 if header.client_id not in self.tracker.sessions:
                     self.tracker.add(header.client_id, txn.body.time_out, now_ms)
+                self._log_session_opened(header.client_id, txn.body.time_out)
             # The oldest pending entry for this (session, cxid), if any: see _add_pending.
             key = (header.client_id, header.cxid)
             q = pending.get(key)
@@ -715,7 +716,16 @@ class ServerCore:
         if self.zxid_source is None:
             self._hzxid = self.last_zxid
 
+    def _log_session_opened(self, sid: int, timeout: int) -> None:
+        conn = self.session_conn.get(sid)
+        where = conn.client_addr if conn is not None else "a client of another server"
+        log.info("session 0x%x established for %s, timeout %d ms", sid, where, timeout)
+
     def _session_closed(self, sid: int, entry: PendingRequest | None) -> None:
+        if entry is not None and entry.conn is not None:
+            log.info("session 0x%x closed by its client %s", sid, entry.conn.client_addr)
+        else:
+            log.info("session 0x%x closed", sid)
         self.tracker.remove(sid)
         self.tree.remove_watcher(sid)
         self._queued_events.pop(sid, None)
@@ -1020,7 +1030,9 @@ class ServerCore:
         """Expire sessions (closeSession txns) and reap containers and TTL nodes."""
         self.now_ms = now_ms
         for sid in self.tracker.expired(now_ms):
-            log.info("expiring session 0x%x", sid)
+            session = self.tracker.sessions.get(sid)
+            timeout = session.timeout if session is not None else 0
+            log.info("expiring session 0x%x, timeout of %d ms exceeded", sid, timeout)
             zxid = self.next_zxid()
             txn_type, body = self.prep.close_session(sid, zxid)
             self._log(sid, 0, txn_type, body, None, now_ms, zxid)
