@@ -201,6 +201,8 @@ class Server:
                 commit_path = self.local = LocalCommit(self.disk, self.clock, self.gate)
                 self.local.core_task = core_task
             core_task.commit = commit_path
+            if recovered.snapshot is None and self.disk.durable:
+                await self._initial_snapshot(core_task, recovered)
             core_task.handle_ready()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(core_task.run)
@@ -221,6 +223,18 @@ class Server:
                     await self.local.close()
                 else:
                     await self.disk.close()
+
+    async def _initial_snapshot(self, core_task: CoreTask, recovered: Recovered) -> None:
+        """A data directory without a snapshot gets one, as ZooKeeper's does at start-up.
+
+        Apache ZooKeeper refuses a log without a snapshot ("No snapshot found, but there are
+        log entries"), so this is what lets it open a directory trizab wrote (rolling back).
+        A member's tree holds only the snapshot's state until its leader confirms the log.
+        """
+        zxid = recovered.last_zxid if not self.replicated else recovered.snapshot_zxid
+        data = core_task.core.snapshot()
+        await self.disk.blocking(self.storage.save_snapshot, zxid, data)
+        log.info("initial snapshot at 0x%x written", zxid)
 
     def _recover(self, recovered: Recovered) -> CoreTask:
         """Build the core from what the storage recovered, and the core task around it."""
