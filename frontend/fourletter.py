@@ -161,7 +161,7 @@ class Snapshot:
     ephemerals_by_session: Mapping[int, Sequence[str]]
     watches_by_session: Mapping[int, Sequence[str]]
     watches_by_path: Mapping[str, Sequence[int]]
-    conf: Sequence[tuple[str, str]]  # `conf` lines, in order
+    conf: Sequence[tuple[str, str | None]]  # `conf` lines, in order (None: the key alone)
     environment: Sequence[tuple[str, str]]  # `envi` lines after zookeeper.version
     data_dir_size: int = 0
     log_dir_size: int = 0
@@ -170,6 +170,9 @@ class Snapshot:
     max_file_descriptors: int | None = None
     # trizab's own: the last write found the disk full (writes refused until space returns).
     disk_full: bool = False
+    # A member's: mntr's ensemble keys, in ZooKeeper's order (quorum_size on every member,
+    # the leader's learner counts on the leader), without the zk_ prefix.
+    ensemble_metrics: Sequence[tuple[str, int]] = ()
     # Hooks for the words that change state (srst, crst); None = no-op.
     reset_connection_stats: Callable[[], None] | None = None
 
@@ -222,7 +225,7 @@ def _envi(s: Snapshot) -> str:
 
 
 def _conf(s: Snapshot) -> str:
-    return "".join(f"{k}={v}\n" for k, v in s.conf)
+    return "".join(f"{k}={v}\n" if v is not None else f"{k}\n" for k, v in s.conf)
 
 
 def _mntr(s: Snapshot) -> str:
@@ -255,6 +258,7 @@ def _mntr(s: Snapshot) -> str:
         ("zk_max_latency", st.max_latency),
         ("zk_outstanding_tls_handshake", 0),
         ("zk_read_only", "true" if s.read_only else "false"),
+        *((f"zk_{name}", value) for name, value in s.ensemble_metrics),
         ("trizab_disk_full", 1 if s.disk_full else 0),
     ]
     return "".join(f"{k}\t{v}\n" for k, v in rows)

@@ -52,6 +52,9 @@ class Status:
     mode: str  # standalone | leader | follower | observer | looking | read-only
     serving: bool = True  # False: electing or syncing (ZooKeeper has no ZooKeeperServer then)
     read_only: bool = False
+    # A member's mntr keys (without zk_) and conf lines after ZooKeeper's standalone ones.
+    ensemble_metrics: tuple[tuple[str, int], ...] = ()
+    ensemble_conf: tuple[tuple[str, str | None], ...] = ()  # None: the key alone on its line
 
 
 STANDALONE = Status("standalone")
@@ -113,7 +116,7 @@ class Admin:
             ephemerals_by_session=core.ephemerals_by_session(),
             watches_by_session=core.watches_by_session(),
             watches_by_path=core.watches_by_path(),
-            conf=_conf_lines(config, data_size, log_size),
+            conf=_conf_lines(config, data_size, log_size) + list(status.ensemble_conf),
             environment=_environment(),
             data_dir_size=data_size,
             log_dir_size=log_size,
@@ -121,6 +124,7 @@ class Admin:
             open_file_descriptors=_open_fds(),
             max_file_descriptors=_max_fds(),
             disk_full=self.disk.full,
+            ensemble_metrics=status.ensemble_metrics,
             reset_connection_stats=self.connections.reset_statistics,
         )
 
@@ -146,7 +150,7 @@ def _dir_size(path: Path | None) -> int:
     return total
 
 
-def _conf_lines(config: cfg.ServerConfig, data_size: int, log_size: int) -> list[tuple[str, str]]:
+def _conf_lines(config: cfg.ServerConfig, data_size: int, log_size: int) -> list[tuple[str, str | None]]:
     data_dir = str(config.data_dir) if config.data_dir else ""
     lines = [
         ("clientPort", str(config.client_port)),

@@ -69,6 +69,7 @@ from trizab.server.replica import (
     ReplicaCore,
     config_membership,
     encode_report,
+    render_config,
     snapshot_membership,
 )
 from trizab.storage import Recovered
@@ -250,9 +251,39 @@ class ZabCommit:
 
     def status(self) -> Status:
         mode = self.core.mode if self.core is not None else Mode.OFF
+        metrics: list[tuple[str, int]] = []
+        view = self.peer.leader_view() if self.peer is not None and self.role == Role.LEADING else None
+        if view is not None:
+            # ZooKeeper 3.8's leader-only mntr keys, in its order.
+            metrics += [
+                ("synced_followers", view.synced_followers),
+                ("synced_non_voting_followers", 0),
+                ("synced_observers", view.synced_observers),
+                ("pending_syncs", view.pending_syncs),
+                ("learners", view.learners),
+            ]
+        if self.peer is not None:
+            metrics.append(("quorum_size", len(self.peer.voters)))
+        extra = {"ensemble_metrics": tuple(metrics), "ensemble_conf": self._conf_lines()}
         if mode == Mode.READ_ONLY:
-            return Status("read-only", serving=True, read_only=True)
-        return Status(_MODE_NAMES.get(self.role, "looking"), serving=mode != Mode.OFF)
+            return Status("read-only", serving=True, read_only=True, **extra)
+        return Status(_MODE_NAMES.get(self.role, "looking"), serving=mode != Mode.OFF, **extra)
+
+    def _conf_lines(self) -> tuple[tuple[str, str | None], ...]:
+        """``conf``'s member lines after ZooKeeper's standalone ones, as QuorumPeerConfig prints."""
+        me = self.config.servers.get(self.my_id)
+        lines: list[tuple[str, str | None]] = [("electionAlg", "3")]
+        if me is not None:
+            lines += [("electionPort", str(me.election_port)), ("quorumPort", str(me.quorum_port))]
+        lines.append(("peerType", "1" if self.my_id in self.peer_config.observers else "0"))
+        core = self.core
+        members = core.ensemble if core is not None and core.ensemble else self.config.servers
+        version = core.config_version if core is not None else 0
+        lines.append(("membership: ", None))
+        for line in render_config(members, version).decode().splitlines():
+            key, _, value = line.partition("=")
+            lines.append((key, value))
+        return tuple(lines)
 
     def _recovered_membership(self) -> Membership:
         """The configuration at the recovered snapshot: a reconfigured one from the tree's

@@ -275,6 +275,16 @@ class _Learner:
     echoed: int = 0
 
 
+@attrs.frozen
+class LeaderView:
+    """What a leader reports about its learners (``mntr``'s leader-only keys)."""
+
+    learners: int  # connected learners, followers and observers
+    synced_followers: int  # followers that acknowledged NEWLEADER
+    synced_observers: int  # observers that are up to date
+    pending_syncs: int  # syncs (ReadIndex requests) waiting for a quorum's confirmation
+
+
 @attrs.define
 class _Lead:
     phase: str = "epoch"  # epoch -> ackepoch -> sync -> broadcast
@@ -449,6 +459,19 @@ class Peer:
     def reconfig_in_flight(self) -> bool:
         """Whether the history holds a reconfig not yet known committed."""
         return bool(self._cfgs) and self._cfgs[-1][0] > self.committed and bool(self.pending_configs())
+
+    def leader_view(self) -> LeaderView | None:
+        """Leader: its learners as ZooKeeper's ``mntr`` counts them (None unless leading)."""
+        lead = self._lead
+        if lead is None:
+            return None
+        learners = lead.learners.values()
+        return LeaderView(
+            learners=len(lead.learners),
+            synced_followers=sum(1 for lr in learners if lr.newleader_acked and not lr.observer),
+            synced_observers=sum(1 for lr in learners if lr.uptodate and lr.observer),
+            pending_syncs=len(self._reads),
+        )
 
     def synced_voters(self) -> frozenset[int]:
         """Leader: itself and the followers that acknowledged NEWLEADER (ZooKeeper's

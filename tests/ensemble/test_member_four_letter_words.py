@@ -1,0 +1,45 @@
+"""mntr and conf on ensemble members show what ZooKeeper 3.8's do (keys seen on a real one)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from trizab.runtime.launcher import four_letter
+from trizab.zab.ready import Role
+
+
+async def in_thread(fn: Callable[[], Any]) -> Any:
+    return await trio.to_thread.run_sync(fn)
+
+
+def _mntr(port: int) -> dict[str, str]:
+    text = four_letter(port, "mntr")
+    return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
+
+
+async def test_leader_only_mntr_keys_and_membership_in_conf(make_cluster: Any) -> None:
+    async with trio.open_nursery() as nursery:
+        cl = make_cluster(nursery)
+        await cl.start_all()
+        leader = await cl.wait_serving()
+        follower = next(sid for sid in sorted(cl.members) if sid != leader.my_id)
+        on_leader = await in_thread(lambda: _mntr(cl.ports[leader.my_id]))
+        on_follower = await in_thread(lambda: _mntr(cl.ports[follower]))
+        assert on_leader["zk_server_state"] == "leader"
+        assert on_leader["zk_synced_followers"] == "2"
+        assert on_leader["zk_learners"] == "2"
+        assert on_leader["zk_synced_observers"] == "0"
+        assert on_leader["zk_pending_syncs"] == "0"
+        assert on_leader["zk_quorum_size"] == on_follower["zk_quorum_size"] == "3"
+        assert "zk_synced_followers" not in on_follower and "zk_learners" not in on_follower
+        conf = await in_thread(lambda: four_letter(cl.ports[follower], "conf"))
+        lines = conf.splitlines()
+        assert "electionAlg=3" in lines and "peerType=0" in lines
+        members = lines[lines.index("membership: ") + 1 :]
+        assert [line.split("=")[0] for line in members] == ["server.1", "server.2", "server.3", "version"]
+        assert all(line.split(":")[3].split(";")[0] == "participant" for line in members[:3])
+        assert leader.role == Role.LEADING
+        nursery.cancel_scope.cancel()
