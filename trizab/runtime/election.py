@@ -41,13 +41,14 @@ import trio
 from trizab.runtime.quorum import FrameError, frame, read_frame
 from trizab.zab.messages import Notification, decode_notification, encode_notification
 
-__all__ = ["ElectionTransport"]
+__all__ = ["ElectionTransport", "parse_header"]
 
 log = logging.getLogger("trizab.election")
 
 PROTOCOL_VERSION = -65536
 SEND_CAPACITY = 8
 MAX_NOTIFICATION = 64 * 1024
+MAX_ADDRESS = 1024
 _HEADER = struct.Struct(">qqi")
 
 
@@ -60,6 +61,23 @@ class _Peer:
     scope: trio.CancelScope | None = None
     last_nudge: float = -1e9
     closed: bool = False  # removed from the configuration: the connector stops
+
+
+def parse_header(buf: bytes | bytearray) -> tuple[int, str, int] | None:
+    """The connection header at the start of ``buf``: ``(sid, address, bytes used)``.
+
+    None while ``buf`` is too short to hold it; :class:`FrameError` if it is not one
+    (another protocol version, or an address length outside 0..1024).
+    """
+    if len(buf) < _HEADER.size:
+        return None
+    version, sid, n = _HEADER.unpack_from(buf)
+    if version != PROTOCOL_VERSION or not 0 <= n <= MAX_ADDRESS:
+        raise FrameError(f"unsupported election protocol header {version} {sid} {n}")
+    if len(buf) < _HEADER.size + n:
+        return None
+    address = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
+    return sid, address, _HEADER.size + n
 
 
 class ElectionTransport:
@@ -177,25 +195,17 @@ class ElectionTransport:
         buf = bytearray()
         try:
             with trio.fail_after(self.handshake_s):
-                while len(buf) < _HEADER.size:
+                while (header := parse_header(buf)) is None:
                     data = await stream.receive_some(4096)
                     if not data:
                         raise FrameError("closed during the handshake")
                     buf += data
-                version, sid, n = _HEADER.unpack_from(buf)
-                if version != PROTOCOL_VERSION or not 0 <= n <= 1024:
-                    raise FrameError(f"unsupported election protocol header {version} {sid} {n}")
-                while len(buf) < _HEADER.size + n:
-                    data = await stream.receive_some(4096)
-                    if not data:
-                        raise FrameError("closed during the handshake")
-                    buf += data
-                address = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
-                del buf[: _HEADER.size + n]
         except (FrameError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
             log.info("rejecting election connection: %s", e)
             await trio.aclose_forcefully(stream)
             return
+        sid, address, used = header
+        del buf[:used]
         p = self.peers.get(sid)
         if p is None:
             # QuorumCnxManager accepts a server it does not know (a new server joining by
