@@ -41,7 +41,7 @@ import trio
 from trizab.runtime.quorum import FrameError, frame, read_frame
 from trizab.zab.messages import Notification, decode_notification, encode_notification
 
-__all__ = ["ElectionTransport", "parse_header"]
+__all__ = ["ElectionTransport", "parse_header", "peer_address"]
 
 log = logging.getLogger("trizab.election")
 
@@ -78,6 +78,15 @@ def parse_header(buf: bytes | bytearray) -> tuple[int, str, int] | None:
         return None
     address = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
     return sid, address, _HEADER.size + n
+
+
+def peer_address(address: str) -> tuple[str, int] | None:
+    """``host:port`` from a connection header, for a server not in our configuration; None if
+    it is not one."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
 
 
 class ElectionTransport:
@@ -210,13 +219,13 @@ class ElectionTransport:
         if p is None:
             # QuorumCnxManager accepts a server it does not know (a new server joining by
             # reconfig): its header says where it listens.
-            host, _, port = address.rpartition(":")
-            if sid == self.my_id or not host or not port.isdigit():
+            where = peer_address(address)
+            if sid == self.my_id or where is None:
                 log.warning("election connection from unknown server %d (%r); closing", sid, address)
                 await trio.aclose_forcefully(stream)
                 return
             log.info("election connection from server %d at %s, not in our configuration", sid, address)
-            self.add_peer(sid, (host.strip("[]"), int(port)))
+            self.add_peer(sid, where)
             p = self.peers[sid]
         if sid < self.my_id:
             # Their connection loses: make sure ours exists (the connector retries now).
