@@ -58,12 +58,17 @@ from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
 from trizab.zab.messages import QuorumMessage, to_packet
 
-__all__ = ["MAX_QUEUED", "Link", "QuorumTransport", "encode_simple", "read_frame"]
+__all__ = ["MAX_FIRST_FRAME", "MAX_QUEUED", "Link", "QuorumTransport", "encode_simple", "read_frame"]
 
 log = logging.getLogger("trizab.quorum")
 
 MAX_QUEUED = 50_000
 MAX_FRAME = 512 * 1024 * 1024  # snapshots travel in one packet
+# The first packet on an accepted connection, before it says which server it is: a
+# FOLLOWERINFO/OBSERVERINFO of a few dozen bytes.  Anyone can connect, so until then a
+# length is held to this, not to MAX_FRAME (which would let each stranger make us
+# buffer half a gigabyte).
+MAX_FIRST_FRAME = 64 * 1024
 _LEN = struct.Struct(">i")
 _ids = itertools.count(1)
 
@@ -192,7 +197,7 @@ class QuorumTransport:
         buf = bytearray()
         try:
             with trio.fail_after(self.heartbeat_s):
-                data = await read_frame(stream, buf)
+                data = await read_frame(stream, buf, MAX_FIRST_FRAME)
             if data is None:
                 return
             pkt = decode(r.QuorumPacket, data)
