@@ -8,7 +8,10 @@ from typing import Any
 import trio
 
 from trizab.runtime.launcher import free_ports
-from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport
+from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packet
+from trizab.wire import records as r
+from trizab.wire.codes import QuorumPacketType as T
+from trizab.wire.jute import encode
 
 WAIT = 10.0
 
@@ -47,4 +50,64 @@ async def test_a_stranger_cannot_make_the_quorum_port_buffer_a_huge_first_frame(
                 assert waited.cancelled_caught is not refused, size
                 await s.aclose()
             assert inbox.statistics().current_buffer_used == 0
+            nursery.cancel_scope.cancel()
+
+
+def _follower_info(sid: int) -> bytes:
+    info = encode(r.LearnerInfo(sid, 0x10000, 0))
+    return encode_packet(r.QuorumPacket(int(T.FOLLOWERINFO), 1 << 32, info, None))
+
+
+async def test_a_connection_claiming_a_connected_servers_id_does_not_replace_its_link() -> None:
+    # Anyone can connect and say "I am server 2".  While the real server 2's link is alive
+    # (it keeps talking), the impostor is turned away instead of replacing that link.
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _transport(nursery, heartbeat_s=1.0)
+            real = await trio.open_tcp_stream("127.0.0.1", port)
+            await real.send_all(_follower_info(2))
+            kind, link, _ = await inbox.receive()
+            assert kind == "qaccept"
+            qt.register(link, 0)
+
+            async def keep_talking() -> None:
+                while True:
+                    await real.send_all(encode_packet(r.QuorumPacket(int(T.PING), 0, None, None)))
+                    await trio.sleep(0.1)
+
+            nursery.start_soon(keep_talking)
+            impostor = await trio.open_tcp_stream("127.0.0.1", port)
+            await impostor.send_all(_follower_info(2))
+            with trio.move_on_after(3.0):
+                while await impostor.receive_some(4096):
+                    pass
+            # Turned away (closed by the member), and only ever pings from the real link arrived.
+            assert qt.current(link)
+            while True:
+                try:
+                    msg = inbox.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                assert msg[0] == "qpackets" and msg[1] is link, msg[:2]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_server_that_reconnects_after_closing_its_link_is_taken_back_at_once() -> None:
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _transport(nursery, heartbeat_s=5.0)
+            first = await trio.open_tcp_stream("127.0.0.1", port)
+            await first.send_all(_follower_info(2))
+            _, link, _ = await inbox.receive()
+            qt.register(link, 0)
+            await first.aclose()
+            second = await trio.open_tcp_stream("127.0.0.1", port)
+            await second.send_all(_follower_info(2))
+            t0 = trio.current_time()
+            while True:
+                msg = await inbox.receive()
+                if msg[0] == "qaccept":
+                    break
+            assert trio.current_time() - t0 < 1.0
+            assert msg[1].sid == 2 and msg[1] is not link
             nursery.cancel_scope.cancel()

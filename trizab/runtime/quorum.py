@@ -151,6 +151,7 @@ class Link:
     # straight to the socket (see QuorumTransport.send_frames).
     fd: int = -1
     queued: int = 0
+    ended: trio.Event = attrs.Factory(trio.Event)  # set once its tasks are done
 
 
 class QuorumTransport:
@@ -212,6 +213,12 @@ class QuorumTransport:
             trio.ClosedResourceError,
         ) as e:
             log.warning("rejecting quorum connection: %s", e)
+            await trio.aclose_forcefully(stream)
+            return
+        if not await self._previous_link_ended(sid):
+            log.warning(
+                "rejecting quorum connection that says it is server %d: our link with %d is alive", sid, sid
+            )
             await trio.aclose_forcefully(stream)
             return
         send, recv = trio.open_memory_channel[bytes](self.max_queued)
@@ -312,7 +319,29 @@ class QuorumTransport:
             if malformed:
                 return
 
+    async def _previous_link_ended(self, sid: int) -> bool:
+        """Wait until our established link with ``sid``, if any, has ended; False if it lives on.
+
+        The first packet names a server, and nothing proves it: anyone who can reach the port
+        could say they are server 2 and, by replacing our link with the real server 2, cut it
+        off (a learner from its leader, or a leader from a follower).  A server that really
+        reconnects has closed its old connection (we see that end at once) or lost it (then
+        the heartbeat ends it, and a link silent for half the heartbeat limit is replaced at
+        once); the link of a server that is still talking to us is not taken over.
+        """
+        old = self.links.get(sid)
+        if old is None or old.closed or old.fd < 0:
+            return True
+        if trio.current_time() - old.last_heard > self.heartbeat_s / 2:
+            # Silent for a while (a live peer pings every tick): the server gave up on that
+            # connection and made this one; do not make it wait for our heartbeat too.
+            return True
+        with trio.move_on_after(self.heartbeat_s * 1.5):  # the heartbeat checks every quarter
+            await old.ended.wait()
+        return old.ended.is_set()
+
     def _report_lost(self, link: Link) -> None:
+        link.ended.set()
         self.lost.append(link)
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self._post_nowait(("qlost",))
