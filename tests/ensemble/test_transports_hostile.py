@@ -5,8 +5,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pytest
 import trio
 
+from trizab.runtime.election import PROTOCOL_VERSION as ELECTION_PROTOCOL_VERSION
+from trizab.runtime.election import ElectionTransport, peer_address
 from trizab.runtime.launcher import free_ports
 from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packet
 from trizab.wire import records as r
@@ -110,4 +113,72 @@ async def test_a_server_that_reconnects_after_closing_its_link_is_taken_back_at_
                     break
             assert trio.current_time() - t0 < 1.0
             assert msg[1].sid == 2 and msg[1] is not link
+            nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------------
+# election port
+
+
+def _election_header(sid: int, address: bytes) -> bytes:
+    return struct.pack(">qqi", ELECTION_PROTOCOL_VERSION, sid, len(address)) + address
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:3888", ("127.0.0.1", 3888)),
+        ("[::1]:3888", ("::1", 3888)),
+        ("zk-2.example.com:3888", ("zk-2.example.com", 3888)),
+        ("h:\u00b2", None),  # a Unicode digit: str.isdigit() says yes, int() says no
+        ("h:\u0663\u0663", None),  # Arabic-Indic digits: int() reads them, they are no port
+        ("h:99999", None),
+        ("h:0", None),
+        ("a..b:3888", None),  # an empty label: the resolver's IDNA encoding fails
+        ("h\x00st:3888", None),
+        ("h\ufffd:3888", None),
+        (":3888", None),
+        ("h:", None),
+    ],
+)
+def test_peer_address_only_takes_what_can_be_connected_to(
+    address: str, expected: tuple[str, int] | None
+) -> None:
+    assert peer_address(address) == expected
+
+
+async def _election(nursery: trio.Nursery, my_id: int = 5) -> tuple[ElectionTransport, Any, int]:
+    port, other = free_ports(2)
+    send, recv = trio.open_memory_channel[tuple[Any, ...]](1000)
+    addresses = {my_id: ("127.0.0.1", port), my_id + 1: ("127.0.0.1", other)}
+    et = ElectionTransport(my_id, addresses, send.send, retry_s=0.05, handshake_s=2.0)
+    await nursery.start(et.serve)
+    return et, recv, port
+
+
+async def _wait_until(cond: Any, timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(0.02)
+
+
+async def test_an_unknown_server_with_an_unusable_address_does_not_stop_the_election_port() -> None:
+    # A header from a server we do not know, giving a "port" that str.isdigit() accepts and
+    # int() does not, raised ValueError out of the accept handler: that ended the listener's
+    # nursery, so the member stopped.
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            et, _inbox, port = await _election(nursery)
+            for address in ("127.0.0.1:\u00b2".encode(), b"127.0.0.1:999999", b"a..b:3888"):
+                s = await trio.open_tcp_stream("127.0.0.1", port)
+                await s.send_all(_election_header(9, address))
+                with trio.move_on_after(2.0):
+                    while await s.receive_some(4096):
+                        pass
+                await s.aclose()
+            assert set(et.peers) == {6}
+            # Still serving: a configured peer's connection is taken.
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(_election_header(6, b"127.0.0.1:1"))
+            await _wait_until(lambda: et.connected() == [6])
             nursery.cancel_scope.cancel()

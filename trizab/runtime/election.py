@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import struct
 from collections import deque
@@ -80,11 +81,21 @@ def parse_header(buf: bytes | bytearray) -> tuple[int, str, int] | None:
     return sid, address, _HEADER.size + n
 
 
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9_.-]{1,253}")
+
+
 def peer_address(address: str) -> tuple[str, int] | None:
     """``host:port`` from a connection header, for a server not in our configuration; None if
-    it is not one."""
+    it is not one (we would connect to it: a host name or IP literal and a port 1..65535, in
+    ASCII, nothing that getaddrinfo would choke on)."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
+    if not _HOST.fullmatch(host) or not (port.isascii() and port.isdigit() and len(port) <= 5):
+        return None
+    if not 0 < int(port) < 65536:
+        return None
+    try:
+        host.encode("idna")  # what the resolver will do with it: no empty or overlong labels
+    except UnicodeError:
         return None
     return host.strip("[]"), int(port)
 
