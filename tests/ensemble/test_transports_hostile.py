@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import trio
 
+from trizab.runtime.election import MAX_GUESTS, ElectionTransport, peer_address
 from trizab.runtime.election import PROTOCOL_VERSION as ELECTION_PROTOCOL_VERSION
-from trizab.runtime.election import ElectionTransport, peer_address
 from trizab.runtime.launcher import free_ports
 from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packet
 from trizab.wire import records as r
@@ -181,4 +181,27 @@ async def test_an_unknown_server_with_an_unusable_address_does_not_stop_the_elec
             s = await trio.open_tcp_stream("127.0.0.1", port)
             await s.send_all(_election_header(6, b"127.0.0.1:1"))
             await _wait_until(lambda: et.connected() == [6])
+            nursery.cancel_scope.cancel()
+
+
+async def test_unknown_servers_are_bounded_and_forgotten_when_their_connections_end() -> None:
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            et, _inbox, port = await _election(nursery)
+            streams = []
+            for sid in range(100, 100 + 3 * MAX_GUESTS):
+                s = await trio.open_tcp_stream("127.0.0.1", port)
+                await s.send_all(_election_header(sid, b"127.0.0.1:9"))
+                streams.append(s)
+            await _wait_until(lambda: len(et.peers) == 1 + MAX_GUESTS)
+            await trio.sleep(0.3)
+            assert len(et.peers) == 1 + MAX_GUESTS
+            for s in streams:
+                await s.aclose()
+            await _wait_until(lambda: set(et.peers) == {6})
+            # A lower id than ours gets one connection attempt from us (ZooKeeper's rule: the
+            # higher id connects), and is forgotten when that fails.
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(_election_header(2, f"127.0.0.1:{free_ports(1)[0]}".encode()))
+            await _wait_until(lambda: set(et.peers) == {6})
             nursery.cancel_scope.cancel()

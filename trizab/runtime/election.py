@@ -48,6 +48,10 @@ log = logging.getLogger("trizab.election")
 
 PROTOCOL_VERSION = -65536
 SEND_CAPACITY = 8
+# Servers not in our configuration that we keep election connections with at once (a new
+# server joining by reconfig talks to us before the reconfig commits).  Anyone can claim
+# to be one, so they are bounded and forgotten when their connection ends.
+MAX_GUESTS = 16
 MAX_NOTIFICATION = 64 * 1024
 MAX_ADDRESS = 1024
 _HEADER = struct.Struct(">qqi")
@@ -62,6 +66,8 @@ class _Peer:
     scope: trio.CancelScope | None = None
     last_nudge: float = -1e9
     closed: bool = False  # removed from the configuration: the connector stops
+    # Not in our configuration: known only from its own connection header (see MAX_GUESTS).
+    guest: bool = False
 
 
 def parse_header(buf: bytes | bytearray) -> tuple[int, str, int] | None:
@@ -137,12 +143,20 @@ class ElectionTransport:
 
     # -- API (synchronous) -----------------------------------------------------------
 
-    def add_peer(self, sid: int, address: tuple[str, int]) -> None:
-        """A member joined the configuration (reconfig): accept and, if lower, connect to it."""
-        self.addresses[sid] = address
-        if sid in self.peers or sid == self.my_id:
+    def add_peer(self, sid: int, address: tuple[str, int], *, guest: bool = False) -> None:
+        """A member joined the configuration (reconfig): accept and, if lower, connect to it.
+
+        ``guest``: not a member (yet), only a connection that said where it listens.
+        """
+        if sid in self.peers:
+            if not guest:
+                self.addresses[sid] = address
+                self.peers[sid].guest = False
             return
-        p = self.peers[sid] = _Peer(sid)
+        if sid == self.my_id:
+            return
+        self.addresses[sid] = address
+        p = self.peers[sid] = _Peer(sid, guest=guest)
         if sid < self.my_id and self._nursery is not None:
             self._nursery.start_soon(self._connector, p)
 
@@ -155,6 +169,10 @@ class ElectionTransport:
                 p.scope.cancel()
             p.closed = True
             p.wakeup.set()
+
+    def _forget_guest(self, p: _Peer) -> None:
+        if p.guest and self.peers.get(p.sid) is p:
+            self.remove_peer(p.sid)
 
     def send(self, to: int, n: Notification) -> None:
         p = self.peers.get(to)
@@ -200,7 +218,10 @@ class ElectionTransport:
                 with trio.fail_after(self.handshake_s):
                     stream = await trio.open_tcp_stream(*self.addresses[p.sid])
                     await stream.send_all(self._header())
-            except (OSError, trio.TooSlowError, trio.BrokenResourceError):
+            except (OSError, ValueError, OverflowError, trio.TooSlowError, trio.BrokenResourceError):
+                if p.guest:  # one try for a server we only know from its own word
+                    self._forget_guest(p)
+                    return
                 with trio.move_on_after(self.retry_s):
                     await p.wakeup.wait()  # something to send: no need to wait the full retry
                 await trio.sleep(self.retry_s / 4)
@@ -209,6 +230,9 @@ class ElectionTransport:
                 await trio.aclose_forcefully(stream)
                 return
             await self._run(p, stream, bytearray())
+            if p.guest:
+                self._forget_guest(p)
+                return
             await trio.sleep(self.retry_s / 4)
 
     async def _accept(self, stream: trio.SocketStream) -> None:
@@ -235,8 +259,18 @@ class ElectionTransport:
                 log.warning("election connection from unknown server %d (%r); closing", sid, address)
                 await trio.aclose_forcefully(stream)
                 return
+            if sum(q.guest for q in self.peers.values()) >= MAX_GUESTS:
+                log.warning(
+                    "election connection from server %d at %s, not in our configuration, and %d such "
+                    "servers are connected already; closing",
+                    sid,
+                    address,
+                    MAX_GUESTS,
+                )
+                await trio.aclose_forcefully(stream)
+                return
             log.info("election connection from server %d at %s, not in our configuration", sid, address)
-            self.add_peer(sid, where)
+            self.add_peer(sid, where, guest=True)
             p = self.peers[sid]
         if sid < self.my_id:
             # Their connection loses: make sure ours exists (the connector retries now).
@@ -244,6 +278,8 @@ class ElectionTransport:
             await trio.aclose_forcefully(stream)
             return
         await self._run(p, stream, buf)
+        if p.scope is None:  # no newer connection with it took over
+            self._forget_guest(p)
 
     async def _run(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
         if p.scope is not None:
