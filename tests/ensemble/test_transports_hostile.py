@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Any
 
@@ -205,3 +206,22 @@ async def test_unknown_servers_are_bounded_and_forgotten_when_their_connections_
             await s.send_all(_election_header(2, f"127.0.0.1:{free_ports(1)[0]}".encode()))
             await _wait_until(lambda: set(et.peers) == {6})
             nursery.cancel_scope.cancel()
+
+
+async def test_garbage_after_a_good_election_header_costs_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trizab.election")
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            _et, inbox, port = await _election(nursery)
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(_election_header(6, b"127.0.0.1:1") + struct.pack(">i", 3) + b"abc")
+            with trio.move_on_after(2.0):
+                while await s.receive_some(4096):
+                    pass
+            nursery.cancel_scope.cancel()
+    assert inbox.statistics().current_buffer_used == 0
+    lines = [rec for rec in caplog.records if rec.levelno >= logging.INFO]
+    assert len(lines) == 1, [rec.getMessage() for rec in caplog.records]
+    assert "closing election connection with 6" in lines[0].getMessage()

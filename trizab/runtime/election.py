@@ -40,7 +40,7 @@ import attrs
 import trio
 
 from trizab.runtime.quorum import FrameError, frame, read_frame
-from trizab.zab.messages import Notification, decode_notification, encode_notification
+from trizab.zab.messages import Notification, ProtocolError, decode_notification, encode_notification
 
 __all__ = ["ElectionTransport", "parse_header", "peer_address"]
 
@@ -316,7 +316,12 @@ class ElectionTransport:
 
     async def _receiver(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
         while True:
-            data = await read_frame(stream, buf, MAX_NOTIFICATION)
-            if data is None:
+            try:
+                data = await read_frame(stream, buf, MAX_NOTIFICATION)
+                if data is None:
+                    return
+                note = decode_notification(data, p.sid)
+            except (FrameError, ProtocolError) as e:
+                log.info("closing election connection with %d: %s", p.sid, e)
                 return
-            await self._post(("note", decode_notification(data, p.sid)))
+            await self._post(("note", note))
