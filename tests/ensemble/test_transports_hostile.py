@@ -16,6 +16,7 @@ from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packe
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import encode
+from trizab.zab.messages import Notification, PeerState
 
 WAIT = 10.0
 
@@ -225,3 +226,19 @@ async def test_garbage_after_a_good_election_header_costs_one_log_line(
     lines = [rec for rec in caplog.records if rec.levelno >= logging.INFO]
     assert len(lines) == 1, [rec.getMessage() for rec in caplog.records]
     assert "closing election connection with 6" in lines[0].getMessage()
+
+
+async def test_a_peer_removed_while_a_nudge_to_it_is_due_does_not_stop_the_election_port() -> None:
+    # send() to a higher id we are not connected to schedules a nudge; the peer was removed
+    # (reconfig, or a guest whose connection just ended: the live fuzzer's case) before the
+    # nudge ran, and its address lookup raised KeyError out of the transport's nursery.
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            et, _inbox, port = await _election(nursery)
+            et.send(6, Notification(5, 5, 0, 1, 0, PeerState.LOOKING))
+            et.remove_peer(6)
+            await trio.sleep(0.2)
+            s = await trio.open_tcp_stream("127.0.0.1", port)  # still serving
+            await s.send_all(_election_header(9, b"127.0.0.1:9"))
+            await _wait_until(lambda: 9 in et.peers)
+            nursery.cancel_scope.cancel()

@@ -197,10 +197,13 @@ class ElectionTransport:
         self._nursery.start_soon(self._send_nudge, p.sid)
 
     async def _send_nudge(self, sid: int) -> None:
+        address = self.addresses.get(sid)
+        if address is None:
+            return  # removed (reconfig, or a guest whose connection ended) since the nudge was due
         with trio.move_on_after(self.handshake_s):
             try:
-                stream = await trio.open_tcp_stream(*self.addresses[sid])
-            except OSError:
+                stream = await trio.open_tcp_stream(*address)
+            except (OSError, ValueError, OverflowError):
                 return
             async with stream:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -213,10 +216,10 @@ class ElectionTransport:
 
     async def _connector(self, p: _Peer) -> None:
         """Keep our (winning) connection to a lower-id peer open."""
-        while not p.closed:
+        while not p.closed and (address := self.addresses.get(p.sid)) is not None:
             try:
                 with trio.fail_after(self.handshake_s):
-                    stream = await trio.open_tcp_stream(*self.addresses[p.sid])
+                    stream = await trio.open_tcp_stream(*address)
                     await stream.send_all(self._header())
             except (OSError, ValueError, OverflowError, trio.TooSlowError, trio.BrokenResourceError):
                 if p.guest:  # one try for a server we only know from its own word
