@@ -12,10 +12,10 @@ import trio
 from trizab.runtime.election import MAX_GUESTS, ElectionTransport, peer_address
 from trizab.runtime.election import PROTOCOL_VERSION as ELECTION_PROTOCOL_VERSION
 from trizab.runtime.launcher import free_ports
-from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packet
+from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packet, read_frame
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
-from trizab.wire.jute import encode
+from trizab.wire.jute import decode, encode
 from trizab.zab.messages import Notification, PeerState
 
 WAIT = 10.0
@@ -241,4 +241,84 @@ async def test_a_peer_removed_while_a_nudge_to_it_is_due_does_not_stop_the_elect
             s = await trio.open_tcp_stream("127.0.0.1", port)  # still serving
             await s.send_all(_election_header(9, b"127.0.0.1:9"))
             await _wait_until(lambda: 9 in et.peers)
+            nursery.cancel_scope.cancel()
+
+
+async def _learner_with_a_leader(
+    nursery: trio.Nursery, heartbeat_s: float
+) -> tuple[QuorumTransport, Any, int, trio.SocketListener]:
+    """Member 3, a learner, linked to a fake leader 1 that we hold the other end of."""
+    (leader_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    leader_port = leader_listener.socket.getsockname()[1]
+    port = free_ports(1)[0]
+    send, recv = trio.open_memory_channel[tuple[Any, ...]](1000)
+    qt = QuorumTransport(
+        3,
+        {3: ("127.0.0.1", port), 1: ("127.0.0.1", leader_port)},
+        send.send,
+        send.send_nowait,
+        heartbeat_s=heartbeat_s,
+    )
+    await nursery.start(qt.serve)
+    return qt, recv, port, leader_listener
+
+
+async def test_a_learners_own_link_to_its_leader_is_not_taken_over_even_when_quiet() -> None:
+    # Someone connects to a follower's quorum port saying "I am server 1" (its leader).  The
+    # follower's own connection to 1 stays: before, the impostor replaced it and what it sent
+    # next (a TRUNC below the applied transactions) was taken as the leader's word, and the
+    # ZAB peer stopped the member.
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port, leader_listener = await _learner_with_a_leader(nursery, heartbeat_s=2.0)
+            assert qt.send_packet(1, r.QuorumPacket(int(T.ACK), 1, None, None), 0, connect=True)
+            leader_end = await leader_listener.accept()
+            buf = bytearray()
+            assert decode(r.QuorumPacket, await read_frame(leader_end, buf)).type == T.ACK  # type: ignore[arg-type]
+            ours = qt.links[1]
+
+            async def leader_pings_now_and_then() -> None:
+                # Quiet spells longer than half the heartbeat limit, never the whole of it.
+                while True:
+                    await trio.sleep(1.2)
+                    await leader_end.send_all(encode_packet(r.QuorumPacket(int(T.PING), 0, None, None)))
+
+            nursery.start_soon(leader_pings_now_and_then)
+            await trio.sleep(1.1)
+            impostor = await trio.open_tcp_stream("127.0.0.1", port)
+            await impostor.send_all(_follower_info(1))
+            with trio.move_on_after(5.0):
+                while await impostor.receive_some(4096):
+                    pass
+            assert qt.links[1] is ours and not ours.closed
+            while True:
+                try:
+                    msg = inbox.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                assert msg[0] != "qaccept", "the impostor was taken"
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_learner_reaches_its_leader_on_its_own_connection_not_an_accepted_one() -> None:
+    # While looking, a member parks whatever says it is a learner; if the one that said "I am
+    # server 1" is still registered when we follow 1, our messages to 1 go on a connection we
+    # open to 1's configured address, and the accepted one is closed.
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port, leader_listener = await _learner_with_a_leader(nursery, heartbeat_s=5.0)
+            impostor = await trio.open_tcp_stream("127.0.0.1", port)
+            await impostor.send_all(_follower_info(1))
+            kind, accepted, _ = await inbox.receive()
+            assert kind == "qaccept"
+            qt.register(accepted, 0)
+            assert qt.send_packet(1, r.QuorumPacket(int(T.ACK), 7, None, None), 1, connect=True)
+            leader_end = await leader_listener.accept()
+            pkt = decode(r.QuorumPacket, await read_frame(leader_end, bytearray()))  # type: ignore[arg-type]
+            assert (pkt.type, pkt.zxid) == (T.ACK, 7)
+            assert qt.links[1] is not accepted and qt.links[1].outgoing
+            with trio.move_on_after(2.0):
+                while await impostor.receive_some(4096):
+                    pass
+            assert accepted.closed
             nursery.cancel_scope.cancel()

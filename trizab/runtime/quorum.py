@@ -325,16 +325,18 @@ class QuorumTransport:
         The first packet names a server, and nothing proves it: anyone who can reach the port
         could say they are server 2 and, by replacing our link with the real server 2, cut it
         off (a learner from its leader, or a leader from a follower).  A server that really
-        reconnects has closed its old connection (we see that end at once) or lost it (then
-        the heartbeat ends it, and a link silent for half the heartbeat limit is replaced at
-        once); the link of a server that is still talking to us is not taken over.
+        reconnects has closed its old connection (we see that end at once) or lost it (the
+        heartbeat ends it); the link of a server that is still talking to us, and the one we
+        opened ourselves, are not taken over.
         """
         old = self.links.get(sid)
-        if old is None or old.closed or old.fd < 0:
+        if old is None or old.closed:
             return True
-        if trio.current_time() - old.last_heard > self.heartbeat_s / 2:
-            # Silent for a while (a live peer pings every tick): the server gave up on that
-            # connection and made this one; do not make it wait for our heartbeat too.
+        # Our own connection to that server (a learner's to its leader, or one still being
+        # opened) is never taken over: a leader does not connect to its learners.  An
+        # accepted one silent for half the heartbeat limit (a live peer pings every tick)
+        # belongs to a server that gave up on it and made this one: no need to wait.
+        if not old.outgoing and trio.current_time() - old.last_heard > self.heartbeat_s / 2:
             return True
         with trio.move_on_after(self.heartbeat_s * 1.5):  # the heartbeat checks every quarter
             await old.ended.wait()
@@ -399,6 +401,13 @@ class QuorumTransport:
         any error.  Same return value as :meth:`send`.
         """
         link = self.links.get(to)
+        if connect and link is not None and not link.outgoing:
+            # A learner reaches its leader on a connection it opened itself, to the address in
+            # its configuration; one accepted from someone who said they were that server
+            # (while we were looking, say) is not it.  Close that and open ours.
+            self.links.pop(to)
+            self._close(link)
+            link = None
         if link is not None and ready_seq < link.since:
             return True  # meant for an earlier connection with this peer
         if link is None:
