@@ -62,6 +62,7 @@ class LiveReport:
     rss_kb_before: dict[int, int] = attrs.Factory(dict)
     rss_kb_peak: dict[int, int] = attrs.Factory(dict)
     rss_kb_after: dict[int, int] = attrs.Factory(dict)
+    rss_kb_rounds: list[dict[int, int]] = attrs.Factory(list)  # after each round (see run_live)
     crashed: dict[int, int | None] = attrs.Factory(dict)  # sid -> exit status, for members that died
     log_lines: dict[str, int] = attrs.Factory(dict)  # category -> lines written during the fuzzing
     max_lines_per_client_connection: int = 0
@@ -78,6 +79,7 @@ class LiveReport:
             f"kazoo: {self.kazoo_ops} ops, {self.kazoo_errors} errors, max latency "
             f"{self.kazoo_max_latency_s * 1000:.1f} ms, p99 {self.kazoo_p99_latency_s * 1000:.1f} ms",
             f"RSS kB before {self.rss_kb_before}, peak {self.rss_kb_peak}, after {self.rss_kb_after}",
+            f"RSS kB after each round: {self.rss_kb_rounds}",
             f"members crashed: {self.crashed or 'none'}",
             f"log lines during fuzzing: {self.log_lines}; most from one client connection: "
             f"{self.max_lines_per_client_connection}",
@@ -293,8 +295,13 @@ def run_live(
     seed: int = 1,
     workdir: Path | None = None,
     log: Any = None,
+    rounds: int = 1,
 ) -> LiveReport:
-    """Start an ensemble, fuzz it with ``frames`` frames, stop it; the report."""
+    """Start an ensemble, fuzz it with ``frames`` frames, stop it; the report.
+
+    ``rounds``: split the frames into that many rounds and measure RSS after each, so
+    whether memory levels off or keeps growing with the frames shows.
+    """
     say = log or (lambda msg: None)
     report = LiveReport()
     # 4lw for readiness only; maxClientCnxns above the fuzzer's concurrency plus the watcher.
@@ -320,18 +327,25 @@ def run_live(
         sampler.start()
         t0 = time.monotonic()
 
-        async def progress() -> None:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_fuzz, ens, frames, workers, seed, report)
+        async def fuzz_until(total: int, round_seed: int) -> None:
+            async def progress() -> None:
                 while True:
                     await trio.sleep(10)
-                    if sum(report.frames.values()) >= frames:
-                        break
                     say(f"  {sum(report.frames.values())} frames, {report.kazoo_ops} kazoo ops")
 
-        trio.run(progress)
-        report.seconds = round(time.monotonic() - t0, 1)
-        time.sleep(2.0)  # let the members settle before the last measurements
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(progress)
+                await _fuzz(ens, total, workers, round_seed, report)
+                nursery.cancel_scope.cancel()
+
+        for k in range(rounds):
+            trio.run(fuzz_until, frames * (k + 1) // rounds, seed * 100 + k)
+            time.sleep(2.0)  # let the members settle before measuring
+            report.rss_kb_rounds.append({sid: _rss_kb(pid) for sid, pid in pids.items()})
+            if rounds > 1:
+                sent = sum(report.frames.values())
+                say(f"  round {k + 1}: {sent} frames, RSS kB {report.rss_kb_rounds[-1]}")
+        report.seconds = round(time.monotonic() - t0 - 2.0 * rounds, 1)
         load.finish()
         done.set()
         sampler.join()
@@ -354,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the members' directories and logs here")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
+    ap.add_argument("--rounds", type=int, default=1, help="measure RSS after each of this many rounds")
     args = ap.parse_args(argv)
     report = run_live(
         args.frames,
@@ -361,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         workdir=args.workdir,
         log=lambda msg: print(msg, flush=True),
+        rounds=args.rounds,
     )
     print(report.summary())
     if args.json:
