@@ -177,14 +177,21 @@ async def _fuzz_connection(
             report.frames[kind] += len(burst)  # written (or refused mid-way) all the same
 
 
-async def _fuzz(ens: TrizabEnsemble, total_frames: int, workers: int, seed: int, report: LiveReport) -> None:
+async def _fuzz(
+    ens: TrizabEnsemble,
+    total_frames: int,
+    workers: int,
+    seed: int,
+    report: LiveReport,
+    ports: tuple[str, ...] = PORTS,
+) -> None:
     frames = _Frames(ens)
 
     async def worker(n: int) -> None:
         rng = random.Random(seed * 1000 + n)
         i = n
         while sum(report.frames.values()) < total_frames:
-            kind = PORTS[i % 3]
+            kind = ports[i % len(ports)]
             i += 1
             member = rng.choice(ens.members)
             if not member.running:
@@ -296,11 +303,13 @@ def run_live(
     workdir: Path | None = None,
     log: Any = None,
     rounds: int = 1,
+    ports: tuple[str, ...] = PORTS,
 ) -> LiveReport:
     """Start an ensemble, fuzz it with ``frames`` frames, stop it; the report.
 
     ``rounds``: split the frames into that many rounds and measure RSS after each, so
-    whether memory levels off or keeps growing with the frames shows.
+    whether memory levels off or keeps growing with the frames shows.  ``ports``: which of
+    the three ports to fuzz (all by default).
     """
     say = log or (lambda msg: None)
     report = LiveReport()
@@ -335,7 +344,7 @@ def run_live(
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(progress)
-                await _fuzz(ens, total, workers, round_seed, report)
+                await _fuzz(ens, total, workers, round_seed, report, ports)
                 nursery.cancel_scope.cancel()
 
         for k in range(rounds):
@@ -369,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the members' directories and logs here")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     ap.add_argument("--rounds", type=int, default=1, help="measure RSS after each of this many rounds")
+    ap.add_argument(
+        "--ports", default=",".join(PORTS), help="comma-separated subset of client,quorum,election"
+    )
     args = ap.parse_args(argv)
     report = run_live(
         args.frames,
@@ -377,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir,
         log=lambda msg: print(msg, flush=True),
         rounds=args.rounds,
+        ports=tuple(p for p in args.ports.split(",") if p in PORTS),
     )
     print(report.summary())
     if args.json:

@@ -322,3 +322,25 @@ async def test_a_learner_reaches_its_leader_on_its_own_connection_not_an_accepte
                     pass
             assert accepted.closed
             nursery.cancel_scope.cancel()
+
+
+async def test_a_link_that_ended_before_it_was_registered_is_reported_lost() -> None:
+    # The accept posts "qaccept"; the connection ends at once and its loss is queued; the peer
+    # task takes that loss with an earlier batch (the link is nobody's yet, so it is ignored)
+    # and registers the link afterwards.  The dead link then stayed registered for good: with
+    # the live fuzzer's quorum connections the links table (and the leader's learners) grew
+    # with every such connection.
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            qt, inbox, port = await _transport(nursery)
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(_follower_info(7))
+            await s.aclose()
+            kind, link, _ = await inbox.receive()
+            assert kind == "qaccept"
+            await link.ended.wait()
+            assert qt.take_lost() == []  # an earlier batch's take: not registered yet
+            qt.register(link, 0)
+            assert qt.take_lost() == [7]
+            assert 7 not in qt.links
+            nursery.cancel_scope.cancel()

@@ -360,6 +360,12 @@ class QuorumTransport:
             self._close(old)
         link.since = since
         self.links[link.sid] = link
+        if link.ended.is_set():
+            # It ended before the peer task got to register it, and its loss may have been
+            # taken (and ignored: it was nobody's link yet) with an earlier batch's; report it
+            # again, or a dead link would stay registered, and its peer connected, for good.
+            if link not in self.lost:
+                self._report_lost(link)
         return old
 
     def take_lost(self) -> list[int]:
