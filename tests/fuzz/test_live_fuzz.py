@@ -1,6 +1,6 @@
 """A short live fuzz: mutated frames on a real ensemble's three ports while kazoo works.
 
-The CI-sized run of ``python -m fuzz.live`` (which does 100,000 frames and more by hand).
+The CI-sized run of ``python -m fuzz.live`` (100,000 frames and more, run by hand).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def test_hostile_frames_on_every_port_do_not_crash_stall_flood_or_grow_the_members(tmp_path: Path) -> None:
-    report = run_live(6_000, workers=16, seed=7, workdir=tmp_path / "ensemble")
+    report = run_live(20_000, workers=16, seed=7, workdir=tmp_path / "ensemble")
     summary = report.summary()
     for port in PORTS:
-        assert report.frames[port] >= 1_000, summary
+        assert report.frames[port] >= 5_000, summary
     assert not report.crashed, summary
     assert not report.errors_in_logs, summary
     # The watching client kept working, without a stall.
