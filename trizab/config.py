@@ -504,7 +504,12 @@ def _validate(config: ServerConfig, where: str, *, read_myid: bool) -> ServerCon
     if read_myid and config.data_dir is not None:
         myid = config.data_dir / "myid"
         if myid.is_file():
-            raw = myid.read_text().strip()
+            try:
+                raw = myid.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {myid}: {exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{myid}: bad server id: not UTF-8 text") from None
             try:
                 sid = int(raw, 10)
             except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,24 @@ def test_myid(tmp_path: Path) -> None:
     (tmp_path / "myid").write_text("x\n")
     with pytest.raises(cfg.ConfigError, match="bad server id"):
         cfg.parse(text)
+
+
+def test_a_myid_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
+    # ConfigError is the only error a zoo.cfg gives; a myid in another encoding raised
+    # UnicodeDecodeError (a traceback at start-up instead of one line).
+    text = f"dataDir={tmp_path}\nserver.1=h:1:2\n"
+    (tmp_path / "myid").write_bytes(b"\xff\xfe1\n")
+    with pytest.raises(cfg.ConfigError, match="myid: bad server id: not UTF-8"):
+        cfg.parse(text)
+    (tmp_path / "myid").write_text("1\n")
+    (tmp_path / "myid").chmod(0)
+    try:
+        if os.access(tmp_path / "myid", os.R_OK):
+            return  # root reads anything: the OSError branch cannot be shown here
+        with pytest.raises(cfg.ConfigError, match="cannot read"):
+            cfg.parse(text)
+    finally:
+        (tmp_path / "myid").chmod(0o644)
 
 
 def test_load_missing_file(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import struct
 from collections import deque
@@ -39,15 +40,20 @@ import trio
 
 from trizab.runtime.events import ElectionReceived
 from trizab.runtime.quorum import FrameError, frame, read_frame
-from trizab.zab.messages import Notification, decode_notification, encode_notification
+from trizab.zab.messages import Notification, ProtocolError, decode_notification, encode_notification
 
-__all__ = ["ElectionTransport"]
+__all__ = ["ElectionTransport", "parse_header", "peer_address"]
 
 log = logging.getLogger("trizab.election")
 
 PROTOCOL_VERSION = -65536
 SEND_CAPACITY = 8
+# Servers not in our configuration that we keep election connections with at once (a new
+# server joining by reconfig talks to us before the reconfig commits).  Anyone can claim
+# to be one, so they are bounded and forgotten when their connection ends.
+MAX_GUESTS = 16
 MAX_NOTIFICATION = 64 * 1024
+MAX_ADDRESS = 1024
 _HEADER = struct.Struct(">qqi")
 
 
@@ -60,6 +66,44 @@ class _Peer:
     scope: trio.CancelScope | None = None
     last_nudge: float = -1e9
     closed: bool = False  # removed from the configuration: the connector stops
+    # Not in our configuration: known only from its own connection header (see MAX_GUESTS).
+    guest: bool = False
+
+
+def parse_header(buf: bytes | bytearray) -> tuple[int, str, int] | None:
+    """The connection header at the start of ``buf``: ``(sid, address, bytes used)``.
+
+    None while ``buf`` is too short to hold it; :class:`FrameError` if it is not one
+    (another protocol version, or an address length outside 0..1024).
+    """
+    if len(buf) < _HEADER.size:
+        return None
+    version, sid, n = _HEADER.unpack_from(buf)
+    if version != PROTOCOL_VERSION or not 0 <= n <= MAX_ADDRESS:
+        raise FrameError(f"unsupported election protocol header {version} {sid} {n}")
+    if len(buf) < _HEADER.size + n:
+        return None
+    address = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
+    return sid, address, _HEADER.size + n
+
+
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9_.-]{1,253}")
+
+
+def peer_address(address: str) -> tuple[str, int] | None:
+    """``host:port`` from a connection header, for a server not in our configuration; None if
+    it is not one (we would connect to it: a host name or IP literal and a port 1..65535, in
+    ASCII, nothing that getaddrinfo would choke on)."""
+    host, _, port = address.rpartition(":")
+    if not _HOST.fullmatch(host) or not (port.isascii() and port.isdigit() and len(port) <= 5):
+        return None
+    if not 0 < int(port) < 65536:
+        return None
+    try:
+        host.encode("idna")  # what the resolver will do with it: no empty or overlong labels
+    except UnicodeError:
+        return None
+    return host.strip("[]"), int(port)
 
 
 class ElectionTransport:
@@ -99,12 +143,20 @@ class ElectionTransport:
 
     # -- API (synchronous) -----------------------------------------------------------
 
-    def add_peer(self, sid: int, address: tuple[str, int]) -> None:
-        """A member joined the configuration (reconfig): accept and, if lower, connect to it."""
-        self.addresses[sid] = address
-        if sid in self.peers or sid == self.my_id:
+    def add_peer(self, sid: int, address: tuple[str, int], *, guest: bool = False) -> None:
+        """A member joined the configuration (reconfig): accept and, if lower, connect to it.
+
+        ``guest``: not a member (yet), only a connection that said where it listens.
+        """
+        if sid in self.peers:
+            if not guest:
+                self.addresses[sid] = address
+                self.peers[sid].guest = False
             return
-        p = self.peers[sid] = _Peer(sid)
+        if sid == self.my_id:
+            return
+        self.addresses[sid] = address
+        p = self.peers[sid] = _Peer(sid, guest=guest)
         if sid < self.my_id and self._nursery is not None:
             self._nursery.start_soon(self._connector, p)
 
@@ -117,6 +169,10 @@ class ElectionTransport:
                 p.scope.cancel()
             p.closed = True
             p.wakeup.set()
+
+    def _forget_guest(self, p: _Peer) -> None:
+        if p.guest and self.peers.get(p.sid) is p:
+            self.remove_peer(p.sid)
 
     def send(self, to: int, n: Notification) -> None:
         p = self.peers.get(to)
@@ -141,10 +197,13 @@ class ElectionTransport:
         self._nursery.start_soon(self._send_nudge, p.sid)
 
     async def _send_nudge(self, sid: int) -> None:
+        address = self.addresses.get(sid)
+        if address is None:
+            return  # removed (reconfig, or a guest whose connection ended) since the nudge was due
         with trio.move_on_after(self.handshake_s):
             try:
-                stream = await trio.open_tcp_stream(*self.addresses[sid])
-            except OSError:
+                stream = await trio.open_tcp_stream(*address)
+            except (OSError, ValueError, OverflowError):
                 return
             async with stream:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -157,12 +216,15 @@ class ElectionTransport:
 
     async def _connector(self, p: _Peer) -> None:
         """Keep our (winning) connection to a lower-id peer open."""
-        while not p.closed:
+        while not p.closed and (address := self.addresses.get(p.sid)) is not None:
             try:
                 with trio.fail_after(self.handshake_s):
-                    stream = await trio.open_tcp_stream(*self.addresses[p.sid])
+                    stream = await trio.open_tcp_stream(*address)
                     await stream.send_all(self._header())
-            except (OSError, trio.TooSlowError, trio.BrokenResourceError):
+            except (OSError, ValueError, OverflowError, trio.TooSlowError, trio.BrokenResourceError):
+                if p.guest:  # one try for a server we only know from its own word
+                    self._forget_guest(p)
+                    return
                 with trio.move_on_after(self.retry_s):
                     await p.wakeup.wait()  # something to send: no need to wait the full retry
                 await trio.sleep(self.retry_s / 4)
@@ -171,42 +233,47 @@ class ElectionTransport:
                 await trio.aclose_forcefully(stream)
                 return
             await self._run(p, stream, bytearray())
+            if p.guest:
+                self._forget_guest(p)
+                return
             await trio.sleep(self.retry_s / 4)
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         buf = bytearray()
         try:
             with trio.fail_after(self.handshake_s):
-                while len(buf) < _HEADER.size:
+                while (header := parse_header(buf)) is None:
                     data = await stream.receive_some(4096)
                     if not data:
                         raise FrameError("closed during the handshake")
                     buf += data
-                version, sid, n = _HEADER.unpack_from(buf)
-                if version != PROTOCOL_VERSION or not 0 <= n <= 1024:
-                    raise FrameError(f"unsupported election protocol header {version} {sid} {n}")
-                while len(buf) < _HEADER.size + n:
-                    data = await stream.receive_some(4096)
-                    if not data:
-                        raise FrameError("closed during the handshake")
-                    buf += data
-                address = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
-                del buf[: _HEADER.size + n]
         except (FrameError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
             log.info("rejecting election connection: %s", e)
             await trio.aclose_forcefully(stream)
             return
+        sid, address, used = header
+        del buf[:used]
         p = self.peers.get(sid)
         if p is None:
             # QuorumCnxManager accepts a server it does not know (a new server joining by
             # reconfig): its header says where it listens.
-            host, _, port = address.rpartition(":")
-            if sid == self.my_id or not host or not port.isdigit():
+            where = peer_address(address)
+            if sid == self.my_id or where is None:
                 log.warning("election connection from unknown server %d (%r); closing", sid, address)
                 await trio.aclose_forcefully(stream)
                 return
+            if sum(q.guest for q in self.peers.values()) >= MAX_GUESTS:
+                log.warning(
+                    "election connection from server %d at %s, not in our configuration, and %d such "
+                    "servers are connected already; closing",
+                    sid,
+                    address,
+                    MAX_GUESTS,
+                )
+                await trio.aclose_forcefully(stream)
+                return
             log.info("election connection from server %d at %s, not in our configuration", sid, address)
-            self.add_peer(sid, (host.strip("[]"), int(port)))
+            self.add_peer(sid, where, guest=True)
             p = self.peers[sid]
         if sid < self.my_id:
             # Their connection loses: make sure ours exists (the connector retries now).
@@ -214,6 +281,8 @@ class ElectionTransport:
             await trio.aclose_forcefully(stream)
             return
         await self._run(p, stream, buf)
+        if p.scope is None:  # no newer connection with it took over
+            self._forget_guest(p)
 
     async def _run(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
         if p.scope is not None:
@@ -250,7 +319,12 @@ class ElectionTransport:
 
     async def _receiver(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
         while True:
-            data = await read_frame(stream, buf, MAX_NOTIFICATION)
-            if data is None:
+            try:
+                data = await read_frame(stream, buf, MAX_NOTIFICATION)
+                if data is None:
+                    return
+                note = decode_notification(data, p.sid)
+            except (FrameError, ProtocolError) as e:
+                log.info("closing election connection with %d: %s", p.sid, e)
                 return
-            await self._post(ElectionReceived(decode_notification(data, p.sid)))
+            await self._post(ElectionReceived(note))

@@ -68,12 +68,25 @@ from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
 from trizab.zab.messages import QuorumMessage, to_packet
 
-__all__ = ["MAX_QUEUED", "Link", "QuorumTransport", "encode_simple", "packet_limit", "read_frame"]
+__all__ = [
+    "MAX_FIRST_FRAME",
+    "MAX_QUEUED",
+    "Link",
+    "QuorumTransport",
+    "encode_simple",
+    "packet_limit",
+    "read_frame",
+]
 
 log = logging.getLogger("trizab.quorum")
 
 MAX_QUEUED = 50_000
 MAX_FRAME = 512 * 1024 * 1024  # snapshots travel in one packet
+# The first packet on an accepted connection, before it says which server it is: a
+# FOLLOWERINFO/OBSERVERINFO of a few dozen bytes.  Anyone can connect, so until then a
+# length is held to this, not to MAX_FRAME (which would let each stranger make us
+# buffer half a gigabyte).
+MAX_FIRST_FRAME = 64 * 1024
 _LEN = struct.Struct(">i")
 _ids = itertools.count(1)
 
@@ -179,6 +192,7 @@ class Link:
     # straight to the socket (see QuorumTransport.send_frames).
     fd: int = -1
     queued: int = 0
+    ended: trio.Event = attrs.Factory(trio.Event)  # set once its tasks are done
 
 
 class QuorumTransport:
@@ -227,7 +241,7 @@ class QuorumTransport:
         buf = bytearray()
         try:
             with trio.fail_after(self.heartbeat_s):
-                data = await read_frame(stream, buf, self.max_packet)
+                data = await read_frame(stream, buf, min(self.max_packet, MAX_FIRST_FRAME))
             if data is None:
                 return
             pkt = decode(r.QuorumPacket, data)
@@ -242,6 +256,12 @@ class QuorumTransport:
             trio.ClosedResourceError,
         ) as e:
             log.warning("rejecting quorum connection: %s", e)
+            await trio.aclose_forcefully(stream)
+            return
+        if not await self._previous_link_ended(sid):
+            log.warning(
+                "rejecting quorum connection that says it is server %d: our link with %d is alive", sid, sid
+            )
             await trio.aclose_forcefully(stream)
             return
         send, recv = trio.open_memory_channel[bytes](self.max_queued)
@@ -343,7 +363,31 @@ class QuorumTransport:
             if malformed:
                 return
 
+    async def _previous_link_ended(self, sid: int) -> bool:
+        """Wait until our established link with ``sid``, if any, has ended; False if it lives on.
+
+        The first packet names a server, and nothing proves it: anyone who can reach the port
+        could say they are server 2 and, by replacing our link with the real server 2, cut it
+        off (a learner from its leader, or a leader from a follower).  A server that really
+        reconnects has closed its old connection (we see that end at once) or lost it (the
+        heartbeat ends it); the link of a server that is still talking to us, and the one we
+        opened ourselves, are not taken over.
+        """
+        old = self.links.get(sid)
+        if old is None or old.closed:
+            return True
+        # Our own connection to that server (a learner's to its leader, or one still being
+        # opened) is never taken over: a leader does not connect to its learners.  An
+        # accepted one silent for half the heartbeat limit (a live peer pings every tick)
+        # belongs to a server that gave up on it and made this one: no need to wait.
+        if not old.outgoing and trio.current_time() - old.last_heard > self.heartbeat_s / 2:
+            return True
+        with trio.move_on_after(self.heartbeat_s * 1.5):  # the heartbeat checks every quarter
+            await old.ended.wait()
+        return old.ended.is_set()
+
     def _report_lost(self, link: Link) -> None:
+        link.ended.set()
         self.lost.append(link)
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self._post_nowait(QuorumLinkLost())
@@ -360,6 +404,12 @@ class QuorumTransport:
             self._close(old)
         link.since = since
         self.links[link.sid] = link
+        if link.ended.is_set():
+            # It ended before the peer task got to register it, and its loss may have been
+            # taken (and ignored: it was nobody's link yet) with an earlier batch's; report it
+            # again, or a dead link would stay registered, and its peer connected, for good.
+            if link not in self.lost:
+                self._report_lost(link)
         return old
 
     def take_lost(self) -> list[int]:
@@ -401,6 +451,13 @@ class QuorumTransport:
         any error.  Same return value as :meth:`send`.
         """
         link = self.links.get(to)
+        if connect and link is not None and not link.outgoing:
+            # A learner reaches its leader on a connection it opened itself, to the address in
+            # its configuration; one accepted from someone who said they were that server
+            # (while we were looking, say) is not it.  Close that and open ours.
+            self.links.pop(to)
+            self._close(link)
+            link = None
         if link is not None and ready_seq < link.since:
             return True  # meant for an earlier connection with this peer
         if link is None:
