@@ -43,3 +43,29 @@ async def test_leader_only_mntr_keys_and_membership_in_conf(make_cluster: Any) -
         assert all(line.split(":")[3].split(";")[0] == "participant" for line in members[:3])
         assert leader.role == Role.LEADING
         nursery.cancel_scope.cancel()
+
+
+async def test_a_follower_refuses_quorum_connections(make_cluster: Any) -> None:
+    """Only a leader takes learners: a connection to a follower's quorum port that says it is
+    a learner (here: claiming the leader's own id) is closed, and the follower keeps following."""
+    from trizab.runtime.quorum import encode_packet
+    from trizab.wire import records as r
+    from trizab.wire.codes import QuorumPacketType as T
+    from trizab.wire.jute import encode
+
+    async with trio.open_nursery() as nursery:
+        cl = make_cluster(nursery)
+        await cl.start_all()
+        leader = await cl.wait_serving()
+        follower = cl.members[next(sid for sid in sorted(cl.members) if sid != leader.my_id)]
+        host, port = follower.quorum.listen_address
+        stranger = await trio.open_tcp_stream(host, port)
+        info = encode(r.LearnerInfo(leader.my_id, 0x10000, 0))
+        await stranger.send_all(encode_packet(r.QuorumPacket(int(T.FOLLOWERINFO), 1 << 32, info, None)))
+        with trio.fail_after(5):
+            while await stranger.receive_some(4096):
+                pass  # closed by the follower
+        await trio.sleep(1.0)  # a displaced link to the leader would show within a heartbeat
+        assert follower.role == Role.FOLLOWING and follower.established
+        assert follower.quorum.links[leader.my_id].outgoing
+        nursery.cancel_scope.cancel()

@@ -491,6 +491,11 @@ class QuorumTransport:
         if link is not None:
             self._close(link)
 
+    def refuse(self, link: Link) -> None:
+        """Close an accepted link that is not registered (it is not wanted), and only it."""
+        if self.links.get(link.sid) is not link:
+            self._close(link)
+
     def _close(self, link: Link) -> None:
         link.closed = True
         link.scope.cancel()

@@ -343,6 +343,12 @@ class ZabCommit:
     def _accepted(self, ev: QuorumAccepted) -> None:
         link = ev.link
         log.debug("member %d: quorum link from %d (%s)", self.my_id, link.sid, self.peer.role.value)
+        if self.peer.role in (Role.FOLLOWING, Role.OBSERVING):
+            # Only a leader takes learners (ZooKeeper's followers do not even listen): a
+            # connection to a learner's quorum port is refused, and cannot displace its links.
+            log.info("member %d: refusing a quorum connection from %s: not leading", self.my_id, link.sid)
+            self.quorum.refuse(link)
+            return
         if self.quorum.register(link, self.ready_seq + 1) is not None:
             self._parked.pop(link.sid, None)
             self.peer.step(Disconnected(link.sid))
