@@ -61,6 +61,9 @@ class CommitPath(Protocol):
     def end_batch(self) -> None:
         """After a batch of inputs (a member pumps its ZAB peer here)."""
 
+    def after_input(self) -> None:
+        """The client port fed the core outside a batch (a member asks for one)."""
+
 
 class CoreTask:
     """The owner of the server core (see the module docstring)."""
@@ -163,9 +166,18 @@ class CoreTask:
         return True
 
     def handed_on(self) -> None:
-        """After feeding the core directly: its outputs, then the end of the batch."""
+        """After feeding the core directly: its outputs, lost connections, the replies.
+
+        The commit path only hears that input arrived (``after_input``): a member pumps its
+        ZAB peer from this task's next batch, so that the proposals of every connection read
+        meanwhile and the acknowledgements that arrived with them share one Ready (one
+        barrier, one send per peer) instead of one Ready per socket read.
+        """
         self.handle_ready()
-        self.end_batch()
+        self._report_lost()
+        assert self.commit is not None
+        self.commit.after_input()
+        self.connections.flush()
 
     def committed(self, txns: list[Txn]) -> None:
         """These transactions are durable and agreed on: apply them, reply, count them."""

@@ -23,6 +23,7 @@ __all__ = [
     "ElectionReceived",
     "PeerTick",
     "Persisted",
+    "PumpWanted",
     "QuorumAccepted",
     "QuorumLinkLost",
     "QuorumReceived",
@@ -43,6 +44,11 @@ class ConnectionsLost:
 @attrs.frozen(slots=True)
 class PeerTick:
     """Member: every ``tick_ms``, the ZAB peer's timers (and every tickTime/2 the core's)."""
+
+
+@attrs.frozen(slots=True)
+class PumpWanted:
+    """Member: the client port fed the core (a leader's proposals wait for the next pump)."""
 
 
 @attrs.frozen(slots=True)

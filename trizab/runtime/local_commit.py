@@ -89,6 +89,9 @@ class LocalCommit:
     def end_batch(self) -> None:
         pass
 
+    def after_input(self) -> None:
+        pass  # the storage worker takes what was logged on its own
+
     # -- the storage worker -----------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

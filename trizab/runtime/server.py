@@ -66,6 +66,7 @@ from trizab.runtime.events import ConnectionsLost, Tick
 from trizab.runtime.local_commit import LocalCommit
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.zab_commit import TICK_MS, ZabCommit
+from trizab.runtime.zab_status import member_status
 from trizab.storage import Recovered, Storage
 
 __all__ = ["Clock", "Server", "StartupError", "is_ensemble", "serve", "trizab_version"]
@@ -196,7 +197,8 @@ class Server:
                 port = self.addresses[0][1] if self.addresses else config.client_port
                 self.zab.start(core_task, recovered, port, self.snapshots)
                 commit_path = self.zab
-                self.admin.status = self.zab.status
+                zab = self.zab
+                self.admin.status = lambda: member_status(zab)
             else:
                 commit_path = self.local = LocalCommit(self.disk, self.clock, self.gate)
                 self.local.core_task = core_task

@@ -46,7 +46,6 @@ from typing import Any
 import trio
 
 from trizab import config as cfg
-from trizab.runtime.admin import Status
 from trizab.runtime.clock import Clock
 from trizab.runtime.core_task import CoreTask
 from trizab.runtime.disk import Disk
@@ -55,6 +54,7 @@ from trizab.runtime.events import (
     ElectionReceived,
     PeerTick,
     Persisted,
+    PumpWanted,
     QuorumAccepted,
     QuorumLinkLost,
     QuorumReceived,
@@ -69,7 +69,6 @@ from trizab.server.replica import (
     ReplicaCore,
     config_membership,
     encode_report,
-    render_config,
     snapshot_membership,
 )
 from trizab.storage import Recovered
@@ -101,7 +100,6 @@ log = logging.getLogger("trizab.ensemble")
 TICK_MS = 50
 _SIMPLE = {Proposal: int(T.PROPOSAL), Commit: int(T.COMMIT)}
 _ACK = int(T.ACK)
-_MODE_NAMES = {Role.LEADING: "leader", Role.FOLLOWING: "follower", Role.OBSERVING: "observer"}
 
 
 def peer_config(config: cfg.ServerConfig, tick_ms: int = TICK_MS) -> PeerConfig:
@@ -151,6 +149,17 @@ def coalesce(
     return out
 
 
+def _recovered_membership(core: ReplicaCore, pc: PeerConfig) -> Membership:
+    """The configuration at the recovered snapshot: a reconfigured one from the tree's
+    ``/zookeeper/config`` (its version is the reconfig's zxid), else zoo.cfg's server lines.
+    Reconfigs in the log after the snapshot the peer reads itself."""
+    node = core.tree.nodes.get(CONFIG_PATH)
+    m = config_membership(node.data if node is not None else None)
+    if m is not None and m.version > 0:
+        return m
+    return Membership(pc.voters, pc.observers)
+
+
 def _zxid_of(e: Entry) -> int:
     return e.zxid
 
@@ -185,6 +194,7 @@ class ZabCommit:
         self._ticks = 0
         self._off_ticks = 0
         self._parked: dict[int, tuple[Link, r.QuorumPacket]] = {}
+        self._pump_wanted = False  # a PumpWanted wake-up is on the core task's inbox
         self._client_port = config.client_port
 
     # -- lifetime ---------------------------------------------------------------------
@@ -222,7 +232,7 @@ class ZabCommit:
             elector,
             recovered,
             lambda: (core.last_zxid, core.snapshot()),
-            membership=self._recovered_membership(),
+            membership=_recovered_membership(self.core, self.peer_config),
             snapshot_membership_fn=snapshot_membership,
         )
         core.quorum_view = lambda: (peer.synced_voters(), peer.reconfig_in_flight)
@@ -232,6 +242,7 @@ class ZabCommit:
             (QuorumLinkLost, lambda _: None),  # a wake-up: end_batch takes the lost links
             (ElectionReceived, lambda ev: self.peer.step(ev.notification)),
             (PeerTick, self._tick),
+            (PumpWanted, lambda _: None),  # a wake-up: end_batch pumps
             (Persisted, lambda ev: self._carry_out(ev.ready)),
         ):
             core_task.on(event_type, handler)
@@ -248,52 +259,6 @@ class ZabCommit:
         while True:
             await trio.sleep(self.tick_ms / 1000.0)
             await self.core_task.post(PeerTick())
-
-    def status(self) -> Status:
-        mode = self.core.mode if self.core is not None else Mode.OFF
-        metrics: list[tuple[str, int]] = []
-        view = self.peer.leader_view() if self.peer is not None and self.role == Role.LEADING else None
-        if view is not None:
-            # ZooKeeper 3.8's leader-only mntr keys, in its order.
-            metrics += [
-                ("synced_followers", view.synced_followers),
-                ("synced_non_voting_followers", 0),
-                ("synced_observers", view.synced_observers),
-                ("pending_syncs", view.pending_syncs),
-                ("learners", view.learners),
-            ]
-        if self.peer is not None:
-            metrics.append(("quorum_size", len(self.peer.voters)))
-        extra = {"ensemble_metrics": tuple(metrics), "ensemble_conf": self._conf_lines()}
-        if mode == Mode.READ_ONLY:
-            return Status("read-only", serving=True, read_only=True, **extra)
-        return Status(_MODE_NAMES.get(self.role, "looking"), serving=mode != Mode.OFF, **extra)
-
-    def _conf_lines(self) -> tuple[tuple[str, str | None], ...]:
-        """``conf``'s member lines after ZooKeeper's standalone ones, as QuorumPeerConfig prints."""
-        me = self.config.servers.get(self.my_id)
-        lines: list[tuple[str, str | None]] = [("electionAlg", "3")]
-        if me is not None:
-            lines += [("electionPort", str(me.election_port)), ("quorumPort", str(me.quorum_port))]
-        lines.append(("peerType", "1" if self.my_id in self.peer_config.observers else "0"))
-        core = self.core
-        members = core.ensemble if core is not None and core.ensemble else self.config.servers
-        version = core.config_version if core is not None else 0
-        lines.append(("membership: ", None))
-        for line in render_config(members, version).decode().splitlines():
-            key, _, value = line.partition("=")
-            lines.append((key, value))
-        return tuple(lines)
-
-    def _recovered_membership(self) -> Membership:
-        """The configuration at the recovered snapshot: a reconfigured one from the tree's
-        ``/zookeeper/config`` (its version is the reconfig's zxid), else zoo.cfg's server
-        lines.  Reconfigs in the log after the snapshot the peer reads itself."""
-        node = self.core.tree.nodes.get(CONFIG_PATH)
-        m = config_membership(node.data if node is not None else None)
-        if m is not None and m.version > 0:
-            return m
-        return Membership(self.peer_config.voters, self.peer_config.observers)
 
     def _apply_ensemble(self) -> None:
         """Make the transports know every member of the current configuration (reconfig)."""
@@ -329,7 +294,13 @@ class ZabCommit:
                 self.snapshots.request()
         return self.sessions.on_ready(rd)
 
+    def after_input(self) -> None:
+        if not self._pump_wanted:
+            self._pump_wanted = True
+            self.core_task.wake(PumpWanted())
+
     def end_batch(self) -> None:
+        self._pump_wanted = False
         peer = self.peer
         for sid in self.quorum.take_lost():
             log.debug("member %d: quorum link with %d lost", self.my_id, sid)
