@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from trizab import config as cfg
+from trizab.runtime.disk import DiskFailed
 from trizab.runtime.launcher import write_configs
 from trizab.runtime.server import Server
 from trizab.runtime.zab_commit import ZabCommit
@@ -43,6 +44,9 @@ class Cluster:
         )
         self.members: dict[int, ZabCommit] = {}
         self.scopes: dict[int, trio.CancelScope] = {}
+        # Members that stopped themselves (their storage failed), with the error.
+        self.stopped: dict[int, BaseException] = {}
+        self.servers: dict[int, Server] = {}
         # Set when a member's run() has returned: its storage is closed and its dataDir free.
         self.finished: dict[int, trio.Event] = {}
         self.ports = {sid: port for sid, _, port in self.configs}
@@ -70,10 +74,14 @@ class Cluster:
             try:
                 with scope:
                     await server.run(task_status=task_status)
+            except* DiskFailed as group:
+                # The member stopped itself, as `trizab serve` does with status 3.
+                self.stopped[sid] = group.exceptions[0]
             finally:
                 finished.set()
 
         self.members[sid] = member
+        self.servers[sid] = server
         self.scopes[sid] = scope
         await self.nursery.start(run)
         return member
