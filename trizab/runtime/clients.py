@@ -20,11 +20,19 @@ Theory of operation
 * **Back-pressure**: while the commit path's :class:`Gate` is shut (the disk is
   far behind), readers stop feeding the core, so the clients' TCP windows fill
   up instead of our memory.
+* **TLS** (:mod:`trizab.runtime.tls`): a connection to the secure port, or to a
+  plain port with ``client.portUnification`` whose first byte opens a TLS record
+  (peeked, not read), is wrapped in a ``trio.SSLStream`` and handshaken (bounded
+  by ``HANDSHAKE_TIMEOUT_S``) before it is registered; the x509 ids of the client
+  certificate go on the :class:`Connection` for the core's connect.  A TLS
+  connection is read by its own reader task and written by its writer only (no
+  direct writes to the socket).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -40,6 +48,7 @@ from trizab.frontend.connection import NEED_DATA, ClientConnection, FourLetterWo
 from trizab.runtime.connections import CLOSE, Connection, Connections
 from trizab.runtime.disk import StartupError
 from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
+from trizab.runtime.tls import HANDSHAKE_TIMEOUT_S, ServerTls
 
 __all__ = ["ClientPort", "Gate", "RequestSink"]
 
@@ -47,6 +56,10 @@ log = logging.getLogger("trizab.server")
 
 RECEIVE_SIZE = 256 * 1024
 FOUR_LETTER_WORD_TIMEOUT_S = 30.0
+TLS_RECORD_HANDSHAKE = 0x16  # the first byte a TLS client sends (ClientHello's record type)
+
+# What a listener serves: plain text, TLS, or either (client.portUnification).
+PLAIN, TLS, UNIFIED = "plain", "tls", "unified"
 
 
 class RequestSink(Protocol):
@@ -109,25 +122,43 @@ def _take_events(parser: ClientConnection, data: bytes | memoryview) -> tuple[li
 class ClientPort:
     """The client listeners and every client connection's I/O (see the module docstring)."""
 
-    def __init__(self, config: cfg.ServerConfig, connections: Connections, gate: Gate) -> None:
+    def __init__(
+        self, config: cfg.ServerConfig, connections: Connections, gate: Gate, tls: ServerTls | None = None
+    ) -> None:
         self.config = config
         self.connections = connections
         self.gate = gate
+        self.tls = tls  # the client TLS context, when a listener speaks TLS
         self.sink: RequestSink | None = None  # the core task, once recovery built it
-        self.addresses: list[tuple[str, int]] = []
+        self.addresses: list[tuple[str, int]] = []  # the plain (or unified) client port
+        self.secure_addresses: list[tuple[str, int]] = []  # the TLS port (secureClientPort)
         self._ids = itertools.count(1)
         self._ready_sockets: ReadySockets[_Watched] | None = None
+        self._kinds: dict[int, str] = {}  # id(listener) -> PLAIN, TLS or UNIFIED
 
     async def bind(self) -> list[trio.abc.Listener[Any]]:
-        """Open the TCP listeners of the configured client port (StartupError if taken)."""
+        """Open the TCP listeners the configuration asks for, and no others (StartupError if taken)."""
         config = self.config
-        try:
-            tcp = await trio.open_tcp_listeners(config.client_port, host=config.client_port_address)
-        except OSError as exc:
-            where = f"{config.client_port_address}:{config.client_port}"
-            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-        self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
-        return list(tcp)
+        listeners: list[trio.abc.Listener[Any]] = []
+        ports: list[tuple[int, str, str]] = []
+        if config.client_port is not None:
+            kind = UNIFIED if config.client_port_unification else PLAIN
+            ports.append((config.client_port, config.client_port_address, kind))
+        if config.secure_client_port is not None:
+            ports.append((config.secure_client_port, config.secure_client_port_address, TLS))
+        for port, host, kind in ports:
+            try:
+                tcp = await trio.open_tcp_listeners(port, host=host)
+            except OSError as exc:
+                for ln in listeners:
+                    await trio.aclose_forcefully(ln)
+                raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            bound = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]
+            (self.secure_addresses if kind == TLS else self.addresses).extend(bound)  # type: ignore[arg-type]
+            for ln in tcp:
+                self._kinds[id(ln)] = kind
+            listeners.extend(tcp)
+        return listeners
 
     async def serve(
         self,
@@ -141,12 +172,19 @@ class ClientPort:
             if ready is not None:
                 self._ready_sockets = ready
                 nursery.start_soon(self._socket_reader, ready)
-            await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
+            by_kind: dict[str, list[trio.abc.Listener[Any]]] = {}
+            for ln in listeners:
+                by_kind.setdefault(self._kinds.get(id(ln), PLAIN), []).append(ln)
+            for kind, group in by_kind.items():
+                handler = functools.partial(self._handle_connection, kind=kind)
+                await nursery.start(trio.serve_listeners, handler, group)
+            if self.tls is not None and self.config.client_cert_reload:
+                nursery.start_soon(self.tls.watch)
             task_status.started()
 
     # -- one connection -------------------------------------------------------------
 
-    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+    async def _handle_connection(self, stream: trio.abc.Stream, kind: str = PLAIN) -> None:
         sock = getattr(stream, "socket", None)
         try:
             peer = sock.getpeername() if sock is not None else getattr(stream, "peer_name", ("unknown", 0))
@@ -164,8 +202,18 @@ class ClientPort:
             with contextlib.suppress(OSError):
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
             fd = stream.socket.fileno()
+        auth_ids: tuple[Any, ...] = ()
+        if kind != PLAIN:
+            secured = await self._secure(stream, kind, f"{host}:{port}")
+            if secured is None:
+                await trio.aclose_forcefully(stream)
+                return
+            if secured is not stream:
+                stream, auth_ids, fd = secured, tuple(self._peer_ids(secured, f"{host}:{port}")), -1
         send, recv = trio.open_memory_channel[Any](math.inf)
-        c = Connection(conn_id=next(self._ids), remote=f"{host}:{port}", host=host, send=send, fd=fd)
+        c = Connection(
+            conn_id=next(self._ids), remote=f"{host}:{port}", host=host, send=send, fd=fd, auth_ids=auth_ids
+        )
         self.connections.add(c)
         reason = "closed"
         try:
@@ -187,6 +235,50 @@ class ClientPort:
             with contextlib.suppress(Exception):
                 await trio.aclose_forcefully(stream)
             log.debug("connection %s ended: %s", c.remote, reason)
+
+    async def _secure(self, stream: trio.abc.Stream, kind: str, remote: str) -> trio.abc.Stream | None:
+        """The stream to serve: TLS-wrapped and handshaken, or as it was (a plain client on a
+        unified port); None if it must be closed (handshake failed, or it went away)."""
+        tls = self.tls
+        assert tls is not None
+        if kind == UNIFIED:
+            sock = getattr(stream, "socket", None)
+            if sock is None:
+                return stream
+            try:
+                first = await sock.recv(1, socket.MSG_PEEK)
+            except OSError:
+                return None
+            if not first:
+                return None
+            if first[0] != TLS_RECORD_HANDSHAKE:
+                return stream
+        wrapped = trio.SSLStream(stream, tls.context, server_side=True)
+        with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as timeout:
+            try:
+                await wrapped.do_handshake()
+            except trio.BrokenResourceError as exc:
+                cause = exc.__cause__
+                reason = getattr(cause, "reason", None) or str(cause or exc) or "connection closed"
+                hint = " (a plain-text client on the TLS port?)" if reason == "WRONG_VERSION_NUMBER" else ""
+                log.warning("TLS handshake with %s failed: %s%s", remote, reason, hint)
+                return None
+        if timeout.cancelled_caught:
+            log.warning(
+                "TLS handshake with %s did not finish in %.0f s; closing", remote, HANDSHAKE_TIMEOUT_S
+            )
+            return None
+        return wrapped
+
+    def _peer_ids(self, stream: trio.SSLStream[Any], remote: str) -> list[Any]:
+        """The x509 ids of the verified client certificate (none unless clientAuth asks for one)."""
+        tls = self.tls
+        if tls is None or not tls.authenticates:
+            return []
+        ids = tls.ids(stream.getpeercert(binary_form=True))
+        if ids:
+            log.info("client %s authenticated as x509:%s", remote, ids[-1].id)
+        return ids
 
     async def _reader(self, stream: trio.abc.Stream, c: Connection) -> str:
         """Read one connection (one not in the socket reader's set) until it ends; why it did."""
@@ -215,10 +307,13 @@ class ClientPort:
             sink.handed_on()
         if isinstance(end, ProtocolError):
             if end.tls_handshake:
+                secure = self.secure_addresses
                 log.warning(
-                    "TLS handshake on a plain-text port from %s: is the client configured for TLS? "
-                    "trizab has no TLS yet",
+                    "TLS handshake on a plain-text port from %s: is the client configured for TLS? %s",
                     c.remote,
+                    f"TLS is served on port {secure[0][1]}"
+                    if secure
+                    else "this server has no TLS port (secureClientPort, client.portUnification)",
                 )
             else:
                 log.warning("closing connection %s: %s", c.remote, end.message)

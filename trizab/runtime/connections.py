@@ -71,8 +71,11 @@ class Connection:
     replies: int = 0
     # (xid, opcode, received_ms) of requests still waiting for their reply, in order.
     pending: collections.deque[tuple[int, int, int]] = attrs.Factory(collections.deque)
-    # The socket's descriptor for direct writes (-1: not a socket, or closed).
+    # The socket's descriptor for direct writes (-1: not a socket, TLS, or closed).
     fd: int = -1
+    # What the connection authenticated as before its first request: the x509 (and super) ids
+    # of a client certificate its TLS handshake verified.
+    auth_ids: tuple[Any, ...] = ()
 
 
 class Connections:

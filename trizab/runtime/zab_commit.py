@@ -184,7 +184,7 @@ class ZabCommit:
         self._ticks = 0
         self._off_ticks = 0
         self._parked: dict[int, tuple[Link, r.QuorumPacket]] = {}
-        self._client_port = config.client_port
+        self._client_port = config.client_port or 0
 
     # -- lifetime ---------------------------------------------------------------------
 
