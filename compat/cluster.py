@@ -12,11 +12,14 @@ Each member writes the zoo.cfg that kazoo's harness writes for Java (4lw whiteli
 `reconfigEnabled`, the local-session flags, the super digest for the password "test",
 read-only mode enabled, `server.N` lines when the size is above one) plus `storage=...`
 (`TRIZAB_STORAGE`, default txnlog: tests restart a member and expect its sessions and data back,
-as ZooKeeper keeps them on disk). The security lines kazoo's harness writes for Java
-(`secureClientPort`, `ssl.keyStore.*`/`ssl.trustStore.*`,
-`authProvider.1=...SASLAuthenticationProvider`) and its JAAS users are not passed on: trizab has
-no TLS or SASL and refuses to start on a security setting it does not implement, so kazoo's TLS
-and SASL tests run against a plain server and fail as listed in expected_failures.txt. Keys trizab has no use
+as ZooKeeper keeps them on disk). Like kazoo's harness, the cluster makes a CA, a server and a
+client certificate once (kazoo's own `perform_ssl_certs_generation`), and each member gets the
+TLS lines the harness writes for Java: `secureClientPort` and `ssl.keyStore.*`/`ssl.trustStore.*`
+naming the same JKS key and trust stores (so kazoo's TLS test connects with the client
+certificate, and is authenticated as `x509:CN=client`). The SASL lines
+(`authProvider.1=...SASLAuthenticationProvider`) and the JAAS users are not passed on: trizab has
+no SASL and refuses to start on a security setting it does not implement, so kazoo's SASL tests
+run against a server without it and fail as listed in expected_failures.txt. Keys trizab has no use
 for are accepted and logged by trizab's config loader, exactly as they would be by ZooKeeper.
 Ports are picked free once per cluster, so a member that is stopped and run again
 comes back on the same address with the same dataDir, as the tests expect.
@@ -53,6 +56,7 @@ class TrizabMember:
         secure_client_port: int,
         quorum_lines: Sequence[str],
         configuration_entries: Sequence[str],
+        ssl_configuration: dict[str, Any],
     ) -> None:
         self.server_id = server_id
         self.host = HOST
@@ -60,10 +64,21 @@ class TrizabMember:
         self.secure_client_port = secure_client_port
         self.quorum_lines = list(quorum_lines)
         self.working_path = tempfile.mkdtemp(prefix=f"trizab-compat-{server_id}-")
+        # The JKS stores and the lines kazoo's ManagedZooKeeper.run writes for Java.
+        keystore = os.path.join(self.working_path, "keystore.jks")
+        truststore = os.path.join(self.working_path, "truststore.jks")
+        ssl_configuration["keystore"].save(keystore, "apassword")
+        ssl_configuration["truststore"].save(truststore, "apassword")
         lines = [
             "maxClientCnxns=0",
             "readonlymode.enabled=true",
             f"DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
+            f"secureClientPort={secure_client_port}",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={keystore}",
+            "ssl.keyStore.password=apassword",
+            f"ssl.trustStore.location={truststore}",
+            "ssl.trustStore.password=apassword",
             *configuration_entries,
         ]
         if self.quorum_lines:
@@ -135,11 +150,18 @@ class TrizabCluster:
             if size > 1
             else []
         )
+        self._ssl_configuration: dict[str, Any] = ssl_configuration or _generate_ssl_configuration()
         self._servers = [
-            TrizabMember(i + 1, ports[4 * i], ports[4 * i + 1], quorum_lines, configuration_entries)
+            TrizabMember(
+                i + 1,
+                ports[4 * i],
+                ports[4 * i + 1],
+                quorum_lines,
+                configuration_entries,
+                self._ssl_configuration,
+            )
             for i in range(size)
         ]
-        self._ssl_configuration: dict[str, Any] = ssl_configuration or {}
 
     def __getitem__(self, k: int) -> TrizabMember:
         return self._servers[k]
@@ -172,19 +194,21 @@ class TrizabCluster:
         return [line for server in self._servers for line in server.get_logs()]
 
     def get_ssl_client_configuration(self) -> dict[str, bytes]:
-        # trizab has no TLS port; kazoo's TLS test then fails to connect (listed as expected).
-        if not self._ssl_configuration:
-            from kazoo.testing.common import ZookeeperCluster
-
-            holder = ZookeeperCluster.__new__(ZookeeperCluster)
-            holder._ssl_configuration = {}
-            holder.perform_ssl_certs_generation()
-            self._ssl_configuration = holder._ssl_configuration
         return {
             "client_key": self._ssl_configuration["client_key_pem"],
             "client_cert": self._ssl_configuration["client_cert_pem"],
             "ca_cert": self._ssl_configuration["ca_cert_pem"],
         }
+
+
+def _generate_ssl_configuration() -> dict[str, Any]:
+    """kazoo's own certificates (CA, server in a JKS key store, CA in a JKS trust store, client)."""
+    from kazoo.testing.common import ZookeeperCluster
+
+    holder = ZookeeperCluster.__new__(ZookeeperCluster)
+    holder._ssl_configuration = {}
+    holder.perform_ssl_certs_generation()
+    return dict(holder._ssl_configuration)
 
 
 # --- the replacement for kazoo.testing.harness.get_global_cluster ------------------------------
