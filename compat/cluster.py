@@ -64,11 +64,11 @@ class TrizabMember:
         self.secure_client_port = secure_client_port
         self.quorum_lines = list(quorum_lines)
         self.working_path = tempfile.mkdtemp(prefix=f"trizab-compat-{server_id}-")
-        # The JKS stores and the lines kazoo's ManagedZooKeeper.run writes for Java.
+        # The JKS stores (saved by run(), as kazoo's ManagedZooKeeper.run does) and the lines it
+        # writes for Java.
+        self.ssl_configuration = ssl_configuration
         keystore = os.path.join(self.working_path, "keystore.jks")
         truststore = os.path.join(self.working_path, "truststore.jks")
-        ssl_configuration["keystore"].save(keystore, "apassword")
-        ssl_configuration["truststore"].save(truststore, "apassword")
         lines = [
             "maxClientCnxns=0",
             "readonlymode.enabled=true",
@@ -106,6 +106,11 @@ class TrizabMember:
         """Start the server (if not running) and wait until it answers ruok."""
         if self.running:
             return
+        os.makedirs(self.working_path, exist_ok=True)
+        self.ssl_configuration["keystore"].save(os.path.join(self.working_path, "keystore.jks"), "apassword")
+        self.ssl_configuration["truststore"].save(
+            os.path.join(self.working_path, "truststore.jks"), "apassword"
+        )
         if self.quorum_lines:
             self.process.data_dir.mkdir(parents=True, exist_ok=True)
             (self.process.data_dir / "myid").write_text(f"{self.server_id}\n")
