@@ -26,7 +26,9 @@ TLS towards clients is implemented with ZooKeeper 3.8's keys (``secureClientPort
 the ``ssl.*`` keys of ``X509Util`` read into :class:`TlsSettings`, and
 ``X509AuthenticationProvider.superUser``); :mod:`trizab.runtime.tls` turns them
 into an ``ssl.SSLContext``.  As in ZooKeeper, with ``secureClientPort`` set and
-no ``clientPort`` there is no plain-text listener at all.
+no ``clientPort`` there is no plain-text listener at all.  TLS between members
+(``sslQuorum``, ``portUnification``, ``sslQuorumReloadCertFiles``) reads the same
+keys under ``ssl.quorum.``.
 
 trizab adds ``storage=NAME`` and ``election=NAME`` plus ``storage.<opt>=...``
 and ``election.<opt>=...``; those option values stay raw strings here because
@@ -112,6 +114,10 @@ class TlsSettings:
     enabled_protocols: tuple[str, ...] | None = None  # None: just ``protocol``
     cipher_suites: tuple[str, ...] | None = None  # None: ZooKeeper's default list
     handshake_detection_timeout_ms: int = 5000
+    # Only the quorum verifies the peer's host against its certificate (QuorumX509Util); the
+    # client port never checks a client's host name (ClientX509Util).
+    hostname_verification: bool = True
+    allow_reverse_dns_lookup: bool = True
 
 
 @attrs.frozen
@@ -137,6 +143,13 @@ class ServerConfig:
     # authProvider.N=...X509AuthenticationProvider (a secure port registers it too, as in ZooKeeper).
     x509_auth_provider: bool = False
     x509_super_user: str | None = None
+    # TLS between members: sslQuorum (outgoing quorum and election connections use TLS, and
+    # the ports take only TLS unless portUnification), the ssl.quorum.* keys, and
+    # sslQuorumReloadCertFiles.
+    ssl_quorum: bool = False
+    quorum_port_unification: bool = False
+    ssl_quorum_reload: bool = False
+    quorum_tls: TlsSettings = attrs.Factory(TlsSettings)
     max_client_cnxns: int = 60
     # -1 means "derive from tickTime" (2x and 20x), as in ZooKeeper.
     min_session_timeout_raw: int = -1
@@ -384,13 +397,17 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "election": ("election_name", _plugin_name),
 }
 
-# TLS towards clients; like the security keys below, these match with or without "zookeeper.".
-_CLIENT_TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+# TLS towards clients and between members; like the security keys below, these match with or
+# without "zookeeper.".
+_TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "secureClientPort": ("secure_client_port", _secure_port),
     "secureClientPortAddress": ("secure_client_port_address", _nonempty),
     "client.portUnification": ("client_port_unification", _bool),
     "client.certReload": ("client_cert_reload", _bool),
     "X509AuthenticationProvider.superUser": ("x509_super_user", str),
+    "sslQuorum": ("ssl_quorum", _bool),
+    "portUnification": ("quorum_port_unification", _bool),
+    "sslQuorumReloadCertFiles": ("ssl_quorum_reload", _bool),
 }
 # ssl.<suffix> (X509Util's keys) -> (TlsSettings attribute, parser).
 _TLS_SUFFIXES: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -407,6 +424,8 @@ _TLS_SUFFIXES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "enabledProtocols": ("enabled_protocols", _protocol_list),
     "ciphersuites": ("cipher_suites", _name_list),
     "handshakeDetectionTimeoutMillis": ("handshake_detection_timeout_ms", _int(1)),
+    "hostnameVerification": ("hostname_verification", _bool),
+    "allowReverseDnsLookup": ("allow_reverse_dns_lookup", _bool),
 }
 # Store file extensions ZooKeeper 3.8 recognises when the type is not set (KeyStoreFileType).
 _STORE_EXTENSIONS = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12"}
@@ -440,17 +459,13 @@ X509_AUTH_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvide
 # Keys match with or without the "zookeeper." prefix of their Java system property.  This is
 # the one list; README.md's configuration section states the rule.
 _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
-    # TLS towards clients is implemented (_CLIENT_TLS_KEYS, _TLS_SUFFIXES); of its ssl.* keys
-    # these have no effect on a server's client port and are accepted, or are refused when on.
+    # TLS is implemented (_TLS_KEYS, _TLS_SUFFIXES); of the other ssl.* keys these ask for
+    # nothing trizab does not do, or are refused when on (no CRL or OCSP checks).
     "ssl.authProvider": lambda raw: raw == "x509",
-    "ssl.hostnameVerification": _any_switch,  # ClientX509Util never verifies client host names
-    "ssl.allowReverseDnsLookup": _any_switch,  # only used by host name verification
     "ssl.crl": _off,
     "ssl.ocsp": _off,
-    # TLS between servers.
-    "sslQuorum": _off,
-    "sslQuorumReloadCertFiles": _off,
-    "portUnification": _off,
+    "ssl.quorum.crl": _off,
+    "ssl.quorum.ocsp": _off,
     # Authentication: trizab has digest, ip and x509 built in, nothing else (no SASL, ensemble).
     "DigestAuthenticationProvider.enabled": _bool,
     "DigestAuthenticationProvider.digestAlg": lambda raw: raw.upper() in ("SHA1", "SHA-1"),
@@ -466,7 +481,7 @@ _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
     "quorum.auth.serverRequireSasl": _off,
 }
 _SECURITY_PREFIXES: dict[str, Callable[[str], bool]] = {
-    # ssl.quorum.*, ssl.context.supplier.class, ...: not implemented.
+    # ssl.context.supplier.class (a Java class), ssl.sslProvider, ...: not implemented.
     "ssl.": _never,
     # authProvider.N=class: digest and ip are built in (ZooKeeper always loads them too), x509 is
     # parsed above.
@@ -541,6 +556,7 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
     storage_options: dict[str, str] = {}
     election_options: dict[str, str] = {}
     tls: dict[str, Any] = {}
+    quorum_tls: dict[str, Any] = {}
     where = str(source) if source is not None else "config"
     for lineno, key, raw in _properties(text, where):
         name = key.removeprefix("zookeeper.")
@@ -548,9 +564,12 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
             if key in _KEYS:
                 attr, parser = _KEYS[key]
                 values[attr] = parser(raw)
-            elif name in _CLIENT_TLS_KEYS:
-                attr, parser = _CLIENT_TLS_KEYS[name]
+            elif name in _TLS_KEYS:
+                attr, parser = _TLS_KEYS[name]
                 values[attr] = parser(raw)
+            elif name.startswith("ssl.quorum.") and name[11:] in _TLS_SUFFIXES:
+                attr, parser = _TLS_SUFFIXES[name[11:]]
+                quorum_tls[attr] = parser(raw)
             elif name.startswith("ssl.") and name[4:] in _TLS_SUFFIXES:
                 attr, parser = _TLS_SUFFIXES[name[4:]]
                 tls[attr] = parser(raw)
@@ -585,6 +604,7 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
         storage_options=storage_options,
         election_options=election_options,
         client_tls=TlsSettings(**tls),
+        quorum_tls=TlsSettings(**quorum_tls),
         source=source,
         **values,
     )
@@ -604,26 +624,36 @@ def _store_type_of(location: Path, configured: str | None, key: str, where: str)
     return found
 
 
-def _validate_tls(config: ServerConfig, where: str, address_given: bool) -> ServerConfig:
-    """ZooKeeper's checks of the client TLS keys, and the store types resolved from file names."""
-    tls = config.client_tls
-    if address_given and config.secure_client_port is None:
-        raise ConfigError(f"{where}: secureClientPortAddress is set but secureClientPort is not")
+def _resolve_types(tls: TlsSettings, prefix: str, where: str) -> TlsSettings:
     changes: dict[str, Any] = {}
     if tls.key_store_location is not None:
         changes["key_store_type"] = _store_type_of(
-            tls.key_store_location, tls.key_store_type, "ssl.keyStore", where
+            tls.key_store_location, tls.key_store_type, f"{prefix}keyStore", where
         )
     if tls.trust_store_location is not None:
         changes["trust_store_type"] = _store_type_of(
-            tls.trust_store_location, tls.trust_store_type, "ssl.trustStore", where
+            tls.trust_store_location, tls.trust_store_type, f"{prefix}trustStore", where
         )
+    return attrs.evolve(tls, **changes) if changes else tls
+
+
+def _validate_tls(config: ServerConfig, where: str, address_given: bool) -> ServerConfig:
+    """ZooKeeper's checks of the TLS keys, and the store types resolved from file names."""
+    if address_given and config.secure_client_port is None:
+        raise ConfigError(f"{where}: secureClientPortAddress is set but secureClientPort is not")
+    tls = _resolve_types(config.client_tls, "ssl.", where)
+    quorum = _resolve_types(config.quorum_tls, "ssl.quorum.", where)
     if config.client_tls_enabled and tls.key_store_location is None:
         what = "secureClientPort" if config.secure_client_port is not None else "client.portUnification"
         raise ConfigError(
             f"{where}: {what} needs ssl.keyStore.location (the server's certificate and private key)"
         )
-    return config.evolve(client_tls=attrs.evolve(tls, **changes)) if changes else config
+    if (config.ssl_quorum or config.quorum_port_unification) and quorum.key_store_location is None:
+        what = "sslQuorum" if config.ssl_quorum else "portUnification"
+        raise ConfigError(
+            f"{where}: {what} needs ssl.quorum.keyStore.location (this member's certificate and private key)"
+        )
+    return config.evolve(client_tls=tls, quorum_tls=quorum)
 
 
 def _validate(config: ServerConfig, where: str, *, read_myid: bool) -> ServerConfig:

@@ -123,15 +123,11 @@ def test_load_missing_file(tmp_path: Path) -> None:
 # A security setting trizab does not implement stops start-up: one line naming the key and never
 # its value (ssl.keyStore.password is a secret).
 REFUSED = [
-    "sslQuorum=true",
-    "sslQuorumReloadCertFiles=true",
-    "portUnification=true",
-    "ssl.quorum.trustStore.location=/etc/zk/truststore.jks",
-    "ssl.quorum.keyStore.password=s3cret",
-    "zookeeper.ssl.quorum.clientAuth=need",
     "ssl.authProvider=custom",
     "ssl.crl=true",
     "ssl.ocsp=true",
+    "ssl.quorum.crl=true",
+    "ssl.quorum.context.supplier.class=com.example.Supplier",
     "ssl.context.supplier.class=com.example.Supplier",
     "ssl.sslProvider=OPENSSL",
     "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
@@ -199,6 +195,12 @@ ACCEPTED = [
     "zookeeper.ssl.keyStore.location=/etc/zk/keystore.jks",
     "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
     "X509AuthenticationProvider.superUser=CN=admin",
+    # So is TLS between members.
+    "sslQuorumReloadCertFiles=true",
+    "ssl.quorum.trustStore.location=/etc/zk/truststore.jks",
+    "ssl.quorum.keyStore.password=s3cret",
+    "zookeeper.ssl.quorum.clientAuth=need",
+    "ssl.quorum.hostnameVerification=false",
 ]
 
 
@@ -278,6 +280,9 @@ def test_tls_settings_and_their_defaults() -> None:
         ("ssl.protocol=SSLv3\n", "bad value ssl.protocol=SSLv3"),
         ("ssl.enabledProtocols=TLSv1.2,SSLv3\n", "bad value ssl.enabledProtocols"),
         ("secureClientPort=99999\n", "bad value secureClientPort=99999"),
+        ("sslQuorum=true\n", "sslQuorum needs ssl.quorum.keyStore.location"),
+        ("portUnification=true\n", "portUnification needs ssl.quorum.keyStore.location"),
+        ("ssl.quorum.keyStore.location=/q.key\n", "set ssl.quorum.keyStore.type"),
     ],
 )
 def test_client_tls_mistakes_stop_start_up_with_one_line(text: str, message: str) -> None:

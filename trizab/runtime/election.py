@@ -39,6 +39,7 @@ import trio
 
 from trizab.runtime.events import ElectionReceived
 from trizab.runtime.quorum import FrameError, frame, read_frame
+from trizab.runtime.tls import PeerTls
 from trizab.zab.messages import Notification, decode_notification, encode_notification
 
 __all__ = ["ElectionTransport"]
@@ -73,7 +74,9 @@ class ElectionTransport:
         *,
         retry_s: float = 0.1,
         handshake_s: float = 5.0,
+        tls: PeerTls | None = None,
     ) -> None:
+        self.tls = tls  # sslQuorum / portUnification (None: plain TCP only)
         self.my_id = my_id
         self.addresses = addresses
         self._post = post
@@ -140,10 +143,22 @@ class ElectionTransport:
         p.last_nudge = now
         self._nursery.start_soon(self._send_nudge, p.sid)
 
+    async def _open(self, sid: int) -> trio.abc.Stream:
+        """A connection to a peer's election port, secured as configured (OSError if not)."""
+        host, port = self.addresses[sid]
+        stream = await trio.open_tcp_stream(host, port)
+        if self.tls is None:
+            return stream
+        secured = await self.tls.connect(stream, host, "election")
+        if secured is None:
+            await trio.aclose_forcefully(stream)
+            raise OSError(f"TLS with election peer {sid} failed")
+        return secured
+
     async def _send_nudge(self, sid: int) -> None:
         with trio.move_on_after(self.handshake_s):
             try:
-                stream = await trio.open_tcp_stream(*self.addresses[sid])
+                stream = await self._open(sid)
             except OSError:
                 return
             async with stream:
@@ -160,7 +175,7 @@ class ElectionTransport:
         while not p.closed:
             try:
                 with trio.fail_after(self.handshake_s):
-                    stream = await trio.open_tcp_stream(*self.addresses[p.sid])
+                    stream = await self._open(p.sid)
                     await stream.send_all(self._header())
             except (OSError, trio.TooSlowError, trio.BrokenResourceError):
                 with trio.move_on_after(self.retry_s):
@@ -173,8 +188,15 @@ class ElectionTransport:
             await self._run(p, stream, bytearray())
             await trio.sleep(self.retry_s / 4)
 
-    async def _accept(self, stream: trio.SocketStream) -> None:
+    async def _accept(self, socket_stream: trio.SocketStream) -> None:
         buf = bytearray()
+        stream: trio.abc.Stream = socket_stream
+        if self.tls is not None:
+            secured = await self.tls.accept(socket_stream, "election")
+            if secured is None:
+                await trio.aclose_forcefully(socket_stream)
+                return
+            stream = secured
         try:
             with trio.fail_after(self.handshake_s):
                 while len(buf) < _HEADER.size:
@@ -215,12 +237,14 @@ class ElectionTransport:
             return
         await self._run(p, stream, buf)
 
-    async def _run(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
+    async def _run(self, p: _Peer, stream: trio.abc.Stream, buf: bytearray) -> None:
         if p.scope is not None:
             p.scope.cancel()  # the newer connection wins
         scope = p.scope = trio.CancelScope()
-        with contextlib.suppress(OSError):
-            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        if isinstance(raw, trio.SocketStream):
+            with contextlib.suppress(OSError):
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         try:
             with scope:
                 p.connected.set()
@@ -237,7 +261,7 @@ class ElectionTransport:
             with contextlib.suppress(Exception):
                 await trio.aclose_forcefully(stream)
 
-    async def _sender(self, p: _Peer, stream: trio.SocketStream) -> None:
+    async def _sender(self, p: _Peer, stream: trio.abc.Stream) -> None:
         while True:
             while p.queue:
                 data = p.queue.popleft()
@@ -248,7 +272,7 @@ class ElectionTransport:
                 continue
             await p.wakeup.wait()
 
-    async def _receiver(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
+    async def _receiver(self, p: _Peer, stream: trio.abc.Stream, buf: bytearray) -> None:
         while True:
             data = await read_frame(stream, buf, MAX_NOTIFICATION)
             if data is None:

@@ -1,4 +1,4 @@
-"""TLS for the client port: an ``ssl.SSLContext`` from ZooKeeper's ``ssl.*`` keys, and x509 ids.
+"""TLS: ``ssl.SSLContext`` s from ZooKeeper's ``ssl.*`` / ``ssl.quorum.*`` keys, and x509 ids.
 
 Theory of operation
 -------------------
@@ -13,10 +13,7 @@ suites).  Without a trust store a client certificate is checked against the syst
 CAs, as Java falls back to its own ``cacerts``.  The TLS itself is the standard
 library's ``ssl`` (OpenSSL); JKS is read with pyjks and PKCS12 with cryptography.
 
-A key that did not come from a PEM file is handed to OpenSSL through an anonymous
-in-memory file (``memfd``) where the platform has one, else through a temporary file
-in a private directory, removed at once; either way it is encrypted with a one-off
-password first, so it never rests on disk in the clear.
+The stores themselves are read by :mod:`trizab.runtime.tls_stores`.
 
 :class:`ServerTls` holds the current context.  With ``client.certReload`` its
 :meth:`~ServerTls.watch` task notices a changed key or trust store (size, mtime, inode),
@@ -28,29 +25,36 @@ a certificate the handshake verified (``want`` or ``need``) is authenticated as
 ``x509:<subject>``, the subject being the certificate's X.500 name exactly as Java's
 ``X500Principal.getName()`` (RFC 2253) writes it (:func:`rfc2253_name`), plus
 ``super:<subject>`` when it equals ``X509AuthenticationProvider.superUser``.
+
+:class:`PeerTls` is the same for the quorum and election ports (``sslQuorum``,
+``portUnification``, ``ssl.quorum.*``, ``sslQuorumReloadCertFiles``): both sides present
+their certificate, and with ``ssl.quorum.hostnameVerification`` (the default) each checks
+that the other's certificate names its address (the connecting side through the TLS
+library's host name check, the accepting side against the peer's IP address, or its
+reverse-DNS names with ``ssl.quorum.allowReverseDnsLookup``), as ZooKeeper's
+``ZKTrustManager`` does.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import logging
-import os
-import secrets
+import socket
 import ssl
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
 from trizab.config import TLS_PROTOCOLS, TlsSettings
+from trizab.runtime.tls_stores import TlsError, load_key_store, load_trust_store, rfc2253_name
 from trizab.wire.records import Id
 
 __all__ = [
+    "PeerTls",
     "ServerTls",
     "TlsError",
+    "client_context",
     "rfc2253_name",
     "server_context",
     "x509_ids",
@@ -61,10 +65,6 @@ log = logging.getLogger("trizab.server")
 RELOAD_POLL_S = 1.0
 # Netty's SslHandler default; a client that does not finish its handshake by then is dropped.
 HANDSHAKE_TIMEOUT_S = 10.0
-
-
-class TlsError(Exception):
-    """A store that cannot be loaded or a setting OpenSSL refuses; ``str()`` is one line."""
 
 
 # X509Util's default cipher suites on Java 9+ (GCM first, then CBC), Java names.
@@ -129,182 +129,6 @@ _VERSIONS = {
 _CLIENT_AUTH = {"none": ssl.CERT_NONE, "want": ssl.CERT_OPTIONAL, "need": ssl.CERT_REQUIRED}
 
 
-# -- the stores ------------------------------------------------------------------------------
-
-
-def _password(inline: str, path: Path | None) -> str:
-    """X509Util.getPasswordFromConfigPropertyOrFile: the file wins, less one trailing newline."""
-    if path is None:
-        return inline
-    try:
-        value = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TlsError(f"cannot read the password file {path}: {exc.strerror or exc}") from None
-    return value.removesuffix("\n")
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise TlsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
-def _pem_cert(der: bytes) -> str:
-    return ssl.DER_cert_to_PEM_cert(der)
-
-
-def _pem_key(pkcs8_der: bytes) -> str:
-    body = base64.encodebytes(pkcs8_der).decode("ascii")
-    return f"-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n"
-
-
-_JKS_MAGIC = (b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce")  # JKS, JCEKS
-
-
-def _load_jks(path: Path, password: str, what: str) -> tuple[list[tuple[list[bytes], bytes]], list[bytes]]:
-    """(private key entries as (chain DER, PKCS#8 DER), trusted certificates DER) of a JKS file."""
-    import jks  # pyjks
-
-    try:
-        ks = jks.KeyStore.loads(_read(path, what), password)
-    except Exception as exc:  # pyjks raises several unrelated types
-        raise TlsError(f"cannot load {what} {path} as JKS: {exc}") from None
-    keys: list[tuple[list[bytes], bytes]] = []
-    for alias in sorted(ks.private_keys):
-        pk = ks.private_keys[alias]
-        if not pk.is_decrypted():
-            pk.decrypt(password)
-        keys.append(([der for _type, der in pk.cert_chain], pk.pkey_pkcs8))
-    certs = [ks.certs[alias].cert for alias in sorted(ks.certs)]
-    return keys, certs
-
-
-def _load_pkcs12(path: Path, password: str, what: str) -> tuple[list[tuple[list[bytes], bytes]], list[bytes]]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    data = _read(path, what)
-    last: Exception | None = None
-    # An empty password may mean "no password" or "the empty password", depending on the tool.
-    for pw in (password.encode("utf-8"), None) if not password else (password.encode("utf-8"),):
-        try:
-            p12 = pkcs12.load_pkcs12(data, pw)
-            break
-        except Exception as exc:  # ValueError for a wrong password or a bad file
-            last = exc
-    else:
-        raise TlsError(f"cannot load {what} {path} as PKCS12: {last}") from None
-    der = serialization.Encoding.DER
-    keys: list[tuple[list[bytes], bytes]] = []
-    certs = [c.certificate.public_bytes(der) for c in p12.additional_certs]
-    if p12.key is not None and p12.cert is not None:
-        key = p12.key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        keys.append(([p12.cert.certificate.public_bytes(der), *certs], key))
-    elif p12.cert is not None:
-        certs.insert(0, p12.cert.certificate.public_bytes(der))
-    return keys, certs
-
-
-def _load_store(
-    path: Path, kind: str | None, password: str, what: str
-) -> tuple[list[tuple[list[bytes], bytes]], list[bytes]]:
-    if kind == "PKCS12":
-        return _load_pkcs12(path, password, what)
-    data = _read(path, what)
-    if data[:4] not in _JKS_MAGIC:
-        # Java 9+ reads a PKCS12 file through the JKS type too (keystore.type.compat), and
-        # keytool has written PKCS12 by default since then, often named .jks.
-        return _load_pkcs12(path, password, what)
-    return _load_jks(path, password, what)
-
-
-@contextlib.contextmanager
-def _secret_file(data: bytes) -> Iterator[str]:
-    """A path OpenSSL can read ``data`` from, gone when the block ends."""
-    memfd_create = getattr(os, "memfd_create", None)
-    if memfd_create is not None and os.path.isdir("/proc/self/fd"):
-        fd = memfd_create("trizab-tls", 0)
-        try:
-            os.write(fd, data)
-            yield f"/proc/self/fd/{fd}"
-        finally:
-            os.close(fd)
-        return
-    with tempfile.TemporaryDirectory(prefix="trizab-tls-") as d:  # mode 0700
-        path = os.path.join(d, "key.pem")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        yield path
-
-
-def _load_key_store(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
-    path = settings.key_store_location
-    assert path is not None
-    what = "ssl.keyStore.location"
-    password = _password(settings.key_store_password, settings.key_store_password_path)
-    if settings.key_store_type == "PEM":
-        # The key and its certificate chain in one file, as ZooKeeper's PemReader reads it; an
-        # encrypted key ("ENCRYPTED PRIVATE KEY") is decrypted with the password.
-        _read(path, what)
-        try:
-            ctx.load_cert_chain(str(path), password=password.encode("utf-8") if password else None)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise TlsError(f"cannot load {what} {path} as PEM: {_reason(exc)}") from None
-        return
-    keys, _certs = _load_store(path, settings.key_store_type, password, what)
-    if not keys:
-        raise TlsError(f"{what} {path} holds no private key")
-    if len(keys) > 1:
-        log.warning("%s %s holds %d private keys; using the first by alias", what, path, len(keys))
-    chain, key = keys[0]
-    from cryptography.hazmat.primitives import serialization
-
-    one_off = secrets.token_urlsafe(24).encode("ascii")
-    private = serialization.load_der_private_key(key, None)
-    encrypted = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(one_off),
-    )
-    pem = encrypted + "".join(_pem_cert(c) for c in chain).encode("ascii")
-    with _secret_file(pem) as secret:
-        try:
-            ctx.load_cert_chain(secret, password=one_off)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise TlsError(f"cannot use the key in {what} {path}: {_reason(exc)}") from None
-
-
-def _load_trust_store(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
-    path = settings.trust_store_location
-    if path is None:
-        ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
-        return
-    what = "ssl.trustStore.location"
-    if settings.trust_store_type == "PEM":
-        pem = _read(path, what).decode("ascii", "replace")
-    else:
-        password = _password(settings.trust_store_password, settings.trust_store_password_path)
-        keys, certs = _load_store(path, settings.trust_store_type, password, what)
-        # Java trusts the certificates of key entries in a trust store too.
-        pem = "".join(_pem_cert(c) for c in [*certs, *(chain[0] for chain, _ in keys)])
-    if "-----BEGIN CERTIFICATE-----" not in pem:
-        raise TlsError(f"{what} {path} holds no certificate")
-    try:
-        ctx.load_verify_locations(cadata=pem)
-    except (ssl.SSLError, ValueError) as exc:
-        raise TlsError(f"cannot load {what} {path}: {_reason(exc)}") from None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason).lower().replace("_", " ")
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
 # -- the context -----------------------------------------------------------------------------
 
 
@@ -360,11 +184,25 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     protocols = _protocols(ctx, settings)
     _ciphers(ctx, settings, protocols)
     ctx.verify_mode = _CLIENT_AUTH[settings.client_auth]
-    _load_key_store(ctx, settings)
+    load_key_store(ctx, settings)
     if settings.client_auth != "none":
-        _load_trust_store(ctx, settings)
+        load_trust_store(ctx, settings)
     # Java's server keeps no TLS 1.3 session tickets of ours to resume; nor do we need them.
     ctx.num_tickets = 0
+    return ctx
+
+
+def client_context(settings: TlsSettings) -> ssl.SSLContext:
+    """The connecting side of a member's quorum or election link: its certificate (from the key
+    store) for the other member's ``need``, and the other member's certificate checked against
+    the trust store, and against its host when ``hostnameVerification`` (the default)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    protocols = _protocols(ctx, settings)
+    _ciphers(ctx, settings, protocols)
+    ctx.check_hostname = settings.hostname_verification
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    load_key_store(ctx, settings)
+    load_trust_store(ctx, settings)
     return ctx
 
 
@@ -398,9 +236,7 @@ class ServerTls:
         return self.settings.client_auth != "none"
 
     def _files(self) -> tuple[object, ...]:
-        s = self.settings
-        paths = (s.key_store_location, s.key_store_password_path, s.trust_store_location)
-        return tuple(_fingerprint(p) for p in (*paths, s.trust_store_password_path))
+        return _store_files(self.settings)
 
     def reload_if_changed(self) -> bool:
         """Build a new context if a store changed since the last look; whether one was swapped in."""
@@ -427,6 +263,131 @@ class ServerTls:
         return x509_ids(peer_der, self.super_user)
 
 
+def _host_matches(cert: dict[str, Any], ip: str) -> bool:
+    """ZKTrustManager's check of a connecting member: its address among the certificate's names."""
+    names = cert.get("subjectAltName", ())
+    if any(kind == "IP Address" and value.strip() == ip for kind, value in names):
+        return True
+    return False
+
+
+async def _peer_host_names(ip: str) -> list[str]:
+    try:
+        host, aliases, _ = await trio.to_thread.run_sync(socket.gethostbyaddr, ip)
+    except OSError:
+        return []
+    return [host, *aliases]
+
+
+@attrs.define
+class PeerTls:
+    """TLS on a member's quorum and election ports: ``sslQuorum``, ``portUnification``, ``ssl.quorum.*``.
+
+    ``accept`` secures an accepted connection (TLS only; or, with port unification, whatever the
+    first byte says), ``connect`` one we open (TLS when ``sslQuorum``).  A member whose certificate
+    does not chain to the trust store, or (with ``ssl.quorum.hostnameVerification``, the default)
+    does not name the address it connects from, is refused.  :meth:`watch` reloads the stores
+    with ``sslQuorumReloadCertFiles``.
+    """
+
+    settings: TlsSettings
+    ssl_quorum: bool
+    unification: bool
+    reload: bool = False
+    poll_s: float = RELOAD_POLL_S
+    server: ssl.SSLContext = attrs.field(init=False)
+    client: ssl.SSLContext = attrs.field(init=False)
+    _seen: tuple[object, ...] = attrs.field(init=False, default=())
+
+    def __attrs_post_init__(self) -> None:
+        self._seen = _store_files(self.settings)
+        self.server, self.client = server_context(self.settings), client_context(self.settings)
+
+    def reload_if_changed(self) -> bool:
+        seen = _store_files(self.settings)
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            server, client = server_context(self.settings), client_context(self.settings)
+        except TlsError as exc:
+            log.error("quorum TLS: a key or trust store changed but does not load (%s); keeping the old", exc)
+            return False
+        self.server, self.client = server, client
+        log.info("quorum TLS: key and trust stores reloaded")
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await trio.sleep(self.poll_s)
+            self.reload_if_changed()
+
+    async def accept(self, stream: trio.SocketStream, what: str) -> trio.abc.Stream | None:
+        """The stream to use for an accepted connection; None if it must be closed (logged)."""
+        remote = stream.socket.getpeername()
+        ip = str(remote[0])
+        if not self.ssl_quorum and not self.unification:
+            return stream
+        if self.unification:
+            try:
+                with trio.fail_after(self.settings.handshake_detection_timeout_ms / 1000):
+                    first = await stream.socket.recv(1, socket.MSG_PEEK)
+            except (OSError, trio.TooSlowError):
+                return None
+            if not first or first[0] != 0x16:
+                return stream
+        wrapped = trio.SSLStream(stream, self.server, server_side=True)
+        if not await _handshake(wrapped, f"{what} connection from {ip}"):
+            return None
+        if self.settings.hostname_verification:
+            cert = wrapped.getpeercert() or {}
+            if not _host_matches(cert, ip):
+                names = await _peer_host_names(ip) if self.settings.allow_reverse_dns_lookup else []
+                dns = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+                if not any(n in dns for n in names):
+                    log.warning(
+                        "%s connection from %s: its certificate does not name that address; closing", what, ip
+                    )
+                    return None
+        return wrapped
+
+    async def connect(self, stream: trio.SocketStream, host: str, what: str) -> trio.abc.Stream | None:
+        """The stream to use for a connection we opened to ``host``; None if TLS failed (logged)."""
+        if not self.ssl_quorum:
+            return stream
+        name = host if self.settings.hostname_verification else None
+        wrapped = trio.SSLStream(stream, self.client, server_hostname=name)
+        if not await _handshake(wrapped, f"{what} connection to {host}"):
+            return None
+        return wrapped
+
+
+async def _handshake(stream: trio.SSLStream[Any], what: str) -> bool:
+    with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
+        try:
+            await stream.do_handshake()
+            return True
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            reason = (
+                getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or str(cause or exc)
+            )
+            log.warning("TLS handshake on %s failed: %s", what, reason)
+            return False
+    log.warning("TLS handshake on %s did not finish in %.0f s", what, HANDSHAKE_TIMEOUT_S)
+    return False
+
+
+def _store_files(s: TlsSettings) -> tuple[object, ...]:
+    paths = (
+        s.key_store_location,
+        s.key_store_password_path,
+        s.trust_store_location,
+        s.trust_store_password_path,
+    )
+    return tuple(_fingerprint(p) for p in paths)
+
+
 def x509_ids(peer_der: bytes | None, super_user: str | None) -> list[Id]:
     """``X509AuthenticationProvider.handleAuthentication``: the ids of a verified client certificate."""
     if not peer_der:
@@ -436,108 +397,3 @@ def x509_ids(peer_der: bytes | None, super_user: str | None) -> list[Id]:
     if super_user is not None and subject == super_user:
         ids.insert(0, Id("super", subject))
     return ids
-
-
-# -- X500Principal.getName(), from the certificate's DER --------------------------------------
-
-
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of contents, end of contents) of the DER element at ``pos``."""
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """(tag, element start, contents start, contents end) of each element in a constructed one."""
-    out = []
-    pos = start
-    while pos < end:
-        tag, cstart, cend = _tlv(data, pos)
-        out.append((tag, pos, cstart, cend))
-        pos = cend
-    return out
-
-
-def _oid(body: bytes) -> str:
-    first = body[0]
-    parts = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
-    value = 0
-    for b in body[1:]:
-        value = (value << 7) | (b & 0x7F)
-        if not b & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(map(str, parts))
-
-
-# Java's RFC 2253 keywords (AVAKeyword with rfc2253Compliant); other types are written as OIDs.
-_RFC2253_KEYWORDS = {
-    "2.5.4.3": "CN",
-    "2.5.4.6": "C",
-    "2.5.4.7": "L",
-    "2.5.4.8": "ST",
-    "2.5.4.10": "O",
-    "2.5.4.11": "OU",
-    "2.5.4.9": "STREET",
-    "0.9.2342.19200300.100.1.25": "DC",
-    "0.9.2342.19200300.100.1.1": "UID",
-}
-# AVA.isDerString(value, false): the string types written as text (Printable, T61, IA5, General,
-# BMP, UTF8); others are written as #hex.  Java decodes the bytes of every one of them as UTF-8
-# (so a BMPString "st" comes out as "\00s\00t"), and so do we.
-_STRING_TAGS = frozenset({0x13, 0x14, 0x16, 0x1B, 0x1E, 0x0C})
-_ESCAPED = ',=+<>#;"\\'
-
-
-def _ava(data: bytes, start: int, end: int) -> str:
-    (_t, _s, ostart, oend), (vtag, vpos, vstart, vend) = _children(data, start, end)[:2]
-    oid = _oid(data[ostart:oend])
-    keyword = _RFC2253_KEYWORDS.get(oid, oid)
-    if keyword[0].isdigit() or vtag not in _STRING_TAGS:
-        return f"{keyword}=#{data[vpos:vend].hex()}"
-    text = data[vstart:vend].decode("utf-8", "replace")
-    out = []
-    for ch in text:
-        if ch in _ESCAPED:
-            out.append("\\" + ch)
-        elif ch == "\0":
-            out.append("\\00")
-        else:
-            out.append(ch)
-    # Leading and trailing spaces (and carriage returns) are escaped too.
-    lead = 0
-    while lead < len(out) and out[lead] in (" ", "\r"):
-        out[lead] = "\\" + out[lead]
-        lead += 1
-    trail = len(out) - 1
-    while trail >= lead and out[trail] in (" ", "\r"):
-        out[trail] = "\\" + out[trail]
-        trail -= 1
-    return f"{keyword}={''.join(out)}"
-
-
-def rfc2253_name(cert_der: bytes) -> str:
-    """The certificate subject as ``X500Principal.getName()`` (RFC 2253) writes it."""
-    try:
-        _tag, cstart, _end = _tlv(cert_der, 0)  # Certificate
-        _tag, tstart, tend = _tlv(cert_der, cstart)  # TBSCertificate
-        fields = _children(cert_der, tstart, tend)
-        if fields[0][0] == 0xA0:  # [0] version
-            fields = fields[1:]
-        # serialNumber, signature, issuer, validity, subject
-        _t, _p, sstart, send = fields[4]
-        rdns = []
-        for _t, _p, rstart, rend in _children(cert_der, sstart, send):  # SET OF AttributeTypeAndValue
-            avas = [
-                _ava(cert_der, astart, aend) for _t2, _p2, astart, aend in _children(cert_der, rstart, rend)
-            ]
-            rdns.append("+".join(avas))
-    except (IndexError, ValueError) as exc:
-        raise TlsError(f"cannot read the subject of a client certificate: {exc}") from None
-    return ",".join(reversed(rdns))

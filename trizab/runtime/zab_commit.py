@@ -49,7 +49,7 @@ from trizab import config as cfg
 from trizab.runtime.admin import Status
 from trizab.runtime.clock import Clock
 from trizab.runtime.core_task import CoreTask
-from trizab.runtime.disk import Disk
+from trizab.runtime.disk import Disk, StartupError
 from trizab.runtime.election import ElectionTransport
 from trizab.runtime.events import (
     ElectionReceived,
@@ -61,6 +61,7 @@ from trizab.runtime.events import (
 )
 from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple
 from trizab.runtime.snapshots import Snapshotter
+from trizab.runtime.tls import PeerTls, TlsError
 from trizab.runtime.zab_sessions import ZabSessions
 from trizab.runtime.zab_storage import ZabStorage
 from trizab.server.replica import (
@@ -154,6 +155,21 @@ def _zxid_of(e: Entry) -> int:
     return e.zxid
 
 
+def _peer_tls(config: cfg.ServerConfig) -> PeerTls | None:
+    """TLS on the quorum and election ports, if sslQuorum or portUnification asks for it."""
+    if not (config.ssl_quorum or config.quorum_port_unification):
+        return None
+    try:
+        return PeerTls(
+            config.quorum_tls,
+            ssl_quorum=config.ssl_quorum,
+            unification=config.quorum_port_unification,
+            reload=config.ssl_quorum_reload,
+        )
+    except TlsError as exc:
+        raise StartupError(f"quorum TLS: {exc}") from None
+
+
 class ZabCommit:
     """A member's commit path (see the module docstring)."""
 
@@ -185,6 +201,7 @@ class ZabCommit:
         self._off_ticks = 0
         self._parked: dict[int, tuple[Link, r.QuorumPacket]] = {}
         self._client_port = config.client_port or 0
+        self.tls = _peer_tls(config)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -205,9 +222,13 @@ class ZabCommit:
             core_task.post,
             core_task.wake,
             heartbeat_s=max(1.0, config.sync_limit * config.tick_time / 1000.0),
+            tls=self.tls,
         )
         self.election = ElectionTransport(
-            self.my_id, {s.sid: (s.host, s.election_port) for s in servers.values()}, core_task.post
+            self.my_id,
+            {s.sid: (s.host, s.election_port) for s in servers.values()},
+            core_task.post,
+            tls=self.tls,
         )
         self.core.init_ensemble(config.servers, self.my_id, client_port)
         self._apply_ensemble()
@@ -240,6 +261,8 @@ class ZabCommit:
             await nursery.start(self.election.serve)
             nursery.start_soon(self.storage.run)
             nursery.start_soon(self._ticker)
+            if self.tls is not None and self.tls.reload:
+                nursery.start_soon(self.tls.watch)
             task_status.started()
 
     async def _ticker(self) -> None:
