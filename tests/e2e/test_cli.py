@@ -192,7 +192,7 @@ def test_tls_client_on_the_plain_port_is_named_and_the_server_keeps_serving(tmp_
         while expected not in server.log_tail(400):
             assert time.monotonic() < deadline, server.log_tail()
             time.sleep(0.05)
-        assert "is the client configured for TLS? trizab has no TLS yet" in server.log_tail(400)
+        assert "is the client configured for TLS? this server has no TLS port" in server.log_tail(400)
         assert "frame length" not in server.log_tail(400)
         _kazoo_write(server.address, "/after-tls")
 
