@@ -9,11 +9,11 @@ them) and stops it when it ends; kazoo runs in a worker thread.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import logging
-import shutil
 import socket
 import ssl
-import subprocess
+import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -38,6 +38,9 @@ from testkit.process import free_port
 from trizab import config as cfg
 from trizab.runtime import server as rt
 from trizab.runtime.tls import TlsError, rfc2253_name, server_context
+from trizab.wire import jute
+from trizab.wire import records as r
+from trizab.wire.codes import OpCode
 
 PASSWORD = "s3cret"
 WAIT = 10.0
@@ -547,23 +550,79 @@ def test_bad_stores_and_settings_stop_start_up_with_one_line(
     server_context(base.client_tls)  # the control: the unchanged settings load
 
 
-# Java's X500Principal.getName() is what ZooKeeper's X509AuthenticationProvider uses; compare ours with
-# it on names that exercise escaping, OIDs written in hex, multi-valued RDNs and non-ASCII text.
-_JAVA = """
-import java.io.*; import java.security.cert.*;
-public class Names { public static void main(String[] a) throws Exception {
-  CertificateFactory f = CertificateFactory.getInstance("X.509");
-  for (String p : a) { X509Certificate c = (X509Certificate) f.generateCertificate(new FileInputStream(p));
-    System.out.println(c.getSubjectX500Principal().getName()); } } }
-"""
+# ZooKeeper's X509AuthenticationProvider names a client by X500Principal.getName(); whoAmI shows it.
+# The same client certificates against Apache ZooKeeper 3.8 and trizab must give the same ids, on
+# names that exercise escaping, OIDs written in hex, multi-valued RDNs and non-ASCII text.
+
+
+def _who_am_i(port: int, ctx: ssl.SSLContext) -> list[tuple[str, str]]:
+    """A session over TLS, then whoAmI: the (scheme, user) pairs the server has for it."""
+
+    def frame(*records: object) -> bytes:
+        body = b"".join(jute.encode(rec) for rec in records)
+        return struct.pack(">i", len(body)) + body
+
+    def read_frame(sock: ssl.SSLSocket) -> bytes:
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack_from(">i", data)[0]:
+            chunk = sock.recv(65536)
+            assert chunk, "server closed the connection"
+            data += chunk
+        return data[4:]
+
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw, ctx.wrap_socket(raw) as sock:
+        sock.sendall(frame(r.ConnectRequest(0, 0, 10_000, 0, bytes(16), False)))
+        read_frame(sock)
+        sock.sendall(frame(r.RequestHeader(xid=1, type=OpCode.WHO_AM_I)))
+        reply = read_frame(sock)
+        header, pos = jute.decode_prefix(r.ReplyHeader, reply)
+        assert header.err == 0
+        response = jute.decode(r.WhoAmIResponse, reply[pos:])
+        return sorted((i.auth_scheme, i.user) for i in response.client_info)
 
 
 @pytest.mark.apache
-def test_subject_names_match_javas_x500_principal(tmp_path: Path) -> None:
-    java = shutil.which("java")
-    assert java is not None, "needs the Java runtime Apache ZooKeeper runs on"
-    attr = x509.NameAttribute
-    rdn = x509.RelativeDistinguishedName
+def test_x509_ids_are_apache_zookeepers(tmp_path: Path) -> None:
+    from testkit import apache_zk
+    from testkit.process import TrizabProcess
+
+    def make(
+        name: x509.Name, issuer: x509.Name, key: Any, signer: Any, *, ca: bool = False, ip: bool = False
+    ) -> Any:
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+        if ca:
+            builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        if ip:
+            san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    attr, rdn = x509.NameAttribute, x509.RelativeDistinguishedName
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([attr(NameOID.COMMON_NAME, "test ca")])
+    ca_cert = make(ca_name, ca_name, ca_key, ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = make(x509.Name([attr(NameOID.COMMON_NAME, "server")]), ca_name, server_key, ca_key, ip=True)
+    der = serialization.Encoding.DER
+    pkcs8 = server_key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    chain = [server_cert.public_bytes(der), ca_cert.public_bytes(der)]
+    ks, ts = tmp_path / "keystore.jks", tmp_path / "truststore.jks"
+    jks.KeyStore.new("jks", [jks.PrivateKeyEntry.new("server", chain, pkcs8, "pkcs8")]).save(
+        str(ks), PASSWORD
+    )
+    jks.KeyStore.new("jks", [jks.TrustedCertEntry.new("ca", ca_cert.public_bytes(der))]).save(
+        str(ts), PASSWORD
+    )
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
     names = [
         x509.Name([attr(NameOID.COMMON_NAME, "client")]),
         x509.Name(
@@ -591,26 +650,35 @@ def test_subject_names_match_javas_x500_principal(tmp_path: Path) -> None:
             ]
         ),
     ]
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    paths, ours = [], []
+    contexts = []
     for i, name in enumerate(names):
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(i + 1)
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256())
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = make(name, ca_name, key, ca_key)
+        (tmp_path / f"c{i}.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            + cert.public_bytes(serialization.Encoding.PEM)
         )
-        path = tmp_path / f"c{i}.pem"
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        paths.append(str(path))
-        ours.append(rfc2253_name(cert.public_bytes(serialization.Encoding.DER)))
-    (tmp_path / "Names.java").write_text(_JAVA)
-    out = subprocess.run(
-        [java, str(tmp_path / "Names.java"), *paths], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.splitlines() == ours
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(cadata=ca_pem)
+        ctx.load_cert_chain(str(tmp_path / f"c{i}.pem"))
+        contexts.append(ctx)
+    zk_port, trizab_port = apache_zk.free_ports(2)
+    lines = [
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        f"ssl.keyStore.location={ks}",
+        f"ssl.keyStore.password={PASSWORD}",
+        f"ssl.trustStore.location={ts}",
+        f"ssl.trustStore.password={PASSWORD}",
+    ]
+    with apache_zk.ApacheZooKeeper(extra_config=[f"secureClientPort={zk_port}", *lines]):
+        theirs = [_who_am_i(zk_port, ctx) for ctx in contexts]
+    with TrizabProcess(
+        tmp_path / "trizab", storage="memory", extra_config=[f"secureClientPort={trizab_port}", *lines]
+    ):
+        ours = [_who_am_i(trizab_port, ctx) for ctx in contexts]
+    assert ours == theirs
+    assert ("x509", "CN=client") in theirs[0]
+    assert ("x509", "2.5.4.12=#0c0174,ST=\\00s\\00t,CN=plain") in theirs[3]  # Java decodes BMP bytes as UTF-8
