@@ -682,3 +682,79 @@ def test_x509_ids_are_apache_zookeepers(tmp_path: Path) -> None:
     assert ours == theirs
     assert ("x509", "CN=client") in theirs[0]
     assert ("x509", "2.5.4.12=#0c0174,ST=\\00s\\00t,CN=plain") in theirs[3]  # Java decodes BMP bytes as UTF-8
+
+
+# -- TLS between members (PeerTls), in one process: the ensemble tests run it on real members ----
+
+
+def _peer(tmp: Path, ca: trustme.CA, *names: str, **kw: Any) -> Any:
+    from trizab.runtime.tls import PeerTls
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    ca.issue_cert(*names).private_key_and_cert_chain_pem.write_to_path(str(tmp / "ks.pem"))
+    ca.cert_pem.write_to_path(str(tmp / "ts.pem"))
+    settings = cfg.TlsSettings(
+        key_store_location=tmp / "ks.pem",
+        key_store_type="PEM",
+        trust_store_location=tmp / "ts.pem",
+        trust_store_type="PEM",
+        **kw,
+    )
+    return PeerTls(settings, ssl_quorum=True, unification=False)
+
+
+async def _link(server: Any, client: Any | None) -> tuple[Any, Any]:
+    """One accepted and one opened connection through ``server`` and ``client`` (None: plain)."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    accepted: list[Any] = []
+    async with trio.open_nursery() as nursery:
+
+        async def accept() -> None:
+            raw = await listeners[0].accept()
+            accepted.append(await server.accept(raw, "quorum"))
+            if accepted[0] is None:
+                await trio.aclose_forcefully(raw)  # as the transports do: the other side sees EOF
+
+        nursery.start_soon(accept)
+        raw = await trio.open_tcp_stream("127.0.0.1", port)
+        if client is not None:
+            opened = await client.connect(raw, "127.0.0.1", "quorum")
+            if opened is None:
+                await trio.aclose_forcefully(raw)
+        else:
+            opened = raw
+            await raw.send_all(b"\x00\x00\x00\x2c" + bytes(44))  # a plain member's first frame
+    # Both sides have decided; only now does the connecting side go away.
+    await trio.aclose_forcefully(raw)
+    await listeners[0].aclose()
+    return accepted[0], opened
+
+
+async def test_members_check_each_others_certificate_and_address(tmp_path: Path, ca: trustme.CA) -> None:
+    good = _peer(tmp_path / "a", ca, "127.0.0.1")
+    other = _peer(tmp_path / "b", ca, "127.0.0.1")
+    accepted, opened = await _link(good, other)
+    assert isinstance(accepted, trio.SSLStream) and isinstance(opened, trio.SSLStream)
+    # A member whose certificate does not name the address it connects from, or listens on.
+    elsewhere = _peer(tmp_path / "c", ca, "elsewhere.example")
+    accepted, _ = await _link(good, elsewhere)
+    assert accepted is None
+    _, opened = await _link(elsewhere, good)
+    assert opened is None
+    # ... is fine with ssl.quorum.hostnameVerification=false on both sides.
+    lax = _peer(tmp_path / "d", ca, "127.0.0.1", hostname_verification=False)
+    lax_elsewhere = _peer(tmp_path / "e", ca, "elsewhere.example", hostname_verification=False)
+    accepted, opened = await _link(lax, lax_elsewhere)
+    assert accepted is not None and opened is not None
+    # A member with a certificate from another CA is refused either way.
+    stranger = _peer(tmp_path / "f", trustme.CA(), "127.0.0.1")
+    accepted, _ = await _link(good, stranger)
+    assert accepted is None
+    # A plain connection: refused by sslQuorum alone, served by portUnification.
+    accepted, _ = await _link(good, None)
+    assert accepted is None
+    good.unification = True
+    good.ssl_quorum = False
+    accepted, _ = await _link(good, None)
+    assert isinstance(accepted, trio.SocketStream)
