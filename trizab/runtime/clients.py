@@ -22,11 +22,12 @@ Theory of operation
   up instead of our memory.
 * **TLS** (:mod:`trizab.runtime.tls`): a connection to the secure port, or to a
   plain port with ``client.portUnification`` whose first byte opens a TLS record
-  (peeked, not read), is wrapped in a ``trio.SSLStream`` and handshaken (bounded
-  by ``HANDSHAKE_TIMEOUT_S``) before it is registered; the x509 ids of the client
-  certificate go on the :class:`Connection` for the core's connect.  A TLS
-  connection is read by its own reader task and written by its writer only (no
-  direct writes to the socket).
+  (peeked, not read), is handshaken (bounded by ``HANDSHAKE_TIMEOUT_S``) before it
+  is registered; the x509 ids of the client certificate go on the
+  :class:`Connection` for the core's connect.  A TLS connection has a reader task
+  of its own, which decrypts what it receives (:class:`~trizab.runtime.tls.TlsSession`);
+  its replies are encrypted where they are flushed and written like a plain
+  connection's.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from trizab.frontend.connection import NEED_DATA, ClientConnection, FourLetterWo
 from trizab.runtime.connections import CLOSE, Connection, Connections
 from trizab.runtime.disk import StartupError
 from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
-from trizab.runtime.tls import HANDSHAKE_TIMEOUT_S, ServerTls
+from trizab.runtime.tls import HANDSHAKE_TIMEOUT_S, ServerTls, TlsHandshakeError, TlsSession
 
 __all__ = ["ClientPort", "Gate", "RequestSink"]
 
@@ -203,16 +204,23 @@ class ClientPort:
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
             fd = stream.socket.fileno()
         auth_ids: tuple[Any, ...] = ()
+        session: TlsSession | None = None
         if kind != PLAIN:
-            secured = await self._secure(stream, kind, f"{host}:{port}")
-            if secured is None:
+            keep, session = await self._secure(stream, kind, f"{host}:{port}")
+            if not keep:
                 await trio.aclose_forcefully(stream)
                 return
-            if secured is not stream:
-                stream, auth_ids, fd = secured, tuple(self._peer_ids(secured, f"{host}:{port}")), -1
+            if session is not None:
+                auth_ids = tuple(self._peer_ids(session, f"{host}:{port}"))
         send, recv = trio.open_memory_channel[Any](math.inf)
         c = Connection(
-            conn_id=next(self._ids), remote=f"{host}:{port}", host=host, send=send, fd=fd, auth_ids=auth_ids
+            conn_id=next(self._ids),
+            remote=f"{host}:{port}",
+            host=host,
+            send=send,
+            fd=fd,
+            auth_ids=auth_ids,
+            encrypt=session.encrypt if session is not None else None,
         )
         self.connections.add(c)
         reason = "closed"
@@ -221,10 +229,10 @@ class ClientPort:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer, stream, recv, c)
                     ready = self._ready_sockets
-                    if fd >= 0 and ready is not None:
+                    if fd >= 0 and ready is not None and session is None:
                         reason = await self._read_via_socket_reader(ready, c)
                     else:
-                        reason = await self._reader(stream, c)
+                        reason = await self._reader(stream, c, session)
                     if reason == "4lw":
                         # Let the writer deliver the answer; it ends the scope itself.
                         await trio.sleep(FOUR_LETTER_WORD_TIMEOUT_S)
@@ -236,62 +244,75 @@ class ClientPort:
                 await trio.aclose_forcefully(stream)
             log.debug("connection %s ended: %s", c.remote, reason)
 
-    async def _secure(self, stream: trio.abc.Stream, kind: str, remote: str) -> trio.abc.Stream | None:
-        """The stream to serve: TLS-wrapped and handshaken, or as it was (a plain client on a
-        unified port); None if it must be closed (handshake failed, or it went away)."""
+    async def _secure(
+        self, stream: trio.abc.Stream, kind: str, remote: str
+    ) -> tuple[bool, TlsSession | None]:
+        """(serve it?, its TLS session): handshaken TLS, or none for a plain client on a unified
+        port; not served if the handshake failed or the client went away (logged)."""
         tls = self.tls
         assert tls is not None
         if kind == UNIFIED:
             sock = getattr(stream, "socket", None)
             if sock is None:
-                return stream
+                return True, None
             try:
                 first = await sock.recv(1, socket.MSG_PEEK)
             except OSError:
-                return None
+                return False, None
             if not first:
-                return None
+                return False, None
             if first[0] != TLS_RECORD_HANDSHAKE:
-                return stream
-        wrapped = trio.SSLStream(stream, tls.context, server_side=True)
-        with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as timeout:
+                return True, None
+        session = TlsSession(tls.context)
+        with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
             try:
-                await wrapped.do_handshake()
-            except trio.BrokenResourceError as exc:
-                cause = exc.__cause__
-                reason = getattr(cause, "reason", None) or str(cause or exc) or "connection closed"
+                await session.handshake(stream)
+                return True, session
+            except TlsHandshakeError as exc:
+                reason = str(exc)
                 hint = " (a plain-text client on the TLS port?)" if reason == "WRONG_VERSION_NUMBER" else ""
                 log.warning("TLS handshake with %s failed: %s%s", remote, reason, hint)
-                return None
-        if timeout.cancelled_caught:
-            log.warning(
-                "TLS handshake with %s did not finish in %.0f s; closing", remote, HANDSHAKE_TIMEOUT_S
-            )
-            return None
-        return wrapped
+                return False, None
+        log.warning("TLS handshake with %s did not finish in %.0f s; closing", remote, HANDSHAKE_TIMEOUT_S)
+        return False, None
 
-    def _peer_ids(self, stream: trio.SSLStream[Any], remote: str) -> list[Any]:
+    def _peer_ids(self, session: TlsSession, remote: str) -> list[Any]:
         """The x509 ids of the verified client certificate (none unless clientAuth asks for one)."""
         tls = self.tls
         if tls is None or not tls.authenticates:
             return []
-        ids = tls.ids(stream.getpeercert(binary_form=True))
+        ids = tls.ids(session.peer_der())
         if ids:
             log.info("client %s authenticated as x509:%s", remote, ids[-1].id)
         return ids
 
-    async def _reader(self, stream: trio.abc.Stream, c: Connection) -> str:
+    async def _reader(self, stream: trio.abc.Stream, c: Connection, tls: TlsSession | None = None) -> str:
         """Read one connection (one not in the socket reader's set) until it ends; why it did."""
         parser = ClientConnection(max_buffer=self.config.jute_max_buffer)
+        handshake_leftover = tls is not None  # records that came in with the handshake's last read
         while True:
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return "connection reset"
+            received: bytes | memoryview | None = None
+            if handshake_leftover:
+                handshake_leftover = False
+            else:
+                try:
+                    received = await stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return "connection reset"
+            if tls is None:
+                data, ended = received or b"", None
+            else:
+                data, ended = tls.decrypt(received)
             events, end = _take_events(parser, data)
-            reason = await self._received(c, events, end, data)
+            # _received ends the connection on an empty receive: the socket's end, not a TLS
+            # record still incomplete.
+            reason = await self._received(c, events, end, b"" if received == b"" else b"+")
             if reason is not None:
                 return reason
+            if ended is not None:
+                if ended != "eof":
+                    log.warning("closing connection %s: %s", c.remote, ended)
+                return ended
 
     async def _received(
         self, c: Connection, events: list[Any], end: Any, data: bytes | memoryview

@@ -76,6 +76,9 @@ class Connection:
     # What the connection authenticated as before its first request: the x509 (and super) ids
     # of a client certificate its TLS handshake verified.
     auth_ids: tuple[Any, ...] = ()
+    # TLS: turns reply bytes into records (TlsSession.encrypt); what is queued or written is then
+    # already encrypted.  None for plain text.
+    encrypt: Callable[[bytes | bytearray], bytes] | None = None
 
 
 class Connections:
@@ -176,6 +179,8 @@ class Connections:
             c = self.by_id.get(conn_id)
             if c is None or not c.outbuf or c.closing:
                 continue
+            if c.encrypt is not None:
+                c.outbuf[:] = c.encrypt(c.outbuf)
             if c.queued_bytes == 0 and c.fd >= 0:
                 # The writer is idle (nothing handed to it is unsent), so nothing can overtake
                 # this chunk: try the socket now and save the writer task a wake-up.  What the
@@ -209,7 +214,7 @@ class Connections:
             if c is None or c.closing:
                 continue
             if c.outbuf:
-                chunk = bytes(c.outbuf)
+                chunk = bytes(c.outbuf) if c.encrypt is None else c.encrypt(c.outbuf)
                 c.outbuf.clear()
                 self._enqueue(c, chunk)
                 if c.closing:
@@ -222,7 +227,8 @@ class Connections:
         """A four-letter word's answer: not a client, so never listed by cons nor lost."""
         self.forget(c.conn_id)
         c.closing = True
-        c.send.send_nowait(text.encode("utf-8", "replace"))
+        answer = text.encode("utf-8", "replace")
+        c.send.send_nowait(answer if c.encrypt is None else c.encrypt(answer))
         c.send.send_nowait(CLOSE)
 
     # -- four-letter words --------------------------------------------------------

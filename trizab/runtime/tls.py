@@ -37,6 +37,7 @@ reverse-DNS names with ``ssl.quorum.allowReverseDnsLookup``), as ZooKeeper's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -54,6 +55,8 @@ __all__ = [
     "PeerTls",
     "ServerTls",
     "TlsError",
+    "TlsHandshakeError",
+    "TlsSession",
     "client_context",
     "rfc2253_name",
     "server_context",
@@ -261,6 +264,92 @@ class ServerTls:
 
     def ids(self, peer_der: bytes | None) -> list[Id]:
         return x509_ids(peer_der, self.super_user)
+
+
+class TlsHandshakeError(Exception):
+    """A client's handshake failed; ``str()`` is OpenSSL's reason (e.g. ``CERTIFICATE_VERIFY_FAILED``)."""
+
+
+class TlsSession:
+    """One client connection's TLS, driven synchronously over memory BIOs.
+
+    The handshake is the only part that awaits.  After it, :meth:`decrypt` turns what the
+    socket delivered into plain bytes and :meth:`encrypt` turns replies into records, both
+    without a task switch, so a TLS connection's replies are written straight from the flush
+    that produced them, as a plain connection's are (no writer task wake-up, no
+    ``trio.SSLStream`` lock round per read and write).  Reads and writes happen in one thread,
+    in the order the runtime does them, so the records go out in order.
+    """
+
+    __slots__ = ("incoming", "obj", "outgoing")
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+
+    async def handshake(self, stream: trio.abc.Stream) -> None:
+        """Complete the server side of the handshake over ``stream``; TlsHandshakeError if it fails
+        (the alert OpenSSL prepared is sent first, so the client learns why)."""
+        try:
+            while True:
+                try:
+                    self.obj.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    done = False
+                except ssl.SSLError as exc:
+                    alert = self.outgoing.read()
+                    if alert:
+                        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                            await stream.send_all(alert)
+                    raise TlsHandshakeError(exc.reason or str(exc)) from None
+                out = self.outgoing.read()
+                if out:
+                    await stream.send_all(out)
+                if done:
+                    return
+                data = await stream.receive_some(65536)
+                if not data:
+                    raise TlsHandshakeError("connection closed")
+                self.incoming.write(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise TlsHandshakeError(f"connection lost ({exc})") from None
+
+    def decrypt(self, data: bytes | memoryview | None) -> tuple[bytes, str | None]:
+        """The plain bytes of the records completed by ``data`` (None: only those already
+        received; empty: the socket's end), and why the connection ends (None: it goes on)."""
+        if data is not None:
+            if data:
+                self.incoming.write(data)
+            else:
+                self.incoming.write_eof()
+        parts = []
+        read = self.obj.read
+        while True:
+            try:
+                chunk = read(262144)
+            except ssl.SSLWantReadError:
+                return b"".join(parts), None
+            except ssl.SSLZeroReturnError:
+                return b"".join(parts), "eof"
+            except ssl.SSLError as exc:
+                return b"".join(parts), f"TLS error: {exc.reason or exc}"
+            if not chunk:
+                return b"".join(parts), "eof"
+            parts.append(chunk)
+
+    def encrypt(self, data: bytes | bytearray) -> bytes:
+        """``data`` as TLS records (plus anything OpenSSL queued meanwhile, in order); nothing
+        once the session is unusable (the connection is ending anyway)."""
+        try:
+            self.obj.write(data)
+        except ssl.SSLError:
+            return b""
+        return self.outgoing.read()
+
+    def peer_der(self) -> bytes | None:
+        return self.obj.getpeercert(binary_form=True)
 
 
 def _host_matches(cert: dict[str, Any], ip: str) -> bool:
