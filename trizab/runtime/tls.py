@@ -192,6 +192,9 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
         load_trust_store(ctx, settings)
     # Java's server keeps no TLS 1.3 session tickets of ours to resume; nor do we need them.
     ctx.num_tickets = 0
+    # A client's TLS 1.2 renegotiation would need our answer while we only read (TlsSession
+    # writes when it has a reply); ZooKeeper clients never renegotiate.
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
     return ctx
 
 
