@@ -16,7 +16,8 @@ as ZooKeeper keeps them on disk). Like kazoo's harness, the cluster makes a CA, 
 client certificate once (kazoo's own `perform_ssl_certs_generation`), and each member gets the
 TLS lines the harness writes for Java: `secureClientPort` and `ssl.keyStore.*`/`ssl.trustStore.*`
 naming the same JKS key and trust stores (so kazoo's TLS test connects with the client
-certificate, and is authenticated as `x509:CN=client`). The SASL lines
+certificate, and is authenticated as `x509:CN=client`). With `TRIZAB_SSL_QUORUM=true` the members
+also speak TLS to each other (`sslQuorum=true`, the same stores). The SASL lines
 (`authProvider.1=...SASLAuthenticationProvider`) and the JAAS users are not passed on: trizab has
 no SASL and refuses to start on a security setting it does not implement, so kazoo's SASL tests
 run against a server without it and fail as listed in expected_failures.txt. Keys trizab has no use
@@ -57,6 +58,7 @@ class TrizabMember:
         quorum_lines: Sequence[str],
         configuration_entries: Sequence[str],
         ssl_configuration: dict[str, Any],
+        ssl_quorum: bool = False,
     ) -> None:
         self.server_id = server_id
         self.host = HOST
@@ -81,6 +83,17 @@ class TrizabMember:
             "ssl.trustStore.password=apassword",
             *configuration_entries,
         ]
+        if ssl_quorum and quorum_lines:
+            # TLS between members too (TRIZAB_SSL_QUORUM=true), with the same stores; kazoo's server
+            # certificate names localhost, not 127.0.0.1, so without host name verification.
+            lines += [
+                "sslQuorum=true",
+                f"ssl.quorum.keyStore.location={keystore}",
+                "ssl.quorum.keyStore.password=apassword",
+                f"ssl.quorum.trustStore.location={truststore}",
+                "ssl.quorum.trustStore.password=apassword",
+                "ssl.quorum.hostnameVerification=false",
+            ]
         if self.quorum_lines:
             lines += ["initLimit=4", "syncLimit=2", *self.quorum_lines]
         self.process = TrizabProcess(self.working_path, port=client_port, extra_config=lines)
@@ -148,6 +161,7 @@ class TrizabCluster:
         size: int = 1,
         configuration_entries: Sequence[str] = (),
         ssl_configuration: dict[str, Any] | None = None,
+        ssl_quorum: bool = False,
     ) -> None:
         ports = free_ports(4 * size)
         quorum_lines = (
@@ -164,6 +178,7 @@ class TrizabCluster:
                 quorum_lines,
                 configuration_entries,
                 self._ssl_configuration,
+                ssl_quorum,
             )
             for i in range(size)
         ]
@@ -220,8 +235,19 @@ def _generate_ssl_configuration() -> dict[str, Any]:
 
 CLUSTER: TrizabCluster | None = None
 CLUSTER_CONF: dict[str, str | None] | None = None
-CONF_KEYS = ("ZOOKEEPER_CLUSTER_SIZE", "ZOOKEEPER_JAAS_AUTH", "ZOOKEEPER_LOCAL_SESSION_RO", "TRIZAB_STORAGE")
-DEFAULTS = {"ZOOKEEPER_CLUSTER_SIZE": "1", "ZOOKEEPER_LOCAL_SESSION_RO": "false", "TRIZAB_STORAGE": "txnlog"}
+CONF_KEYS = (
+    "ZOOKEEPER_CLUSTER_SIZE",
+    "ZOOKEEPER_JAAS_AUTH",
+    "ZOOKEEPER_LOCAL_SESSION_RO",
+    "TRIZAB_STORAGE",
+    "TRIZAB_SSL_QUORUM",
+)
+DEFAULTS = {
+    "ZOOKEEPER_CLUSTER_SIZE": "1",
+    "ZOOKEEPER_LOCAL_SESSION_RO": "false",
+    "TRIZAB_STORAGE": "txnlog",
+    "TRIZAB_SSL_QUORUM": "false",
+}
 
 
 def cluster_configuration(conf: dict[str, str | None]) -> list[str]:
@@ -247,7 +273,9 @@ def get_global_cluster() -> TrizabCluster:
         CLUSTER.terminate()
         CLUSTER = None
     cluster = TrizabCluster(
-        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "1"), configuration_entries=cluster_configuration(conf)
+        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "1"),
+        configuration_entries=cluster_configuration(conf),
+        ssl_quorum=conf["TRIZAB_SSL_QUORUM"] == "true",
     )
     CLUSTER, CLUSTER_CONF = cluster, conf
     atexit.register(cluster.terminate)
