@@ -20,6 +20,12 @@ both ends of the window and divided by the operations completed in it.
 `python -m bench.loadgen --compare` starts Apache ZooKeeper 3.8 standalone (forceSync on, its
 default) and trizab (`trizab serve`, storage txnlog then memory) one after the other on free
 loopback ports, runs the same loads against each, and prints one side-by-side table.
+
+With `--tls` every connection is TLS with a client certificate, to each server's secure client
+port (`secureClientPort`, ZooKeeper's defaults: TLSv1.2, `ssl.clientAuth=need`, so each session is
+also authenticated as x509); the certificates are made for the run (`testkit.tls`). A TLS socket is
+read until OpenSSL holds no more decrypted bytes (`pending()`), since the selector only sees the
+socket.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import os
 import selectors
 import shutil
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -43,6 +50,7 @@ from pathlib import Path
 import attrs
 
 from testkit import apache_zk
+from testkit.tls import TlsFiles, make_tls_files
 from trizab.wire import jute
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
@@ -53,6 +61,9 @@ OPEN_ACL = [r.ACL(perms=31, id=r.Id(scheme="world", id="anyone"))]
 LOADS = (1, 16, 256)
 OPS = ("getData", "setData")
 _LEN = struct.Struct(">i")
+# Set by --tls before any worker is forked: every connection is then TLS with these certificates.
+_TLS: TlsFiles | None = None
+_TLS_CONTEXT: ssl.SSLContext | None = None
 _REPLY = struct.Struct(">iqi")  # ReplyHeader: xid, zxid, err
 
 
@@ -80,6 +91,11 @@ def connect(host: str, port: int) -> socket.socket:
     """Open a session (blocking handshake) and return its socket."""
     sock = socket.create_connection((host, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if _TLS is not None:
+        global _TLS_CONTEXT
+        if _TLS_CONTEXT is None:
+            _TLS_CONTEXT = _TLS.client_context()
+        sock = _TLS_CONTEXT.wrap_socket(sock)
     request = r.ConnectRequest(
         protocol_version=0,
         last_zxid_seen=0,
@@ -232,8 +248,8 @@ def worker(spec: WorkerSpec, ready: mp.Queue, go: mp.Event, start_at: mp.Value, 
         for key, _ in events:
             conn = key.data
             try:
-                chunk = conn["sock"].recv(1 << 20)
-            except BlockingIOError:
+                chunk = _receive(conn["sock"])
+            except (BlockingIOError, ssl.SSLWantReadError):
                 continue
             if not chunk:
                 raise ConnectionError(f"worker {spec.index}: server closed the connection")
@@ -266,6 +282,18 @@ def worker(spec: WorkerSpec, ready: mp.Queue, go: mp.Event, start_at: mp.Value, 
     for sock in socks:
         sock.close()
     results.put((spec.index, completed, errors, latencies.tobytes()))
+
+
+def _receive(sock: socket.socket) -> bytes:
+    """What the socket has now; for TLS, also every record OpenSSL already decrypted."""
+    chunk = sock.recv(1 << 20)
+    pending = getattr(sock, "pending", None)
+    if pending is None or not chunk:
+        return chunk
+    parts = [chunk]
+    while pending():
+        parts.append(sock.recv(1 << 20))
+    return b"".join(parts)
 
 
 @attrs.frozen
@@ -443,6 +471,10 @@ def trizab_servers(storage: str, size: int = 1) -> Iterator[tuple[list[Address],
 
     workdir = Path(tempfile.mkdtemp(prefix="trizab-bench-"))
     ports = apache_zk.free_ports(3 * size)
+    secure_port = apache_zk.free_ports(1)[0] if _TLS is not None else None
+    secure_lines = _TLS.server_lines(secure_port) if _TLS is not None and secure_port else []
+    if _TLS is not None and size > 1:
+        raise ValueError("--tls is for one server (the quorum's TLS is not benchmarked)")
     quorum = (
         [f"server.{i + 1}=127.0.0.1:{ports[3 * i + 1]}:{ports[3 * i + 2]}:participant" for i in range(size)]
         if size > 1
@@ -457,7 +489,7 @@ def trizab_servers(storage: str, size: int = 1) -> Iterator[tuple[list[Address],
                 storage=storage,
                 extra_config=["maxClientCnxns=0", "initLimit=5", "syncLimit=2", *quorum]
                 if quorum
-                else ["maxClientCnxns=0"],
+                else ["maxClientCnxns=0", *secure_lines],
                 log_level="WARNING",
             )
             if quorum:
@@ -467,7 +499,10 @@ def trizab_servers(storage: str, size: int = 1) -> Iterator[tuple[list[Address],
             server.start()
         if quorum:
             _wait_modes(s.port for s in servers)
-        yield [("127.0.0.1", s.port) for s in servers], [s.pid for s in servers]  # type: ignore[misc]
+        if secure_port is not None:
+            yield [("127.0.0.1", secure_port)], [s.pid for s in servers]  # type: ignore[misc]
+        else:
+            yield [("127.0.0.1", s.port) for s in servers], [s.pid for s in servers]  # type: ignore[misc]
     finally:
         for server in servers:
             server.stop()
@@ -510,10 +545,14 @@ def compare(targets: Sequence[str], *, loads: Sequence[int], ops: Sequence[str],
         try:
             kind, size, storage = parse_server(target)
             if kind == "apache" and size == 1:
-                with apache_zk.ApacheZooKeeper() as zk:
-                    addresses = [("127.0.0.1", zk.client_port)]
+                secure = apache_zk.free_ports(1)[0]
+                extra = _TLS.server_lines(secure) if _TLS is not None else []
+                with apache_zk.ApacheZooKeeper(extra_config=extra) as zk:
+                    addresses = [("127.0.0.1", secure if _TLS is not None else zk.client_port)]
                     columns[target] = run_all(addresses, loads=loads, ops=ops, pids=[zk.pid], **kw)  # type: ignore[list-item]
             elif kind == "apache":
+                if _TLS is not None:
+                    raise ValueError("--tls is for one server (the quorum's TLS is not benchmarked)")
                 with apache_zk.ApacheEnsemble(size) as ensemble:
                     addresses = [("127.0.0.1", m.client_port) for m in ensemble]
                     pids = [m.pid for m in ensemble]
@@ -585,6 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--connections", type=int, default=4, help="connections per process (at most)")
     parser.add_argument("--data-size", type=int, default=100)
+    parser.add_argument(
+        "--tls", action="store_true", help="TLS with client certificates, to the servers' secureClientPort"
+    )
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=2.5, help="measured seconds per load point")
     parser.add_argument(
@@ -603,6 +645,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
         duration=args.duration,
     )
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as tls_dir:
+        if args.tls:
+            global _TLS
+            _TLS = make_tls_files(Path(tls_dir))
+        return _run(args, parser, loads, ops, kw)
+
+
+def _run(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    loads: list[int],
+    ops: list[str],
+    kw: dict[str, object],
+) -> int:
     if args.compare:
         warm = 4.0 if args.server_warmup is None else args.server_warmup
         return compare(args.servers.split(","), loads=loads, ops=ops, server_warmup=warm, **kw)

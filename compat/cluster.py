@@ -12,11 +12,15 @@ Each member writes the zoo.cfg that kazoo's harness writes for Java (4lw whiteli
 `reconfigEnabled`, the local-session flags, the super digest for the password "test",
 read-only mode enabled, `server.N` lines when the size is above one) plus `storage=...`
 (`TRIZAB_STORAGE`, default txnlog: tests restart a member and expect its sessions and data back,
-as ZooKeeper keeps them on disk). The security lines kazoo's harness writes for Java
-(`secureClientPort`, `ssl.keyStore.*`/`ssl.trustStore.*`,
-`authProvider.1=...SASLAuthenticationProvider`) and its JAAS users are not passed on: trizab has
-no TLS or SASL and refuses to start on a security setting it does not implement, so kazoo's TLS
-and SASL tests run against a plain server and fail as listed in expected_failures.txt. Keys trizab has no use
+as ZooKeeper keeps them on disk). Like kazoo's harness, the cluster makes a CA, a server and a
+client certificate once (kazoo's own `perform_ssl_certs_generation`), and each member gets the
+TLS lines the harness writes for Java: `secureClientPort` and `ssl.keyStore.*`/`ssl.trustStore.*`
+naming the same JKS key and trust stores (so kazoo's TLS test connects with the client
+certificate, and is authenticated as `x509:CN=client`). With `TRIZAB_SSL_QUORUM=true` the members
+also speak TLS to each other (`sslQuorum=true`, the same stores). The SASL lines
+(`authProvider.1=...SASLAuthenticationProvider`) and the JAAS users are not passed on: trizab has
+no SASL and refuses to start on a security setting it does not implement, so kazoo's SASL tests
+run against a server without it and fail as listed in expected_failures.txt. Keys trizab has no use
 for are accepted and logged by trizab's config loader, exactly as they would be by ZooKeeper.
 Ports are picked free once per cluster, so a member that is stopped and run again
 comes back on the same address with the same dataDir, as the tests expect.
@@ -53,6 +57,8 @@ class TrizabMember:
         secure_client_port: int,
         quorum_lines: Sequence[str],
         configuration_entries: Sequence[str],
+        ssl_configuration: dict[str, Any],
+        ssl_quorum: bool = False,
     ) -> None:
         self.server_id = server_id
         self.host = HOST
@@ -60,12 +66,34 @@ class TrizabMember:
         self.secure_client_port = secure_client_port
         self.quorum_lines = list(quorum_lines)
         self.working_path = tempfile.mkdtemp(prefix=f"trizab-compat-{server_id}-")
+        # The JKS stores (saved by run(), as kazoo's ManagedZooKeeper.run does) and the lines it
+        # writes for Java.
+        self.ssl_configuration = ssl_configuration
+        keystore = os.path.join(self.working_path, "keystore.jks")
+        truststore = os.path.join(self.working_path, "truststore.jks")
         lines = [
             "maxClientCnxns=0",
             "readonlymode.enabled=true",
             f"DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
+            f"secureClientPort={secure_client_port}",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={keystore}",
+            "ssl.keyStore.password=apassword",
+            f"ssl.trustStore.location={truststore}",
+            "ssl.trustStore.password=apassword",
             *configuration_entries,
         ]
+        if ssl_quorum and quorum_lines:
+            # TLS between members too (TRIZAB_SSL_QUORUM=true), with the same stores; kazoo's server
+            # certificate names localhost, not 127.0.0.1, so without host name verification.
+            lines += [
+                "sslQuorum=true",
+                f"ssl.quorum.keyStore.location={keystore}",
+                "ssl.quorum.keyStore.password=apassword",
+                f"ssl.quorum.trustStore.location={truststore}",
+                "ssl.quorum.trustStore.password=apassword",
+                "ssl.quorum.hostnameVerification=false",
+            ]
         if self.quorum_lines:
             lines += ["initLimit=4", "syncLimit=2", *self.quorum_lines]
         self.process = TrizabProcess(self.working_path, port=client_port, extra_config=lines)
@@ -91,6 +119,11 @@ class TrizabMember:
         """Start the server (if not running) and wait until it answers ruok."""
         if self.running:
             return
+        os.makedirs(self.working_path, exist_ok=True)
+        self.ssl_configuration["keystore"].save(os.path.join(self.working_path, "keystore.jks"), "apassword")
+        self.ssl_configuration["truststore"].save(
+            os.path.join(self.working_path, "truststore.jks"), "apassword"
+        )
         if self.quorum_lines:
             self.process.data_dir.mkdir(parents=True, exist_ok=True)
             (self.process.data_dir / "myid").write_text(f"{self.server_id}\n")
@@ -128,6 +161,7 @@ class TrizabCluster:
         size: int = 1,
         configuration_entries: Sequence[str] = (),
         ssl_configuration: dict[str, Any] | None = None,
+        ssl_quorum: bool = False,
     ) -> None:
         ports = free_ports(4 * size)
         quorum_lines = (
@@ -135,11 +169,19 @@ class TrizabCluster:
             if size > 1
             else []
         )
+        self._ssl_configuration: dict[str, Any] = ssl_configuration or _generate_ssl_configuration()
         self._servers = [
-            TrizabMember(i + 1, ports[4 * i], ports[4 * i + 1], quorum_lines, configuration_entries)
+            TrizabMember(
+                i + 1,
+                ports[4 * i],
+                ports[4 * i + 1],
+                quorum_lines,
+                configuration_entries,
+                self._ssl_configuration,
+                ssl_quorum,
+            )
             for i in range(size)
         ]
-        self._ssl_configuration: dict[str, Any] = ssl_configuration or {}
 
     def __getitem__(self, k: int) -> TrizabMember:
         return self._servers[k]
@@ -172,14 +214,6 @@ class TrizabCluster:
         return [line for server in self._servers for line in server.get_logs()]
 
     def get_ssl_client_configuration(self) -> dict[str, bytes]:
-        # trizab has no TLS port; kazoo's TLS test then fails to connect (listed as expected).
-        if not self._ssl_configuration:
-            from kazoo.testing.common import ZookeeperCluster
-
-            holder = ZookeeperCluster.__new__(ZookeeperCluster)
-            holder._ssl_configuration = {}
-            holder.perform_ssl_certs_generation()
-            self._ssl_configuration = holder._ssl_configuration
         return {
             "client_key": self._ssl_configuration["client_key_pem"],
             "client_cert": self._ssl_configuration["client_cert_pem"],
@@ -187,12 +221,33 @@ class TrizabCluster:
         }
 
 
+def _generate_ssl_configuration() -> dict[str, Any]:
+    """kazoo's own certificates (CA, server in a JKS key store, CA in a JKS trust store, client)."""
+    from kazoo.testing.common import ZookeeperCluster
+
+    holder = ZookeeperCluster.__new__(ZookeeperCluster)
+    holder._ssl_configuration = {}
+    holder.perform_ssl_certs_generation()
+    return dict(holder._ssl_configuration)
+
+
 # --- the replacement for kazoo.testing.harness.get_global_cluster ------------------------------
 
 CLUSTER: TrizabCluster | None = None
 CLUSTER_CONF: dict[str, str | None] | None = None
-CONF_KEYS = ("ZOOKEEPER_CLUSTER_SIZE", "ZOOKEEPER_JAAS_AUTH", "ZOOKEEPER_LOCAL_SESSION_RO", "TRIZAB_STORAGE")
-DEFAULTS = {"ZOOKEEPER_CLUSTER_SIZE": "1", "ZOOKEEPER_LOCAL_SESSION_RO": "false", "TRIZAB_STORAGE": "txnlog"}
+CONF_KEYS = (
+    "ZOOKEEPER_CLUSTER_SIZE",
+    "ZOOKEEPER_JAAS_AUTH",
+    "ZOOKEEPER_LOCAL_SESSION_RO",
+    "TRIZAB_STORAGE",
+    "TRIZAB_SSL_QUORUM",
+)
+DEFAULTS = {
+    "ZOOKEEPER_CLUSTER_SIZE": "1",
+    "ZOOKEEPER_LOCAL_SESSION_RO": "false",
+    "TRIZAB_STORAGE": "txnlog",
+    "TRIZAB_SSL_QUORUM": "false",
+}
 
 
 def cluster_configuration(conf: dict[str, str | None]) -> list[str]:
@@ -218,7 +273,9 @@ def get_global_cluster() -> TrizabCluster:
         CLUSTER.terminate()
         CLUSTER = None
     cluster = TrizabCluster(
-        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "1"), configuration_entries=cluster_configuration(conf)
+        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "1"),
+        configuration_entries=cluster_configuration(conf),
+        ssl_quorum=conf["TRIZAB_SSL_QUORUM"] == "true",
     )
     CLUSTER, CLUSTER_CONF = cluster, conf
     atexit.register(cluster.terminate)

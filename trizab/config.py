@@ -21,6 +21,15 @@ anonymous clients where authentication was required).  A value that turns the
 feature off (``sslQuorum=false``, ``secureClientPort=0``) asks for nothing and
 is accepted.
 
+TLS towards clients is implemented with ZooKeeper 3.8's keys (``secureClientPort``,
+``secureClientPortAddress``, ``client.portUnification``, ``client.certReload``,
+the ``ssl.*`` keys of ``X509Util`` read into :class:`TlsSettings`, and
+``X509AuthenticationProvider.superUser``); :mod:`trizab.runtime.tls` turns them
+into an ``ssl.SSLContext``.  As in ZooKeeper, with ``secureClientPort`` set and
+no ``clientPort`` there is no plain-text listener at all.  TLS between members
+(``sslQuorum``, ``portUnification``, ``sslQuorumReloadCertFiles``) reads the same
+keys under ``ssl.quorum.``.
+
 trizab adds ``storage=NAME`` and ``election=NAME`` plus ``storage.<opt>=...``
 and ``election.<opt>=...``; those option values stay raw strings here because
 each plugin declares and validates its own options (:mod:`trizab.plugin`).
@@ -40,7 +49,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["DEFAULT_4LW_WHITELIST", "ConfigError", "QuorumServer", "ServerConfig", "load", "parse"]
+__all__ = [
+    "DEFAULT_4LW_WHITELIST",
+    "ConfigError",
+    "QuorumServer",
+    "ServerConfig",
+    "TlsSettings",
+    "load",
+    "parse",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +86,40 @@ class QuorumServer:
     client_port: int | None = None
 
 
+# ssl.keyStore.type / ssl.trustStore.type: KeyStoreFileType (BCFKS needs BouncyCastle; not here).
+STORE_TYPES = ("JKS", "PEM", "PKCS12")
+# X509Util.DEFAULT_PROTOCOL in ZooKeeper 3.8: the SSLContext protocol, and the only one enabled
+# unless ssl.enabledProtocols says otherwise.
+DEFAULT_TLS_PROTOCOL = "TLSv1.2"
+TLS_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+@attrs.frozen
+class TlsSettings:
+    """ZooKeeper's ``ssl.*`` keys (``X509Util``) for one kind of socket; defaults are ZooKeeper's.
+
+    Passwords are kept out of ``repr`` (and so out of logs and tracebacks).
+    """
+
+    key_store_location: Path | None = None
+    key_store_password: str = attrs.field(default="", repr=False)
+    key_store_password_path: Path | None = None
+    key_store_type: str | None = None  # None: from the file name's extension, as ZooKeeper does
+    trust_store_location: Path | None = None
+    trust_store_password: str = attrs.field(default="", repr=False)
+    trust_store_password_path: Path | None = None
+    trust_store_type: str | None = None
+    client_auth: str = "need"  # none, want or need (ZooKeeper's ClientAuth; unset means need)
+    protocol: str = DEFAULT_TLS_PROTOCOL
+    enabled_protocols: tuple[str, ...] | None = None  # None: just ``protocol``
+    cipher_suites: tuple[str, ...] | None = None  # None: ZooKeeper's default list
+    handshake_detection_timeout_ms: int = 5000
+    # Only the quorum verifies the peer's host against its certificate (QuorumX509Util); the
+    # client port never checks a client's host name (ClientX509Util).
+    hostname_verification: bool = True
+    allow_reverse_dns_lookup: bool = True
+
+
 @attrs.frozen
 class ServerConfig:
     """Everything a trizab server needs to start; defaults are ZooKeeper's unless noted."""
@@ -78,8 +129,27 @@ class ServerConfig:
     sync_limit: int = 5
     data_dir: Path | None = None
     data_log_dir: Path | None = None
-    client_port: int = 2181
+    # None: no plain-text listener (ZooKeeper: secureClientPort set and clientPort not).
+    client_port: int | None = 2181
     client_port_address: str = "127.0.0.1"
+    # None: no TLS listener.  Like clientPortAddress, the address defaults to 127.0.0.1.
+    secure_client_port: int | None = None
+    secure_client_port_address: str = "127.0.0.1"
+    # client.portUnification: the plain clientPort also accepts TLS (sniffed from the first byte).
+    client_port_unification: bool = False
+    # client.certReload: reload the key and trust stores when their files change.
+    client_cert_reload: bool = False
+    client_tls: TlsSettings = attrs.Factory(TlsSettings)
+    # authProvider.N=...X509AuthenticationProvider (a secure port registers it too, as in ZooKeeper).
+    x509_auth_provider: bool = False
+    x509_super_user: str | None = None
+    # TLS between members: sslQuorum (outgoing quorum and election connections use TLS, and
+    # the ports take only TLS unless portUnification), the ssl.quorum.* keys, and
+    # sslQuorumReloadCertFiles.
+    ssl_quorum: bool = False
+    quorum_port_unification: bool = False
+    ssl_quorum_reload: bool = False
+    quorum_tls: TlsSettings = attrs.Factory(TlsSettings)
     max_client_cnxns: int = 60
     # Connections over every address (ZooKeeper 3.6's maxCnxns); 0: no limit.
     max_cnxns: int = 0
@@ -148,6 +218,18 @@ class ServerConfig:
         if self.four_letter_whitelist is not None:
             return self.four_letter_whitelist
         return DEFAULT_4LW_WHITELIST | ({"isro"} if self.read_only_mode else set())
+
+    @property
+    def client_tls_enabled(self) -> bool:
+        """Whether some client listener speaks TLS (a secure port, or a unified plain port)."""
+        return self.secure_client_port is not None or (
+            self.client_port_unification and self.client_port is not None
+        )
+
+    @property
+    def x509_enabled(self) -> bool:
+        """Whether the x509 scheme exists (ZooKeeper's configureSSLAuth, or an authProvider line)."""
+        return self.x509_auth_provider or self.secure_client_port is not None or self.client_port_unification
 
     def evolve(self, **changes: Any) -> ServerConfig:
         return attrs.evolve(self, **changes)
@@ -266,6 +348,54 @@ def _server_line(sid: int, raw: str) -> QuorumServer:
     )
 
 
+def _secure_port(raw: str) -> int | None:
+    # secureClientPort=0 is ZooKeeper's "not set".
+    value = _int(0, 65535)(raw)
+    return value or None
+
+
+def _store_type(raw: str) -> str | None:
+    if not raw:
+        return None  # empty: from the file name, as when unset
+    value = raw.upper()
+    if value not in STORE_TYPES:
+        raise ValueError("expected JKS, PEM or PKCS12")
+    return value
+
+
+def _client_auth(raw: str) -> str:
+    value = raw.lower() or "need"  # X509Util.ClientAuth.fromPropertyValue: empty means NEED
+    if value not in ("none", "want", "need"):
+        raise ValueError("expected none, want or need")
+    return value
+
+
+def _tls_protocol(raw: str) -> str:
+    if raw not in (*TLS_PROTOCOLS, "TLS"):
+        raise ValueError(f"expected one of {', '.join(TLS_PROTOCOLS)} or TLS")
+    return raw
+
+
+def _protocol_list(raw: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    if not values or any(v not in TLS_PROTOCOLS for v in values):
+        raise ValueError(f"expected a comma-separated list of {', '.join(TLS_PROTOCOLS)}")
+    return values
+
+
+def _name_list(raw: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    if not values:
+        raise ValueError("expected a comma-separated list of cipher suite names")
+    return values
+
+
+def _nonempty(raw: str) -> str:
+    if not raw:
+        raise ValueError("expected a value")
+    return raw
+
+
 # key in zoo.cfg -> (attribute, parser).  A key ZooKeeper reads as a Java system property is
 # accepted under its zoo.cfg name, its property name, and the property name without "zookeeper.":
 # ZooKeeper's QuorumPeerConfig turns an unknown zoo.cfg key into the property "zookeeper.<key>",
@@ -331,6 +461,39 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "election": ("election_name", _plugin_name),
 }
 
+# TLS towards clients and between members; like the security keys below, these match with or
+# without "zookeeper.".
+_TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "secureClientPort": ("secure_client_port", _secure_port),
+    "secureClientPortAddress": ("secure_client_port_address", _nonempty),
+    "client.portUnification": ("client_port_unification", _bool),
+    "client.certReload": ("client_cert_reload", _bool),
+    "X509AuthenticationProvider.superUser": ("x509_super_user", str),
+    "sslQuorum": ("ssl_quorum", _bool),
+    "portUnification": ("quorum_port_unification", _bool),
+    "sslQuorumReloadCertFiles": ("ssl_quorum_reload", _bool),
+}
+# ssl.<suffix> (X509Util's keys) -> (TlsSettings attribute, parser).
+_TLS_SUFFIXES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "keyStore.location": ("key_store_location", _path),
+    "keyStore.password": ("key_store_password", str),
+    "keyStore.passwordPath": ("key_store_password_path", _path),
+    "keyStore.type": ("key_store_type", _store_type),
+    "trustStore.location": ("trust_store_location", _path),
+    "trustStore.password": ("trust_store_password", str),
+    "trustStore.passwordPath": ("trust_store_password_path", _path),
+    "trustStore.type": ("trust_store_type", _store_type),
+    "clientAuth": ("client_auth", _client_auth),
+    "protocol": ("protocol", _tls_protocol),
+    "enabledProtocols": ("enabled_protocols", _protocol_list),
+    "ciphersuites": ("cipher_suites", _name_list),
+    "handshakeDetectionTimeoutMillis": ("handshake_detection_timeout_ms", _int(1)),
+    "hostnameVerification": ("hostname_verification", _bool),
+    "allowReverseDnsLookup": ("allow_reverse_dns_lookup", _bool),
+}
+# Store file extensions ZooKeeper 3.8 recognises when the type is not set (KeyStoreFileType).
+_STORE_EXTENSIONS = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12"}
+
 
 def _off(raw: str) -> bool:
     """A switch set to false: the feature is off, which is what trizab does anyway."""
@@ -341,9 +504,16 @@ def _never(raw: str) -> bool:
     return False
 
 
+def _any_switch(raw: str) -> bool:
+    """A yes/no setting with nothing to do either way here (a bad value is still refused)."""
+    _bool(raw)
+    return True
+
+
 _BUILTIN_AUTH_PROVIDERS = frozenset(
     f"org.apache.zookeeper.server.auth.{name}AuthenticationProvider" for name in ("Digest", "IP")
 )
+X509_AUTH_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
 
 # Security settings of Apache ZooKeeper 3.8 that trizab does not implement (zookeeperAdmin.md:
 # "Encryption, Authentication, Authorization Options", "Quorum TLS", the quorum SASL options, and
@@ -353,16 +523,14 @@ _BUILTIN_AUTH_PROVIDERS = frozenset(
 # Keys match with or without the "zookeeper." prefix of their Java system property.  This is
 # the one list; README.md's configuration section states the rule.
 _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
-    # TLS towards clients.  secureClientPort=0 is ZooKeeper's "no secure port".
-    "secureClientPort": lambda raw: raw == "0",
-    "secureClientPortAddress": _never,
-    "client.portUnification": _off,
-    "client.certReload": _off,
-    # TLS between servers.
-    "sslQuorum": _off,
-    "sslQuorumReloadCertFiles": _off,
-    "portUnification": _off,
-    # Authentication: trizab has digest and ip built in, nothing else (no SASL, x509, ensemble).
+    # TLS is implemented (_TLS_KEYS, _TLS_SUFFIXES); of the other ssl.* keys these ask for
+    # nothing trizab does not do, or are refused when on (no CRL or OCSP checks).
+    "ssl.authProvider": lambda raw: raw == "x509",
+    "ssl.crl": _off,
+    "ssl.ocsp": _off,
+    "ssl.quorum.crl": _off,
+    "ssl.quorum.ocsp": _off,
+    # Authentication: trizab has digest, ip and x509 built in, nothing else (no SASL, ensemble).
     "DigestAuthenticationProvider.enabled": _bool,
     "DigestAuthenticationProvider.digestAlg": lambda raw: raw.upper() in ("SHA1", "SHA-1"),
     "superUser": _never,
@@ -377,9 +545,10 @@ _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
     "quorum.auth.serverRequireSasl": _off,
 }
 _SECURITY_PREFIXES: dict[str, Callable[[str], bool]] = {
-    # ssl.keyStore.location, ssl.quorum.*, ssl.authProvider, ...: all only mean something with TLS.
+    # ssl.context.supplier.class (a Java class), ssl.sslProvider, ...: not implemented.
     "ssl.": _never,
-    # authProvider.N=class: digest and ip are built in (ZooKeeper always loads them too).
+    # authProvider.N=class: digest and ip are built in (ZooKeeper always loads them too), x509 is
+    # parsed above.
     "authProvider.": lambda raw: raw in _BUILTIN_AUTH_PROVIDERS,
     # quorum.auth.learner.saslLoginContext, quorum.auth.kerberos.servicePrincipal, ...
     "quorum.auth.": _never,
@@ -449,12 +618,26 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
     servers: dict[int, QuorumServer] = {}
     storage_options: dict[str, str] = {}
     election_options: dict[str, str] = {}
+    tls: dict[str, Any] = {}
+    quorum_tls: dict[str, Any] = {}
     where = str(source) if source is not None else "config"
     for lineno, key, raw in _properties(text, where):
+        name = key.removeprefix("zookeeper.")
         try:
             if key in _KEYS:
                 attr, parser = _KEYS[key]
                 values[attr] = parser(raw)
+            elif name in _TLS_KEYS:
+                attr, parser = _TLS_KEYS[name]
+                values[attr] = parser(raw)
+            elif name.startswith("ssl.quorum.") and name[11:] in _TLS_SUFFIXES:
+                attr, parser = _TLS_SUFFIXES[name[11:]]
+                quorum_tls[attr] = parser(raw)
+            elif name.startswith("ssl.") and name[4:] in _TLS_SUFFIXES:
+                attr, parser = _TLS_SUFFIXES[name[4:]]
+                tls[attr] = parser(raw)
+            elif name.startswith("authProvider.") and raw == X509_AUTH_PROVIDER:
+                values["x509_auth_provider"] = True
             elif key.startswith("server.") and key[7:].isdigit():
                 sid = int(key[7:])
                 servers[sid] = _server_line(sid, raw)
@@ -469,23 +652,71 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
                         f"{where}:{lineno}: {key} is a security setting trizab does not implement yet; "
                         "refusing to start rather than ignore it"
                     )
-                log.info(
-                    "%s:%d: %s=%s turns off a feature trizab does not have; ignored", where, lineno, key, raw
-                )
+                log.info("%s:%d: %s=%s asks for nothing trizab does not do; ignored", where, lineno, key, raw)
             elif key in _IGNORED_KEYS or key.startswith(_IGNORED_PREFIXES):
                 log.info("%s:%d: %s is not used by trizab; ignored", where, lineno, key)
             else:
                 log.warning("%s:%d: unknown key %s; ignored", where, lineno, key)
         except ValueError as exc:
             raise ConfigError(f"{where}:{lineno}: bad value {key}={raw}: {exc}") from None
+    if values.get("secure_client_port") is not None and not values.get("client_port"):
+        # ZooKeeper: no clientPort (or clientPort=0) with a secureClientPort means TLS only.
+        values["client_port"] = None
     config = ServerConfig(
         servers=servers,
         storage_options=storage_options,
         election_options=election_options,
+        client_tls=TlsSettings(**tls),
+        quorum_tls=TlsSettings(**quorum_tls),
         source=source,
         **values,
     )
+    config = _validate_tls(config, where, "secure_client_port_address" in values)
     return _validate(config, where, read_myid=read_myid)
+
+
+def _store_type_of(location: Path, configured: str | None, key: str, where: str) -> str:
+    if configured is not None:
+        return configured
+    found = _STORE_EXTENSIONS.get(location.suffix)
+    if found is None:
+        raise ConfigError(
+            f"{where}: cannot tell the type of {key}.location={location} from its name "
+            f"(.jks, .pem or .p12); set {key}.type to JKS, PEM or PKCS12"
+        )
+    return found
+
+
+def _resolve_types(tls: TlsSettings, prefix: str, where: str) -> TlsSettings:
+    changes: dict[str, Any] = {}
+    if tls.key_store_location is not None:
+        changes["key_store_type"] = _store_type_of(
+            tls.key_store_location, tls.key_store_type, f"{prefix}keyStore", where
+        )
+    if tls.trust_store_location is not None:
+        changes["trust_store_type"] = _store_type_of(
+            tls.trust_store_location, tls.trust_store_type, f"{prefix}trustStore", where
+        )
+    return attrs.evolve(tls, **changes) if changes else tls
+
+
+def _validate_tls(config: ServerConfig, where: str, address_given: bool) -> ServerConfig:
+    """ZooKeeper's checks of the TLS keys, and the store types resolved from file names."""
+    if address_given and config.secure_client_port is None:
+        raise ConfigError(f"{where}: secureClientPortAddress is set but secureClientPort is not")
+    tls = _resolve_types(config.client_tls, "ssl.", where)
+    quorum = _resolve_types(config.quorum_tls, "ssl.quorum.", where)
+    if config.client_tls_enabled and tls.key_store_location is None:
+        what = "secureClientPort" if config.secure_client_port is not None else "client.portUnification"
+        raise ConfigError(
+            f"{where}: {what} needs ssl.keyStore.location (the server's certificate and private key)"
+        )
+    if (config.ssl_quorum or config.quorum_port_unification) and quorum.key_store_location is None:
+        what = "sslQuorum" if config.ssl_quorum else "portUnification"
+        raise ConfigError(
+            f"{where}: {what} needs ssl.quorum.keyStore.location (this member's certificate and private key)"
+        )
+    return config.evolve(client_tls=tls, quorum_tls=quorum)
 
 
 def _validate(config: ServerConfig, where: str, *, read_myid: bool) -> ServerConfig:

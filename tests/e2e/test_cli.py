@@ -56,11 +56,30 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path, config: str, fragments: l
 
 
 def test_security_setting_trizab_lacks_stops_start_up(tmp_path: Path) -> None:
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path / 'data'}\nclientPort={free_port()}\nenforce.auth.enabled=true\n")
+    result = run_cli("serve", "--config", str(cfg), cwd=tmp_path)
+    assert_one_line_error(result, "zoo.cfg:3", "enforce.auth.enabled", "trizab does not implement")
+
+
+def test_a_tls_port_without_a_key_store_stops_start_up(tmp_path: Path) -> None:
     # A zoo.cfg asking only for a TLS port must not fall back to plain text on the default port.
     cfg = tmp_path / "zoo.cfg"
     cfg.write_text(f"dataDir={tmp_path / 'data'}\nsecureClientPort={free_port()}\n")
     result = run_cli("serve", "--config", str(cfg), cwd=tmp_path)
-    assert_one_line_error(result, "zoo.cfg:2", "secureClientPort", "trizab does not implement")
+    assert_one_line_error(result, "secureClientPort needs ssl.keyStore.location")
+
+
+def test_a_key_store_that_does_not_load_stops_start_up(tmp_path: Path) -> None:
+    cfg = tmp_path / "zoo.cfg"
+    (tmp_path / "ks.p12").write_bytes(b"not a PKCS12 file")
+    cfg.write_text(
+        f"dataDir={tmp_path / 'data'}\nsecureClientPort={free_port()}\n"
+        f"ssl.keyStore.location={tmp_path / 'ks.p12'}\nssl.keyStore.password=hunter2\n"
+    )
+    result = run_cli("serve", "--config", str(cfg), cwd=tmp_path)
+    assert_one_line_error(result, "client TLS: cannot load ssl.keyStore.location", "as PKCS12")
+    assert "hunter2" not in result.stderr
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -192,7 +211,7 @@ def test_tls_client_on_the_plain_port_is_named_and_the_server_keeps_serving(tmp_
         while expected not in server.log_tail(400):
             assert time.monotonic() < deadline, server.log_tail()
             time.sleep(0.05)
-        assert "is the client configured for TLS? trizab has no TLS yet" in server.log_tail(400)
+        assert "is the client configured for TLS? this server has no TLS port" in server.log_tail(400)
         assert "frame length" not in server.log_tail(400)
         _kazoo_write(server.address, "/after-tls")
 

@@ -142,21 +142,14 @@ def test_load_missing_file(tmp_path: Path) -> None:
 # A security setting trizab does not implement stops start-up: one line naming the key and never
 # its value (ssl.keyStore.password is a secret).
 REFUSED = [
-    "secureClientPort=2182",
-    "secureClientPortAddress=0.0.0.0",
-    "client.portUnification=true",
-    "client.certReload=true",
-    "sslQuorum=true",
-    "sslQuorumReloadCertFiles=true",
-    "portUnification=true",
-    "ssl.keyStore.location=/etc/zk/keystore.jks",
-    "ssl.keyStore.password=s3cret",
-    "ssl.quorum.trustStore.location=/etc/zk/truststore.jks",
-    "ssl.clientAuth=need",
-    "ssl.authProvider=x509",
-    "zookeeper.ssl.keyStore.location=/etc/zk/keystore.jks",
+    "ssl.authProvider=custom",
+    "ssl.crl=true",
+    "ssl.ocsp=true",
+    "ssl.quorum.crl=true",
+    "ssl.quorum.context.supplier.class=com.example.Supplier",
+    "ssl.context.supplier.class=com.example.Supplier",
+    "ssl.sslProvider=OPENSSL",
     "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-    "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
     "zookeeper.authProvider.2=com.example.CustomProvider",
     "enforce.auth.enabled=true",
     "enforce.auth.schemes=sasl",
@@ -169,7 +162,7 @@ REFUSED = [
     "quorum.auth.kerberos.servicePrincipal=zookeeper/_HOST",
     "kerberos.removeHostFromPrincipal=true",
     "jaasLoginRenew=3600000",
-    "X509AuthenticationProvider.superUser=CN=admin",
+    "X509AuthenticationProvider.someOtherOption=1",
     "zookeeper.superUser=admin",
     "zookeeper.ensembleAuthName=prod",
     "DigestAuthenticationProvider.enabled=false",
@@ -208,6 +201,25 @@ ACCEPTED = [
     "zookeeper.DigestAuthenticationProvider.superDigest=super:abc=",
     "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
     "quorum.cnxn.threads.size=20",
+    # Client TLS is implemented: its keys configure TLS, used once a port speaks it.
+    "client.certReload=true",
+    "client.portUnification=false",
+    "ssl.keyStore.location=/etc/zk/keystore.jks",
+    "ssl.keyStore.password=s3cret",
+    "ssl.trustStore.type=pkcs12",
+    "ssl.clientAuth=want",
+    "ssl.authProvider=x509",
+    "ssl.hostnameVerification=false",
+    "ssl.crl=false",
+    "zookeeper.ssl.keyStore.location=/etc/zk/keystore.jks",
+    "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+    "X509AuthenticationProvider.superUser=CN=admin",
+    # So is TLS between members.
+    "sslQuorumReloadCertFiles=true",
+    "ssl.quorum.trustStore.location=/etc/zk/truststore.jks",
+    "ssl.quorum.keyStore.password=s3cret",
+    "zookeeper.ssl.quorum.clientAuth=need",
+    "ssl.quorum.hostnameVerification=false",
 ]
 
 
@@ -286,3 +298,76 @@ def test_bad_limits_are_one_line(line: str, fragment: str) -> None:
     with pytest.raises(cfg.ConfigError) as err:
         cfg.parse(line, read_myid=False)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+# -- client TLS (secureClientPort, client.portUnification, ssl.*) ------------------------------
+
+
+def test_a_secure_port_without_a_client_port_means_no_plain_listener() -> None:
+    c = cfg.parse("secureClientPort=2281\nssl.keyStore.location=/k.pem\n")
+    assert c.client_port is None and c.secure_client_port == 2281
+    assert c.client_tls.key_store_type == "PEM" and c.client_tls.client_auth == "need"
+    assert c.client_tls_enabled and c.x509_enabled
+    both = cfg.parse("clientPort=2181\nsecureClientPort=2281\nssl.keyStore.location=/k.p12\n")
+    assert both.client_port == 2181 and both.client_tls.key_store_type == "PKCS12"
+    # clientPort=0 is ZooKeeper's "not set" too.
+    assert (
+        cfg.parse("clientPort=0\nsecureClientPort=2281\nssl.keyStore.location=/k.pem\n").client_port is None
+    )
+    plain = cfg.parse("clientPort=2181\n")
+    assert plain.secure_client_port is None and not plain.client_tls_enabled and not plain.x509_enabled
+    assert cfg.parse("secureClientPort=0\n").secure_client_port is None
+
+
+def test_tls_settings_and_their_defaults() -> None:
+    c = cfg.parse(
+        "secureClientPort=2281\nsecureClientPortAddress=0.0.0.0\n"
+        "zookeeper.ssl.keyStore.location=/k.jks\nssl.keyStore.password=hunter2\nssl.keyStore.passwordPath=/pw\n"
+        "ssl.trustStore.location=/t\nssl.trustStore.type=jks\nssl.clientAuth=NONE\nssl.protocol=TLSv1.3\n"
+        "ssl.enabledProtocols=TLSv1.2, TLSv1.3\nssl.ciphersuites=TLS_AES_128_GCM_SHA256,X\n"
+        "client.certReload=true\nX509AuthenticationProvider.superUser=CN=admin,O=x\n"
+    )
+    t = c.client_tls
+    assert c.secure_client_port_address == "0.0.0.0" and c.client_cert_reload
+    assert (t.key_store_location, t.key_store_type) == (Path("/k.jks"), "JKS")
+    assert t.key_store_password == "hunter2"
+    assert t.key_store_password_path == Path("/pw") and t.trust_store_type == "JKS"
+    assert (t.client_auth, t.protocol, t.enabled_protocols) == ("none", "TLSv1.3", ("TLSv1.2", "TLSv1.3"))
+    assert t.cipher_suites == ("TLS_AES_128_GCM_SHA256", "X")
+    assert c.x509_super_user == "CN=admin,O=x"
+    assert "hunter2" not in repr(c)  # passwords stay out of logs
+    d = cfg.TlsSettings()
+    assert (d.client_auth, d.protocol, d.enabled_protocols, d.cipher_suites) == (
+        "need",
+        "TLSv1.2",
+        None,
+        None,
+    )
+    assert cfg.parse(
+        "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n"
+    ).x509_enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("secureClientPort=2281\n", "secureClientPort needs ssl.keyStore.location"),
+        ("client.portUnification=true\n", "client.portUnification needs ssl.keyStore.location"),
+        ("secureClientPortAddress=0.0.0.0\n", "secureClientPortAddress is set but secureClientPort is not"),
+        ("ssl.keyStore.location=/etc/zk/server.keystore\n", "cannot tell the type of ssl.keyStore.location"),
+        ("ssl.trustStore.location=/t.crt\n", "set ssl.trustStore.type to JKS, PEM or PKCS12"),
+        ("ssl.clientAuth=maybe\n", "bad value ssl.clientAuth=maybe: expected none, want or need"),
+        ("ssl.keyStore.type=BCFKS\n", "bad value ssl.keyStore.type=BCFKS: expected JKS, PEM or PKCS12"),
+        ("ssl.protocol=SSLv3\n", "bad value ssl.protocol=SSLv3"),
+        ("ssl.enabledProtocols=TLSv1.2,SSLv3\n", "bad value ssl.enabledProtocols"),
+        ("secureClientPort=99999\n", "bad value secureClientPort=99999"),
+        ("sslQuorum=true\n", "sslQuorum needs ssl.quorum.keyStore.location"),
+        ("portUnification=true\n", "portUnification needs ssl.quorum.keyStore.location"),
+        ("ssl.quorum.keyStore.location=/q.key\n", "set ssl.quorum.keyStore.type"),
+    ],
+)
+def test_client_tls_mistakes_stop_start_up_with_one_line(text: str, message: str) -> None:
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.parse(text)
+    assert message in str(info.value)
+    assert len(str(info.value).splitlines()) == 1

@@ -153,8 +153,8 @@ def _dir_size(path: Path | None) -> int:
 def _conf_lines(config: cfg.ServerConfig, data_size: int, log_size: int) -> list[tuple[str, str | None]]:
     data_dir = str(config.data_dir) if config.data_dir else ""
     lines = [
-        ("clientPort", str(config.client_port)),
-        ("secureClientPort", "-1"),
+        ("clientPort", str(config.client_port if config.client_port is not None else -1)),
+        ("secureClientPort", str(config.secure_client_port if config.secure_client_port is not None else -1)),
         ("dataDir", data_dir),
         ("dataDirSize", str(data_size)),
         ("dataLogDir", str(config.data_log_dir) if config.data_log_dir else data_dir),

@@ -33,11 +33,20 @@ Theory of operation
   the resumer task hands on what its parser holds and, if there is room left,
   reads it again.  A parser never yields more requests than the room
   (:func:`_take_events`), so the caps hold exactly.
+* **TLS** (:mod:`trizab.runtime.tls`): a connection to the secure port, or to a
+  plain port with ``client.portUnification`` whose first byte opens a TLS record
+  (peeked, not read), is handshaken (bounded by ``HANDSHAKE_TIMEOUT_S``) before it
+  is registered; the x509 ids of the client certificate go on the
+  :class:`Connection` for the core's connect.  A TLS connection has a reader task
+  of its own, which decrypts what it receives (:class:`~trizab.runtime.tls.TlsSession`);
+  its replies are encrypted where they are flushed and written like a plain
+  connection's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -56,10 +65,12 @@ from trizab.frontend.connection import (
     FourLetterWord,
     ProtocolError,
 )
-from trizab.runtime.connections import CLOSE, Connection, Connections
+from trizab.runtime.connections import Connection, Connections, write_out
 from trizab.runtime.disk import StartupError
 from trizab.runtime.limits import ConnectionThrottle
 from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
+from trizab.runtime.tls import ServerTls, TlsSession
+from trizab.runtime.tls_accept import accept_tls, client_ids
 
 __all__ = ["ClientPort", "Gate", "RequestSink"]
 
@@ -67,6 +78,9 @@ log = logging.getLogger("trizab.server")
 
 RECEIVE_SIZE = 256 * 1024
 FOUR_LETTER_WORD_TIMEOUT_S = 30.0
+
+# What a listener serves: plain text, TLS, or either (client.portUnification).
+PLAIN, TLS, UNIFIED = "plain", "tls", "unified"
 
 
 class RequestSink(Protocol):
@@ -134,12 +148,16 @@ def _take_events(
 class ClientPort:
     """The client listeners and every client connection's I/O (see the module docstring)."""
 
-    def __init__(self, config: cfg.ServerConfig, connections: Connections, gate: Gate) -> None:
+    def __init__(
+        self, config: cfg.ServerConfig, connections: Connections, gate: Gate, tls: ServerTls | None = None
+    ) -> None:
         self.config = config
         self.connections = connections
         self.gate = gate
+        self.tls = tls  # the client TLS context, when a listener speaks TLS
         self.sink: RequestSink | None = None  # the core task, once recovery built it
-        self.addresses: list[tuple[str, int]] = []
+        self.addresses: list[tuple[str, int]] = []  # the plain (or unified) client port
+        self.secure_addresses: list[tuple[str, int]] = []  # the TLS port (secureClientPort)
         self._ids = itertools.count(1)
         self._ready_sockets: ReadySockets[_Watched] | None = None
         self.throttle = ConnectionThrottle(config)
@@ -152,17 +170,31 @@ class ClientPort:
         self._answered: list[Connection] = []
         self._resume = trio.Event()
         connections.on_answer = self._on_answer
+        self._kinds: dict[int, str] = {}  # id(listener) -> PLAIN, TLS or UNIFIED
 
     async def bind(self) -> list[trio.abc.Listener[Any]]:
-        """Open the TCP listeners of the configured client port (StartupError if taken)."""
+        """Open the TCP listeners the configuration asks for, and no others (StartupError if taken)."""
         config = self.config
-        try:
-            tcp = await trio.open_tcp_listeners(config.client_port, host=config.client_port_address)
-        except OSError as exc:
-            where = f"{config.client_port_address}:{config.client_port}"
-            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-        self.addresses = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]  # type: ignore[misc]
-        return list(tcp)
+        listeners: list[trio.abc.Listener[Any]] = []
+        ports: list[tuple[int, str, str]] = []
+        if config.client_port is not None:
+            kind = UNIFIED if config.client_port_unification else PLAIN
+            ports.append((config.client_port, config.client_port_address, kind))
+        if config.secure_client_port is not None:
+            ports.append((config.secure_client_port, config.secure_client_port_address, TLS))
+        for port, host, kind in ports:
+            try:
+                tcp = await trio.open_tcp_listeners(port, host=host)
+            except OSError as exc:
+                for ln in listeners:
+                    await trio.aclose_forcefully(ln)
+                raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            bound = [tuple(ln.socket.getsockname()[:2]) for ln in tcp]
+            (self.secure_addresses if kind == TLS else self.addresses).extend(bound)  # type: ignore[arg-type]
+            for ln in tcp:
+                self._kinds[id(ln)] = kind
+            listeners.extend(tcp)
+        return listeners
 
     async def serve(
         self,
@@ -177,12 +209,19 @@ class ClientPort:
                 self._ready_sockets = ready
                 nursery.start_soon(self._socket_reader, ready)
             nursery.start_soon(self._resumer)
-            await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
+            by_kind: dict[str, list[trio.abc.Listener[Any]]] = {}
+            for ln in listeners:
+                by_kind.setdefault(self._kinds.get(id(ln), PLAIN), []).append(ln)
+            for kind, group in by_kind.items():
+                handler = functools.partial(self._handle_connection, kind=kind)
+                await nursery.start(trio.serve_listeners, handler, group)
+            if self.tls is not None and self.config.client_cert_reload:
+                nursery.start_soon(self.tls.watch)
             task_status.started()
 
     # -- one connection -------------------------------------------------------------
 
-    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+    async def _handle_connection(self, stream: trio.abc.Stream, kind: str = PLAIN) -> None:
         sock = getattr(stream, "socket", None)
         try:
             peer = sock.getpeername() if sock is not None else getattr(stream, "peer_name", ("unknown", 0))
@@ -205,19 +244,38 @@ class ClientPort:
             with contextlib.suppress(OSError):
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
             fd = stream.socket.fileno()
+        auth_ids: tuple[Any, ...] = ()
+        session: TlsSession | None = None
+        if kind != PLAIN:
+            keep, session = await accept_tls(
+                self.tls, stream, unified=kind == UNIFIED, remote=f"{host}:{port}"
+            )
+            if not keep:
+                await trio.aclose_forcefully(stream)
+                return
+            if session is not None:
+                auth_ids = tuple(client_ids(self.tls, session, f"{host}:{port}"))
         send, recv = trio.open_memory_channel[Any](math.inf)
-        c = Connection(conn_id=next(self._ids), remote=f"{host}:{port}", host=host, send=send, fd=fd)
+        c = Connection(
+            conn_id=next(self._ids),
+            remote=f"{host}:{port}",
+            host=host,
+            send=send,
+            fd=fd,
+            auth_ids=auth_ids,
+            encrypt=session.encrypt if session is not None else None,
+        )
         self.connections.add(c)
         reason = "closed"
         try:
             with c.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer, stream, recv, c)
+                    nursery.start_soon(write_out, stream, recv, c)
                     ready = self._ready_sockets
-                    if fd >= 0 and ready is not None:
+                    if fd >= 0 and ready is not None and session is None:
                         reason = await self._read_via_socket_reader(ready, c)
                     else:
-                        reason = await self._reader(stream, c)
+                        reason = await self._reader(stream, c, session)
                     if reason == "4lw":
                         # Let the writer deliver the answer; it ends the scope itself.
                         await trio.sleep(FOUR_LETTER_WORD_TIMEOUT_S)
@@ -230,26 +288,38 @@ class ClientPort:
                 await trio.aclose_forcefully(stream)
             log.debug("connection %s ended: %s", c.remote, reason)
 
-    async def _reader(self, stream: trio.abc.Stream, c: Connection) -> str:
+    async def _reader(self, stream: trio.abc.Stream, c: Connection, tls: TlsSession | None = None) -> str:
         """Read one connection (one not in the socket reader's set) until it ends; why it did."""
         parser = ClientConnection(max_buffer=self.config.jute_max_buffer)
         held = False  # the parser may hold requests there was no room for
+        handshake_leftover = tls is not None  # records that came in with the handshake's last read
         while True:
             room = self._room(c)
             if room <= 0:
                 await self._wait_for_room(c)
                 continue
-            data: bytes | None = None
-            if not held:
+            received: bytes | memoryview | None = None
+            ended: str | None = None
+            if handshake_leftover:
+                handshake_leftover = False
+            elif not held:
                 try:
-                    data = await stream.receive_some(RECEIVE_SIZE)
+                    received = await stream.receive_some(RECEIVE_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return "connection reset"
+            data: bytes | memoryview | None = received
+            if tls is not None:
+                data, ended = tls.decrypt(received)
             events, end = _take_events(parser, data, room)
             held = len(events) >= room
-            reason = await self._received(c, events, end, eof=data is not None and not data)
+            # eof: the socket's end, not a TLS record still incomplete.
+            reason = await self._received(c, events, end, eof=received is not None and not received)
             if reason is not None:
                 return reason
+            if ended is not None:
+                if ended != "eof":
+                    log.warning("closing connection %s: %s", c.remote, ended)
+                return ended
 
     async def _received(self, c: Connection, events: list[Any], end: Any, *, eof: bool) -> str | None:
         """Deliver what one receive brought; why reading must stop (None: go on)."""
@@ -267,10 +337,13 @@ class ClientPort:
             sink.handed_on()
         if isinstance(end, ProtocolError):
             if end.tls_handshake:
+                secure = self.secure_addresses
                 log.warning(
-                    "TLS handshake on a plain-text port from %s: is the client configured for TLS? "
-                    "trizab has no TLS yet",
+                    "TLS handshake on a plain-text port from %s: is the client configured for TLS? %s",
                     c.remote,
+                    f"TLS is served on port {secure[0][1]}"
+                    if secure
+                    else "this server has no TLS port (secureClientPort, client.portUnification)",
                 )
             else:
                 log.warning("closing connection %s: %s", c.remote, end.message)
@@ -463,32 +536,3 @@ class ClientPort:
             self._ready_sockets.unwatch(fd, w)
         w.reason = reason
         w.ended.set()
-
-    async def _writer(
-        self, stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel[Any], c: Connection
-    ) -> None:
-        try:
-            while True:
-                item = await recv.receive()
-                chunks = []
-                close = False
-                while True:
-                    if item is CLOSE:
-                        close = True
-                        break
-                    chunks.append(item)
-                    try:
-                        item = recv.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                if chunks:
-                    data = b"".join(chunks)
-                    await stream.send_all(data)
-                    c.queued_bytes -= len(data)
-                if close:
-                    with contextlib.suppress(Exception):
-                        await stream.send_eof()
-                    c.scope.cancel()
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            c.scope.cancel()

@@ -29,6 +29,7 @@ already knows, or never knew it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from trizab.frontend import fourletter
 from trizab.frontend.connection import encode_output
 from trizab.server.api import Connected, Output, Reply
 
-__all__ = ["CLOSE", "MAX_OUTBOUND_BYTES", "Connection", "Connections"]
+__all__ = ["CLOSE", "MAX_OUTBOUND_BYTES", "Connection", "Connections", "write_out"]
 
 log = logging.getLogger("trizab.server")
 
@@ -78,10 +79,16 @@ class Connection:
     replies: int = 0
     # (xid, opcode, received_ms) of requests still waiting for their reply, in order.
     pending: collections.deque[tuple[int, int, int]] = attrs.Factory(collections.deque)
-    # The socket's descriptor for direct writes (-1: not a socket, or closed).
+    # The socket's descriptor for direct writes (-1: not a socket, TLS, or closed).
     fd: int = -1
     # Of ``pending``, the requests counted in Connections.outstanding.
     in_flight: int = 0
+    # What the connection authenticated as before its first request: the x509 (and super) ids
+    # of a client certificate its TLS handshake verified.
+    auth_ids: tuple[Any, ...] = ()
+    # TLS: turns reply bytes into records (TlsSession.encrypt); what is queued or written is then
+    # already encrypted.  None for plain text.
+    encrypt: Callable[[bytes | bytearray], bytes] | None = None
 
 
 class Connections:
@@ -220,6 +227,8 @@ class Connections:
             c = self.by_id.get(conn_id)
             if c is None or not c.outbuf or c.closing:
                 continue
+            if c.encrypt is not None:
+                c.outbuf[:] = c.encrypt(c.outbuf)
             if c.queued_bytes == 0 and c.fd >= 0:
                 # The writer is idle (nothing handed to it is unsent), so nothing can overtake
                 # this chunk: try the socket now and save the writer task a wake-up.  What the
@@ -253,7 +262,7 @@ class Connections:
             if c is None or c.closing:
                 continue
             if c.outbuf:
-                chunk = bytes(c.outbuf)
+                chunk = bytes(c.outbuf) if c.encrypt is None else c.encrypt(c.outbuf)
                 c.outbuf.clear()
                 self._enqueue(c, chunk)
                 if c.closing:
@@ -266,7 +275,8 @@ class Connections:
         """A four-letter word's answer: not a client, so never listed by cons nor lost."""
         self.forget(c.conn_id)
         c.closing = True
-        c.send.send_nowait(text.encode("utf-8", "replace"))
+        answer = text.encode("utf-8", "replace")
+        c.send.send_nowait(answer if c.encrypt is None else c.encrypt(answer))
         c.send.send_nowait(CLOSE)
 
     # -- four-letter words --------------------------------------------------------
@@ -299,3 +309,32 @@ class Connections:
             c.received = c.sent = c.replies = c.total_latency = c.max_latency = 0
             c.min_latency = None
             c.last_latency = 0
+
+
+async def write_out(stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel[Any], c: Connection) -> None:
+    """A connection's writer task: send what is queued, batched; CLOSE flushes and ends it."""
+    try:
+        while True:
+            item = await recv.receive()
+            chunks = []
+            close = False
+            while True:
+                if item is CLOSE:
+                    close = True
+                    break
+                chunks.append(item)
+                try:
+                    item = recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+            if chunks:
+                data = b"".join(chunks)
+                await stream.send_all(data)
+                c.queued_bytes -= len(data)
+            if close:
+                with contextlib.suppress(Exception):
+                    await stream.send_eof()
+                c.scope.cancel()
+                return
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        c.scope.cancel()

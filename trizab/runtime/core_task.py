@@ -156,6 +156,7 @@ class CoreTask:
                         has_read_only_flag=ev.has_read_only_flag,
                         client_addr=c.host,
                         now_ms=now,
+                        auth_ids=c.auth_ids,
                     )
             except Exception:
                 # A core bug triggered by one client's request must not take the

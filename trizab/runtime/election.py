@@ -40,6 +40,7 @@ import trio
 
 from trizab.runtime.events import ElectionReceived
 from trizab.runtime.quorum import FrameError, frame, read_frame
+from trizab.runtime.tls import PeerTls
 from trizab.zab.messages import Notification, ProtocolError, decode_notification, encode_notification
 
 __all__ = ["ElectionTransport", "parse_header", "peer_address"]
@@ -117,7 +118,9 @@ class ElectionTransport:
         *,
         retry_s: float = 0.1,
         handshake_s: float = 5.0,
+        tls: PeerTls | None = None,
     ) -> None:
+        self.tls = tls  # sslQuorum / portUnification (None: plain TCP only)
         self.my_id = my_id
         self.addresses = addresses
         self._post = post
@@ -196,13 +199,25 @@ class ElectionTransport:
         p.last_nudge = now
         self._nursery.start_soon(self._send_nudge, p.sid)
 
+    async def _open(self, sid: int) -> trio.abc.Stream:
+        """A connection to a peer's election port, secured as configured (OSError if not)."""
+        host, port = self.addresses[sid]
+        stream = await trio.open_tcp_stream(host, port)
+        if self.tls is None:
+            return stream
+        secured = await self.tls.connect(stream, host, "election")
+        if secured is None:
+            await trio.aclose_forcefully(stream)
+            raise OSError(f"TLS with election peer {sid} failed")
+        return secured
+
     async def _send_nudge(self, sid: int) -> None:
         address = self.addresses.get(sid)
         if address is None:
             return  # removed (reconfig, or a guest whose connection ended) since the nudge was due
         with trio.move_on_after(self.handshake_s):
             try:
-                stream = await trio.open_tcp_stream(*address)
+                stream = await self._open(sid)
             except (OSError, ValueError, OverflowError):
                 return
             async with stream:
@@ -216,10 +231,10 @@ class ElectionTransport:
 
     async def _connector(self, p: _Peer) -> None:
         """Keep our (winning) connection to a lower-id peer open."""
-        while not p.closed and (address := self.addresses.get(p.sid)) is not None:
+        while not p.closed and self.addresses.get(p.sid) is not None:
             try:
                 with trio.fail_after(self.handshake_s):
-                    stream = await trio.open_tcp_stream(*address)
+                    stream = await self._open(p.sid)
                     await stream.send_all(self._header())
             except (OSError, ValueError, OverflowError, trio.TooSlowError, trio.BrokenResourceError):
                 if p.guest:  # one try for a server we only know from its own word
@@ -238,8 +253,15 @@ class ElectionTransport:
                 return
             await trio.sleep(self.retry_s / 4)
 
-    async def _accept(self, stream: trio.SocketStream) -> None:
+    async def _accept(self, socket_stream: trio.SocketStream) -> None:
         buf = bytearray()
+        stream: trio.abc.Stream = socket_stream
+        if self.tls is not None:
+            secured = await self.tls.accept(socket_stream, "election")
+            if secured is None:
+                await trio.aclose_forcefully(socket_stream)
+                return
+            stream = secured
         try:
             with trio.fail_after(self.handshake_s):
                 while (header := parse_header(buf)) is None:
@@ -284,12 +306,14 @@ class ElectionTransport:
         if p.scope is None:  # no newer connection with it took over
             self._forget_guest(p)
 
-    async def _run(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
+    async def _run(self, p: _Peer, stream: trio.abc.Stream, buf: bytearray) -> None:
         if p.scope is not None:
             p.scope.cancel()  # the newer connection wins
         scope = p.scope = trio.CancelScope()
-        with contextlib.suppress(OSError):
-            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        if isinstance(raw, trio.SocketStream):
+            with contextlib.suppress(OSError):
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         try:
             with scope:
                 p.connected.set()
@@ -306,7 +330,7 @@ class ElectionTransport:
             with contextlib.suppress(Exception):
                 await trio.aclose_forcefully(stream)
 
-    async def _sender(self, p: _Peer, stream: trio.SocketStream) -> None:
+    async def _sender(self, p: _Peer, stream: trio.abc.Stream) -> None:
         while True:
             while p.queue:
                 data = p.queue.popleft()
@@ -317,7 +341,7 @@ class ElectionTransport:
                 continue
             await p.wakeup.wait()
 
-    async def _receiver(self, p: _Peer, stream: trio.SocketStream, buf: bytearray) -> None:
+    async def _receiver(self, p: _Peer, stream: trio.abc.Stream, buf: bytearray) -> None:
         while True:
             try:
                 data = await read_frame(stream, buf, MAX_NOTIFICATION)

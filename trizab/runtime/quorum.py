@@ -63,6 +63,7 @@ import attrs
 import trio
 
 from trizab.runtime.events import QuorumAccepted, QuorumLinkLost, QuorumReceived
+from trizab.runtime.tls import PeerTls
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
@@ -209,9 +210,11 @@ class QuorumTransport:
         connect_retry_s: float = 0.05,
         max_queued: int = MAX_QUEUED,
         max_packet: int = packet_limit(0xFFFFF),
+        tls: PeerTls | None = None,
     ) -> None:
         self.max_queued = max_queued
         self.max_packet = max_packet  # see packet_limit
+        self.tls = tls  # sslQuorum / portUnification (None: plain TCP only)
         self.my_id = my_id
         self.addresses = addresses
         self._post = post  # async: await post(msg) delivers to the inbox (back-pressure)
@@ -237,8 +240,15 @@ class QuorumTransport:
             await nursery.start(trio.serve_listeners, self._accept, listeners)
             task_status.started(self.listen_address)
 
-    async def _accept(self, stream: trio.SocketStream) -> None:
+    async def _accept(self, socket_stream: trio.SocketStream) -> None:
         buf = bytearray()
+        stream: trio.abc.Stream = socket_stream
+        if self.tls is not None:
+            secured = await self.tls.accept(socket_stream, "quorum")
+            if secured is None:
+                await trio.aclose_forcefully(socket_stream)
+                return
+            stream = secured
         try:
             with trio.fail_after(self.heartbeat_s):
                 data = await read_frame(stream, buf, min(self.max_packet, MAX_FIRST_FRAME))
@@ -272,7 +282,7 @@ class QuorumTransport:
 
     async def _connect(self, link: Link) -> None:
         host, port = self.addresses[link.sid]
-        stream: trio.SocketStream | None = None
+        stream: trio.abc.Stream | None = None
         while stream is None:
             if link.closed:  # given up on by the peer-owning task while connecting
                 self._report_lost(link)
@@ -282,15 +292,31 @@ class QuorumTransport:
                     stream = await trio.open_tcp_stream(host, port)
                 except OSError:
                     await trio.sleep(self.connect_retry_s)
+                    continue
+                if self.tls is not None:
+                    assert isinstance(stream, trio.SocketStream)
+                    secured = await self.tls.connect(stream, host, "quorum")
+                    if secured is None:
+                        await trio.aclose_forcefully(stream)
+                        stream = None
+                        await trio.sleep(self.connect_retry_s)
+                        continue
+                    stream = secured
         await self._run_link(link, stream, bytearray())
 
-    async def _run_link(self, link: Link, stream: trio.SocketStream, buf: bytearray) -> None:
-        with contextlib.suppress(OSError):
-            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    async def _run_link(self, link: Link, stream: trio.abc.Stream, buf: bytearray) -> None:
+        raw = stream if isinstance(stream, trio.SocketStream) else None
+        if isinstance(stream, trio.SSLStream) and isinstance(stream.transport_stream, trio.SocketStream):
+            with contextlib.suppress(OSError):
+                stream.transport_stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         try:
             with link.scope:
                 link.last_heard = trio.current_time()
-                link.fd = stream.socket.fileno()
+                # Direct writes only to a plain socket: TLS goes through the sender task.
+                link.fd = raw.socket.fileno() if raw is not None else -1
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._sender, link, stream)
                     nursery.start_soon(self._heartbeat, link)
@@ -304,7 +330,7 @@ class QuorumTransport:
                 await trio.aclose_forcefully(stream)
             self._report_lost(link)
 
-    async def _sender(self, link: Link, stream: trio.SocketStream) -> None:
+    async def _sender(self, link: Link, stream: trio.abc.Stream) -> None:
         recv = link.recv
         try:
             while True:
@@ -333,7 +359,7 @@ class QuorumTransport:
                 link.scope.cancel()
                 return
 
-    async def _receiver(self, link: Link, stream: trio.SocketStream, buf: bytearray) -> None:
+    async def _receiver(self, link: Link, stream: trio.abc.Stream, buf: bytearray) -> None:
         """Post every packet that one read completed as one inbox message.
 
         At high load a read brings many PROPOSALs/ACKs/COMMITs; one inbox message (one

@@ -65,6 +65,7 @@ from trizab.runtime.disk import Disk, StartupError, open_storage, storage_name
 from trizab.runtime.events import ConnectionsLost, Tick
 from trizab.runtime.local_commit import LocalCommit
 from trizab.runtime.snapshots import Snapshotter
+from trizab.runtime.tls import ServerTls, TlsError
 from trizab.runtime.zab_commit import TICK_MS, ZabCommit
 from trizab.runtime.zab_status import member_status
 from trizab.storage import Recovered, Storage
@@ -91,6 +92,7 @@ def core_config(config: cfg.ServerConfig) -> Any:
         min_session_timeout_ms=config.min_session_timeout,
         max_session_timeout_ms=config.max_session_timeout,
         super_digest=config.super_digest,
+        x509_enabled=config.x509_enabled,
         extended_types_enabled=config.extended_types_enabled,
         jute_max_buffer=config.jute_max_buffer,
         read_only=False,
@@ -106,6 +108,16 @@ def _default_core(config: cfg.ServerConfig, now_ms: int) -> Any:
 
     cls = ReplicaCore if is_ensemble(config) else ServerCore
     return cls(core_config(config), now_ms=now_ms)
+
+
+def _client_tls(config: cfg.ServerConfig) -> ServerTls | None:
+    """The client port's TLS context, if a listener speaks TLS (StartupError if it cannot load)."""
+    if not config.client_tls_enabled:
+        return None
+    try:
+        return ServerTls(config.client_tls, super_user=config.x509_super_user)
+    except TlsError as exc:
+        raise StartupError(f"client TLS: {exc}") from None
 
 
 class Server:
@@ -146,7 +158,7 @@ class Server:
         )
         self.admin = Admin(config, self.clock, self.connections, stats, self.disk)
         self.gate = Gate()
-        self.clients = ClientPort(config, self.connections, self.gate)
+        self.clients = ClientPort(config, self.connections, self.gate, _client_tls(config))
         self.snapshots = Snapshotter(config, self.disk, rng or random.Random(), on_saved=self._tree_settled)
         self.local: LocalCommit | None = None
         self.zab: ZabCommit | None = (
@@ -194,7 +206,7 @@ class Server:
         try:
             core_task = self._recover(recovered)
             if self.zab is not None:
-                port = self.addresses[0][1] if self.addresses else config.client_port
+                port = self.addresses[0][1] if self.addresses else (config.client_port or 0)
                 self.zab.start(core_task, recovered, port, self.snapshots)
                 commit_path = self.zab
                 zab = self.zab
@@ -275,7 +287,9 @@ class Server:
             if config.data_dir is not None
             else "no dataDir"
         )
-        clients = ", ".join(f"{h}:{p}" for h, p in self.addresses)
+        unified = " (plain text or TLS)" if self.config.client_port_unification else ""
+        plain = [f"{h}:{p}{unified}" for h, p in self.addresses]
+        clients = ", ".join(plain + [f"{h}:{p} (TLS)" for h, p in self.clients.secure_addresses])
         if self.zab is not None:
             log.info(
                 "trizab %s member %d serving clients on %s (storage %s, %s); quorum %s, election %s; "

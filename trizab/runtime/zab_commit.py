@@ -48,7 +48,7 @@ import trio
 from trizab import config as cfg
 from trizab.runtime.clock import Clock
 from trizab.runtime.core_task import CoreTask
-from trizab.runtime.disk import Disk
+from trizab.runtime.disk import Disk, StartupError
 from trizab.runtime.election import ElectionTransport
 from trizab.runtime.events import (
     ElectionReceived,
@@ -61,6 +61,7 @@ from trizab.runtime.events import (
 )
 from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple, packet_limit
 from trizab.runtime.snapshots import Snapshotter
+from trizab.runtime.tls import PeerTls, TlsError
 from trizab.runtime.zab_sessions import ZabSessions
 from trizab.runtime.zab_storage import ZabStorage
 from trizab.server.replica import (
@@ -164,6 +165,21 @@ def _zxid_of(e: Entry) -> int:
     return e.zxid
 
 
+def _peer_tls(config: cfg.ServerConfig) -> PeerTls | None:
+    """TLS on the quorum and election ports, if sslQuorum or portUnification asks for it."""
+    if not (config.ssl_quorum or config.quorum_port_unification):
+        return None
+    try:
+        return PeerTls(
+            config.quorum_tls,
+            ssl_quorum=config.ssl_quorum,
+            unification=config.quorum_port_unification,
+            reload=config.ssl_quorum_reload,
+        )
+    except TlsError as exc:
+        raise StartupError(f"quorum TLS: {exc}") from None
+
+
 class ZabCommit:
     """A member's commit path (see the module docstring)."""
 
@@ -195,7 +211,8 @@ class ZabCommit:
         self._off_ticks = 0
         self._parked: dict[int, tuple[Link, r.QuorumPacket]] = {}
         self._pump_wanted = False  # a PumpWanted wake-up is on the core task's inbox
-        self._client_port = config.client_port
+        self._client_port = config.client_port or 0
+        self.tls = _peer_tls(config)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -217,9 +234,13 @@ class ZabCommit:
             core_task.wake,
             heartbeat_s=max(1.0, config.sync_limit * config.tick_time / 1000.0),
             max_packet=packet_limit(config.jute_max_buffer),
+            tls=self.tls,
         )
         self.election = ElectionTransport(
-            self.my_id, {s.sid: (s.host, s.election_port) for s in servers.values()}, core_task.post
+            self.my_id,
+            {s.sid: (s.host, s.election_port) for s in servers.values()},
+            core_task.post,
+            tls=self.tls,
         )
         self.core.init_ensemble(config.servers, self.my_id, client_port)
         self._apply_ensemble()
@@ -253,6 +274,8 @@ class ZabCommit:
             await nursery.start(self.election.serve)
             nursery.start_soon(self.storage.run)
             nursery.start_soon(self._ticker)
+            if self.tls is not None and self.tls.reload:
+                nursery.start_soon(self.tls.watch)
             task_status.started()
 
     async def _ticker(self) -> None:

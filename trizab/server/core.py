@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -158,6 +158,8 @@ class CoreConfig:
     min_session_timeout_ms: int | None = None  # None: 2 * tick_time_ms
     max_session_timeout_ms: int | None = None  # None: 20 * tick_time_ms
     super_digest: str | None = None  # "super:base64(sha1(super:password))"
+    # The x509 scheme is registered (a TLS client port, or authProvider.N naming it).
+    x509_enabled: bool = False
     extended_types_enabled: bool = False
     container_check_interval_ms: int = 60_000
     # Also reap a container as soon as its last child goes (ZooKeeper only has the periodic check).
@@ -188,7 +190,7 @@ class ServerCore:
     def __init__(self, config: CoreConfig, *, now_ms: int) -> None:
         self.config = config
         self.tree = DataTree(extended_types=config.extended_types_enabled)
-        self.prep = Prep(self.tree, extended_types=config.extended_types_enabled)
+        self.prep = Prep(self.tree, extended_types=config.extended_types_enabled, x509=config.x509_enabled)
         # Standalone ZooKeeper seeds session ids with server id 1 (createSessionTrackerServerId).
         self.tracker = SessionTracker(config.tick_time_ms, initial_session_id(now_ms, config.server_id or 1))
         self.conns: dict[ConnId, CoreConnection] = {}
@@ -282,7 +284,9 @@ class ServerCore:
                 tree.process_txn(txn.header, txn.body)
                 tree.events.clear()
         self.tree = tree
-        self.prep = Prep(tree, extended_types=self.config.extended_types_enabled)
+        self.prep = Prep(
+            tree, extended_types=self.config.extended_types_enabled, x509=self.config.x509_enabled
+        )
         self._hzxid = max(self._hzxid, tree.last_processed_zxid)
         # Which sessions exist is replicated state: exactly the loaded tree's.  A session the
         # tracker knew but the tree does not was closed (expired) meanwhile; a learner that
@@ -302,10 +306,18 @@ class ServerCore:
         has_read_only_flag: bool,
         client_addr: str,
         now_ms: int,
+        auth_ids: Sequence[r.Id] = (),
     ) -> None:
-        """``ZooKeeperServer.processConnectRequest``."""
+        """``ZooKeeperServer.processConnectRequest``.
+
+        ``auth_ids``: what the connection authenticated as before its first request (the
+        x509 ids of a verified client certificate, ZooKeeper's CertificateVerifier).
+        """
         self.now_ms = now_ms
         conn = CoreConnection(conn_id, client_addr, has_read_only_flag, now_ms)
+        if auth_ids:
+            conn.cert_ids = list(auth_ids)
+            conn.ids = acls.java_set_order([*conn.ids, *(i for i in auth_ids if i not in conn.ids)])
         self.conns[conn_id] = conn
         cfg = self.config
         if request.last_zxid_seen > self.last_zxid:
@@ -483,9 +495,13 @@ class ServerCore:
         except JuteError:
             self._drop_conn(conn)
             return
-        ids = acls.authenticate(pkt.scheme, pkt.auth, conn.client_ip, self.config.super_digest)
+        if pkt.scheme == "x509" and self.config.x509_enabled:
+            # X509AuthenticationProvider.handleAuthentication: the connection's certificate again.
+            ids = conn.cert_ids or None
+        else:
+            ids = acls.authenticate(pkt.scheme, pkt.auth, conn.client_ip, self.config.super_digest)
         if ids is None:
-            log.warning("no authentication provider for scheme %r", pkt.scheme)
+            log.warning("authentication failed for scheme %r (no provider, or no certificate)", pkt.scheme)
             self._outputs.append((conn.conn_id, Reply(r.ReplyHeader(xid, 0, Err.AUTH_FAILED))))
             self._drop_conn(conn)
             return

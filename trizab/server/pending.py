@@ -45,6 +45,7 @@ class CoreConnection:
     """The core's view of one client connection."""
 
     __slots__ = (
+        "cert_ids",
         "client_addr",
         "client_ip",
         "conn_id",
@@ -66,6 +67,7 @@ class CoreConnection:
         self.client_addr = client_addr
         self.client_ip = client_ip_of(client_addr)
         self.ids: list[r.Id] = [r.Id("ip", self.client_ip)]
+        self.cert_ids: list[r.Id] = []  # x509 (and super) ids of a verified client certificate
         self.send_ro_flag = send_ro_flag
         self.session_id = 0
         self.established = False

@@ -5,11 +5,13 @@ Theory of operation
 A connection carries a list of authenticated :class:`~trizab.wire.records.Id`
 (``authInfo`` in ``ServerCnxn``): ``ip:<address>`` from the start, plus what
 ``addauth`` adds (``digest:user:base64(sha1(user:pass))``, and ``super:`` when
-that digest equals the configured super digest).  ``check_acl`` is
+that digest equals the configured super digest), and ``x509:<subject>`` for a
+client that presented a verified certificate (the runtime derives it, see
+``trizab.runtime.tls``).  ``check_acl`` is
 ``ZooKeeperServer.checkACL``: an empty ACL or a ``super`` id allows everything,
 otherwise some ACL entry granting the permission must match one of the ids
-(``world:anyone`` matches everyone; ``digest`` by equality; ``ip`` by address
-and prefix).  ``fixup_acl`` is ``PrepRequestProcessor.fixupACL`` (dedupe, reject
+(``world:anyone`` matches everyone; ``digest`` and ``x509`` by equality; ``ip``
+by address and prefix).  ``fixup_acl`` is ``PrepRequestProcessor.fixupACL`` (dedupe, reject
 malformed entries, expand ``auth``).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from trizab.wire.codes import Perms
@@ -34,6 +37,7 @@ __all__ = [
     "generate_digest",
     "intern_acl",
     "user_name",
+    "valid_x500_name",
 ]
 
 ANYONE = Id("world", "anyone")
@@ -84,18 +88,52 @@ def _ip_network(expr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
     return ipaddress.ip_network(f"{addr}/{bits}", strict=False)
 
 
-def _valid_id(scheme: str, ident: str | None) -> bool:
+# Attribute keywords Java's X500Principal accepts in a distinguished name (AVAKeyword), besides OIDs.
+_X500_KEYWORDS = frozenset(
+    "CN C L S ST O OU T IP STREET DC DNQUALIFIER DNQ SURNAME GIVENNAME INITIALS GENERATION EMAIL "
+    "EMAILADDRESS UID SERIALNUMBER".split()
+)
+_X500_ATTRIBUTE = re.compile(
+    r"\s*(?:(?P<kw>[A-Za-z][A-Za-z0-9-]*)|(?:OID\.)?(?P<oid>[0-9]+(?:\.[0-9]+)+))\s*="
+    r"\s*(?:#[0-9A-Fa-f]+|\"(?:[^\"\\]|\\.)*\"|(?:[^,;+\"\\]|\\.)*)\s*"
+)
+
+
+def valid_x500_name(name: str) -> bool:
+    """Whether ``new X500Principal(name)`` would accept it (``X509AuthenticationProvider.isValid``).
+
+    RFC 2253 / RFC 1779 syntax: ``type=value`` pairs joined by ``+`` within a name component,
+    components by ``,`` or ``;``; a type is a keyword Java knows or an OID.  The empty name is valid.
+    """
+    if not name.strip():
+        return True
+    pos = 0
+    while True:
+        m = _X500_ATTRIBUTE.match(name, pos)
+        if m is None or (m["kw"] is not None and m["kw"].upper() not in _X500_KEYWORDS):
+            return False
+        pos = m.end()
+        if pos == len(name):
+            return True
+        if name[pos] not in ",;+":
+            return False
+        pos += 1
+
+
+def _valid_id(scheme: str, ident: str | None, x509: bool = False) -> bool:
     if ident is None:
         return False
     if scheme == "digest":
         return len(_java_split(ident, ":")) == 2
     if scheme == "ip":
         return _ip_network(ident) is not None
+    if scheme == "x509":
+        return x509 and valid_x500_name(ident)
     return False
 
 
 def _matches(scheme: str, auth_id: str | None, acl_id: str | None) -> bool:
-    if scheme == "digest":
+    if scheme == "digest" or scheme == "x509":
         return auth_id == acl_id
     if scheme == "ip":
         if auth_id is None or acl_id is None:
@@ -133,8 +171,11 @@ def check_acl(acl: Sequence[ACL], perm: int, ids: Sequence[Id]) -> bool:
     return False
 
 
-def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id]) -> list[ACL]:
-    """``PrepRequestProcessor.fixupACL``; raises :class:`AclError` (INVALID_ACL)."""
+def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id], *, x509: bool = False) -> list[ACL]:
+    """``PrepRequestProcessor.fixupACL``; raises :class:`AclError` (INVALID_ACL).
+
+    ``x509``: whether the x509 scheme is registered (ACLs naming it are otherwise invalid).
+    """
     from trizab.wire.codes import Err
 
     # PrepRequestProcessor.removeDuplicates keeps the first of equal ACLs, comparing with the
@@ -159,15 +200,15 @@ def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id]) -> list[ACL]:
         elif aid.scheme == "auth":
             valid = False
             for cid in ids:
-                # Only the digest provider reports isAuthenticated(); ip does not and
-                # "super" has no provider, so neither is expanded (as in Java).
-                if cid.scheme == "digest":
+                # Only the digest and x509 providers report isAuthenticated(); ip does not
+                # and "super" has no provider, so neither is expanded (as in Java).
+                if cid.scheme == "digest" or cid.scheme == "x509":
                     valid = True
                     out.append(ACL(a.perms, cid))
             if not valid:
                 raise AclError(Err.INVALID_ACL)
         else:
-            if not _valid_id(aid.scheme, aid.id):
+            if not _valid_id(aid.scheme, aid.id, x509):
                 raise AclError(Err.INVALID_ACL)
             out.append(a)
     return out  # the tree interns it (intern_acl) when the create or setACL is applied

@@ -122,9 +122,10 @@ def _parent_for(path: str | None, tree: DataTree, *, special_ok: bool) -> str:
 
 
 class Prep:
-    def __init__(self, tree: DataTree, *, extended_types: bool = False) -> None:
+    def __init__(self, tree: DataTree, *, extended_types: bool = False, x509: bool = False) -> None:
         self.tree = tree
         self.extended_types = extended_types
+        self.x509 = x509  # whether the x509 scheme is registered (ACLs may name it)
         self.changes: dict[str, ChangeRecord] = {}
         self.outstanding: deque[ChangeRecord] = deque()
         # Undo log of the multi being prepared: (path, previous record or None).
@@ -238,10 +239,9 @@ class Prep:
             return OpCode.CHECK, r.CheckVersionTxn(path, _check_and_inc_version(rec.version, req.version))
         raise PrepError(Err.MARSHALLING_ERROR)
 
-    @staticmethod
-    def _fixup(acl: Sequence[r.ACL] | None, ids: Sequence[r.Id]) -> list[r.ACL]:
+    def _fixup(self, acl: Sequence[r.ACL] | None, ids: Sequence[r.Id]) -> list[r.ACL]:
         try:
-            return acls.fixup_acl(acl, ids)
+            return acls.fixup_acl(acl, ids, x509=self.x509)
         except acls.AclError as e:
             raise PrepError(e.code) from None
 
