@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("--observers", type=int, default=0, help="observers (default 0)")
     ens.add_argument("--base-dir", type=Path, help="member directories (default: a temporary directory)")
     ens.add_argument("--tick-time", type=int, default=2000, help="tickTime in ms (default 2000)")
+    ens.add_argument(
+        "--base-port",
+        type=_port,
+        help="member k listens on base+3k (clients), base+3k+1 (quorum), base+3k+2 (election); "
+        "default: free ports, kept when --base-dir already holds the ensemble",
+    )
     sub.add_parser("plugins", help="list installed storage and election plugins with their options")
     sub.add_parser("version", help="print the version")
     for p in sub.choices.values():
@@ -189,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ensemble":
             from trizab.runtime.launcher import run_ensemble
 
-            return run_ensemble(args.size, args.observers, args.base_dir, args.tick_time)
+            ports = 3 * (args.size + args.observers)
+            if args.base_port is not None and args.base_port + ports - 1 > 65535:
+                raise cfg.ConfigError(f"--base-port {args.base_port} leaves no room for {ports} ports")
+            return run_ensemble(args.size, args.observers, args.base_dir, args.tick_time, args.base_port)
         if args.command == "plugins":
             from trizab.plugin import describe_plugins
 

@@ -53,10 +53,20 @@ def write_configs(
     sync_limit: int = 5,
     storage: str | None = None,
     extra: Sequence[str] = (),
+    base_port: int | None = None,
 ) -> list[tuple[int, Path, int]]:
-    """One directory per member with zoo.cfg and myid; returns (sid, config path, client port)."""
+    """One directory per member with zoo.cfg and myid; returns (sid, config path, client port).
+
+    Member ``k`` (from 0) gets client, quorum and election ports ``base_port + 3k``, ``+1``,
+    ``+2``; without ``base_port``, free ports the system picks.
+    """
     total = size + observers
-    ports = free_ports(3 * total)
+    if base_port is not None:
+        if not 1 <= base_port <= 65535 - 3 * total + 1:
+            raise ValueError(f"base port {base_port} leaves no room for {3 * total} ports")
+        ports = list(range(base_port, base_port + 3 * total))
+    else:
+        ports = free_ports(3 * total)
     lines = []
     for k in range(total):
         sid = k + 1
@@ -117,12 +127,36 @@ def member_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "trizab", "serve", "--config", str(config)]
 
 
-def run_ensemble(size: int, observers: int, base_dir: Path | None, tick_time: int) -> int:
+def ensemble_configs(
+    base_dir: Path, size: int, observers: int, tick_time: int, base_port: int | None = None
+) -> list[tuple[int, Path, int]]:
+    """The members' configurations in ``base_dir``: those already there when it holds a whole
+    ensemble of this size and no ``base_port`` asks for others (so a rerun on the same data
+    keeps its ports), else new ones."""
+    total = size + observers
+    paths = [base_dir / f"member{sid}" / "zoo.cfg" for sid in range(1, total + 1)]
+    if base_port is None and all(p.exists() for p in paths):
+        from trizab import config as cfg
+
+        existing = []
+        for sid, path in enumerate(paths, 1):
+            conf = cfg.load(path)
+            if len(conf.servers) != total or conf.client_port is None:
+                break
+            existing.append((sid, path, conf.client_port))
+        else:
+            return existing
+    return write_configs(base_dir, size, observers=observers, tick_time=tick_time, base_port=base_port)
+
+
+def run_ensemble(
+    size: int, observers: int, base_dir: Path | None, tick_time: int, base_port: int | None = None
+) -> int:
     tmp = None
     if base_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="trizab-ensemble-")
         base_dir = Path(tmp.name)
-    members = write_configs(base_dir, size, observers=observers, tick_time=tick_time)
+    members = ensemble_configs(base_dir, size, observers, tick_time, base_port)
     procs: list[subprocess.Popen[bytes]] = []
     stop = False
 
