@@ -51,11 +51,12 @@ class _Clock:
         return self.now
 
 
-def _storage(engine: _Storage, clock: _Clock | None = None) -> ZabStorage:
+def _storage(engine: _Storage, clock: _Clock | None = None, *, background_sync: bool = False) -> ZabStorage:
     async def post(_: Any) -> None:
         raise AssertionError("nothing is handed to the worker here")
 
-    return ZabStorage(Disk(engine, cfg.ServerConfig(), clock or _Clock()), post)  # type: ignore[arg-type]
+    disk = Disk(engine, cfg.ServerConfig(), clock or _Clock())  # type: ignore[arg-type]
+    return ZabStorage(disk, post, background_sync=background_sync)
 
 
 def _entries(n: int) -> tuple[Entry, ...]:
@@ -80,10 +81,12 @@ def test_appends_are_persisted_inline_and_the_rest_by_the_worker() -> None:
     assert not zs.persist_inline(Ready(to_persist=_entries(1)))
 
 
-def test_an_engine_with_background_sync_gets_batches_in_the_background() -> None:
-    zs = _storage(_BackgroundStorage())
+def test_an_engine_with_background_sync_gets_batches_in_the_background_when_asked() -> None:
+    zs = _storage(_BackgroundStorage(), background_sync=True)
     assert zs.persist_inline(Ready(to_persist=_entries(1)))  # a lone txn: the shortest path
     assert not zs.persist_inline(Ready(to_persist=_entries(2)))
+    # A member's default: inline while the disk is fast (see ZabStorage.__init__).
+    assert _storage(_BackgroundStorage()).persist_inline(Ready(to_persist=_entries(2)))
 
 
 def test_slow_barriers_in_a_row_send_the_next_ones_to_the_thread_for_a_while() -> None:
