@@ -254,6 +254,10 @@ def test_ensemble_member_on_a_data_dir_taken_by_another_member_stops(tmp_path: P
         while holder_pid(data1) != member1.pid:
             assert member1.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
+        # Then it writes its initial snapshot (a data directory without one gets one).
+        while not (data1 / "version-2" / "snapshot.0").exists():
+            assert member1.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
         before = _listing(data1)
         result = run_cli("serve", "--config", str(config2), cwd=config2.parent)
         assert_one_line_error(result, f"dataDir {data1} is in use", f"(pid {member1.pid})")
