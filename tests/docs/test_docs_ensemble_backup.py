@@ -23,7 +23,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -132,7 +131,6 @@ def test_ensemble_and_backup_pages_work_on_three_hosts(tmp_path: Path) -> None:
     assert ensemble["zoo.cfg"].lang == "ini" and ensemble["check"].lang == "python"
     backup = tmp_path / "backup"
     roots = [tmp_path / f"host{sid}" for sid in range(1, 4)]
-    started = time.monotonic()
     hosts = NetnsHosts(ADDRESSES)
     try:
         for sid, root in enumerate(roots, 1):
@@ -184,4 +182,3 @@ def test_ensemble_and_backup_pages_work_on_three_hosts(tmp_path: Path) -> None:
         assert _python(hosts, 3, read_back) == "written through member 1 100 True\n"
     finally:
         hosts.close()
-    assert time.monotonic() - started < 120
