@@ -35,6 +35,7 @@ __all__ = [
     "ConnectionInfo",
     "ServerStats",
     "Snapshot",
+    "mntr_rows",
     "op_abbreviation",
     "run",
     "version_string",
@@ -173,6 +174,9 @@ class Snapshot:
     # A member's: mntr's ensemble keys, in ZooKeeper's order (quorum_size on every member,
     # the leader's learner counts on the leader), without the zk_ prefix.
     ensemble_metrics: Sequence[tuple[str, int]] = ()
+    # ZooKeeper's summaries (readlatency, fsynctime, ...) as its default metrics provider prints
+    # them: avg_/min_/max_/cnt_/sum_<name>, and p50_..p999_ for the detailed ones.
+    summaries: Sequence[tuple[str, int | float]] = ()
     # Hooks for the words that change state (srst, crst); None = no-op.
     reset_connection_stats: Callable[[], None] | None = None
 
@@ -228,7 +232,8 @@ def _conf(s: Snapshot) -> str:
     return "".join(f"{k}={v}\n" if v is not None else f"{k}\n" for k, v in s.conf)
 
 
-def _mntr(s: Snapshot) -> str:
+def mntr_rows(s: Snapshot) -> list[tuple[str, object]]:
+    """``mntr``'s keys and values, in order: also what the Prometheus endpoint exports."""
     st = s.stats
     watch_count = sum(len(v) for v in s.watches_by_session.values())
     rows: list[tuple[str, object]] = [
@@ -259,9 +264,14 @@ def _mntr(s: Snapshot) -> str:
         ("zk_outstanding_tls_handshake", 0),
         ("zk_read_only", "true" if s.read_only else "false"),
         *((f"zk_{name}", value) for name, value in s.ensemble_metrics),
+        *((f"zk_{name}", value) for name, value in s.summaries),
         ("trizab_disk_full", 1 if s.disk_full else 0),
     ]
-    return "".join(f"{k}\t{v}\n" for k, v in rows)
+    return rows
+
+
+def _mntr(s: Snapshot) -> str:
+    return "".join(f"{k}\t{v}\n" for k, v in mntr_rows(s))
 
 
 def _wchs(s: Snapshot) -> str:

@@ -41,6 +41,7 @@ import trio
 from trizab.frontend import fourletter
 from trizab.frontend.connection import encode_output
 from trizab.server.api import Connected, Output, Reply
+from trizab.server.distribution import EXACT, UPDATE_OPCODES, Distribution
 
 __all__ = ["CLOSE", "MAX_OUTBOUND_BYTES", "Connection", "Connections", "write_out"]
 
@@ -113,6 +114,11 @@ class Connections:
         self._now_ms = now_ms
         self._wake = wake  # tells the core task that ``lost`` grew
         self._dirty: set[int] = set()
+        # ZooKeeper's readlatency and updatelatency summaries (ServerMetrics), counted per reply.
+        self.read_latency = Distribution("readlatency", detailed=True)
+        self.update_latency = Distribution("updatelatency", detailed=True)
+        self._read_counts = self.read_latency.counts
+        self._update_counts = self.update_latency.counts
 
     def add(self, c: Connection) -> None:
         self.by_id[c.conn_id] = c
@@ -214,6 +220,13 @@ class Connections:
                     stats.max_latency = latency
                 if stats.min_latency is None or latency < stats.min_latency:
                     stats.min_latency = latency
+                # Distribution.record spelled out too: one list increment per reply.
+                if latency < EXACT:
+                    (self._update_counts if opcode in UPDATE_OPCODES else self._read_counts)[latency] += 1
+                elif opcode in UPDATE_OPCODES:
+                    self.update_latency.record_large(latency)
+                else:
+                    self.read_latency.record_large(latency)
                 break
         c.last_zxid = header.zxid
         c.last_response_ms = now

@@ -33,6 +33,7 @@ import trio
 
 from trizab import config as cfg
 from trizab.runtime.disk import Disk
+from trizab.server.distribution import Distribution
 
 __all__ = ["SNAPSHOT_STEP_NODES", "Snapshotter"]
 
@@ -65,6 +66,8 @@ class Snapshotter:
         self._purge_wanted = False
         self._generation = 0  # bumped by abandon()
         self.busy = False
+        # ZooKeeper's snapshottime summary: ms from the walk's start until the snapshot is saved.
+        self.snapshot_time = Distribution("snapshottime")
 
     def applied(self, count: int) -> None:
         """``count`` more transactions are applied; a snapshot is due every ~snapCount."""
@@ -109,6 +112,7 @@ class Snapshotter:
         assert self.start_walk is not None
         generation = self._generation
         self.busy = True
+        walk_started = trio.current_time()
         try:
             writer = self.start_walk()
             while not writer.step(SNAPSHOT_STEP_NODES):
@@ -129,6 +133,7 @@ class Snapshotter:
                     len(data),
                     (trio.current_time() - started) * 1e3,
                 )
+            self.snapshot_time.record(round((trio.current_time() - walk_started) * 1000))
             self._purge_wanted = self.config.autopurge_purge_interval > 0
             if self._on_saved is not None:
                 self._on_saved()
