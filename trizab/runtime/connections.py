@@ -84,6 +84,8 @@ class Connection:
     fd: int = -1
     # Of ``pending``, the requests counted in Connections.outstanding.
     in_flight: int = 0
+    # Its ConnectRequest asked for a new session (a createSession txn: ZooKeeper's updatelatency).
+    new_session: bool = False
     # What the connection authenticated as before its first request: the x509 (and super) ids
     # of a client certificate its TLS handshake verified.
     auth_ids: tuple[Any, ...] = ()
@@ -186,6 +188,9 @@ class Connections:
                 if resp.time_out > 0:
                     c.session_id = resp.session_id
                     c.timeout_ms = resp.time_out
+                    if c.new_session:  # FinalRequestProcessor times createSession as an update
+                        self.update_latency.record(self._now_ms() - c.established_ms)
+                        c.new_session = False
         self._stats.packets_sent += sent
 
     def _account_reply(self, c: Connection, reply: Reply, now: int) -> None:
