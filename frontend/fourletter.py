@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
+from trizab.server.distribution import Distribution
+
 __all__ = [
     "ZK_COMPAT_VERSION",
     "ConnectionInfo",
@@ -96,30 +98,56 @@ def op_abbreviation(opcode: int | None) -> str:
 
 @attrs.define
 class ServerStats:
-    """``ServerStats`` counters (reset by ``srst``), kept by the runtime."""
+    """``ServerStats`` counters (reset by ``srst``), kept by the runtime.
+
+    The request latencies are counted once, into ``latencies`` (the runtime's readlatency
+    and updatelatency summaries, which the metrics endpoint exports and srst must not
+    clear): count, total, min and max here are theirs since the last reset.
+    """
 
     packets_received: int = 0
     packets_sent: int = 0
-    min_latency: int | None = None
-    max_latency: int = 0
-    total_latency: int = 0
-    count: int = 0
     trace_mask: int = 306  # ZooTrace's default mask
+    latencies: Sequence[Distribution] = attrs.Factory(lambda: (Distribution("latency"),))
 
     def record_latency(self, latency_ms: int) -> None:
-        self.count += 1
-        self.total_latency += latency_ms
-        self.max_latency = max(self.max_latency, latency_ms)
-        self.min_latency = latency_ms if self.min_latency is None else min(self.min_latency, latency_ms)
+        self.latencies[0].record(latency_ms)
+
+    def _since_reset(self) -> tuple[int, int, int | None, int]:
+        count = total = largest = 0
+        smallest: int | None = None
+        for d in self.latencies:
+            n, t, low, high = d.since_mark()
+            count, total, largest = count + n, total + t, max(largest, high)
+            if low is not None and (smallest is None or low < smallest):
+                smallest = low
+        return count, total, smallest, largest
+
+    @property
+    def count(self) -> int:
+        return self._since_reset()[0]
+
+    @property
+    def total_latency(self) -> int:
+        return self._since_reset()[1]
+
+    @property
+    def min_latency(self) -> int | None:
+        return self._since_reset()[2]
+
+    @property
+    def max_latency(self) -> int:
+        return self._since_reset()[3]
 
     @property
     def avg_latency(self) -> float:
-        return round(self.total_latency / self.count, 4) if self.count else 0.0
+        count, total, _, _ = self._since_reset()
+        return round(total / count, 4) if count else 0.0
 
     def reset(self) -> None:
         self.packets_received = self.packets_sent = 0
-        self.min_latency = None
-        self.max_latency = self.total_latency = self.count = 0
+        for d in self.latencies:
+            d.move_mark()
 
 
 @attrs.frozen

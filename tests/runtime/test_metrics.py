@@ -347,3 +347,21 @@ def test_mntr_rows_feed_both_mntr_and_the_endpoint() -> None:
     text = fourletter.run("mntr", {"mntr"}, lambda: snap)
     assert text == "".join(f"{k}\t{v}\n" for k, v in fourletter.mntr_rows(snap))
     assert "zk_cnt_readlatency\t7\n" in text
+
+
+def test_srst_resets_mntrs_latencies_but_not_the_summaries() -> None:
+    # ServerStats reads the summaries since its last reset: one count per reply feeds both.
+    reads, updates = Distribution("readlatency"), Distribution("updatelatency")
+    stats = fourletter.ServerStats(latencies=(reads, updates))
+    reads.record(3)
+    updates.record(7)
+    updates.record(2000)
+    assert (stats.count, stats.total_latency, stats.min_latency, stats.max_latency) == (3, 2010, 3, 2000)
+    assert stats.avg_latency == 670.0
+    stats.reset()
+    assert (stats.count, stats.total_latency, stats.min_latency, stats.max_latency) == (0, 0, None, 0)
+    assert stats.avg_latency == 0.0
+    reads.record(5)
+    updates.record(1500)
+    assert (stats.count, stats.total_latency, stats.min_latency, stats.max_latency) == (2, 1505, 5, 1500)
+    assert (reads.count, updates.count, updates.total) == (2, 3, 3507)  # Prometheus's never go back

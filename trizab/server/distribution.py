@@ -79,7 +79,18 @@ UPDATE_OPCODES = frozenset(
 class Distribution:
     """One summary's counts (see the module docstring)."""
 
-    __slots__ = ("_ring", "counts", "detailed", "large_max", "large_sum", "name", "window_s")
+    __slots__ = (
+        "_mark_counts",
+        "_mark_large_max",
+        "_mark_large_sum",
+        "_ring",
+        "counts",
+        "detailed",
+        "large_max",
+        "large_sum",
+        "name",
+        "window_s",
+    )
 
     def __init__(self, name: str, *, detailed: bool = False, window_s: float = WINDOW_S) -> None:
         self.name = name
@@ -92,6 +103,10 @@ class Distribution:
         self.large_max = 0
         # (time, copy of counts), oldest first: the window's start (see quantiles).
         self._ring: collections.deque[tuple[float, list[int]]] = collections.deque()
+        # A reader's reset point (ServerStats' srst): the counts then, and the large values since.
+        self._mark_counts: list[int] | None = None
+        self._mark_large_sum = 0
+        self._mark_large_max = 0
 
     @property
     def quantile_levels(self) -> tuple[float, ...]:
@@ -110,6 +125,8 @@ class Distribution:
         self.large_sum += value
         if value > self.large_max:
             self.large_max = value
+        if value > self._mark_large_max:
+            self._mark_large_max = value
 
     # -- reading ------------------------------------------------------------------------
 
@@ -139,6 +156,26 @@ class Distribution:
             if counts[v]:
                 return v
         return 0
+
+    def move_mark(self) -> None:
+        """Start :meth:`since_mark` afresh (the counts themselves are never reset)."""
+        self._mark_counts = list(self.counts)
+        self._mark_large_sum = self.large_sum
+        self._mark_large_max = 0
+
+    def since_mark(self) -> tuple[int, int, int | None, int]:
+        """(count, sum, min or None, max) of the values recorded since :meth:`move_mark` (or ever)."""
+        mark = self._mark_counts
+        counts = self.counts if mark is None else [a - b for a, b in zip(self.counts, mark, strict=True)]
+        total = sum(v * counts[v] for v in range(EXACT) if counts[v]) + self.large_sum - self._mark_large_sum
+        smallest: int | None = None
+        largest = 0
+        for i, n in enumerate(counts):
+            if n:
+                value = i if i < EXACT else 1 << (i - _LARGE_BASE - 1)
+                smallest = value if smallest is None else smallest
+                largest = i if i < EXACT else self._mark_large_max
+        return sum(counts), total, smallest, largest
 
     def quantiles(self, now: float, levels: tuple[float, ...] | None = None) -> list[tuple[float, float]]:
         """(level, value) over the last ``window_s`` seconds as of ``now``; NaN when empty."""
