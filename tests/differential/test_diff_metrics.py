@@ -11,6 +11,8 @@ ZooKeeper has and trizab does not export are printed (``-s`` shows them).
 
 from __future__ import annotations
 
+import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testkit import apache_zk
 from testkit.process import TrizabProcess, free_port
+from testkit.trizab_ensemble import TrizabEnsemble
 
 pytestmark = [pytest.mark.apache, pytest.mark.timeout(180)]
 
@@ -146,3 +149,41 @@ def test_summaries_count_the_same_workload(
         assert int(trizab_mntr[f"cnt_{name}"]) == int(zookeeper_mntr[f"cnt_{name}"]), name
     assert int(trizab_mntr["znode_count"]) == int(zookeeper_mntr["znode_count"])
     assert int(trizab_mntr["watch_count"]) == int(zookeeper_mntr["watch_count"])
+
+
+def _wait_for_leader(ensemble: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while (leader := ensemble.leader()) is None:
+        assert time.monotonic() < deadline, "no leader"
+        time.sleep(0.1)
+    return leader
+
+
+def test_an_ensemble_leaders_names_and_types(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The member-only keys (quorum_size on every member, the learner counts on the leader).
+    apache_zk.require_available()
+    with apache_zk.ApacheEnsemble(3, workdir=tmp_path_factory.mktemp("zk")) as zk:
+        leader = _wait_for_leader(zk)
+        _workload(leader.address)
+        zookeeper = _mntr(leader.four_letter_word("mntr"))
+    extra = [PROMETHEUS, "metricsProvider.httpPort=0"]
+    with TrizabEnsemble(
+        3, storage="memory", extra_config=extra, workdir=tmp_path_factory.mktemp("tz")
+    ) as ens:
+        leader = _wait_for_leader(ens)
+        _workload(leader.address)
+        trizab = _mntr(leader.four_letter_word("mntr"))
+        [port] = {int(m[1]) for line in leader.get_logs(1000) if (m := _LISTENING.search(line))}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    member_keys = {"quorum_size", "synced_followers", "learners", "pending_syncs", "synced_observers"}
+    assert member_keys <= set(zookeeper) & set(trizab)
+    summaries = _zk_summaries(set(zookeeper))
+    for key in sorted(set(zookeeper) & set(trizab) - {"version", "server_state"}):
+        family, zk_type = _exported_as(key, summaries)
+        assert family in families and families[family].type == zk_type, key
+    assert families["election_time"].type == "summary"
+    assert int(trizab["synced_followers"]) == int(zookeeper["synced_followers"]) == 2
+
+
+_LISTENING = re.compile(r"Prometheus metrics listening on 127\.0\.0\.1:(\d+)")
