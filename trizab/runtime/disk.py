@@ -107,8 +107,12 @@ class Disk:
         self.fsync_time = Distribution("fsynctime")
         self.batch_size = Distribution("trizab_group_commit_batch_size")
 
+    def now(self) -> float:
+        """Monotonic seconds on the runtime's clock (when a sync starts, for :meth:`note_synced`)."""
+        return self._clock.monotonic()
+
     def note_synced(self, txns: int, started: float) -> None:
-        """A commit path made ``txns`` durable in one sync begun at monotonic ``started``."""
+        """A commit path made ``txns`` durable in one sync begun at :meth:`now` ``started``."""
         self.fsync_time.record(round((self._clock.monotonic() - started) * 1000))
         self.batch_size.record(txns)
 

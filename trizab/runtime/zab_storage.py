@@ -86,7 +86,7 @@ class ZabStorage:
             return False
         if self._background is not None and len(rd.to_persist) > 1:
             return False  # the worker syncs it in the background
-        started = trio.current_time()
+        started = self.disk.now()
         try:
             self.disk.timed(self.persist_steps, rd)
         except Exception as exc:
@@ -120,7 +120,7 @@ class ZabStorage:
         while True:
             rd = await self._recv.receive()
             while True:
-                started = trio.current_time()
+                started = self.disk.now()
                 try:
                     await self._persist(rd)
                 except Exception as exc:
