@@ -147,6 +147,8 @@ def test_summaries_count_the_same_workload(
         count = next(s.value for s in families[name].samples if s.name == f"{name}_count")
         assert int(count) == int(trizab_mntr[f"cnt_{name}"])
         assert int(trizab_mntr[f"cnt_{name}"]) == int(zookeeper_mntr[f"cnt_{name}"]), name
+    # One snapshot each: the one both write at start-up into an empty dataDir.
+    assert int(trizab_mntr["cnt_snapshottime"]) == int(zookeeper_mntr["cnt_snapshottime"]) == 1
     assert int(trizab_mntr["znode_count"]) == int(zookeeper_mntr["znode_count"])
     assert int(trizab_mntr["watch_count"]) == int(zookeeper_mntr["watch_count"])
 

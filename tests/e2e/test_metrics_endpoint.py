@@ -76,6 +76,7 @@ def test_standalone_txnlog_scrape(tmp_path: Path) -> None:
     assert value(after, "trizab_group_commit_batch_size", "trizab_group_commit_batch_size_count") == syncs
     assert value(after, "trizab_group_commit_batch_size", "trizab_group_commit_batch_size_sum") >= nodes
     assert value(after, "trizab_storage_engine_info", engine="txnlog") == 1
+    assert value(after, "snapshottime", "snapshottime_count") == 1  # the fresh dataDir's initial one
     assert value(after, "trizab_storage_background_sync") in (0, 1)
     assert "trizab_storage_fsync_helpers" in after
 

@@ -265,8 +265,11 @@ class Server:
         A member's tree holds only the snapshot's state until its leader confirms the log.
         """
         zxid = recovered.last_zxid if not self.replicated else recovered.snapshot_zxid
+        started = self.clock.monotonic()
         data = core_task.core.snapshot()
         await self.disk.blocking(self.storage.save_snapshot, zxid, data)
+        # ZooKeeper times its start-up snapshot too (snapshottime's first count).
+        self.snapshots.snapshot_time.record(round((self.clock.monotonic() - started) * 1000))
         log.info("initial snapshot at 0x%x written", zxid)
 
     def _recover(self, recovered: Recovered) -> CoreTask:
