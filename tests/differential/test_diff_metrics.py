@@ -11,7 +11,6 @@ ZooKeeper has and trizab does not export are printed (``-s`` shows them).
 
 from __future__ import annotations
 
-import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -168,15 +167,19 @@ def test_an_ensemble_leaders_names_and_types(tmp_path_factory: pytest.TempPathFa
         leader = _wait_for_leader(zk)
         _workload(leader.address)
         zookeeper = _mntr(leader.four_letter_word("mntr"))
-    extra = [PROMETHEUS, "metricsProvider.httpPort=0"]
-    with TrizabEnsemble(
-        3, storage="memory", extra_config=extra, workdir=tmp_path_factory.mktemp("tz")
-    ) as ens:
+    ensemble = TrizabEnsemble(
+        3, storage="memory", extra_config=[PROMETHEUS], workdir=tmp_path_factory.mktemp("tz")
+    )
+    ports = {}
+    for member in ensemble.members:  # a /metrics port of its own for each member
+        ports[member.sid] = free_port()
+        with member.config.open("a") as f:
+            f.write(f"metricsProvider.httpPort={ports[member.sid]}\n")
+    with ensemble as ens:
         leader = _wait_for_leader(ens)
         _workload(leader.address)
         trizab = _mntr(leader.four_letter_word("mntr"))
-        [port] = {int(m[1]) for line in leader.get_logs(1000) if (m := _LISTENING.search(line))}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[leader.sid]}/metrics", timeout=10) as resp:
             families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
     member_keys = {"quorum_size", "synced_followers", "learners", "pending_syncs", "synced_observers"}
     assert member_keys <= set(zookeeper) & set(trizab)
@@ -186,6 +189,3 @@ def test_an_ensemble_leaders_names_and_types(tmp_path_factory: pytest.TempPathFa
         assert family in families and families[family].type == zk_type, key
     assert families["election_time"].type == "summary"
     assert int(trizab["synced_followers"]) == int(zookeeper["synced_followers"]) == 2
-
-
-_LISTENING = re.compile(r"Prometheus metrics listening on 127\.0\.0\.1:(\d+)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from testkit.trizab_ensemble import TrizabEnsemble
 pytestmark = pytest.mark.timeout(120)
 
 PROMETHEUS = "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
-_LISTENING = re.compile(r"Prometheus metrics listening on 127\.0\.0\.1:(\d+)")
 
 
 def scrape(port: int) -> dict[str, Any]:
@@ -101,19 +99,21 @@ def test_a_taken_metrics_port_fails_start_up_with_one_line(tmp_path: Path) -> No
     assert "Traceback" not in done.stderr
 
 
-def _metrics_port(member: Any) -> int:
-    for line in member.get_logs(1000):
-        found = _LISTENING.search(line)
-        if found:
-            return int(found[1])
-    raise AssertionError(f"member {member.sid} logged no metrics port:\n{member.tail()}")
+def metrics_ensemble(workdir: Path) -> tuple[TrizabEnsemble, dict[int, int]]:
+    """A 3-member ensemble (not started) whose members serve /metrics, each on a port of its own."""
+    ensemble = TrizabEnsemble(3, tick_time=200, storage="memory", extra_config=[PROMETHEUS], workdir=workdir)
+    ports = {}
+    for member in ensemble.members:
+        ports[member.sid] = free_port()
+        with member.config.open("a") as f:
+            f.write(f"metricsProvider.httpPort={ports[member.sid]}\n")
+    return ensemble, ports
 
 
 def test_ensemble_members_export_their_roles(tmp_path: Path) -> None:
     nodes, sessions = 10, 3
-    extra = [PROMETHEUS, "metricsProvider.httpPort=0"]
-    with TrizabEnsemble(3, tick_time=200, storage="memory", extra_config=extra, workdir=tmp_path) as ens:
-        ports = {m.sid: _metrics_port(m) for m in ens.members}
+    ensemble, ports = metrics_ensemble(tmp_path)
+    with ensemble as ens:
         clients = [KazooClient(hosts=m.address, timeout=10) for m in ens.members[:sessions]]
         try:
             for c in clients:

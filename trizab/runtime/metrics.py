@@ -99,9 +99,9 @@ class ServerCollector(Collector):
         as_summaries = {f"{p}{d.name}" for d in summaries for p in _MNTR_PREFIXES}
         for key, value in fourletter.mntr_rows(snapshot):
             name = key.removeprefix("zk_")
-            if isinstance(value, str) or name in as_summaries:
+            # Text (version, server_state) is in trizab_server_info; a summary's rows are below.
+            if not isinstance(value, int | float) or name in as_summaries:
                 continue
-            assert isinstance(value, int | float)
             yield GaugeMetricFamily(name, name, value=value)
         for d in summaries:
             yield summary_family(d, now)
