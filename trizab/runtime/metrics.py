@@ -99,8 +99,9 @@ class ServerCollector(Collector):
         as_summaries = {f"{p}{d.name}" for d in summaries for p in _MNTR_PREFIXES}
         for key, value in fourletter.mntr_rows(snapshot):
             name = key.removeprefix("zk_")
-            # Text (version, server_state) is in trizab_server_info; a summary's rows are below.
-            if not isinstance(value, int | float) or name in as_summaries:
+            # Text (version, server_state) is in trizab_server_info, and ZooKeeper exports no
+            # true/false (read_only); a summary's rows are exported as the summary, below.
+            if isinstance(value, bool) or not isinstance(value, int | float) or name in as_summaries:
                 continue
             yield GaugeMetricFamily(name, name, value=value)
         for d in summaries:
