@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
+from trizab.server.distribution import Distribution
+
 __all__ = [
     "ZK_COMPAT_VERSION",
     "ConnectionInfo",
@@ -96,30 +98,56 @@ def op_abbreviation(opcode: int | None) -> str:
 
 @attrs.define
 class ServerStats:
-    """``ServerStats`` counters (reset by ``srst``), kept by the runtime."""
+    """``ServerStats`` counters (reset by ``srst``), kept by the runtime.
+
+    The request latencies are counted once, into ``latencies`` (the runtime's readlatency
+    and updatelatency summaries, which the metrics endpoint exports and srst must not
+    clear): count, total, min and max here are theirs since the last reset.
+    """
 
     packets_received: int = 0
     packets_sent: int = 0
-    min_latency: int | None = None
-    max_latency: int = 0
-    total_latency: int = 0
-    count: int = 0
     trace_mask: int = 306  # ZooTrace's default mask
+    latencies: Sequence[Distribution] = attrs.Factory(lambda: (Distribution("latency"),))
 
     def record_latency(self, latency_ms: int) -> None:
-        self.count += 1
-        self.total_latency += latency_ms
-        self.max_latency = max(self.max_latency, latency_ms)
-        self.min_latency = latency_ms if self.min_latency is None else min(self.min_latency, latency_ms)
+        self.latencies[0].record(latency_ms)
+
+    def _since_reset(self) -> tuple[int, int, int | None, int]:
+        count = total = largest = 0
+        smallest: int | None = None
+        for d in self.latencies:
+            n, t, low, high = d.since_mark()
+            count, total, largest = count + n, total + t, max(largest, high)
+            if low is not None and (smallest is None or low < smallest):
+                smallest = low
+        return count, total, smallest, largest
+
+    @property
+    def count(self) -> int:
+        return self._since_reset()[0]
+
+    @property
+    def total_latency(self) -> int:
+        return self._since_reset()[1]
+
+    @property
+    def min_latency(self) -> int | None:
+        return self._since_reset()[2]
+
+    @property
+    def max_latency(self) -> int:
+        return self._since_reset()[3]
 
     @property
     def avg_latency(self) -> float:
-        return round(self.total_latency / self.count, 4) if self.count else 0.0
+        count, total, _, _ = self._since_reset()
+        return round(total / count, 4) if count else 0.0
 
     def reset(self) -> None:
         self.packets_received = self.packets_sent = 0
-        self.min_latency = None
-        self.max_latency = self.total_latency = self.count = 0
+        for d in self.latencies:
+            d.move_mark()
 
 
 @attrs.frozen
@@ -174,6 +202,9 @@ class Snapshot:
     # A member's: mntr's ensemble keys, in ZooKeeper's order (quorum_size on every member,
     # the leader's learner counts on the leader), without the zk_ prefix.
     ensemble_metrics: Sequence[tuple[str, int]] = ()
+    # ZooKeeper's summaries (readlatency, fsynctime, ...) as its default metrics provider prints
+    # them: avg_/min_/max_/cnt_/sum_<name>, and p50_..p999_ for the detailed ones.
+    summaries: Sequence[tuple[str, int | float]] = ()
     # Hooks for the words that change state (srst, crst); None = no-op.
     reset_connection_stats: Callable[[], None] | None = None
 
@@ -230,7 +261,8 @@ def _conf(s: Snapshot) -> str:
 
 
 def mntr_rows(s: Snapshot) -> list[tuple[str, object]]:
-    """``mntr``'s keys and typed values, in its order (the AdminServer's ``monitor`` too)."""
+    """``mntr``'s keys and typed values, in its order: also the AdminServer's ``monitor`` and
+    what the Prometheus endpoint exports."""
     st = s.stats
     watch_count = sum(len(v) for v in s.watches_by_session.values())
     rows: list[tuple[str, object]] = [
@@ -261,6 +293,7 @@ def mntr_rows(s: Snapshot) -> list[tuple[str, object]]:
         ("zk_outstanding_tls_handshake", 0),
         ("zk_read_only", s.read_only),
         *((f"zk_{name}", value) for name, value in s.ensemble_metrics),
+        *((f"zk_{name}", value) for name, value in s.summaries),
         ("trizab_disk_full", 1 if s.disk_full else 0),
     ]
     return rows

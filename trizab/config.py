@@ -10,8 +10,8 @@ parsed into a typed attribute; a bad value stops start-up with one
 :class:`ConfigError` line naming the key, the value and what is allowed.
 Keys we do not know are logged as warnings and otherwise ignored (ZooKeeper
 itself turns them into system properties), and keys that ZooKeeper knows but
-trizab has no use for (metrics providers, ...) are logged at info level.
-The AdminServer's ``admin.*`` keys are read into ``admin_*`` attributes.
+trizab has no use for are logged at info level.  The AdminServer's ``admin.*`` keys
+are read into ``admin_*`` attributes, the ``metricsProvider.*`` keys into ``metrics_*``.
 
 Security settings fail closed: a TLS, SASL, Kerberos or authentication-enforcement
 key that trizab does not implement stops start-up with one :class:`ConfigError`
@@ -34,9 +34,9 @@ trizab adds ``storage=NAME`` and ``election=NAME`` plus ``storage.<opt>=...``
 and ``election.<opt>=...``; those option values stay raw strings here because
 each plugin declares and validates its own options (:mod:`trizab.plugin`).
 
-Divergence from ZooKeeper: ``clientPortAddress`` defaults to ``127.0.0.1``
-rather than every interface, so a server started without a config is not
-exposed to the network by accident.
+Divergence from ZooKeeper: ``clientPortAddress`` and ``metricsProvider.httpHost``
+default to ``127.0.0.1`` rather than every interface, so a server started without
+a config is not exposed to the network by accident.
 """
 
 from __future__ import annotations
@@ -205,6 +205,13 @@ class ServerConfig:
     # ZooKeeper 3.9's snapshot command, and the least time between two of them.
     admin_snapshot_enabled: bool = True
     admin_snapshot_interval_ms: int = 300_000
+    # metricsProvider.*: "prometheus" serves /metrics (PrometheusMetricsProvider), None does not
+    # (ZooKeeper's DefaultMetricsProvider: mntr only).  The address defaults to 127.0.0.1, not
+    # ZooKeeper's 0.0.0.0 (as clientPortAddress); exportJvmInfo exports the Python process's.
+    metrics_provider: str | None = None
+    metrics_http_host: str = "127.0.0.1"
+    metrics_http_port: int = 7000
+    metrics_export_process_info: bool = True
     # trizab plugins; storage_name None means "txnlog if installed, else memory".
     storage_name: str | None = None
     storage_options: dict[str, str] = attrs.Factory(dict)
@@ -325,6 +332,29 @@ def _peer_type(raw: str) -> str:
     return value
 
 
+# metricsProvider.className values: the Prometheus provider is served, ZooKeeper's built-in
+# ones (mntr only, or nothing) need no endpoint; any other class does not exist here.
+METRICS_PROVIDERS: dict[str, str | None] = {
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider": "prometheus",
+    "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider": None,
+    "org.apache.zookeeper.metrics.impl.NullMetricsProvider": None,
+}
+
+
+def _metrics_provider(raw: str) -> str | None:
+    if raw not in METRICS_PROVIDERS:
+        # ZooKeeper: "metrics provider class was not found" (QuorumPeerConfig.parseProperties).
+        known = ", ".join(METRICS_PROVIDERS)
+        raise ValueError(f"metrics provider class not available; expected one of {known}")
+    return METRICS_PROVIDERS[raw]
+
+
+def _host(raw: str) -> str:
+    if not raw:
+        raise ValueError("expected a host name or address")
+    return raw
+
+
 def _plugin_name(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", raw):
         raise ValueError("expected a plugin name (see `trizab plugins`)")
@@ -426,6 +456,11 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "dataLogDir": ("data_log_dir", _path),
     "clientPort": ("client_port", _int(0, 65535)),
     "clientPortAddress": ("client_port_address", str),
+    "metricsProvider.className": ("metrics_provider", _metrics_provider),
+    "metricsProvider.httpHost": ("metrics_http_host", _host),
+    # 0: any free port (the log line and `trizab` tests say which).
+    "metricsProvider.httpPort": ("metrics_http_port", _int(0, 65535)),
+    "metricsProvider.exportJvmInfo": ("metrics_export_process_info", _bool),
     "maxClientCnxns": ("max_client_cnxns", _int(0)),
     "maxCnxns": ("max_cnxns", _int(0)),
     "zookeeper.maxCnxns": ("max_cnxns", _int(0)),

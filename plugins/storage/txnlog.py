@@ -852,6 +852,11 @@ class TxnLogStoragePlugin:
     def statistics(self) -> dict[str, Any]:
         stats = dict(self._stats)
         stats["mean_batch"] = stats["txns"] / stats["syncs"] if stats["syncs"] else 0.0
+        # The fsync helpers' state: whether syncs go to them (off after one died), how many
+        # run, and how many syncs they have in flight.
+        stats["background_sync"] = 1 if self._use_helper and self.force_sync else 0
+        stats["fsync_helpers"] = len(self._helpers)
+        stats["syncs_in_flight"] = len(self._in_flight)
         return stats
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from trizab.frontend import fourletter
 from trizab.runtime.clock import Clock
 from trizab.runtime.connections import Connection, Connections
 from trizab.runtime.disk import Disk
+from trizab.server.distribution import Distribution
 
 __all__ = ["Admin", "Status", "trizab_version"]
 
@@ -79,6 +80,9 @@ class Admin:
         self.started_ms = 0
         self.core: Any = None  # set by the core task's owner once recovery built the core
         self.status: Callable[[], Status] = lambda: STANDALONE
+        # ZooKeeper's summaries this server keeps (latencies, fsync, snapshot, election times),
+        # read from their owners; mntr prints them and the metrics endpoint exports them.
+        self.summaries: Callable[[], Sequence[Distribution]] = lambda: ()
 
     def answer(self, c: Connection, word: str, argument: int | None) -> None:
         status = self.status()
@@ -125,6 +129,7 @@ class Admin:
             max_file_descriptors=_max_fds(),
             disk_full=self.disk.full,
             ensemble_metrics=status.ensemble_metrics,
+            summaries=[row for d in self.summaries() for row in d.mntr_rows(self.clock.monotonic())],
             reset_connection_stats=self.connections.reset_statistics,
         )
 

@@ -150,6 +150,7 @@ class CoreTask:
                     receive(conn_id, xid, opcode, payload, now)
                 elif isinstance(ev, ConnectReceived):
                     c.established_ms = now
+                    c.new_session = not ev.request.session_id
                     core.connect(
                         conn_id,
                         ev.request,

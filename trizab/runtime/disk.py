@@ -35,6 +35,7 @@ import trio
 from trizab import config as cfg
 from trizab.runtime.clock import Clock
 from trizab.runtime.datadir import DataDirError, DirectoryLock, claim, config_directories
+from trizab.server.distribution import Distribution
 from trizab.storage import Recovered, Storage, StorageFull
 from trizab.txn import Txn
 
@@ -101,6 +102,19 @@ class Disk:
         # The last barrier found the disk full (cleared by the next one that succeeds).
         self.full = False
         self.failed: str | None = None  # why the storage can no longer be trusted
+        # ZooKeeper's fsynctime summary (ms from a batch's hand-over to the engine until it is
+        # durable: its write and fdatasync), and trizab's group-commit batch sizes (txns per sync).
+        self.fsync_time = Distribution("fsynctime")
+        self.batch_size = Distribution("trizab_group_commit_batch_size")
+
+    def now(self) -> float:
+        """Monotonic seconds on the runtime's clock (when a sync starts, for :meth:`note_synced`)."""
+        return self._clock.monotonic()
+
+    def note_synced(self, txns: int, started: float) -> None:
+        """A commit path made ``txns`` durable in one sync begun at :meth:`now` ``started``."""
+        self.fsync_time.record(round((self._clock.monotonic() - started) * 1000))
+        self.batch_size.record(txns)
 
     # -- health -----------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ class LocalCommit:
         self._background = storage if isinstance(storage, BackgroundSync) else None
         # Batches whose background sync is in flight, oldest first (at most sync_slots).
         self._syncing: collections.deque[list[Txn]] = collections.deque()
+        self._sync_started: collections.deque[float] = collections.deque()  # each one's start
         # The worker's wait for the oldest of them: its cancel scope and descriptor.
         self._sync_wait: tuple[trio.CancelScope, int] | None = None
         # A batch the disk had no room for: abandoned once the batches before it commit.
@@ -107,6 +108,7 @@ class LocalCommit:
                 except Exception as exc:  # the fsync itself failed: nothing more is trusted
                     raise self.disk.fail("syncing the transaction log", exc) from exc
                 batch = syncing.popleft()
+                self.disk.note_synced(len(batch), self._sync_started.popleft())
                 self._concurrent_until = self._clock.monotonic() + CONCURRENT_WRITERS_S
                 # What arrived meanwhile goes to the disk before this batch is applied and
                 # answered, so the apply overlaps the sync.
@@ -123,12 +125,14 @@ class LocalCommit:
                 if self._use_background(batch):
                     self._sync_in_background(batch)
                     continue
+                started = self._clock.monotonic()
                 storage.append(batch)
                 try:
                     await self.disk.sync()
                 except Exception as exc:
                     self._barrier_failed(exc, batch)
                     continue
+                self.disk.note_synced(len(batch), started)
             self.disk.note_written()
             self._committed(batch)
 
@@ -196,6 +200,7 @@ class LocalCommit:
         """Append ``batch`` and start its sync; the worker commits it once durable."""
         background = self._background
         assert background is not None
+        started = self._clock.monotonic()
         self.disk.storage.append(batch)
         try:
             background.sync_start()
@@ -203,6 +208,7 @@ class LocalCommit:
             self._barrier_failed(exc, batch)
             return
         self._syncing.append(batch)
+        self._sync_started.append(started)
         waiting = self._sync_wait
         if waiting is not None and waiting[1] != background.sync_fileno():
             waiting[0].cancel()

@@ -70,6 +70,7 @@ from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import ServerTls, TlsError
 from trizab.runtime.zab_commit import TICK_MS, ZabCommit
 from trizab.runtime.zab_status import member_status, member_view
+from trizab.server.distribution import Distribution
 from trizab.storage import Recovered, Storage
 
 __all__ = ["Clock", "Server", "StartupError", "is_ensemble", "serve", "trizab_version"]
@@ -163,6 +164,7 @@ class Server:
         self.clients = ClientPort(config, self.connections, self.gate, _client_tls(config))
         self.snapshots = Snapshotter(config, self.disk, rng or random.Random(), on_saved=self._tree_settled)
         self.local: LocalCommit | None = None
+        self.metrics_port: int | None = None  # /metrics's port once served (metricsProvider.*)
         self.zab: ZabCommit | None = (
             ZabCommit(config, self.clock, self.disk, tick_ms) if self.replicated else None
         )
@@ -233,12 +235,15 @@ class Server:
             if recovered.snapshot is None and self.disk.durable:
                 await self._initial_snapshot(core_task, recovered)
             core_task.handle_ready()
+            self.admin.summaries = self._summaries
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(core_task.run)
                 await nursery.start(commit_path.run)
                 nursery.start_soon(self.snapshots.run)
                 if self.zab is None:
                     nursery.start_soon(self._ticker, core_task)
+                if config.metrics_provider is not None:
+                    self.metrics_port = await nursery.start(self._serve_metrics)
                 await nursery.start(self.clients.serve, listeners)
                 self.admin_server.port = await nursery.start(self.admin_server.serve, core_task.post)
                 self._log_started()
@@ -254,6 +259,20 @@ class Server:
                 else:
                     await self.disk.close()
 
+    def _summaries(self) -> list[Distribution]:
+        """ZooKeeper's summaries, from the parts that measure them (mntr and /metrics show them)."""
+        found = [self.connections.read_latency, self.connections.update_latency, self.disk.fsync_time]
+        found.append(self.snapshots.snapshot_time)
+        return found + ([self.zab.elections.election_time] if self.zab is not None else [])
+
+    async def _serve_metrics(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """The Prometheus endpoint (imported only when configured: prometheus_client costs start-up)."""
+        from trizab.runtime.metrics import ServerCollector, metrics_registry, serve_metrics
+
+        own = [self.disk.batch_size]
+        collector = ServerCollector(self.admin, self.disk, self.engine_name, own_summaries=lambda: own)
+        await serve_metrics(self.config, metrics_registry(self.config, collector), task_status=task_status)
+
     async def _initial_snapshot(self, core_task: CoreTask, recovered: Recovered) -> None:
         """A data directory without a snapshot gets one, as ZooKeeper's does at start-up.
 
@@ -262,9 +281,12 @@ class Server:
         A member's tree holds only the snapshot's state until its leader confirms the log.
         """
         zxid = recovered.last_zxid if not self.replicated else recovered.snapshot_zxid
+        started = self.clock.monotonic()
         data = core_task.core.snapshot()
         await self.disk.blocking(self.storage.save_snapshot, zxid, data)
         self.snapshots.last_saved = (zxid, len(data), trio.current_time())
+        # ZooKeeper times its start-up snapshot too (snapshottime's first count).
+        self.snapshots.snapshot_time.record(round((self.clock.monotonic() - started) * 1000))
         log.info("initial snapshot at 0x%x written", zxid)
 
     def _recover(self, recovered: Recovered) -> CoreTask:

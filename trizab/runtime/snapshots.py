@@ -33,6 +33,7 @@ import trio
 
 from trizab import config as cfg
 from trizab.runtime.disk import Disk
+from trizab.server.distribution import Distribution
 
 __all__ = ["SNAPSHOT_STEP_NODES", "SnapshotAbandoned", "Snapshotter"]
 
@@ -76,6 +77,8 @@ class Snapshotter:
         self._requests = 0
         self._last_attempt: tuple[int, bool] = (0, False)
         self._attempt_done = trio.Event()
+        # ZooKeeper's snapshottime summary: ms from the walk's start until the snapshot is saved.
+        self.snapshot_time = Distribution("snapshottime")
 
     def applied(self, count: int) -> None:
         """``count`` more transactions are applied; a snapshot is due every ~snapCount."""
@@ -140,6 +143,7 @@ class Snapshotter:
         self.busy = True
         requests_at_start = self._requests
         saved = False
+        walk_started = trio.current_time()
         try:
             writer = self.start_walk()
             while not writer.step(SNAPSHOT_STEP_NODES):
@@ -162,6 +166,7 @@ class Snapshotter:
                 )
                 self.last_saved = (zxid, len(data), trio.current_time())
                 saved = True
+            self.snapshot_time.record(round((trio.current_time() - walk_started) * 1000))
             self._purge_wanted = self.config.autopurge_purge_interval > 0
             if self._on_saved is not None:
                 self._on_saved()

@@ -64,6 +64,7 @@ from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import PeerTls, TlsError
 from trizab.runtime.zab_sessions import ZabSessions
 from trizab.runtime.zab_storage import ZabStorage
+from trizab.server.distribution import ElectionTimer
 from trizab.server.replica import (
     CONFIG_PATH,
     Mode,
@@ -201,6 +202,7 @@ class ZabCommit:
         self.sessions = ZabSessions(self)
         self.ready_seq = 0
         self.role = Role.LOOKING
+        self.elections = ElectionTimer()  # ZooKeeper's election_time summary
         self.leader: int | None = None
         self.established = False
         self.epoch = 0
@@ -220,6 +222,7 @@ class ZabCommit:
         self, core_task: CoreTask, recovered: Recovered, client_port: int, snapshots: Snapshotter
     ) -> None:
         """Wire up with the recovered core (before any task runs)."""
+        self.elections.looking(True, self.clock.monotonic())  # a member starts LOOKING
         from trizab.plugin import load_plugin
 
         config, pc = self.config, self.peer_config
@@ -533,6 +536,7 @@ class ZabCommit:
             log.info(
                 "member %d: %s (leader %s, epoch %d%s)", self.my_id, ss.role.value, ss.leader, ss.epoch, extra
             )
+        self.elections.looking(ss.role == Role.LOOKING, self.clock.monotonic())
         self.role, self.leader, self.established, self.epoch = ss.role, ss.leader, ss.established, ss.epoch
         if ss.established and ss.role == Role.LEADING:
             mode = Mode.LEADER

@@ -86,12 +86,15 @@ class ZabStorage:
             return False
         if self._background is not None and len(rd.to_persist) > 1:
             return False  # the worker syncs it in the background
+        started = self.disk.now()
         try:
             self.disk.timed(self.persist_steps, rd)
         except Exception as exc:
             self._failed(exc)
             return False  # the disk is full: the worker retries it
         self.disk.note_written()
+        if rd.to_persist:
+            self.disk.note_synced(len(rd.to_persist), started)
         return True
 
     def _failed(self, exc: Exception) -> None:
@@ -117,6 +120,7 @@ class ZabStorage:
         while True:
             rd = await self._recv.receive()
             while True:
+                started = self.disk.now()
                 try:
                     await self._persist(rd)
                 except Exception as exc:
@@ -127,6 +131,8 @@ class ZabStorage:
                     continue
                 break
             self.disk.note_written()
+            if rd.to_persist:
+                self.disk.note_synced(len(rd.to_persist), started)
             self.jobs -= 1
             await self._post(Persisted(rd))
 
