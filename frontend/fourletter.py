@@ -38,6 +38,7 @@ __all__ = [
     "ServerStats",
     "Snapshot",
     "mntr_rows",
+    "mntr_text",
     "op_abbreviation",
     "run",
     "version_string",
@@ -299,11 +300,13 @@ def mntr_rows(s: Snapshot) -> list[tuple[str, object]]:
     return rows
 
 
-def _mntr(s: Snapshot) -> str:
-    def text(value: object) -> str:
-        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+def mntr_text(value: object) -> str:
+    """A value of :func:`mntr_rows` as ``mntr`` prints it (Java's booleans)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
-    return "".join(f"{k}\t{text(v)}\n" for k, v in mntr_rows(s))
+
+def _mntr(s: Snapshot) -> str:
+    return "".join(f"{k}\t{mntr_text(v)}\n" for k, v in mntr_rows(s))
 
 
 def _wchs(s: Snapshot) -> str:

@@ -346,7 +346,8 @@ def test_mntr_rows_feed_both_mntr_and_the_endpoint() -> None:
         summaries=[("cnt_readlatency", 7)],
     )
     text = fourletter.run("mntr", {"mntr"}, lambda: snap)
-    assert text == "".join(f"{k}\t{v}\n" for k, v in fourletter.mntr_rows(snap))
+    assert text == "".join(f"{k}\t{fourletter.mntr_text(v)}\n" for k, v in fourletter.mntr_rows(snap))
+    assert "zk_read_only\tfalse\n" in text
     assert "zk_cnt_readlatency\t7\n" in text
 
 
