@@ -63,9 +63,20 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "plugins/__init__.py": (),
     "plugins/storage": ("trizab/wire", "trizab/txn.py", "trizab/storage.py", "trizab/plugin.py"),
     "plugins/election": ("trizab/wire", "trizab/zab", "trizab/plugin.py"),
-    "trizab/runtime": (*_CORE, *_INTERFACES, "frontend"),
+    "trizab/logflood.py": (),
+    "trizab/logsetup.py": (),
+    "trizab/progress.py": (),
+    "trizab/runtime": (*_CORE, *_INTERFACES, "frontend", "trizab/logflood.py"),
     "trizab/testing": (*_CORE, *_INTERFACES, "plugins/election"),
-    "trizab/cli.py": (*_INTERFACES, "trizab/runtime"),
+    # The operator commands (status, purge, snapshot): the purge takes the runtime's directory lock.
+    "trizab/ops": (*_INTERFACES, "trizab/runtime"),
+    "trizab/cli.py": (
+        *_INTERFACES,
+        "trizab/runtime",
+        "trizab/ops",
+        "trizab/logsetup.py",
+        "trizab/progress.py",
+    ),
     "trizab/__main__.py": ("trizab/cli.py",),
 }
 
