@@ -23,8 +23,11 @@ reads the clock given to the filter.
 
 The runtime attaches the one :data:`FLOODS` filter to the loggers of the paths a
 peer can flood (quorum and election accepts, client connection errors, TLS
-handshakes) with :func:`limit_floods`.  A ``--log-config`` may attach its own
-instance elsewhere (``"()": "trizab.logflood.FloodFilter"``).
+handshakes) with :func:`limit_floods`; it limits only the lines that name their
+peer (``extra={"peer": host}``), so the other lines of those loggers (the start-up
+line, a server started many times in one test process) are never held back.  A
+``--log-config`` may attach its own instance elsewhere
+(``"()": "trizab.logflood.FloodFilter"``, which limits every line it sees).
 """
 
 from __future__ import annotations
@@ -63,8 +66,12 @@ class FloodFilter(logging.Filter):
         interval: float = DEFAULT_INTERVAL_S,
         burst: int = DEFAULT_BURST,
         clock: Callable[[], float] = time.time,
+        *,
+        peers_only: bool = False,
     ) -> None:
         super().__init__()
+        # Only lines that name a peer (extra={"peer": ...}) are limited; the others pass.
+        self.peers_only = peers_only
         self.interval = float(interval)
         self.burst = int(burst)
         self._clock = clock  # the same time base as LogRecord.created
@@ -73,6 +80,8 @@ class FloodFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "flood_summary", False):
+            return True
+        if self.peers_only and not hasattr(record, "peer"):
             return True
         key = self._key(record)
         now = record.created
@@ -140,7 +149,7 @@ def _emit(record: logging.LogRecord) -> None:
     logging.getLogger(record.name).handle(record)
 
 
-FLOODS = FloodFilter()
+FLOODS = FloodFilter(peers_only=True)
 
 
 def limit_floods(*loggers: logging.Logger) -> None:

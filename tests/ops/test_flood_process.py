@@ -29,6 +29,10 @@ def wait_leader(ens: TrizabEnsemble, timeout: float = 60.0):  # type: ignore[no-
 def test_a_flood_of_bad_quorum_connections_is_a_few_lines(tmp_path: Path) -> None:
     with TrizabEnsemble(3, tick_time=200, storage="memory", workdir=tmp_path / "ens") as ens:
         leader = wait_leader(ens)
+        # The start-up line names every address the member listens on.
+        start = next(ln for ln in leader.log_path.read_text().splitlines() if "serving clients" in ln)
+        assert f"on {leader.address} " in start
+        assert f"quorum 127.0.0.1:{leader.quorum_port}, election 127.0.0.1:{leader.election_port}" in start
         started = time.monotonic()
         for _ in range(FLOOD):
             # A length of 2 and two bytes: a QuorumPacket cut short, as a wrong peer sends.

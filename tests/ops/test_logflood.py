@@ -114,3 +114,16 @@ def test_an_ongoing_flood_is_summed_up_by_the_next_line_too(setup) -> None:  # t
     log_at(logger, 1012, "x %d", 100)  # the next window: the summary comes out, this one is held
     assert len(out.lines) == 6
     assert out.records[-1].suppressed == 95
+
+
+def test_the_runtime_filter_limits_only_lines_that_name_a_peer() -> None:
+    flood = FloodFilter(interval=10.0, burst=5, peers_only=True)
+    logger = logging.getLogger("test.flood.peers")
+
+    def record(msg: str, **extra: object) -> logging.LogRecord:
+        rec = logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, (), None, extra=extra)
+        rec.created = 1000.0
+        return rec
+
+    assert all(flood.filter(record("trizab standalone serving")) for _ in range(100))
+    assert sum(flood.filter(record("refused", peer="10.0.0.1")) for _ in range(100)) == 5

@@ -6,11 +6,15 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kazoo.client import KazooClient
 
+from testkit.process import free_port
+from testkit.procs import terminate_process
 from trizab.logsetup import JsonFormatter, LogSetupError, configure_logging, load_log_config
 
 
@@ -149,3 +153,48 @@ def test_serve_refuses_a_bad_log_config_with_status_2(tmp_path: Path) -> None:
         )
         assert run.returncode == 2, (flags, run.stderr)
         assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith("trizab: "), run.stderr
+
+
+def test_a_server_logging_json_lines_to_a_file(tmp_path: Path) -> None:
+    port = free_port()
+    log_file = tmp_path / "trizab.log"
+    proc = subprocess.Popen(
+        [
+            *(
+                sys.executable,
+                "-m",
+                "trizab",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "d"),
+            ),
+            *("--log-format", "json", "--log-file", str(log_file)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        client = KazooClient(hosts=f"127.0.0.1:{port}", timeout=5.0)
+        client.start(timeout=30)
+        sid = client.client_id[0]
+        client.stop()
+        client.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "closed by its client" not in log_file.read_text():
+            time.sleep(0.05)
+    finally:
+        terminate_process(proc, 10)
+    assert proc.stderr is not None and proc.stderr.read() == b""  # everything went to the file
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    start = next(x for x in lines if "serving ZooKeeper clients" in x["message"])
+    assert (
+        start["level"] == "INFO"
+        and start["logger"] == "trizab.server"
+        and f"127.0.0.1:{port}" in start["message"]
+    )
+    opened = next(x for x in lines if "established" in x["message"])
+    closed = next(x for x in lines if "closed by its client" in x["message"])
+    for x in (opened, closed):
+        assert x["session_id"] == f"0x{sid:x}" and x["client"] == "127.0.0.1"

@@ -22,6 +22,10 @@ def run_purge(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def zxid_of(name: str) -> int:
+    return int(name.split(".")[1], 16)
+
+
 def files(directory: Path) -> list[str]:
     return sorted(p.name for p in (directory / "version-2").iterdir())
 
@@ -58,10 +62,10 @@ def test_purge_keeps_the_newest_snapshots_and_their_logs(many_snapshots: TrizabP
     run = run_purge("--count", "3", "--data-dir", str(data))
     assert run.returncode == 0, run.stderr
     after = files(data)
-    kept = [n for n in after if n.startswith("snapshot.")]
-    assert kept == sorted(before, key=lambda n: int(n.split(".")[1], 16))[-3:]
-    oldest_kept = int(kept[0].split(".")[1], 16)
-    logs = sorted(int(n.split(".")[1], 16) for n in after if n.startswith("log."))
+    kept = sorted((n for n in after if n.startswith("snapshot.")), key=zxid_of)
+    assert kept == sorted(before, key=zxid_of)[-3:]
+    oldest_kept = zxid_of(kept[0])
+    logs = sorted(zxid_of(n) for n in after if n.startswith("log."))
     # The segment that holds the oldest kept snapshot's zxid (started at or before it), and later ones.
     assert logs and logs[0] <= oldest_kept and all(z > oldest_kept for z in logs[1:])
     removed = [line.removeprefix("Removing file: ") for line in run.stdout.splitlines() if "Removing" in line]

@@ -311,8 +311,8 @@ class Server:
                 clients,
                 engine,
                 where,
-                self.zab.quorum.listen_address,
-                self.zab.election.listen_address,
+                _host_port(self.zab.quorum.listen_address),
+                _host_port(self.zab.election.listen_address),
                 sorted(self.zab.peer.voters),
                 sorted(self.zab.peer.active.observers),
             )
@@ -330,6 +330,10 @@ class Server:
         while True:
             await trio.sleep(interval)
             await core_task.post(Tick())
+
+
+def _host_port(address: tuple[str, int] | None) -> str:
+    return "-" if address is None else f"{address[0]}:{address[1]}"
 
 
 async def _sum_up_log_floods() -> None:
