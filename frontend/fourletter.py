@@ -35,6 +35,7 @@ __all__ = [
     "ConnectionInfo",
     "ServerStats",
     "Snapshot",
+    "mntr_rows",
     "op_abbreviation",
     "run",
     "version_string",
@@ -228,7 +229,8 @@ def _conf(s: Snapshot) -> str:
     return "".join(f"{k}={v}\n" if v is not None else f"{k}\n" for k, v in s.conf)
 
 
-def _mntr(s: Snapshot) -> str:
+def mntr_rows(s: Snapshot) -> list[tuple[str, object]]:
+    """``mntr``'s keys and typed values, in its order (the AdminServer's ``monitor`` too)."""
     st = s.stats
     watch_count = sum(len(v) for v in s.watches_by_session.values())
     rows: list[tuple[str, object]] = [
@@ -257,11 +259,18 @@ def _mntr(s: Snapshot) -> str:
         ("zk_uptime", s.uptime_ms),
         ("zk_max_latency", st.max_latency),
         ("zk_outstanding_tls_handshake", 0),
-        ("zk_read_only", "true" if s.read_only else "false"),
+        ("zk_read_only", s.read_only),
         *((f"zk_{name}", value) for name, value in s.ensemble_metrics),
         ("trizab_disk_full", 1 if s.disk_full else 0),
     ]
-    return "".join(f"{k}\t{v}\n" for k, v in rows)
+    return rows
+
+
+def _mntr(s: Snapshot) -> str:
+    def text(value: object) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+    return "".join(f"{k}\t{text(v)}\n" for k, v in mntr_rows(s))
 
 
 def _wchs(s: Snapshot) -> str:

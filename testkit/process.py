@@ -118,6 +118,8 @@ class TrizabProcess:
             f"dataDir={self.data_dir}",
             f"clientPort={self.port}",
             f"clientPortAddress={self.host}",
+            # As testkit/apache_zk.py: parallel servers must not compete for port 8080.
+            "admin.enableServer=false",
         ]
         if not any(line.strip().startswith("4lw.commands.whitelist") for line in self.extra_config):
             lines.append("4lw.commands.whitelist=*")

@@ -10,8 +10,8 @@ parsed into a typed attribute; a bad value stops start-up with one
 :class:`ConfigError` line naming the key, the value and what is allowed.
 Keys we do not know are logged as warnings and otherwise ignored (ZooKeeper
 itself turns them into system properties), and keys that ZooKeeper knows but
-trizab has no use for (admin server, metrics providers, ...) are logged at
-info level.
+trizab has no use for (metrics providers, ...) are logged at info level.
+The AdminServer's ``admin.*`` keys are read into ``admin_*`` attributes.
 
 Security settings fail closed: a TLS, SASL, Kerberos or authentication-enforcement
 key that trizab does not implement stops start-up with one :class:`ConfigError`
@@ -195,6 +195,16 @@ class ServerConfig:
     # trizab only: also reap a container the moment its last child goes (ZooKeeper waits for
     # the periodic check); false behaves exactly like ZooKeeper.
     reap_containers_immediately: bool = True
+    # The AdminServer (ZooKeeper's admin.* keys): on by default as in ZooKeeper, but on
+    # 127.0.0.1 rather than every interface; a port already taken is logged, not fatal.
+    admin_enable_server: bool = True
+    admin_server_address: str = "127.0.0.1"
+    admin_server_port: int = 8080
+    admin_command_url: str = "/commands"
+    admin_idle_timeout_ms: int = 30_000
+    # ZooKeeper 3.9's snapshot command, and the least time between two of them.
+    admin_snapshot_enabled: bool = True
+    admin_snapshot_interval_ms: int = 300_000
     # trizab plugins; storage_name None means "txnlog if installed, else memory".
     storage_name: str | None = None
     storage_options: dict[str, str] = attrs.Factory(dict)
@@ -300,6 +310,12 @@ def _whitelist(raw: str) -> frozenset[str]:
         # disables a command, so say so but do not stop.
         log.warning("4lw.commands.whitelist: ignoring unknown commands %s", ", ".join(unknown))
     return frozenset(words & ALL_4LW)
+
+
+def _command_url(raw: str) -> str:
+    if not raw.startswith("/") or any(c in raw for c in "?# "):
+        raise ValueError("expected a URL path starting with /")
+    return raw.rstrip("/") or "/"
 
 
 def _peer_type(raw: str) -> str:
@@ -460,6 +476,18 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "storage": ("storage_name", _plugin_name),
     "election": ("election_name", _plugin_name),
 }
+# The AdminServer's keys, under their zoo.cfg names and their system property names.
+for _name, _entry in {
+    "admin.enableServer": ("admin_enable_server", _bool),
+    "admin.serverAddress": ("admin_server_address", _nonempty),
+    "admin.serverPort": ("admin_server_port", _int(0, 65535)),
+    "admin.commandURL": ("admin_command_url", _command_url),
+    "admin.idleTimeout": ("admin_idle_timeout_ms", _int(1)),
+    "admin.snapshot.enabled": ("admin_snapshot_enabled", _bool),
+    "admin.snapshot.intervalInMS": ("admin_snapshot_interval_ms", _int(0)),
+}.items():
+    _KEYS[_name] = _KEYS["zookeeper." + _name] = _entry
+del _name, _entry
 
 # TLS towards clients and between members; like the security keys below, these match with or
 # without "zookeeper.".
@@ -539,6 +567,10 @@ _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
     "enforce.auth.schemes": _never,
     "sessionRequireClientSASLAuth": _off,
     "jaasLoginRenew": _never,
+    # The AdminServer over HTTPS (and its client certificates): not implemented.
+    "admin.forceHttps": _off,
+    "admin.portUnification": _off,
+    "admin.needClientAuth": _off,
     # SASL between servers.
     "quorum.auth.enableSasl": _off,
     "quorum.auth.learnerRequireSasl": _off,

@@ -97,11 +97,11 @@ def test_session_bounds_must_be_ordered() -> None:
 
 def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="trizab.config"):
-        c = cfg.parse("tickTime=2000\nnoSuchKey=1\nadmin.serverPort=8080\n")
+        c = cfg.parse("tickTime=2000\nnoSuchKey=1\nadmin.httpVersion=11\n")
     assert c.tick_time == 2000
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "noSuchKey" in warnings[0].getMessage()
-    assert any("admin.serverPort" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+    assert any("admin.httpVersion" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
 
 
 def test_myid(tmp_path: Path) -> None:

@@ -87,6 +87,8 @@ def write_configs(
             "clientPortAddress=127.0.0.1",
             "4lw.commands.whitelist=*",
             "maxClientCnxns=0",
+            # The members share one host: they would compete for the AdminServer's port 8080.
+            "admin.enableServer=false",
             *([f"storage={storage}"] if storage else []),
             *(["peerType=observer"] if k >= size else []),
             *extra,

@@ -11,6 +11,7 @@ The runtime is a handful of parts, each owning its state, assembled by
           ^                              │                            transports, ZabStorage
           └──── Connections <──outputs───┘
                 (reply buffers, flush)   Snapshotter (fuzzy snapshots, purge)   Admin (4lw data)
+                                         AdminServer (HTTP; asks the core task via AdminQuery)
                                          Disk (the engine, its directory lock, where to block)
 
 A **setData**, socket to reply: the socket reader (:mod:`trizab.runtime.clients`)
@@ -58,6 +59,7 @@ from trizab import config as cfg
 from trizab.frontend.fourletter import ServerStats
 from trizab.logflood import FLOODS
 from trizab.runtime.admin import Admin, trizab_version
+from trizab.runtime.admin_server import AdminQuery, AdminServer, answer_query, initial_configuration
 from trizab.runtime.clients import ClientPort, Gate
 from trizab.runtime.clock import Clock
 from trizab.runtime.connections import Connections
@@ -68,7 +70,7 @@ from trizab.runtime.local_commit import LocalCommit
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import ServerTls, TlsError
 from trizab.runtime.zab_commit import TICK_MS, ZabCommit
-from trizab.runtime.zab_status import member_status
+from trizab.runtime.zab_status import member_status, member_view
 from trizab.storage import Recovered, Storage
 
 __all__ = ["Clock", "Server", "StartupError", "is_ensemble", "serve", "trizab_version"]
@@ -169,6 +171,14 @@ class Server:
         self.zab: ZabCommit | None = (
             ZabCommit(config, self.clock, self.disk, tick_ms) if self.replicated else None
         )
+        zab = self.zab
+        self.admin_server = AdminServer(
+            config,
+            self.admin,
+            self.snapshots,
+            member=(lambda: member_view(zab)) if zab is not None else lambda: None,
+            initial_configuration=None if zab is not None else initial_configuration(config),
+        )
 
     @property
     def storage(self) -> Storage:
@@ -220,6 +230,7 @@ class Server:
                 commit_path = self.local = LocalCommit(self.disk, self.clock, self.gate)
                 self.local.core_task = core_task
             core_task.commit = commit_path
+            core_task.on(AdminQuery, answer_query)
             if recovered.snapshot is None and self.disk.durable:
                 await self._initial_snapshot(core_task, recovered)
             core_task.handle_ready()
@@ -231,6 +242,7 @@ class Server:
                 if self.zab is None:
                     nursery.start_soon(self._ticker, core_task)
                 await nursery.start(self.clients.serve, listeners)
+                self.admin_server.port = await nursery.start(self.admin_server.serve, core_task.post)
                 self._log_started()
                 task_status.started(self.addresses)
         finally:
@@ -254,6 +266,7 @@ class Server:
         zxid = recovered.last_zxid if not self.replicated else recovered.snapshot_zxid
         data = core_task.core.snapshot()
         await self.disk.blocking(self.storage.save_snapshot, zxid, data)
+        self.snapshots.last_saved = (zxid, len(data), trio.current_time())
         log.info("initial snapshot at 0x%x written", zxid)
 
     def _recover(self, recovered: Recovered) -> CoreTask:
@@ -277,6 +290,9 @@ class Server:
             # again at every restart (ZooKeeper snapshots at start-up; we do it in the background).
             self.snapshots.applied(len(recovered.txns))
         self.admin.core = core
+        if recovered.snapshot is not None:
+            size = len(recovered.snapshot)
+            self.snapshots.last_saved = (recovered.snapshot_zxid, size, trio.current_time())
         self.snapshots.start_walk = core.start_snapshot
         self.core_task = CoreTask(core, self.clock, self.connections, self.admin, self.snapshots)
         self.clients.sink = self.core_task

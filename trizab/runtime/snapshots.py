@@ -34,11 +34,15 @@ import trio
 from trizab import config as cfg
 from trizab.runtime.disk import Disk
 
-__all__ = ["SNAPSHOT_STEP_NODES", "Snapshotter"]
+__all__ = ["SNAPSHOT_STEP_NODES", "SnapshotAbandoned", "Snapshotter"]
 
 log = logging.getLogger("trizab.snapshots")
 
 SNAPSHOT_STEP_NODES = 2000  # nodes copied per step of a snapshot walk (a few ms of work)
+
+
+class SnapshotAbandoned(Exception):
+    """A snapshot asked for could not be written (the tree was replaced during its walk)."""
 
 
 class Snapshotter:
@@ -65,6 +69,13 @@ class Snapshotter:
         self._purge_wanted = False
         self._generation = 0  # bumped by abandon()
         self.busy = False
+        # The last snapshot written (or recovered at start-up): (zxid, size in bytes, trio time).
+        self.last_saved: tuple[int, int, float] | None = None
+        # For snapshot_now(): requests so far, and the last finished walk's (requests when it
+        # started, whether it was saved), announced by _attempt_done.
+        self._requests = 0
+        self._last_attempt: tuple[int, bool] = (0, False)
+        self._attempt_done = trio.Event()
 
     def applied(self, count: int) -> None:
         """``count`` more transactions are applied; a snapshot is due every ~snapCount."""
@@ -74,10 +85,28 @@ class Snapshotter:
 
     def request(self) -> None:
         """Take a snapshot as soon as the one in progress (if any) is done."""
+        self._requests += 1
         self._since = 0
         self._threshold = self._next_threshold()
         self._snapshot_wanted = True
         self._wanted.set()
+
+    async def snapshot_now(self) -> tuple[int, int]:
+        """Take a snapshot that starts after this call, and wait for it: its (zxid, size).
+
+        A walk already in progress started too early; the requested one follows it.
+        Raises :class:`SnapshotAbandoned` if the tree was replaced during the walk.
+        """
+        self.request()
+        mine = self._requests
+        while True:
+            await self._attempt_done.wait()
+            started_at, saved = self._last_attempt
+            if started_at >= mine:
+                if not saved or self.last_saved is None:
+                    raise SnapshotAbandoned("the snapshot was abandoned: the tree was replaced meanwhile")
+                zxid, size, _when = self.last_saved
+                return zxid, size
 
     def abandon(self) -> None:
         """The tree is being replaced: a walk in progress must not be saved."""
@@ -109,6 +138,8 @@ class Snapshotter:
         assert self.start_walk is not None
         generation = self._generation
         self.busy = True
+        requests_at_start = self._requests
+        saved = False
         try:
             writer = self.start_walk()
             while not writer.step(SNAPSHOT_STEP_NODES):
@@ -129,11 +160,16 @@ class Snapshotter:
                     len(data),
                     (trio.current_time() - started) * 1e3,
                 )
+                self.last_saved = (zxid, len(data), trio.current_time())
+                saved = True
             self._purge_wanted = self.config.autopurge_purge_interval > 0
             if self._on_saved is not None:
                 self._on_saved()
         finally:
             self.busy = False
+            self._last_attempt = (requests_at_start, saved)
+            self._attempt_done.set()
+            self._attempt_done = trio.Event()
 
     async def _purge_timer(self) -> None:
         interval = self.config.autopurge_purge_interval * 3600.0

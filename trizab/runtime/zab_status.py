@@ -1,4 +1,5 @@
-"""What the four-letter words show of an ensemble member: role, mntr's ensemble keys, conf's members.
+"""What the four-letter words and the AdminServer show of an ensemble member: role, mntr's
+ensemble keys, conf's members, and (:func:`member_view`) its place in the ensemble.
 
 Kept beside :mod:`trizab.runtime.admin` (which formats nothing member-specific) and out of
 :class:`~trizab.runtime.zab_commit.ZabCommit`, which only provides the data: its role, its
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from trizab.frontend.admin_commands import MemberView, ServerAddress
 from trizab.runtime.admin import Status
 from trizab.server.replica import Mode, render_config
 from trizab.zab.ready import Role
@@ -16,7 +18,7 @@ from trizab.zab.ready import Role
 if TYPE_CHECKING:
     from trizab.runtime.zab_commit import ZabCommit
 
-__all__ = ["member_status"]
+__all__ = ["member_status", "member_view"]
 
 _MODE_NAMES = {Role.LEADING: "leader", Role.FOLLOWING: "follower", Role.OBSERVING: "observer"}
 
@@ -58,3 +60,50 @@ def _conf_lines(zab: ZabCommit) -> tuple[tuple[str, str | None], ...]:
         key, _, value = line.partition("=")
         lines.append((key, value))
     return tuple(lines)
+
+
+def member_view(zab: ZabCommit) -> MemberView:
+    """A member's place in its ensemble, for the AdminServer (``leader``, ``voting_view``, ``zabstate``)."""
+    peer = zab.peer
+    core = zab.core
+    members = core.ensemble if core is not None and core.ensemble else zab.config.servers
+    voters = peer.voters if peer is not None else frozenset(members)
+    leader = peer.leader if peer is not None else None
+    own_client = f"{zab.config.client_port_address}:{zab._client_port}"
+    view: dict[int, ServerAddress] = {}
+    for sid in sorted(voters):
+        s = members.get(sid)
+        if s is None:
+            continue
+        if sid == zab.my_id:
+            client = own_client
+        elif s.client_port is not None:
+            client = f"{_delimited(s.client_host or '0.0.0.0')}:{s.client_port}"
+        else:
+            client = ""
+        view[sid] = ServerAddress(
+            quorum=f"{_delimited(s.host)}:{s.quorum_port}",
+            election=f"{_delimited(s.host)}:{s.election_port}",
+            client=client,
+            participant=s.role == "participant",
+        )
+    me = members.get(zab.my_id) or zab.config.servers[zab.my_id]
+    leader_server = members.get(leader) if leader is not None else None
+    return MemberView(
+        my_id=zab.my_id,
+        is_leader=zab.role == Role.LEADING,
+        leader_id=leader if leader is not None else -1,
+        leader_host=leader_server.host if leader_server is not None else "",
+        voting_view=view,
+        quorum_host=me.host,
+        quorum_port=me.quorum_port,
+        election_host=me.host,
+        election_port=me.election_port,
+        client_address=own_client,
+        voting=zab.my_id in voters,
+        zab_state=peer.zab_phase if peer is not None else "election",
+    )
+
+
+def _delimited(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

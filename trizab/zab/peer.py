@@ -623,6 +623,14 @@ class Peer:
         return self.current_epoch
 
     @property
+    def zab_phase(self) -> str:
+        """ZooKeeper's ``QuorumPeer.ZabState``: election, discovery, synchronization or broadcast."""
+        phase = self._lead.phase if self._lead is not None else self._follow.phase if self._follow else None
+        if phase is None:
+            return "election"
+        return {"epoch": "discovery", "ackepoch": "discovery", "sync": "synchronization"}.get(phase, phase)
+
+    @property
     def is_leader_established(self) -> bool:
         """True on the leader once a quorum acknowledged NEWLEADER (it may expire sessions)."""
         return self.role == Role.LEADING and self.established
