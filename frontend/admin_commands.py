@@ -216,8 +216,12 @@ def _conf(v: AdminView, _: Mapping[str, str]) -> Data:
 def _dump(v: AdminView, _: Mapping[str, str]) -> Data:
     ephemerals = v.snapshot.ephemerals_by_session
     by_expiry: dict[str, list[int]] = {}
+    # Sessions this server expires: a learner's are the leader's to expire, and ZooKeeper's
+    # LearnerSessionTracker shows none.
+    expires = v.member is None or v.member.is_leader
     for sid, (_timeout, expiry) in v.snapshot.sessions.items():
-        by_expiry.setdefault(str(expiry or 0), []).append(sid)
+        if expires and expiry is not None:
+            by_expiry.setdefault(str(expiry), []).append(sid)
     return {
         "expiry_time_to_session_ids": {when: sorted(sids) for when, sids in sorted(by_expiry.items())},
         "session_id_to_ephemeral_paths": {

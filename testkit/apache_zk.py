@@ -14,7 +14,8 @@ pytest, from Trio code (call it in a thread or before the nursery) and from scri
 - Readiness is "ruok answers imok and srvr reports a Mode" (a quorum member answers ruok before it
   has joined a quorum, so ruok alone is not enough for an ensemble), within a bounded timeout.
 - Stopping is by pid only: SIGTERM, then SIGKILL after a grace period.
-- The admin HTTP server (default port 8080) is disabled so that parallel servers do not collide.
+- The admin HTTP server (default port 8080) is disabled so that parallel servers do not collide;
+  its jars are on the classpath, so a test may enable it with its own `admin.serverPort`.
 - For fault injection (`compat.chaos`) an ensemble member exposes `sid`, `quorum_port` and
   `election_port`, may run under its own group id (`gid`, so a firewall can tell its packets
   apart), can be paused (SIGSTOP/SIGCONT) and, while stopped, lose its data (`wipe_data()`,
@@ -52,6 +53,21 @@ DEFAULT_JARS = (
     "slf4j-log4j12.jar",
     "log4j-1.2.jar",
 )
+# The AdminServer's (JettyAdminServer) dependencies, which Debian's zookeeper.jar does not name:
+# with them on the classpath a test may turn it on (admin.enableServer=true, its own
+# admin.serverPort); it stays off by default, as below.
+ADMIN_JARS = (
+    "jetty9-server.jar",
+    "jetty9-servlet.jar",
+    "jetty9-util.jar",
+    "jetty9-http.jar",
+    "jetty9-io.jar",
+    "jetty9-security.jar",
+    "servlet-api.jar",
+    "jackson-databind.jar",
+    "jackson-core.jar",
+    "jackson-annotations.jar",
+)
 STANDALONE_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
 QUORUM_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 HOST = "127.0.0.1"
@@ -85,7 +101,8 @@ def classpath() -> str:
     if env:
         return env
     java_dir = Path(os.environ.get("ZOOKEEPER_JAVA_DIR", JAVA_DIR))
-    return os.pathsep.join(str(java_dir / jar) for jar in DEFAULT_JARS if (java_dir / jar).exists())
+    jars = (*DEFAULT_JARS, *ADMIN_JARS)
+    return os.pathsep.join(str(java_dir / jar) for jar in jars if (java_dir / jar).exists())
 
 
 def available() -> bool:
