@@ -176,7 +176,7 @@ class Server:
             config,
             self.admin,
             self.snapshots,
-            member=(lambda: member_view(zab)) if zab is not None else lambda: None,
+            member=(lambda: member_view(zab, self._client_address())) if zab is not None else lambda: None,
             initial_configuration=None if zab is not None else initial_configuration(config),
         )
 
@@ -191,6 +191,10 @@ class Server:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         return self.clients.addresses
+
+    def _client_address(self) -> str:
+        host, port = self.addresses[0] if self.addresses else (self.config.client_port_address, 0)
+        return f"{host}:{port}"
 
     def _wake_core(self) -> None:
         if self.core_task is not None:

@@ -62,14 +62,17 @@ def _conf_lines(zab: ZabCommit) -> tuple[tuple[str, str | None], ...]:
     return tuple(lines)
 
 
-def member_view(zab: ZabCommit) -> MemberView:
-    """A member's place in its ensemble, for the AdminServer (``leader``, ``voting_view``, ``zabstate``)."""
+def member_view(zab: ZabCommit, client_address: str) -> MemberView:
+    """A member's place in its ensemble, for the AdminServer (``leader``, ``voting_view``, ``zabstate``).
+
+    ``client_address`` is this member's bound client address (``host:port``).
+    """
     peer = zab.peer
     core = zab.core
     members = core.ensemble if core is not None and core.ensemble else zab.config.servers
     voters = peer.voters if peer is not None else frozenset(members)
     leader = peer.leader if peer is not None else None
-    own_client = f"{zab.config.client_port_address}:{zab._client_port}"
+    own_client = client_address
     view: dict[int, ServerAddress] = {}
     for sid in sorted(voters):
         s = members.get(sid)
