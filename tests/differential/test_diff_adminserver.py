@@ -158,3 +158,13 @@ def test_member_views_agree_on_the_ensemble(
     for port in tz_roles.values():
         zab = fetch(port, "zabstate")[1]
         assert zab["zabstate"] == "broadcast" and zab["voting"] is True
+
+
+def test_member_snapshot_command(ensemble_pair: tuple[dict[str, int], dict[str, int], Any, Any]) -> None:
+    # ZooKeeper 3.9's command (3.8 has none to compare with): a member takes a snapshot now.
+    _zk_roles, tz_roles, _, tz_client = ensemble_pair
+    status, answer = fetch(tz_roles["follower"], "snapshot?streaming=false")
+    assert status == 200, answer
+    zxid = int(answer["last_zxid"], 16)
+    assert zxid >= tz_client.exists("/admin-diff").czxid  # it holds the workload's writes
+    assert fetch(tz_roles["follower"], "last_snapshot")[1]["zxid"] == f"{zxid:x}"
