@@ -7,15 +7,18 @@ The server here is a stand-in that answers like ZooKeeper 3.9's SnapshotCommand 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from kazoo.client import KazooClient
 
-from testkit.process import free_port
+from testkit.process import TrizabProcess, free_port
 
 
 class ZooKeeperLikeAdmin(BaseHTTPRequestHandler):
@@ -82,3 +85,31 @@ def test_no_admin_server_is_one_line() -> None:
     run = snapshot("--server", f"127.0.0.1:{free_port()}")
     assert run.returncode == 1 and len(run.stderr.splitlines()) == 1
     assert "cannot reach an AdminServer" in run.stderr and "admin.enableServer" in run.stderr
+
+
+def test_a_running_trizab_takes_the_snapshot(tmp_path: Path) -> None:
+    admin_port = free_port()
+    extra = ["admin.enableServer=true", "admin.serverAddress=127.0.0.1", f"admin.serverPort={admin_port}"]
+    with TrizabProcess(tmp_path, storage="txnlog", extra_config=extra) as server:
+        client = KazooClient(hosts=server.address, timeout=5.0)
+        client.start(timeout=30)
+        try:
+            for i in range(5):
+                client.create(f"/snap-{i}", b"x")
+            last_zxid = client.exists("/snap-4").mzxid
+        finally:
+            client.stop()
+            client.close()
+        run = snapshot("--server", f"127.0.0.1:{admin_port}")
+        assert run.returncode == 0, run.stderr
+        match = re.fullmatch(r"snapshot taken at zxid 0x([0-9a-f]+), ([\d,]+) bytes\n", run.stdout)
+        assert match is not None, run.stdout
+        zxid = int(match.group(1), 16)
+        assert zxid >= last_zxid
+        written = server.data_dir / "version-2" / f"snapshot.{zxid:x}"
+        assert written.exists()
+        # The size is the snapshot's (the file adds ZooKeeper's header and trailer around it).
+        assert 0 < int(match.group(2).replace(",", "")) <= written.stat().st_size
+        # A second one at once is refused by the server's rate limit: one line, status 1.
+        again = snapshot("--server", f"127.0.0.1:{admin_port}")
+        assert again.returncode == 1 and "HTTP 429" in again.stderr and len(again.stderr.splitlines()) == 1
