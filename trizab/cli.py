@@ -75,6 +75,16 @@ def _count(raw: str) -> int:
     return value
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(f"bad time {raw!r}: expected seconds, above 0 and below 3600")
+    return value
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -120,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--config", type=Path, help="a zoo.cfg: its server.N hosts with their client port")
     status.add_argument("--json", action="store_true", help="print JSON")
-    status.add_argument("--timeout", type=float, default=2.0, help="seconds per member (default 2)")
+    status.add_argument("--timeout", type=_seconds, default=2.0, help="seconds per member (default 2)")
     purge = sub.add_parser(
         "purge", help="keep the N newest snapshots and the logs they need (zkCleanup.sh -n N)"
     )

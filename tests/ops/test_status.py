@@ -106,7 +106,11 @@ def test_a_standalone_server_needs_no_leader(tmp_path: Path) -> None:
 
 
 def test_bad_addresses_are_one_line_and_status_2(tmp_path: Path) -> None:
-    for args in (["--server", "host:notaport"], ["--config", str(tmp_path / "missing.cfg")]):
+    for args in (
+        ["--server", "host:notaport"],
+        ["--config", str(tmp_path / "missing.cfg")],
+        ["--timeout", "-1"],
+    ):
         run = subprocess.run(
             [sys.executable, "-m", "trizab", "status", *args], capture_output=True, text=True
         )
