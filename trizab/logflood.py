@@ -113,6 +113,11 @@ class FloodFilter(logging.Filter):
             _emit(s)
         return len(summaries)
 
+    def reset(self) -> None:
+        """Forget every flood (nothing held back is logged)."""
+        with self._lock:
+            self._windows.clear()
+
     def _key(self, record: logging.LogRecord) -> _Key:
         peer = getattr(record, "peer", None)
         key = (record.name, str(record.msg), None if peer is None else str(peer))

@@ -127,3 +127,13 @@ def test_the_runtime_filter_limits_only_lines_that_name_a_peer() -> None:
 
     assert all(flood.filter(record("trizab standalone serving")) for _ in range(100))
     assert sum(flood.filter(record("refused", peer="10.0.0.1")) for _ in range(100)) == 5
+
+
+def test_reset_forgets_a_flood(setup) -> None:  # type: ignore[no-untyped-def]
+    logger, flood, out, _clock = setup
+    for i in range(10):
+        log_at(logger, 1000 + i * 0.01, "x %d", i)
+    flood.reset()
+    for i in range(10):
+        log_at(logger, 1001 + i * 0.01, "x %d", i)
+    assert len(out.lines) == 10
