@@ -83,9 +83,9 @@ class FloodFilter(logging.Filter):
             return True
         if self.peers_only and not hasattr(record, "peer"):
             return True
-        key = self._key(record)
         now = record.created
         with self._lock:
+            key = self._key(record)
             w = self._windows.get(key)
             if w is None:
                 w = self._windows[key] = _Window(now)
@@ -104,11 +104,18 @@ class FloodFilter(logging.Filter):
     def flush(self) -> int:
         """Sum up every window that has ended (a flood that stopped); how many lines it logged."""
         now = self._clock()
+        summaries = []
         with self._lock:
-            summaries = [s for w in self._windows.values() if (s := self._roll(w, now)) is not None]
-            # Forget quiet keys: a peer seen once does not hold memory for ever.
-            for key in [k for k, w in self._windows.items() if now - w.start >= 2 * self.interval]:
-                del self._windows[key]
+            for key, w in list(self._windows.items()):
+                if now < w.start + self.interval:
+                    continue  # its window is still open
+                summary = self._roll(w, now)
+                if summary is not None:
+                    summaries.append(summary)
+                if not w.flooding:
+                    # Nothing held back and no flood going on: forget the key, so that peers
+                    # seen once do not hold memory for ever.
+                    del self._windows[key]
         for s in summaries:
             _emit(s)
         return len(summaries)
@@ -119,6 +126,7 @@ class FloodFilter(logging.Filter):
             self._windows.clear()
 
     def _key(self, record: logging.LogRecord) -> _Key:
+        """The flood ``record`` belongs to (under the lock)."""
         peer = getattr(record, "peer", None)
         key = (record.name, str(record.msg), None if peer is None else str(peer))
         if key not in self._windows and len(self._windows) >= MAX_KEYS:

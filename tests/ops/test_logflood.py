@@ -137,3 +137,16 @@ def test_reset_forgets_a_flood(setup) -> None:  # type: ignore[no-untyped-def]
     for i in range(10):
         log_at(logger, 1001 + i * 0.01, "x %d", i)
     assert len(out.lines) == 10
+
+
+def test_quiet_keys_are_forgotten(setup) -> None:  # type: ignore[no-untyped-def]
+    logger, flood, _out, clock = setup
+    for i in range(100):
+        log_at(logger, 1000.0, "refused", peer=f"10.0.{i}.1")
+    for _ in range(8):
+        log_at(logger, 1000.0, "refused", peer="10.9.9.9")  # a flood: held lines, summed up
+    clock.now = 1010.0
+    assert flood.flush() == 1
+    assert len(flood._windows) == 1  # only the flood still going on is remembered
+    clock.now = 1020.0
+    assert flood.flush() == 0 and not flood._windows
