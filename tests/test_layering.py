@@ -22,8 +22,8 @@ listed beside its own.  In short (README, "How it is built"):
   (engines and policies are found through entry points by ``trizab/plugin.py``).
 * ``trizab/testing`` (the simulation) drives the ZAB core with the built-in
   election plugins; nothing installed imports it.
-* ``trizab/cli.py`` alone imports the runtime; only the runtime, testing and the CLI
-  import trio.
+* ``trizab/cli.py`` and its operator commands (``trizab/ops``) alone import the runtime;
+  only the runtime, testing and the CLI import trio.
 * Nothing installed imports ``testkit`` (the process launchers), ``compat``,
   ``bench`` or ``tests``: they exist only in a checkout of the repository.
 * Interpreter-wide settings (the collector's thresholds, ``gc.freeze``, the GIL
