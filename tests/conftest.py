@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 
 from testkit.process import TrizabProcess
+from trizab.logflood import FLOODS
+
+
+@pytest.fixture(autouse=True)
+def no_log_flood_history() -> Iterator[None]:
+    """Each test starts without the refusals earlier tests logged from 127.0.0.1 (trizab.logflood)."""
+    FLOODS.reset()
+    yield
 
 
 @pytest.fixture

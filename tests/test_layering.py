@@ -22,8 +22,8 @@ listed beside its own.  In short (README, "How it is built"):
   (engines and policies are found through entry points by ``trizab/plugin.py``).
 * ``trizab/testing`` (the simulation) drives the ZAB core with the built-in
   election plugins; nothing installed imports it.
-* ``trizab/cli.py`` alone imports the runtime; only the runtime, testing and the CLI
-  import trio.
+* ``trizab/cli.py`` and its operator commands (``trizab/ops``) alone import the runtime;
+  only the runtime, testing and the CLI import trio.
 * Nothing installed imports ``testkit`` (the process launchers), ``compat``,
   ``bench`` or ``tests``: they exist only in a checkout of the repository.
 * Interpreter-wide settings (the collector's thresholds, ``gc.freeze``, the GIL
@@ -63,9 +63,20 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "plugins/__init__.py": (),
     "plugins/storage": ("trizab/wire", "trizab/txn.py", "trizab/storage.py", "trizab/plugin.py"),
     "plugins/election": ("trizab/wire", "trizab/zab", "trizab/plugin.py"),
-    "trizab/runtime": (*_CORE, *_INTERFACES, "frontend"),
+    "trizab/logflood.py": (),
+    "trizab/logsetup.py": (),
+    "trizab/progress.py": (),
+    "trizab/runtime": (*_CORE, *_INTERFACES, "frontend", "trizab/logflood.py"),
     "trizab/testing": (*_CORE, *_INTERFACES, "plugins/election"),
-    "trizab/cli.py": (*_INTERFACES, "trizab/runtime"),
+    # The operator commands (status, purge, snapshot): the purge takes the runtime's directory lock.
+    "trizab/ops": (*_INTERFACES, "trizab/runtime"),
+    "trizab/cli.py": (
+        *_INTERFACES,
+        "trizab/runtime",
+        "trizab/ops",
+        "trizab/logsetup.py",
+        "trizab/progress.py",
+    ),
     "trizab/__main__.py": ("trizab/cli.py",),
 }
 

@@ -1,4 +1,4 @@
-"""The ``trizab`` command line: ``trizab serve``, ``trizab ensemble`` and ``trizab plugins``.
+"""The ``trizab`` command line: ``serve``, ``ensemble``, ``status``, ``snapshot``, ``purge``, ``plugins``.
 
 ``trizab serve`` without ``--config`` runs the embedded default configuration:
 127.0.0.1:2181, data in ``./trizab-data``, tickTime 2000, every four-letter word
@@ -8,6 +8,9 @@ because a local development server should answer ``ruok`` and kazoo's
 (``memory`` otherwise).  With ``--config`` the file is read as a ZooKeeper
 ``zoo.cfg`` and ZooKeeper's defaults apply to anything it does not set;
 ``--port``, ``--host`` and ``--data-dir`` override the file.
+
+Logging (``--log-config``, ``--log-file``, ``--log-format``, ``--log-level``) is set
+up by :mod:`trizab.logsetup`; the operator commands live in :mod:`trizab.ops`.
 
 Every user mistake (bad flag, unreadable or invalid config, unknown plugin, port
 in use, a data directory that another server owns or that cannot be written:
@@ -34,6 +37,7 @@ from pathlib import Path
 import trio
 
 from trizab import config as cfg
+from trizab.logsetup import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_BYTES, LogSetupError, configure_logging
 
 DEFAULT_DATA_DIR = Path("trizab-data")
 DEFAULT_HOST = "127.0.0.1"
@@ -61,6 +65,26 @@ def _port(raw: str) -> int:
     return value
 
 
+def _count(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number {raw!r}: expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"bad number {raw!r}: expected an integer >= 0")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(f"bad time {raw!r}: expected seconds, above 0 and below 3600")
+    return value
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -82,6 +106,46 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
     )
+    serve.add_argument(
+        "--log-config",
+        type=Path,
+        help="a logging.config.dictConfig as JSON (*.json) or TOML; replaces the other --log-* flags",
+    )
+    serve.add_argument("--log-file", type=Path, help="write the log here, rotated (default: stderr)")
+    serve.add_argument(
+        "--log-max-bytes",
+        type=_count,
+        default=DEFAULT_LOG_MAX_BYTES,
+        help="rotate at this size (default 10 MiB)",
+    )
+    serve.add_argument(
+        "--log-backups", type=_count, default=DEFAULT_LOG_BACKUPS, help="old files kept (default 10)"
+    )
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object a line"
+    )
+    status = sub.add_parser("status", help="each member's role, zxid, lag and the leader (srvr)")
+    status.add_argument(
+        "--server", action="append", metavar="HOST:PORT", help="a member's client address (repeat it)"
+    )
+    status.add_argument("--config", type=Path, help="a zoo.cfg: its server.N hosts with their client port")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--timeout", type=_seconds, default=2.0, help="seconds per member (default 2)")
+    purge = sub.add_parser(
+        "purge", help="keep the N newest snapshots and the logs they need (zkCleanup.sh -n N)"
+    )
+    purge.add_argument("--count", "-n", type=int, required=True, help="snapshots to keep (at least 3)")
+    purge.add_argument("--data-dir", type=Path, help="dataDir (or --config)")
+    purge.add_argument("--data-log-dir", type=Path, help="dataLogDir, if not the dataDir")
+    purge.add_argument("--config", type=Path, help="a zoo.cfg: its dataDir, dataLogDir and storage")
+    snap = sub.add_parser("snapshot", help="ask a running server for a snapshot now (its AdminServer)")
+    snap.add_argument(
+        "--server",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="the AdminServer (default 127.0.0.1:8080)",
+    )
+    snap.add_argument("--auth", metavar="SCHEME:CREDENTIALS", help="e.g. digest:user:password")
     ens = sub.add_parser("ensemble", help="run a local replicated ensemble on 127.0.0.1 (development)")
     ens.add_argument("--size", type=int, default=3, choices=[1, 3, 5, 7], help="voting members (default 3)")
     ens.add_argument("--observers", type=int, default=0, help="observers (default 0)")
@@ -122,15 +186,25 @@ def server_config(args: argparse.Namespace) -> cfg.ServerConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     from trizab.plugin import PluginError
+    from trizab.progress import ProgressReporter
     from trizab.runtime.disk import DiskFailed
     from trizab.runtime.server import Server, StartupError
     from trizab.runtime.tuning import freeze_big_tree, tune_process
     from trizab.storage import StorageError
 
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    try:
+        configure_logging(
+            level=args.log_level,
+            log_format=args.log_format,
+            log_file=args.log_file,
+            max_bytes=args.log_max_bytes,
+            backups=args.log_backups,
+            config_file=args.log_config,
+        )
+    except LogSetupError as exc:
+        raise cfg.ConfigError(str(exc)) from None
     config = server_config(args)
+    progress = ProgressReporter(sys.stderr)
     for key, d in (("dataDir", config.data_dir), ("dataLogDir", config.data_log_dir)):
         if d is not None:
             try:
@@ -139,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
                 raise cfg.ConfigError(f"cannot create {key} {d.absolute()}: {exc.strerror or exc}") from None
     try:
         # server.N lines (more than one): a replicated member, as ZooKeeper's QuorumPeerMain.
-        server = Server(config, on_tree_settled=freeze_big_tree)
+        server = Server(config, on_tree_settled=freeze_big_tree, progress=progress)
         replicated = server.replicated
     except (PluginError, StartupError) as exc:
         raise cfg.ConfigError(str(exc)) from None
@@ -180,6 +254,64 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from trizab.ops import status as st
+
+    try:
+        members = [st.parse_address(a) for a in args.server or []]
+        if args.config is not None:
+            members += st.members_from_config(str(args.config))
+    except st.StatusError as exc:
+        raise cfg.ConfigError(str(exc)) from None
+    if not members:
+        members = [("127.0.0.1", DEFAULT_PORT)]
+    found = st.collect(members, timeout=args.timeout)
+    sys.stdout.write(st.format_json(found) if args.json else st.format_table(found))
+    return 0 if st.healthy(found) else 1
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from trizab.ops.purge import PurgeError, purge
+    from trizab.progress import ProgressReporter
+
+    logging.basicConfig(level="INFO", format="%(message)s", stream=sys.stderr)
+    config = cfg.load(args.config) if args.config is not None else cfg.ServerConfig()
+    changes: dict[str, object] = {}
+    if args.data_dir is not None:
+        changes["data_dir"] = args.data_dir
+    if args.data_log_dir is not None:
+        changes["data_log_dir"] = args.data_log_dir
+    config = config.evolve(**changes) if changes else config
+    progress = ProgressReporter(sys.stderr)
+    try:
+        result = purge(config, args.count, progress)
+    except PurgeError as exc:
+        raise cfg.ConfigError(str(exc)) from None
+    finally:
+        progress.close()
+    for path in result.removed_files:
+        print(f"Removing file: {path}")
+    kept = ", ".join(f"0x{z:x}" for z in result.kept) or "none"
+    print(
+        f"{result.engine}: removed {len(result.removed_snapshots)} snapshots and {len(result.removed_files)} "
+        f"files; kept {len(result.kept)} snapshots ({kept})"
+    )
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from trizab.ops.snapshot import SnapshotError, request_snapshot
+
+    try:
+        taken = request_snapshot(args.server, auth=args.auth)
+    except SnapshotError as exc:
+        sys.stderr.write(f"trizab: {exc}\n")
+        return 1
+    size = f", {taken.size:,} bytes" if taken.size is not None else ""
+    print(f"snapshot taken at zxid {taken.zxid}{size}")
+    return 0
+
+
 def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
@@ -199,6 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.base_port is not None and args.base_port + ports - 1 > 65535:
                 raise cfg.ConfigError(f"--base-port {args.base_port} leaves no room for {ports} ports")
             return run_ensemble(args.size, args.observers, args.base_dir, args.tick_time, args.base_port)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "purge":
+            return _purge(args)
+        if args.command == "snapshot":
+            return _snapshot(args)
         if args.command == "plugins":
             from trizab.plugin import describe_plugins
 

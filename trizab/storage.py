@@ -43,6 +43,11 @@ declares ``durable: ClassVar[bool]`` (False for engines that forget everything
 when closed; the conformance suite skips reopen tests for them).  ``open()`` must
 be called once before anything else.
 
+Progress: an engine whose ``open`` can take long may have a ``progress`` attribute
+(None by default); the runtime sets it before ``open`` to a callable
+``progress(what, done, total, unit)`` (``("reading log", 3, 10, "segments")``), which the
+engine calls now and then, from the thread ``open`` runs in.  It never prints itself.
+
 Snapshots: ``save_snapshot`` ends the current log segment (the next append goes
 to a new one, as ZooKeeper's ``rollLog``) and may be a *fuzzy* snapshot: its data
 may already contain some transactions after ``zxid``; recovery replays every

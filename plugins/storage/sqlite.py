@@ -23,7 +23,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +32,8 @@ from trizab.plugins.storage.dirs import durable_mkdir
 from trizab.plugin import Option, parse_int
 from trizab.storage import Recovered, StorageFull
 from trizab.txn import Txn
+
+PROGRESS_TXNS = 20_000  # transactions read between two progress reports
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS txns(zxid INTEGER PRIMARY KEY, data BLOB NOT NULL);
@@ -68,6 +70,8 @@ class SqliteStoragePlugin:
         self.path = Path(data_dir) / "trizab.sqlite3"
         self.force_sync = force_sync
         self.cache_kib = cache_kib
+        # Set by the runtime before open(): (what, done, total, unit), while the log is read.
+        self.progress: Callable[[str, int, int, str], None] | None = None
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # guards _pending and _last_appended
         self._db_lock = threading.Lock()  # one statement stream on the connection
@@ -101,10 +105,7 @@ class SqliteStoragePlugin:
         self._db = db
         row = db.execute("SELECT zxid, data FROM snapshots ORDER BY zxid DESC LIMIT 1").fetchone()
         snapshot, snap_zxid = (bytes(row[1]), row[0]) if row else (None, 0)
-        txns = [
-            Txn.decode(data)
-            for (data,) in db.execute("SELECT data FROM txns WHERE zxid > ? ORDER BY zxid", (snap_zxid,))
-        ]
+        txns = self._read_txns(db, snap_zxid)
         (max_zxid,) = db.execute("SELECT max(zxid) FROM txns").fetchone()
         last = max(max_zxid if max_zxid is not None else 0, snap_zxid)
         self._last_appended = self._last_synced = last
@@ -117,6 +118,20 @@ class SqliteStoragePlugin:
             meta.get("acceptedEpoch", default),
             meta.get("currentEpoch", default),
         )
+
+    def _read_txns(self, db: sqlite3.Connection, after: int) -> list[Txn]:
+        rows = db.execute("SELECT data FROM txns WHERE zxid > ? ORDER BY zxid", (after,))
+        progress = self.progress
+        if progress is None:
+            return [Txn.decode(data) for (data,) in rows]
+        (total,) = db.execute("SELECT count(*) FROM txns WHERE zxid > ?", (after,)).fetchone()
+        txns = []
+        for (data,) in rows:
+            txns.append(Txn.decode(data))
+            if len(txns) % PROGRESS_TXNS == 0:
+                progress("reading log", len(txns), total, "txns")
+        progress("reading log", len(txns), total, "txns")
+        return txns
 
     def append(self, txns: Sequence[Txn]) -> None:
         rows = [(t.zxid, t.encode()) for t in txns]

@@ -71,7 +71,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -295,6 +295,8 @@ class TxnLogStoragePlugin:
         self.log_dir = Path(data_log_dir or data_dir) / VERSION_DIR
         self.force_sync = force_sync
         self.prealloc = prealloc
+        # Set by the runtime before open(): (what, done, total, unit), per log segment read.
+        self.progress: Callable[[str, int, int, str], None] | None = None
         # _lock guards the append buffer and the bookkeeping shared with sync();
         # _io_lock serialises everything that touches log files.
         self._lock = threading.Lock()
@@ -439,6 +441,8 @@ class TxnLogStoragePlugin:
         last = snap_zxid
         for i in range(first, len(logs)):
             start, path = logs[i]
+            if self.progress is not None:
+                self.progress("reading log", i - first, len(logs) - first, "segments")
             data = _read_segment(path)
             scan = scan_log(data, after_zxid=last)
             txns.extend(scan.txns)
@@ -463,6 +467,8 @@ class TxnLogStoragePlugin:
                 later.rename(later.with_name(later.name + ".corrupt"))
             fsync_dir(self.log_dir)
             break
+        if self.progress is not None and len(logs) > first:
+            self.progress("reading log", len(logs) - first, len(logs) - first, "segments")
         return txns
 
     def _truncate_file(self, path: Path, end: int) -> None:

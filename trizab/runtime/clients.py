@@ -65,6 +65,7 @@ from trizab.frontend.connection import (
     FourLetterWord,
     ProtocolError,
 )
+from trizab.logflood import limit_floods
 from trizab.runtime.connections import Connection, Connections, write_out
 from trizab.runtime.disk import StartupError
 from trizab.runtime.limits import ConnectionThrottle
@@ -75,6 +76,8 @@ from trizab.runtime.tls_accept import accept_tls, client_ids
 __all__ = ["ClientPort", "Gate", "RequestSink"]
 
 log = logging.getLogger("trizab.server")
+# Connection refusals and protocol errors repeat for every connection a client opens.
+limit_floods(log)
 
 RECEIVE_SIZE = 256 * 1024
 FOUR_LETTER_WORD_TIMEOUT_S = 30.0
@@ -231,12 +234,17 @@ class ClientPort:
             return
         limit = self.config.max_client_cnxns
         if limit and self.connections.per_host[host] >= limit:
-            log.warning("too many connections from %s (max %d); closing", host, limit)
+            log.warning("too many connections from %s (max %d); closing", host, limit, extra={"peer": host})
             await trio.aclose_forcefully(stream)
             return
         total = self.config.max_cnxns
         if total and len(self.connections.by_id) >= total:
-            log.warning("too many connections (maxCnxns %d); closing the one from %s", total, host)
+            log.warning(
+                "too many connections (maxCnxns %d); closing the one from %s",
+                total,
+                host,
+                extra={"peer": host},
+            )
             await trio.aclose_forcefully(stream)
             return
         fd = -1
@@ -318,7 +326,7 @@ class ClientPort:
                 return reason
             if ended is not None:
                 if ended != "eof":
-                    log.warning("closing connection %s: %s", c.remote, ended)
+                    log.warning("closing connection %s: %s", c.remote, ended, extra={"peer": c.host})
                 return ended
 
     async def _received(self, c: Connection, events: list[Any], end: Any, *, eof: bool) -> str | None:
@@ -344,9 +352,10 @@ class ClientPort:
                     f"TLS is served on port {secure[0][1]}"
                     if secure
                     else "this server has no TLS port (secureClientPort, client.portUnification)",
+                    extra={"peer": c.host},
                 )
             else:
-                log.warning("closing connection %s: %s", c.remote, end.message)
+                log.warning("closing connection %s: %s", c.remote, end.message, extra={"peer": c.host})
             return "protocol error"
         if isinstance(end, FourLetterWord):
             if not c.closing:

@@ -143,8 +143,13 @@ class Disk:
 
     # -- lifetime -------------------------------------------------------------------
 
-    async def open(self) -> Recovered:
-        """Lock the data directories (a durable engine's), then recover; unlock if that fails."""
+    async def open(self, progress: Callable[[str, int, int, str], None] | None = None) -> Recovered:
+        """Lock the data directories (a durable engine's), then recover; unlock if that fails.
+
+        ``progress`` goes to an engine that reports how far recovery got (trizab.storage).
+        """
+        if progress is not None and hasattr(self.storage, "progress"):
+            self.storage.progress = progress
         if self.durable:
             try:
                 self._lock = claim(config_directories(self.config))

@@ -38,14 +38,16 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
+from trizab.logflood import limit_floods
 from trizab.runtime.events import ElectionReceived
-from trizab.runtime.quorum import FrameError, frame, read_frame
+from trizab.runtime.quorum import FrameError, frame, peer_host, read_frame
 from trizab.runtime.tls import PeerTls
 from trizab.zab.messages import Notification, ProtocolError, decode_notification, encode_notification
 
 __all__ = ["ElectionTransport", "parse_header", "peer_address"]
 
 log = logging.getLogger("trizab.election")
+limit_floods(log)  # any stranger can connect: its refusals are rate-limited
 
 PROTOCOL_VERSION = -65536
 SEND_CAPACITY = 8
@@ -270,7 +272,8 @@ class ElectionTransport:
                         raise FrameError("closed during the handshake")
                     buf += data
         except (FrameError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
-            log.info("rejecting election connection: %s", e)
+            host = peer_host(socket_stream)
+            log.info("rejecting election connection from %s: %s", host, e, extra={"peer": host})
             await trio.aclose_forcefully(stream)
             return
         sid, address, used = header

@@ -62,6 +62,7 @@ from typing import Any
 import attrs
 import trio
 
+from trizab.logflood import limit_floods
 from trizab.runtime.events import QuorumAccepted, QuorumLinkLost, QuorumReceived
 from trizab.runtime.tls import PeerTls
 from trizab.wire import records as r
@@ -76,10 +77,12 @@ __all__ = [
     "QuorumTransport",
     "encode_simple",
     "packet_limit",
+    "peer_host",
     "read_frame",
 ]
 
 log = logging.getLogger("trizab.quorum")
+limit_floods(log)  # any stranger can connect: its refusals are rate-limited
 
 MAX_QUEUED = 50_000
 MAX_FRAME = 512 * 1024 * 1024  # snapshots travel in one packet
@@ -148,6 +151,14 @@ def _frame_nowait(buf: bytearray, limit: int = MAX_FRAME, small: int | None = No
     data = bytes(buf[4 : 4 + n])
     del buf[: 4 + n]
     return data
+
+
+def peer_host(stream: trio.SocketStream) -> str:
+    """The address an accepted connection came from (for its log lines: the flood key)."""
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "unknown"
 
 
 def frame(payload: bytes) -> bytes:
@@ -265,7 +276,8 @@ class QuorumTransport:
             trio.BrokenResourceError,
             trio.ClosedResourceError,
         ) as e:
-            log.warning("rejecting quorum connection: %s", e)
+            host = peer_host(socket_stream)
+            log.warning("rejecting quorum connection from %s: %s", host, e, extra={"peer": host})
             await trio.aclose_forcefully(stream)
             return
         if not await self._previous_link_ended(sid):

@@ -57,6 +57,7 @@ import trio
 
 from trizab import config as cfg
 from trizab.frontend.fourletter import ServerStats
+from trizab.logflood import FLOODS
 from trizab.runtime.admin import Admin, trizab_version
 from trizab.runtime.admin_server import AdminQuery, AdminServer, answer_query, initial_configuration
 from trizab.runtime.clients import ClientPort, Gate
@@ -138,6 +139,9 @@ class Server:
         # Called with the tree's node count once recovery has loaded it and after each
         # snapshot; the CLI passes trizab.runtime.tuning.freeze_big_tree.
         on_tree_settled: Callable[[int], None] | None = None,
+        # (what, done, total, unit) while a big snapshot and log load at start-up; the CLI
+        # shows it (trizab.progress).  Called from the storage's thread too.
+        progress: Callable[[str, int, int, str], None] | None = None,
         tick_ms: int = TICK_MS,
     ) -> None:
         self.config = config
@@ -154,6 +158,7 @@ class Server:
         self.engine_name = storage_name(config) if storage is None else type(storage).__name__
         self._core_factory = core_factory or _default_core
         self._on_tree_settled = on_tree_settled
+        self._progress = progress
         self.core_task: CoreTask | None = None
         stats = ServerStats()
         self.connections = Connections(
@@ -213,7 +218,7 @@ class Server:
         # before the storage is even opened.
         listeners = listeners if listeners is not None else await self.clients.bind()
         try:
-            recovered = await self.disk.open()
+            recovered = await self.disk.open(self._progress)
         except BaseException:
             for ln in listeners:
                 await trio.aclose_forcefully(ln)
@@ -240,6 +245,7 @@ class Server:
                 nursery.start_soon(core_task.run)
                 await nursery.start(commit_path.run)
                 nursery.start_soon(self.snapshots.run)
+                nursery.start_soon(_sum_up_log_floods)
                 if self.zab is None:
                     nursery.start_soon(self._ticker, core_task)
                 if config.metrics_provider is not None:
@@ -297,9 +303,15 @@ class Server:
         if self.replicated:
             # Only the snapshot is known committed; the log after it is delivered again
             # once a leader confirms it (see trizab.zab.peer).
-            core.load(attrs.evolve(recovered, txns=[]))
+            recovered_now = attrs.evolve(recovered, txns=[])
         else:
-            core.load(recovered)
+            recovered_now = recovered
+        # A core factory's core need not report progress (only asked for when someone listens).
+        if self._progress is None:
+            core.load(recovered_now)
+        else:
+            core.load(recovered_now, self._progress)
+        if not self.replicated:
             # The replayed log counts towards the next snapshot, so a long tail is not replayed
             # again at every restart (ZooKeeper snapshots at start-up; we do it in the background).
             self.snapshots.applied(len(recovered.txns))
@@ -341,8 +353,8 @@ class Server:
                 clients,
                 engine,
                 where,
-                self.zab.quorum.listen_address,
-                self.zab.election.listen_address,
+                _host_port(self.zab.quorum.listen_address),
+                _host_port(self.zab.election.listen_address),
                 sorted(self.zab.peer.voters),
                 sorted(self.zab.peer.active.observers),
             )
@@ -360,6 +372,17 @@ class Server:
         while True:
             await trio.sleep(interval)
             await core_task.post(Tick())
+
+
+def _host_port(address: tuple[str, int] | None) -> str:
+    return "-" if address is None else f"{address[0]}:{address[1]}"
+
+
+async def _sum_up_log_floods() -> None:
+    """Log the summary of a flood that stopped (see trizab.logflood), once per window."""
+    while True:
+        await trio.sleep(FLOODS.interval)
+        FLOODS.flush()
 
 
 async def serve(

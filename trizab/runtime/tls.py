@@ -429,7 +429,7 @@ class PeerTls:
             if not first or first[0] != 0x16:
                 return stream
         wrapped = trio.SSLStream(stream, self.server, server_side=True)
-        if not await _handshake(wrapped, f"{what} connection from {ip}"):
+        if not await _handshake(wrapped, f"{what} connection from {ip}", ip):
             return None
         if self.settings.hostname_verification:
             cert = wrapped.getpeercert() or {}
@@ -449,12 +449,13 @@ class PeerTls:
             return stream
         name = host if self.settings.hostname_verification else None
         wrapped = trio.SSLStream(stream, self.client, server_hostname=name)
-        if not await _handshake(wrapped, f"{what} connection to {host}"):
+        if not await _handshake(wrapped, f"{what} connection to {host}", host):
             return None
         return wrapped
 
 
-async def _handshake(stream: trio.SSLStream[Any], what: str) -> bool:
+async def _handshake(stream: trio.SSLStream[Any], what: str, peer: str) -> bool:
+    """``peer`` keys the failure's log line for the flood limit (trizab.logflood)."""
     with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
         try:
             await stream.do_handshake()
@@ -464,9 +465,11 @@ async def _handshake(stream: trio.SSLStream[Any], what: str) -> bool:
             reason = (
                 getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or str(cause or exc)
             )
-            log.warning("TLS handshake on %s failed: %s", what, reason)
+            log.warning("TLS handshake on %s failed: %s", what, reason, extra={"peer": peer})
             return False
-    log.warning("TLS handshake on %s did not finish in %.0f s", what, HANDSHAKE_TIMEOUT_S)
+    log.warning(
+        "TLS handshake on %s did not finish in %.0f s", what, HANDSHAKE_TIMEOUT_S, extra={"peer": peer}
+    )
     return False
 
 

@@ -13,11 +13,13 @@ from typing import Any
 
 import trio
 
+from trizab.logflood import limit_floods
 from trizab.runtime.tls import HANDSHAKE_TIMEOUT_S, ServerTls, TlsHandshakeError, TlsSession
 
 __all__ = ["TLS_RECORD_HANDSHAKE", "accept_tls", "client_ids"]
 
 log = logging.getLogger("trizab.server")
+limit_floods(log)  # a failed handshake repeats for every connection a client opens
 
 TLS_RECORD_HANDSHAKE = 0x16  # the first byte a TLS client sends (ClientHello's record type)
 
@@ -48,9 +50,16 @@ async def accept_tls(
         except TlsHandshakeError as exc:
             reason = str(exc)
             hint = " (a plain-text client on the TLS port?)" if reason == "WRONG_VERSION_NUMBER" else ""
-            log.warning("TLS handshake with %s failed: %s%s", remote, reason, hint)
+            log.warning(
+                "TLS handshake with %s failed: %s%s", remote, reason, hint, extra={"peer": _host(remote)}
+            )
             return False, None
-    log.warning("TLS handshake with %s did not finish in %.0f s; closing", remote, HANDSHAKE_TIMEOUT_S)
+    log.warning(
+        "TLS handshake with %s did not finish in %.0f s; closing",
+        remote,
+        HANDSHAKE_TIMEOUT_S,
+        extra={"peer": _host(remote)},
+    )
     return False, None
 
 
@@ -62,3 +71,8 @@ def client_ids(tls: ServerTls | None, session: TlsSession, remote: str) -> list[
     if ids:
         log.info("client %s authenticated as x509:%s", remote, ids[-1].id)
     return ids
+
+
+def _host(remote: str) -> str:
+    """``host`` of ``host:port`` (the flood key: one machine's connections are one flood)."""
+    return remote.rsplit(":", 1)[0]

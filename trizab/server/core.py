@@ -56,7 +56,13 @@ from trizab.tree import watches as wm
 from trizab.tree.acl import OPEN_ACL_UNSAFE
 from trizab.tree.datatree import NORMAL, TTL, DataTree, Result, TreeError, ephemeral_kind, ttl_of
 from trizab.tree.prep import Prep, PrepError
-from trizab.tree.snapshot import SnapshotWriter, deserialize_snapshot, gc_paused, serialize_snapshot
+from trizab.tree.snapshot import (
+    ProgressCallback,
+    SnapshotWriter,
+    deserialize_snapshot,
+    gc_paused,
+    serialize_snapshot,
+)
 from trizab.txn import Txn
 from trizab.wire import records as r
 from trizab.wire.codes import Err, OpCode, Perms, WatcherType
@@ -69,6 +75,7 @@ log = logging.getLogger(__name__)
 
 _ZERO_PASSWD = bytes(16)
 _MAX_QUEUED_EVENTS = 10_000
+PROGRESS_TXNS = 20_000  # replayed transactions between two progress reports at start-up
 _STAMP = object()  # PendingRequest.payload of a fixed reply that takes the zxid current when it is sent
 _MAX_SASL_ROUNDS = 3  # null-token SASL replies per connection before AuthFailed (see _sasl)
 
@@ -273,16 +280,28 @@ class ServerCore:
         """
         return SnapshotWriter(self.tree)
 
-    def load(self, recovered: Any) -> None:
-        """Restore a snapshot and replay the log after it (start-up, before any connection)."""
+    def load(self, recovered: Any, progress: ProgressCallback | None = None) -> None:
+        """Restore a snapshot and replay the log after it (start-up, before any connection).
+
+        ``progress(what, done, total, unit)`` hears how far loading got, every few
+        tens of thousands of nodes or transactions.
+        """
         tree = DataTree(extended_types=self.config.extended_types_enabled)
         with gc_paused():  # restart time: see gc_paused
             if recovered.snapshot is not None:
-                deserialize_snapshot(tree, recovered.snapshot)
+                deserialize_snapshot(tree, recovered.snapshot, progress)
                 tree.last_processed_zxid = recovered.snapshot_zxid
-            for txn in recovered.txns:
+                if progress is not None:
+                    size = len(recovered.snapshot)
+                    progress("loading snapshot", size, size, "bytes")
+            total = len(recovered.txns)
+            for i, txn in enumerate(recovered.txns, start=1):
                 tree.process_txn(txn.header, txn.body)
                 tree.events.clear()
+                if progress is not None and i % PROGRESS_TXNS == 0:
+                    progress("replaying log", i, total, "txns")
+            if progress is not None and total:
+                progress("replaying log", total, total, "txns")
         self.tree = tree
         self.prep = Prep(
             tree, extended_types=self.config.extended_types_enabled, x509=self.config.x509_enabled
@@ -735,13 +754,25 @@ class ServerCore:
     def _log_session_opened(self, sid: int, timeout: int) -> None:
         conn = self.session_conn.get(sid)
         where = conn.client_addr if conn is not None else "a client of another server"
-        log.info("session 0x%x established for %s, timeout %d ms", sid, where, timeout)
+        log.info(
+            "session 0x%x established for %s, timeout %d ms",
+            sid,
+            where,
+            timeout,
+            extra={"session_id": f"0x{sid:x}", "client": where},
+        )
 
     def _session_closed(self, sid: int, entry: PendingRequest | None) -> None:
         if entry is not None and entry.conn is not None:
-            log.info("session 0x%x closed by its client %s", sid, entry.conn.client_addr)
+            client = entry.conn.client_addr
+            log.info(
+                "session 0x%x closed by its client %s",
+                sid,
+                client,
+                extra={"session_id": f"0x{sid:x}", "client": client},
+            )
         else:
-            log.info("session 0x%x closed", sid)
+            log.info("session 0x%x closed", sid, extra={"session_id": f"0x{sid:x}"})
         self.tracker.remove(sid)
         self.tree.remove_watcher(sid)
         self._queued_events.pop(sid, None)
@@ -1048,7 +1079,12 @@ class ServerCore:
         for sid in self.tracker.expired(now_ms):
             session = self.tracker.sessions.get(sid)
             timeout = session.timeout if session is not None else 0
-            log.info("expiring session 0x%x, timeout of %d ms exceeded", sid, timeout)
+            log.info(
+                "expiring session 0x%x, timeout of %d ms exceeded",
+                sid,
+                timeout,
+                extra={"session_id": f"0x{sid:x}"},
+            )
             zxid = self.next_zxid()
             txn_type, body = self.prep.close_session(sid, zxid)
             self._log(sid, 0, txn_type, body, None, now_ms, zxid)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from trizab.tree.acl import OPEN_ACL_UNSAFE, intern_acl
@@ -41,9 +41,20 @@ from trizab.tree.datatree import CONTAINER, NORMAL, TTL, DataTree, Node, ephemer
 from trizab.wire import records as r
 from trizab.wire.jute import Buffer, JuteError, Long, decode_prefix, record
 
-__all__ = ["DataNodeRecord", "SnapshotWriter", "deserialize_snapshot", "gc_paused", "serialize_snapshot"]
+__all__ = [
+    "PROGRESS_NODES",
+    "DataNodeRecord",
+    "ProgressCallback",
+    "SnapshotWriter",
+    "deserialize_snapshot",
+    "gc_paused",
+    "serialize_snapshot",
+]
 
 _OPEN_REF = -1
+# (what, done, total, unit): how long work reports how far it got (the CLI shows a bar or log lines).
+ProgressCallback = Callable[[str, int, int, str], None]
+PROGRESS_NODES = 50_000  # nodes loaded between two progress reports
 # Nodes per step: a few milliseconds of work, so a server walking a million-node
 # tree still answers its clients between steps.
 DEFAULT_STEP_NODES = 2000
@@ -195,11 +206,17 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def deserialize_snapshot(tree: DataTree, data: bytes | memoryview) -> None:
-    """Replace ``tree``'s contents with the snapshot; JuteError if malformed."""
+def deserialize_snapshot(
+    tree: DataTree, data: bytes | memoryview, progress: ProgressCallback | None = None
+) -> None:
+    """Replace ``tree``'s contents with the snapshot; JuteError if malformed.
+
+    ``progress("loading snapshot", bytes_done, bytes_total, "bytes")`` is called every
+    ``PROGRESS_NODES`` nodes (a big snapshot takes seconds to load).
+    """
     try:
         with gc_paused():
-            _deserialize(tree, data)
+            _deserialize(tree, data, progress)
         tree.setup_quota()  # DataTree.deserialize ends with setupQuota
     except struct.error as exc:
         raise JuteError(f"truncated snapshot: {exc}") from None
@@ -207,8 +224,11 @@ def deserialize_snapshot(tree: DataTree, data: bytes | memoryview) -> None:
         raise JuteError(f"bad path in snapshot: {exc}") from None
 
 
-def _deserialize(tree: DataTree, data: bytes | memoryview) -> None:
+def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCallback | None) -> None:
     end = len(data)
+    # One decrement per node; -1 never counts down to 0 (no reports).
+    report_every = PROGRESS_NODES if progress is not None else -1
+    countdown = report_every
     unpack_int = _I.unpack_from
     pos = 0
     (count,) = unpack_int(data, pos)
@@ -290,6 +310,11 @@ def _deserialize(tree: DataTree, data: bytes | memoryview) -> None:
         else:
             path = "/"
         nodes[path] = node
+        countdown -= 1
+        if countdown == 0:
+            countdown = report_every
+            assert progress is not None
+            progress("loading snapshot", pos, end, "bytes")
     if "/" not in nodes:
         raise JuteError("snapshot without a root")
     tree.nodes = nodes

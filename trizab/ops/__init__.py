@@ -1,0 +1,1 @@
+"""Operator commands of the ``trizab`` command line: status, purge, snapshot."""
