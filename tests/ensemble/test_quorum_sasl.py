@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import trustme
+from kazoo.client import KazooClient
+from kazoo.exceptions import SessionClosedRequireSaslError
+from kazoo.security import make_acl
 
 from testkit.trizab_ensemble import TrizabEnsemble, TrizabMember
 from tests.ensemble.test_quorum_tls import replicated, set_lines, stores, wait_modes
@@ -105,3 +108,45 @@ def test_a_rolling_enable_of_quorum_sasl(tmp_path: Path) -> None:
                 step += 1
                 replicated(members, f"/rolling-{step}", str(lines).encode())
         assert "authenticated with SASL as test" in logs(members)
+
+
+def test_client_sasl_required_on_every_member(tmp_path: Path) -> None:
+    """sessionRequireClientSASLAuth on an ensemble: a SASL client writes through any member and
+    syncs; an anonymous client's first request (sync included: a member's barrier) is refused."""
+    path = tmp_path / "jaas.conf"
+    path.write_text(
+        'Server { org.apache.zookeeper.server.auth.DigestLoginModule required user_bob="bob-secret"; };\n'
+    )
+    lines = [
+        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        "sessionRequireClientSASLAuth=true",
+        f"java.security.auth.login.config={path}",
+    ]
+    with TrizabEnsemble(
+        3, tick_time=200, storage="memory", extra_config=lines, workdir=tmp_path / "ens"
+    ) as ens:
+        members = list(ens.members)
+        wait_modes(members)
+        for k, m in enumerate(members):
+            zk = KazooClient(
+                hosts=m.address,
+                timeout=10,
+                sasl_options={"mechanism": "DIGEST-MD5", "username": "bob", "password": "bob-secret"},
+            )
+            zk.start(timeout=60)
+            try:
+                zk.create(f"/sasl-{k}", b"v", acl=[make_acl("sasl", "bob", all=True)])
+                zk.sync("/")
+                # After the sync this member has every earlier member's write too.
+                assert {f"sasl-{j}" for j in range(k + 1)} <= set(zk.get_children("/"))
+            finally:
+                zk.stop()
+                zk.close()
+            anonymous = KazooClient(hosts=m.address, timeout=10, connection_retry={"max_tries": 1})
+            anonymous.start(timeout=60)
+            try:
+                with pytest.raises(SessionClosedRequireSaslError):
+                    anonymous.sync("/")
+            finally:
+                anonymous.stop()
+                anonymous.close()
