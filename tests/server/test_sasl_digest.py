@@ -235,6 +235,15 @@ def test_jaas_errors(text: str, fragment: str) -> None:
         parse_jaas(text)
 
 
+def test_jaas_errors_do_not_echo_values() -> None:
+    with pytest.raises(JaasError) as info:
+        parse_jaas('Server { m required user_bob=my secret words; };')
+    assert "secret" not in str(info.value) and "words" not in str(info.value)
+    with pytest.raises(JaasError) as info:
+        parse_jaas('Server { m required user_bob=sec"ret-part"; };')
+    assert "ret-part" not in str(info.value)
+
+
 def test_kerberos_module_is_refused() -> None:
     sections = parse_jaas('Server { com.sun.security.auth.module.Krb5LoginModule required keyTab="/k"; };')
     with pytest.raises(JaasError, match="DIGEST-MD5 only"):

@@ -89,7 +89,9 @@ def parse_jaas(text: str) -> dict[str, JaasSection]:
             raise JaasError(f"unexpected end of file, expected {value or 'a name'}")
         k, v, line = toks[i]
         if k != kind or (value is not None and v != value):
-            raise JaasError(f"line {line}: expected {value or 'a name'}, found {v!r}")
+            # Only punctuation is echoed: a misplaced word or string may be (part of) a password.
+            found = repr(v) if k == "p" else ("a quoted string" if k == "q" else "a word")
+            raise JaasError(f"line {line}: expected {value or 'a name'}, found {found}")
         i += 1
         return v, line
 
