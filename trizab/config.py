@@ -141,6 +141,8 @@ class SaslSettings:
     auth_provider: bool = False
     # zookeeper.superUser (and zookeeper.superUser.*): sasl ids that are also super.
     super_users: tuple[str, ...] = ()
+    # zookeeper.SASLAuthenticationProvider.superPassword: the password of the JAAS user "super".
+    super_password: str | None = attrs.field(default=None, repr=False)
     enforce_auth_enabled: bool = False
     enforce_auth_schemes: tuple[str, ...] = ()
     session_require_client_sasl_auth: bool = False
@@ -526,6 +528,7 @@ def _scheme_list(raw: str) -> tuple[str, ...]:
 _SASL_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "java.security.auth.login.config": ("jaas_login_config", _path),
     "sasl.serverconfig": ("server_section", _nonempty),
+    "SASLAuthenticationProvider.superPassword": ("super_password", str),
     "enforce.auth.enabled": ("enforce_auth_enabled", _bool),
     "enforce.auth.schemes": ("enforce_auth_schemes", _scheme_list),
     "sessionRequireClientSASLAuth": ("session_require_client_sasl_auth", _bool),

@@ -139,6 +139,23 @@ async def test_sasl_scheme_needs_its_provider(jaas: Path) -> None:
         await in_thread(scenario)
 
 
+async def test_super_password_property_replaces_the_jaas_one(jaas: Path) -> None:
+    lines = [
+        SASL_PROVIDER,
+        f"java.security.auth.login.config={jaas}",
+        "SASLAuthenticationProvider.superPassword=from-the-property",
+    ]
+    async with running(lines) as port:
+        assert await in_thread(lambda: transcript(port, [("sasl", ("super", "from-the-property"))])) == [
+            0,
+            "open",
+        ]
+        assert await in_thread(lambda: transcript(port, [("sasl", ("super", "super_secret"))])) == [
+            -115,
+            "closed",
+        ]
+
+
 async def test_super_user(jaas: Path) -> None:
     lines = [SASL_PROVIDER, f"java.security.auth.login.config={jaas}", "zookeeper.superUser=alice"]
     async with running(lines) as port:

@@ -79,6 +79,10 @@ def load_sasl(config: cfg.ServerConfig) -> SaslLogins:
     try:
         server = sections.get(sasl.server_section)
         client_users = digest_users(server) if server is not None else None
+        if client_users is not None and "super" in client_users and sasl.super_password is not None:
+            # SaslServerCallbackHandler: the property replaces the password of a JAAS user "super"
+            # (and only of one the file lists).
+            client_users["super"] = sasl.super_password
         quorum_users: dict[str, str] = {}
         quorum_login = None
         if sasl.quorum_enable:
