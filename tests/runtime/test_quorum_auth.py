@@ -94,3 +94,10 @@ def test_packet_codec() -> None:
     assert parse_auth_packet(bytearray(encode_auth_packet(SUCCESS, None))) == (SUCCESS, None)
     with pytest.raises(QuorumAuthError):
         parse_auth_packet(bytearray(b"\0" * 16))
+
+
+async def test_a_connection_that_breaks_before_its_first_bytes_is_closed_quietly() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    await left.aclose()
+    await right.aclose()  # the server's own side is unusable too: receive_some raises
+    assert await sasl().as_server(right, bytearray(), "test link", timeout=5) is False

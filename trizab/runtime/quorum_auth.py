@@ -146,12 +146,16 @@ class QuorumSasl:
 
     async def as_server(self, stream: trio.abc.Stream, buf: bytearray, what: str, timeout: float) -> bool:
         """Authenticate the member that connected; False (logged) if the connection must be closed."""
-        with trio.move_on_after(timeout):
-            while len(buf) < len(_MAGIC_BYTES):
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                buf += data
+        try:
+            with trio.move_on_after(timeout):
+                while len(buf) < len(_MAGIC_BYTES):
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    buf += data
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.info("%s ended before its first bytes: %r", what, exc)
+            return False
         if not buf.startswith(_MAGIC_BYTES):
             if self.server_require:
                 log.warning(
