@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import attrs
 import trio
 
 from trizab import config as cfg
@@ -181,7 +184,26 @@ def server_config(args: argparse.Namespace) -> cfg.ServerConfig:
         config = config.evolve(**changes)
     if config.data_dir is None:
         config = config.evolve(data_dir=DEFAULT_DATA_DIR)
+    jaas = jaas_from_jvm_flags(os.environ)
+    if config.sasl.jaas_login_config is None and jaas is not None:
+        # zkServer.sh users pass the JAAS file as a JVM option; the zoo.cfg key wins.
+        config = config.evolve(sasl=attrs.evolve(config.sasl, jaas_login_config=jaas))
     return config
+
+
+def jaas_from_jvm_flags(environ: Mapping[str, str]) -> Path | None:
+    """``-Djava.security.auth.login.config=FILE`` from SERVER_JVMFLAGS or JVMFLAGS (zkServer.sh's)."""
+    for var in ("SERVER_JVMFLAGS", "JVMFLAGS"):
+        try:
+            flags = shlex.split(environ.get(var, ""))
+        except ValueError:  # unbalanced quotes: the JVM would not start either; not ours to judge
+            continue
+        for flag in flags:
+            if flag.startswith("-Djava.security.auth.login.config="):
+                value = flag.split("=", 1)[1]
+                if value:
+                    return Path(value)
+    return None
 
 
 def _serve(args: argparse.Namespace) -> int:

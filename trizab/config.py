@@ -30,6 +30,14 @@ no ``clientPort`` there is no plain-text listener at all.  TLS between members
 (``sslQuorum``, ``portUnification``, ``sslQuorumReloadCertFiles``) reads the same
 keys under ``ssl.quorum.``.
 
+SASL (DIGEST-MD5) reads ZooKeeper 3.8's keys too: ``authProvider.N=...SASLAuthenticationProvider``
+(the ``sasl`` ACL scheme), ``superUser``, ``enforce.auth.enabled``/``enforce.auth.schemes``,
+``sessionRequireClientSASLAuth`` and the ``quorum.auth.*`` keys, read into
+:class:`SaslSettings`.  The users are in a JAAS file, named here by the key
+``java.security.auth.login.config`` (ZooKeeper takes it as a JVM property; the CLI
+also reads ``-Djava.security.auth.login.config=`` from ``SERVER_JVMFLAGS``/``JVMFLAGS``);
+the runtime reads that file at start-up.
+
 trizab adds ``storage=NAME`` and ``election=NAME`` plus ``storage.<opt>=...``
 and ``election.<opt>=...``; those option values stay raw strings here because
 each plugin declares and validates its own options (:mod:`trizab.plugin`).
@@ -53,6 +61,7 @@ __all__ = [
     "DEFAULT_4LW_WHITELIST",
     "ConfigError",
     "QuorumServer",
+    "SaslSettings",
     "ServerConfig",
     "TlsSettings",
     "load",
@@ -121,6 +130,41 @@ class TlsSettings:
 
 
 @attrs.frozen
+class SaslSettings:
+    """ZooKeeper's SASL keys: for clients (``ZooKeeperServer``, ``AuthenticationHelper``) and members."""
+
+    # The JAAS file (ZooKeeper: -Djava.security.auth.login.config); None: no SASL users.
+    jaas_login_config: Path | None = None
+    # zookeeper.sasl.serverconfig: the JAAS section with the client users.
+    server_section: str = "Server"
+    # authProvider.N=org.apache.zookeeper.server.auth.SASLAuthenticationProvider: the sasl scheme.
+    auth_provider: bool = False
+    # zookeeper.superUser (and zookeeper.superUser.*): sasl ids that are also super.
+    super_users: tuple[str, ...] = ()
+    # zookeeper.SASLAuthenticationProvider.superPassword: the password of the JAAS user "super".
+    super_password: str | None = attrs.field(default=None, repr=False)
+    enforce_auth_enabled: bool = False
+    enforce_auth_schemes: tuple[str, ...] = ()
+    session_require_client_sasl_auth: bool = False
+    # quorum.auth.*: SASL between members (QuorumAuth).
+    quorum_enable: bool = False
+    quorum_learner_require: bool = False
+    quorum_server_require: bool = False
+    quorum_learner_login_context: str = "QuorumLearner"
+    quorum_server_login_context: str = "QuorumServer"
+
+    @property
+    def enforced_schemes(self) -> tuple[str, ...]:
+        """The schemes a session must have before its first request; () means no enforcement.
+
+        ``AuthenticationHelper``: sessionRequireClientSASLAuth=true means enforce.auth with sasl.
+        """
+        if self.session_require_client_sasl_auth:
+            return ("sasl",)
+        return self.enforce_auth_schemes if self.enforce_auth_enabled else ()
+
+
+@attrs.frozen
 class ServerConfig:
     """Everything a trizab server needs to start; defaults are ZooKeeper's unless noted."""
 
@@ -143,6 +187,7 @@ class ServerConfig:
     # authProvider.N=...X509AuthenticationProvider (a secure port registers it too, as in ZooKeeper).
     x509_auth_provider: bool = False
     x509_super_user: str | None = None
+    sasl: SaslSettings = attrs.Factory(SaslSettings)
     # TLS between members: sslQuorum (outgoing quorum and election connections use TLS, and
     # the ports take only TLS unless portUnification), the ssl.quorum.* keys, and
     # sslQuorumReloadCertFiles.
@@ -536,6 +581,28 @@ _TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "portUnification": ("quorum_port_unification", _bool),
     "sslQuorumReloadCertFiles": ("ssl_quorum_reload", _bool),
 }
+
+
+def _scheme_list(raw: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+
+# SASL keys (with or without "zookeeper."): key -> (SaslSettings attribute, parser).
+_SASL_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "java.security.auth.login.config": ("jaas_login_config", _path),
+    "sasl.serverconfig": ("server_section", _nonempty),
+    "SASLAuthenticationProvider.superPassword": ("super_password", str),
+    "enforce.auth.enabled": ("enforce_auth_enabled", _bool),
+    "enforce.auth.schemes": ("enforce_auth_schemes", _scheme_list),
+    "sessionRequireClientSASLAuth": ("session_require_client_sasl_auth", _bool),
+    "quorum.auth.enableSasl": ("quorum_enable", _bool),
+    "quorum.auth.learnerRequireSasl": ("quorum_learner_require", _bool),
+    "quorum.auth.serverRequireSasl": ("quorum_server_require", _bool),
+    "quorum.auth.learner.saslLoginContext": ("quorum_learner_login_context", _nonempty),
+    "quorum.auth.server.saslLoginContext": ("quorum_server_login_context", _nonempty),
+}
+SASL_AUTH_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+
 # ssl.<suffix> (X509Util's keys) -> (TlsSettings attribute, parser).
 _TLS_SUFFIXES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "keyStore.location": ("key_store_location", _path),
@@ -567,6 +634,11 @@ def _never(raw: str) -> bool:
     return False
 
 
+def _any_switch_or_int(raw: str) -> bool:
+    _int(0)(raw)
+    return True
+
+
 def _any_switch(raw: str) -> bool:
     """A yes/no setting with nothing to do either way here (a bad value is still refused)."""
     _bool(raw)
@@ -593,23 +665,18 @@ _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
     "ssl.ocsp": _off,
     "ssl.quorum.crl": _off,
     "ssl.quorum.ocsp": _off,
-    # Authentication: trizab has digest, ip and x509 built in, nothing else (no SASL, ensemble).
+    # Authentication: trizab has digest, ip, x509 and sasl (DIGEST-MD5, _SASL_KEYS) built in,
+    # nothing else (no Kerberos, no ensemble provider).
     "DigestAuthenticationProvider.enabled": _bool,
     "DigestAuthenticationProvider.digestAlg": lambda raw: raw.upper() in ("SHA1", "SHA-1"),
-    "superUser": _never,
     "ensembleAuthName": _never,
-    "enforce.auth.enabled": _off,
-    "enforce.auth.schemes": _never,
-    "sessionRequireClientSASLAuth": _off,
-    "jaasLoginRenew": _never,
+    # The Kerberos ticket renewal period: nothing to renew with DIGEST-MD5 (Kerberos login
+    # modules are refused when the JAAS file is read).
+    "jaasLoginRenew": _any_switch_or_int,
     # The AdminServer over HTTPS (and its client certificates): not implemented.
     "admin.forceHttps": _off,
     "admin.portUnification": _off,
     "admin.needClientAuth": _off,
-    # SASL between servers.
-    "quorum.auth.enableSasl": _off,
-    "quorum.auth.learnerRequireSasl": _off,
-    "quorum.auth.serverRequireSasl": _off,
 }
 _SECURITY_PREFIXES: dict[str, Callable[[str], bool]] = {
     # ssl.context.supplier.class (a Java class), ssl.sslProvider, ...: not implemented.
@@ -617,7 +684,7 @@ _SECURITY_PREFIXES: dict[str, Callable[[str], bool]] = {
     # authProvider.N=class: digest and ip are built in (ZooKeeper always loads them too), x509 is
     # parsed above.
     "authProvider.": lambda raw: raw in _BUILTIN_AUTH_PROVIDERS,
-    # quorum.auth.learner.saslLoginContext, quorum.auth.kerberos.servicePrincipal, ...
+    # quorum.auth.kerberos.servicePrincipal (GSSAPI between members), ...
     "quorum.auth.": _never,
     "kerberos.": _never,
     "X509AuthenticationProvider.": _never,
@@ -687,6 +754,8 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
     election_options: dict[str, str] = {}
     tls: dict[str, Any] = {}
     quorum_tls: dict[str, Any] = {}
+    sasl: dict[str, Any] = {}
+    super_users: list[str] = []
     where = str(source) if source is not None else "config"
     for lineno, key, raw in _properties(text, where):
         name = key.removeprefix("zookeeper.")
@@ -705,6 +774,14 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
                 tls[attr] = parser(raw)
             elif name.startswith("authProvider.") and raw == X509_AUTH_PROVIDER:
                 values["x509_auth_provider"] = True
+            elif name.startswith("authProvider.") and raw == SASL_AUTH_PROVIDER:
+                sasl["auth_provider"] = True
+            elif name in _SASL_KEYS:
+                attr, parser = _SASL_KEYS[name]
+                sasl[attr] = parser(raw)
+            elif name == "superUser" or name.startswith("superUser."):
+                # ZooKeeperServer.isSaslSuperUser: zookeeper.superUser and zookeeper.superUser.*.
+                super_users.append(raw)
             elif key.startswith("server.") and key[7:].isdigit():
                 sid = int(key[7:])
                 servers[sid] = _server_line(sid, raw)
@@ -735,11 +812,41 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
         election_options=election_options,
         client_tls=TlsSettings(**tls),
         quorum_tls=TlsSettings(**quorum_tls),
+        sasl=SaslSettings(**sasl, super_users=tuple(super_users)),
         source=source,
         **values,
     )
     config = _validate_tls(config, where, "secure_client_port_address" in values)
+    _validate_sasl(config, where)
     return _validate(config, where, read_myid=read_myid)
+
+
+def _validate_sasl(config: ServerConfig, where: str) -> None:
+    """``AuthenticationHelper.validateConfiguredProperties`` and ``QuorumPeerConfig``'s quorum.auth checks."""
+    sasl = config.sasl
+    if sasl.enforce_auth_enabled and not sasl.session_require_client_sasl_auth and not sasl.enforced_schemes:
+        raise ConfigError(
+            f"{where}: enforce.auth.enabled is true, so enforce.auth.schemes must be configured"
+        )
+    available = {"digest", "ip"} | ({"x509"} if config.x509_enabled else set())
+    available |= {"sasl"} if sasl.auth_provider else set()
+    for scheme in sasl.enforced_schemes:
+        if scheme not in available:
+            hint = f" (authProvider.N={SASL_AUTH_PROVIDER} registers it)" if scheme == "sasl" else ""
+            raise ConfigError(f"{where}: authentication scheme {scheme!r} is not available{hint}")
+    if sasl.quorum_server_require and not sasl.quorum_enable:
+        raise ConfigError(
+            f"{where}: quorum.auth.enableSasl is disabled, so cannot enable quorum.auth.serverRequireSasl"
+        )
+    if sasl.quorum_learner_require and not sasl.quorum_enable:
+        raise ConfigError(
+            f"{where}: quorum.auth.enableSasl is disabled, so cannot enable quorum.auth.learnerRequireSasl"
+        )
+    if sasl.quorum_server_require and not sasl.quorum_learner_require:
+        raise ConfigError(
+            f"{where}: quorum.auth.learnerRequireSasl is disabled, "
+            "so cannot enable quorum.auth.serverRequireSasl"
+        )
 
 
 def _store_type_of(location: Path, configured: str | None, key: str, where: str) -> str:

@@ -36,6 +36,7 @@ KNOWN_TABLES = (
     "_KEYS",
     "_TLS_KEYS",
     "_TLS_SUFFIXES",
+    "_SASL_KEYS",
     "_SECURITY_KEYS",
     "_SECURITY_PREFIXES",
     "_IGNORED_KEYS",
@@ -48,6 +49,7 @@ DYNAMIC_FORMS = {
     "storage.": "storage.*",
     "election.": "election.*",
     "authProvider.": "authProvider.*",
+    "superUser.": "superUser.N",
     "ssl.": None,  # ssl.<suffix>: the _TLS_SUFFIXES, listed one by one
     "ssl.quorum.": None,  # ssl.quorum.<suffix>: likewise
 }
@@ -81,6 +83,9 @@ def known_keys() -> dict[str, str]:
     for suffix in cfg._TLS_SUFFIXES:
         keys[f"ssl.{suffix}"] = "tls"
         keys[f"ssl.quorum.{suffix}"] = "tls"
+    for key in cfg._SASL_KEYS:
+        keys[key] = "sasl"
+    keys["superUser"] = "sasl"
     for key in cfg._SECURITY_KEYS:
         keys[key] = "security"
     for prefix in cfg._SECURITY_PREFIXES:
@@ -115,9 +120,12 @@ def config_defaults() -> dict[str, Any]:
     """key -> the default of the attribute it sets (ServerConfig, or TlsSettings for ssl.*)."""
     server = {a.name: a.default for a in attrs.fields(cfg.ServerConfig)}
     tls = {a.name: a.default for a in attrs.fields(cfg.TlsSettings)}
+    sasl = {a.name: a.default for a in attrs.fields(cfg.SaslSettings)}
     out: dict[str, Any] = {}
     for key, (attr, _) in (*cfg._KEYS.items(), *cfg._TLS_KEYS.items()):
         out[key] = server[attr]
+    for key, (attr, _) in cfg._SASL_KEYS.items():
+        out[key] = sasl[attr]
     for suffix, (attr, _) in cfg._TLS_SUFFIXES.items():
         out[f"ssl.{suffix}"] = out[f"ssl.quorum.{suffix}"] = tls[attr]
     return out

@@ -113,6 +113,8 @@ def test_the_reference_gives_config_py_defaults() -> None:
             ok = doc.startswith("(") or key in ("storage", "election")  # "(none)", "(from the file name)"
         elif default == "":
             ok = doc == "(empty)"
+        elif default == ():
+            ok = doc == "(none)"
         elif isinstance(default, frozenset | dict):
             ok = True
         else:

@@ -57,9 +57,10 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path, config: str, fragments: l
 
 def test_security_setting_trizab_lacks_stops_start_up(tmp_path: Path) -> None:
     cfg = tmp_path / "zoo.cfg"
-    cfg.write_text(f"dataDir={tmp_path / 'data'}\nclientPort={free_port()}\nenforce.auth.enabled=true\n")
+    line = "kerberos.removeHostFromPrincipal=true"
+    cfg.write_text(f"dataDir={tmp_path / 'data'}\nclientPort={free_port()}\n{line}\n")
     result = run_cli("serve", "--config", str(cfg), cwd=tmp_path)
-    assert_one_line_error(result, "zoo.cfg:3", "enforce.auth.enabled", "trizab does not implement")
+    assert_one_line_error(result, "zoo.cfg:3", line.split("=")[0], "trizab does not implement")
 
 
 def test_a_tls_port_without_a_key_store_stops_start_up(tmp_path: Path) -> None:
@@ -297,3 +298,27 @@ def test_unwritable_data_directory_is_one_line_exit_2(tmp_path: Path, key: str) 
         directory.chmod(0o755)
     assert_one_line_error(result, f"cannot write to {key} {directory}: ")
     assert result.stderr.strip().endswith(("Read-only file system", "Permission denied")), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("jaas", "fragments"),
+    [
+        (None, ["cannot read the JAAS file", "No such file"]),
+        ("Server { org.apache.zookeeper.server.auth.DigestLoginModule required user_a=; };", ["no value"]),
+        (
+            'Server { com.sun.security.auth.module.Krb5LoginModule required keyTab="/k"; };',
+            ["Krb5LoginModule is not supported", "DIGEST-MD5 only"],
+        ),
+    ],
+)
+def test_a_missing_or_unusable_jaas_file_stops_start_up(
+    tmp_path: Path, jaas: str | None, fragments: list[str]
+) -> None:
+    path = tmp_path / "jaas.conf"
+    if jaas is not None:
+        path.write_text(jaas)
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(
+        f"dataDir={tmp_path / 'data'}\nclientPort={free_port()}\njava.security.auth.login.config={path}\n"
+    )
+    assert_one_line_error(run_cli("serve", "--config", str(cfg), cwd=tmp_path), str(path), *fragments)

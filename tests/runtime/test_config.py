@@ -149,21 +149,10 @@ REFUSED = [
     "ssl.quorum.context.supplier.class=com.example.Supplier",
     "ssl.context.supplier.class=com.example.Supplier",
     "ssl.sslProvider=OPENSSL",
-    "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
     "zookeeper.authProvider.2=com.example.CustomProvider",
-    "enforce.auth.enabled=true",
-    "enforce.auth.schemes=sasl",
-    "sessionRequireClientSASLAuth=true",
-    "zookeeper.sessionRequireClientSASLAuth=true",
-    "quorum.auth.enableSasl=true",
-    "quorum.auth.learnerRequireSasl=true",
-    "quorum.auth.serverRequireSasl=true",
-    "quorum.auth.learner.saslLoginContext=QuorumLearner",
     "quorum.auth.kerberos.servicePrincipal=zookeeper/_HOST",
     "kerberos.removeHostFromPrincipal=true",
-    "jaasLoginRenew=3600000",
     "X509AuthenticationProvider.someOtherOption=1",
-    "zookeeper.superUser=admin",
     "zookeeper.ensembleAuthName=prod",
     "DigestAuthenticationProvider.enabled=false",
     "DigestAuthenticationProvider.digestAlg=SHA3-256",
@@ -194,6 +183,12 @@ ACCEPTED = [
     "quorum.auth.enableSasl=false",
     "quorum.auth.learnerRequireSasl=false",
     "quorum.auth.serverRequireSasl=false",
+    # SASL (DIGEST-MD5) is implemented: these configure it (tests/server/test_sasl_config.py).
+    "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+    "zookeeper.superUser=admin",
+    "jaasLoginRenew=3600000",
+    "quorum.auth.learner.saslLoginContext=QuorumLearner",
+    "java.security.auth.login.config=/etc/zk/jaas.conf",
     "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
     "authProvider.ip=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
     "DigestAuthenticationProvider.enabled=true",
@@ -371,3 +366,73 @@ def test_client_tls_mistakes_stop_start_up_with_one_line(text: str, message: str
         cfg.parse(text)
     assert message in str(info.value)
     assert len(str(info.value).splitlines()) == 1
+
+
+# SASL (DIGEST-MD5): the keys of ZooKeeper 3.8, and its start-up checks.
+def test_sasl_keys() -> None:
+    config = cfg.parse(
+        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n"
+        "java.security.auth.login.config=/etc/zk/jaas.conf\n"
+        "zookeeper.sasl.serverconfig=ZkServer\n"
+        "superUser=admin\nzookeeper.superUser.2=ops\n"
+        "enforce.auth.enabled=true\nenforce.auth.schemes=sasl, digest\n"
+        "quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n"
+        "quorum.auth.serverRequireSasl=true\nquorum.auth.server.saslLoginContext=QS\n"
+    )
+    sasl = config.sasl
+    assert sasl.auth_provider and sasl.jaas_login_config == Path("/etc/zk/jaas.conf")
+    assert sasl.server_section == "ZkServer" and sasl.super_users == ("admin", "ops")
+    assert sasl.enforced_schemes == ("sasl", "digest")
+    assert sasl.quorum_enable and sasl.quorum_learner_require and sasl.quorum_server_require
+    assert sasl.quorum_server_login_context == "QS" and sasl.quorum_learner_login_context == "QuorumLearner"
+    # sessionRequireClientSASLAuth=true is enforce.auth with sasl, whatever enforce.auth.* say.
+    required = cfg.parse(
+        "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n"
+        "sessionRequireClientSASLAuth=true\nenforce.auth.enabled=false\n"
+    )
+    assert required.sasl.enforced_schemes == ("sasl",)
+    assert cfg.parse("enforce.auth.enabled=false\nenforce.auth.schemes=sasl\n").sasl.enforced_schemes == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("enforce.auth.enabled=true\n", "enforce.auth.schemes must be configured"),
+        ("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n", "'sasl' is not available"),
+        ("sessionRequireClientSASLAuth=true\n", "'sasl' is not available"),
+        ("enforce.auth.enabled=true\nenforce.auth.schemes=x509\n", "'x509' is not available"),
+        ("enforce.auth.enabled=true\nenforce.auth.schemes=kerberos\n", "'kerberos' is not available"),
+        (
+            "quorum.auth.serverRequireSasl=true\nquorum.auth.learnerRequireSasl=true\n",
+            "enableSasl is disabled",
+        ),
+        ("quorum.auth.learnerRequireSasl=true\n", "enableSasl is disabled"),
+        (
+            "quorum.auth.enableSasl=true\nquorum.auth.serverRequireSasl=true\n",
+            "learnerRequireSasl is disabled",
+        ),
+        ("enforce.auth.enabled=maybe\n", "expected yes/no"),
+    ],
+)
+def test_sasl_config_errors(text: str, fragment: str) -> None:
+    with pytest.raises(cfg.ConfigError, match=fragment) as info:
+        cfg.parse(text)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_enforce_auth_with_digest_needs_no_sasl() -> None:
+    assert cfg.parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest\n").sasl.enforced_schemes == (
+        "digest",
+    )
+
+
+def test_jaas_file_from_jvm_flags() -> None:
+    from trizab.cli import jaas_from_jvm_flags
+
+    assert jaas_from_jvm_flags({}) is None
+    flags = {"SERVER_JVMFLAGS": "-Xmx1g -Djava.security.auth.login.config=/etc/zk/jaas.conf"}
+    assert jaas_from_jvm_flags(flags) == Path("/etc/zk/jaas.conf")
+    assert jaas_from_jvm_flags({"JVMFLAGS": "'-Djava.security.auth.login.config=/a b/j.conf'"}) == Path(
+        "/a b/j.conf"
+    )
+    assert jaas_from_jvm_flags({"JVMFLAGS": "-Dunbalanced='x"}) is None

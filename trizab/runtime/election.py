@@ -41,6 +41,7 @@ import trio
 from trizab.logflood import limit_floods
 from trizab.runtime.events import ElectionReceived
 from trizab.runtime.quorum import FrameError, frame, peer_host, read_frame
+from trizab.runtime.quorum_auth import QuorumAuthError, QuorumSasl
 from trizab.runtime.tls import PeerTls
 from trizab.zab.messages import Notification, ProtocolError, decode_notification, encode_notification
 
@@ -121,8 +122,10 @@ class ElectionTransport:
         retry_s: float = 0.1,
         handshake_s: float = 5.0,
         tls: PeerTls | None = None,
+        auth: QuorumSasl | None = None,
     ) -> None:
         self.tls = tls  # sslQuorum / portUnification (None: plain TCP only)
+        self.auth = auth  # quorum.auth.enableSasl: SASL right after the connection header
         self.my_id = my_id
         self.addresses = addresses
         self._post = post
@@ -223,8 +226,12 @@ class ElectionTransport:
             except (OSError, ValueError, OverflowError):
                 return
             async with stream:
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, QuorumAuthError):
                     await stream.send_all(self._header())
+                    if self.auth is not None:
+                        await self.auth.as_learner(
+                            stream, bytearray(), f"election connection to server {sid}"
+                        )
 
     def _header(self) -> bytes:
         host, port = self.addresses[self.my_id]
@@ -234,11 +241,26 @@ class ElectionTransport:
     async def _connector(self, p: _Peer) -> None:
         """Keep our (winning) connection to a lower-id peer open."""
         while not p.closed and self.addresses.get(p.sid) is not None:
+            buf = bytearray()
             try:
                 with trio.fail_after(self.handshake_s):
                     stream = await self._open(p.sid)
                     await stream.send_all(self._header())
-            except (OSError, ValueError, OverflowError, trio.TooSlowError, trio.BrokenResourceError):
+                    if self.auth is not None:
+                        try:
+                            await self.auth.as_learner(stream, buf, f"election connection to server {p.sid}")
+                        except QuorumAuthError:
+                            await trio.aclose_forcefully(stream)
+                            await trio.sleep(1.0)  # refused (logged): retry, not spin
+                            raise
+            except (
+                OSError,
+                ValueError,
+                OverflowError,
+                trio.TooSlowError,
+                trio.BrokenResourceError,
+                QuorumAuthError,
+            ):
                 if p.guest:  # one try for a server we only know from its own word
                     self._forget_guest(p)
                     return
@@ -249,7 +271,7 @@ class ElectionTransport:
             if p.closed:
                 await trio.aclose_forcefully(stream)
                 return
-            await self._run(p, stream, bytearray())
+            await self._run(p, stream, buf)
             if p.guest:
                 self._forget_guest(p)
                 return
@@ -278,6 +300,11 @@ class ElectionTransport:
             return
         sid, address, used = header
         del buf[:used]
+        if self.auth is not None and not await self.auth.as_server(
+            stream, buf, f"election connection from server {sid}", self.handshake_s
+        ):
+            await trio.aclose_forcefully(stream)
+            return
         p = self.peers.get(sid)
         if p is None:
             # QuorumCnxManager accepts a server it does not know (a new server joining by

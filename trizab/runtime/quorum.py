@@ -64,6 +64,7 @@ import trio
 
 from trizab.logflood import limit_floods
 from trizab.runtime.events import QuorumAccepted, QuorumLinkLost, QuorumReceived
+from trizab.runtime.quorum_auth import QuorumAuthError, QuorumSasl
 from trizab.runtime.tls import PeerTls
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
@@ -222,8 +223,10 @@ class QuorumTransport:
         max_queued: int = MAX_QUEUED,
         max_packet: int = packet_limit(0xFFFFF),
         tls: PeerTls | None = None,
+        auth: QuorumSasl | None = None,
     ) -> None:
         self.max_queued = max_queued
+        self.auth = auth  # quorum.auth.enableSasl (None: no SASL step, ZooKeeper's NullQuorumAuth*)
         self.max_packet = max_packet  # see packet_limit
         self.tls = tls  # sslQuorum / portUnification (None: plain TCP only)
         self.my_id = my_id
@@ -260,6 +263,11 @@ class QuorumTransport:
                 await trio.aclose_forcefully(socket_stream)
                 return
             stream = secured
+        if self.auth is not None:
+            peer = "quorum connection from {}:{}".format(*socket_stream.socket.getpeername()[:2])
+            if not await self.auth.as_server(stream, buf, peer, self.heartbeat_s):
+                await trio.aclose_forcefully(stream)
+                return
         try:
             with trio.fail_after(self.heartbeat_s):
                 data = await read_frame(stream, buf, min(self.max_packet, MAX_FIRST_FRAME))
@@ -295,6 +303,7 @@ class QuorumTransport:
     async def _connect(self, link: Link) -> None:
         host, port = self.addresses[link.sid]
         stream: trio.abc.Stream | None = None
+        buf = bytearray()  # what the SASL exchange read past its end (nothing, normally)
         while stream is None:
             if link.closed:  # given up on by the peer-owning task while connecting
                 self._report_lost(link)
@@ -314,7 +323,15 @@ class QuorumTransport:
                         await trio.sleep(self.connect_retry_s)
                         continue
                     stream = secured
-        await self._run_link(link, stream, bytearray())
+                if self.auth is not None:
+                    try:
+                        await self.auth.as_learner(stream, buf, f"quorum connection to server {link.sid}")
+                    except QuorumAuthError:
+                        await trio.aclose_forcefully(stream)
+                        stream = None
+                        await trio.sleep(max(1.0, self.connect_retry_s))  # refused: retry, not spin
+                        continue
+        await self._run_link(link, stream, buf)
 
     async def _run_link(self, link: Link, stream: trio.abc.Stream, buf: bytearray) -> None:
         raw = stream if isinstance(stream, trio.SocketStream) else None

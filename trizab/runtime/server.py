@@ -47,6 +47,7 @@ deadline.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -67,6 +68,8 @@ from trizab.runtime.core_task import CoreTask
 from trizab.runtime.disk import Disk, StartupError, open_storage, storage_name
 from trizab.runtime.events import ConnectionsLost, Tick
 from trizab.runtime.local_commit import LocalCommit
+from trizab.runtime.sasl import load_sasl
+from trizab.runtime.sasl import nonce as sasl_nonce
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import ServerTls, TlsError
 from trizab.runtime.zab_commit import TICK_MS, ZabCommit
@@ -86,11 +89,16 @@ def is_ensemble(config: cfg.ServerConfig) -> bool:
     return len(config.servers) > 1 or (bool(config.servers) and not config.standalone_enabled)
 
 
-def core_config(config: cfg.ServerConfig) -> Any:
-    """The server core's configuration, from the zoo.cfg values it uses."""
+def core_config(config: cfg.ServerConfig, sasl_users: dict[str, str] | None = None) -> Any:
+    """The server core's configuration, from the zoo.cfg values it uses (and the JAAS users)."""
     from trizab.server.core import CoreConfig
 
     return CoreConfig(
+        sasl_users=sasl_users,
+        sasl_nonce=sasl_nonce,
+        sasl_enabled=config.sasl.auth_provider,
+        sasl_super_users=frozenset(config.sasl.super_users),
+        enforce_auth_schemes=frozenset(config.sasl.enforced_schemes),
         server_id=config.server_id,
         tick_time_ms=config.tick_time,
         min_session_timeout_ms=config.min_session_timeout,
@@ -106,12 +114,12 @@ def core_config(config: cfg.ServerConfig) -> Any:
     )
 
 
-def _default_core(config: cfg.ServerConfig, now_ms: int) -> Any:
+def _default_core(config: cfg.ServerConfig, now_ms: int, sasl_users: dict[str, str] | None = None) -> Any:
     from trizab.server.core import ServerCore
     from trizab.server.replica import ReplicaCore
 
     cls = ReplicaCore if is_ensemble(config) else ServerCore
-    return cls(core_config(config), now_ms=now_ms)
+    return cls(core_config(config, sasl_users), now_ms=now_ms)
 
 
 def _client_tls(config: cfg.ServerConfig) -> ServerTls | None:
@@ -153,10 +161,14 @@ class Server:
                 f"this server's id ({where}) must name one of the server.N lines: "
                 + ", ".join(map(str, sorted(config.servers)))
             )
+        # The JAAS file is read now: a missing or broken one stops start-up before anything opens.
+        self.sasl = load_sasl(config)
         self.disk = Disk(storage if storage is not None else open_storage(config), config, self.clock)
         # The engine's plugin name for the logs (an engine passed in: its class).
         self.engine_name = storage_name(config) if storage is None else type(storage).__name__
-        self._core_factory = core_factory or _default_core
+        self._core_factory = core_factory or functools.partial(
+            _default_core, sasl_users=self.sasl.client_users
+        )
         self._on_tree_settled = on_tree_settled
         self._progress = progress
         self.core_task: CoreTask | None = None

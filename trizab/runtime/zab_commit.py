@@ -60,6 +60,8 @@ from trizab.runtime.events import (
     QuorumReceived,
 )
 from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple, packet_limit
+from trizab.runtime.quorum_auth import quorum_sasl
+from trizab.runtime.sasl import load_sasl
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import PeerTls, TlsError
 from trizab.runtime.zab_sessions import ZabSessions
@@ -215,6 +217,7 @@ class ZabCommit:
         self._pump_wanted = False  # a PumpWanted wake-up is on the core task's inbox
         self._client_port = config.client_port or 0
         self.tls = _peer_tls(config)
+        self.auth = quorum_sasl(config, load_sasl(config))  # quorum.auth.*: SASL between members
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -238,12 +241,14 @@ class ZabCommit:
             heartbeat_s=max(1.0, config.sync_limit * config.tick_time / 1000.0),
             max_packet=packet_limit(config.jute_max_buffer),
             tls=self.tls,
+            auth=self.auth,
         )
         self.election = ElectionTransport(
             self.my_id,
             {s.sid: (s.host, s.election_port) for s in servers.values()},
             core_task.post,
             tls=self.tls,
+            auth=self.auth,
         )
         self.core.init_ensemble(config.servers, self.my_id, client_port)
         self._apply_ensemble()

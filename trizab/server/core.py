@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -50,6 +50,7 @@ from trizab.server.pending import (
     CoreConnection,
     PendingRequest,
 )
+from trizab.server.sasl_digest import DigestMD5Server, SaslCompleteError, SaslError
 from trizab.server.sessions import SessionTracker, generate_password, initial_session_id
 from trizab.tree import acl as acls
 from trizab.tree import watches as wm
@@ -77,7 +78,8 @@ _ZERO_PASSWD = bytes(16)
 _MAX_QUEUED_EVENTS = 10_000
 PROGRESS_TXNS = 20_000  # replayed transactions between two progress reports at start-up
 _STAMP = object()  # PendingRequest.payload of a fixed reply that takes the zxid current when it is sent
-_MAX_SASL_ROUNDS = 3  # null-token SASL replies per connection before AuthFailed (see _sasl)
+_MAX_SASL_ROUNDS = 3  # null-token SASL replies per connection before AuthFailed (see _sasl_without_server)
+_SASL = int(OpCode.SASL)
 
 _WRITE_OPS = frozenset(
     {
@@ -167,6 +169,17 @@ class CoreConfig:
     super_digest: str | None = None  # "super:base64(sha1(super:password))"
     # The x509 scheme is registered (a TLS client port, or authProvider.N naming it).
     x509_enabled: bool = False
+    # SASL DIGEST-MD5 users (the JAAS Server section); None: no SASL server, as ZooKeeper without one.
+    sasl_users: Mapping[str, str] | None = attrs.field(default=None, repr=False)
+    # Nonces for DIGEST-MD5 challenges (the runtime passes secrets.token_bytes; the core draws none).
+    sasl_nonce: Callable[[int], bytes] | None = None
+    # The sasl scheme is registered (authProvider.N=...SASLAuthenticationProvider).
+    sasl_enabled: bool = False
+    # zookeeper.superUser: sasl ids that are also super.
+    sasl_super_users: frozenset[str] = frozenset()
+    # AuthenticationHelper: schemes a connection needs before any request but auth and sasl;
+    # empty: not enforced.
+    enforce_auth_schemes: frozenset[str] = frozenset()
     extended_types_enabled: bool = False
     container_check_interval_ms: int = 60_000
     # Also reap a container as soon as its last child goes (ZooKeeper only has the periodic check).
@@ -197,7 +210,15 @@ class ServerCore:
     def __init__(self, config: CoreConfig, *, now_ms: int) -> None:
         self.config = config
         self.tree = DataTree(extended_types=config.extended_types_enabled)
-        self.prep = Prep(self.tree, extended_types=config.extended_types_enabled, x509=config.x509_enabled)
+        self._enforcing = bool(config.enforce_auth_schemes)  # read per request: one attribute
+        if config.sasl_users is not None and config.sasl_nonce is None:
+            raise ValueError("CoreConfig.sasl_users needs sasl_nonce (a source of random bytes)")
+        self.prep = Prep(
+            self.tree,
+            extended_types=config.extended_types_enabled,
+            x509=config.x509_enabled,
+            sasl=config.sasl_enabled,
+        )
         # Standalone ZooKeeper seeds session ids with server id 1 (createSessionTrackerServerId).
         self.tracker = SessionTracker(config.tick_time_ms, initial_session_id(now_ms, config.server_id or 1))
         self.conns: dict[ConnId, CoreConnection] = {}
@@ -304,7 +325,10 @@ class ServerCore:
                 progress("replaying log", total, total, "txns")
         self.tree = tree
         self.prep = Prep(
-            tree, extended_types=self.config.extended_types_enabled, x509=self.config.x509_enabled
+            tree,
+            extended_types=self.config.extended_types_enabled,
+            x509=self.config.x509_enabled,
+            sasl=self.config.sasl_enabled,
         )
         self._hzxid = max(self._hzxid, tree.last_processed_zxid)
         # Which sessions exist is replicated state: exactly the loaded tree's.  A session the
@@ -438,6 +462,8 @@ class ServerCore:
         if conn is None:
             return
         conn.received += 1
+        if self._enforcing and not conn.auth_enforced and not self.enforce_auth(conn, xid, opcode):
+            return
         sid = conn.session_id
         if conn.touched_ms != now_ms:
             # Requests arrive in bursts with one clock reading: the first one touches the
@@ -462,7 +488,7 @@ class ServerCore:
             # BadArguments and an ErrorTxn, whatever the body (_write).
             self._write(conn, xid, opcode, payload, now_ms)
             return
-        if opcode == OpCode.SASL:
+        if opcode == _SASL:
             self._sasl(conn, xid, payload)
             return
         # Unknown opcode (deleteContainer included: it is server-internal): ZooKeeper's
@@ -470,7 +496,87 @@ class ServerCore:
         # closes the connection; trizab keeps it open (deliberate, see compat/README.md).
         self._fixed(conn, Reply(r.ReplyHeader(xid, -1, Err.UNIMPLEMENTED)))
 
+    def enforce_auth(self, conn: CoreConnection, xid: int, opcode: int) -> bool:
+        """``AuthenticationHelper.enforceAuthentication``: whether ``conn`` may make this request.
+
+        With enforce.auth on, a request other than auth and sasl from a connection that has
+        none of the enforced schemes is answered SessionClosedRequireSaslAuth (whatever the
+        schemes) and the connection is closed; its session lives on until it expires.
+        """
+        if opcode == _AUTH or opcode == _SASL:
+            return True
+        schemes = self.config.enforce_auth_schemes
+        if any(i.scheme in schemes for i in conn.ids):
+            conn.auth_enforced = True
+            return True
+        log.error(
+            "client %s has authentication scheme(s) %s, none of the expected %s; closing its connection",
+            conn.client_addr,
+            sorted({i.scheme for i in conn.ids}),
+            sorted(schemes),
+        )
+        self._outputs.append(
+            (conn.conn_id, Reply(r.ReplyHeader(xid, 0, Err.SESSION_CLOSED_REQUIRE_SASL_AUTH)))
+        )
+        self._drop_conn(conn)
+        return False
+
     def _sasl(self, conn: CoreConnection, xid: int, payload: bytes | memoryview) -> None:
+        """``ZooKeeperServer.processSasl``: one step of the client's DIGEST-MD5 exchange.
+
+        A completed exchange adds ``sasl:<user>`` to the connection's ids (and ``super`` for
+        a ``zookeeper.superUser``).  A failed one (unknown user, wrong password, tampered
+        response) is answered AuthFailed, or SessionClosedRequireSaslAuth when SASL is
+        enforced, and the connection is closed.  A token after completion closes the
+        connection without a reply (the JDK's server throws IllegalStateException there).
+        """
+        users = self.config.sasl_users
+        if users is None:
+            self._sasl_without_server(conn, xid, payload)
+            return
+        try:
+            req = decode_request(OpCode.SASL, payload)
+        except JuteError:
+            req = None
+        if req is None or req.token is None:
+            self._drop_conn(conn)
+            return
+        server = conn.sasl_server
+        if server is None:
+            assert self.config.sasl_nonce is not None  # checked in __init__
+            server = conn.sasl_server = DigestMD5Server(users.get, nonce=self.config.sasl_nonce(30))
+        try:
+            token = server.evaluate(bytes(req.token))
+        except SaslCompleteError:
+            self._drop_conn(conn)
+            return
+        except SaslError as exc:
+            required = "sasl" in self.config.enforce_auth_schemes
+            log.warning(
+                "client %s failed to SASL authenticate (%s); closing its connection%s",
+                conn.client_addr,
+                exc,
+                " (SASL authentication is required)" if required else "",
+            )
+            err = Err.SESSION_CLOSED_REQUIRE_SASL_AUTH if required else Err.AUTH_FAILED
+            self._outputs.append((conn.conn_id, Reply(r.ReplyHeader(xid, 0, err), r.SetSASLResponse(None))))
+            self._drop_conn(conn)
+            return
+        if server.complete:
+            user = server.authorization_id
+            new = [r.Id("sasl", user)]
+            if user in self.config.sasl_super_users:
+                new.append(acls.SUPER)
+            log.info(
+                "session 0x%x: SASL authenticated as sasl:%s%s",
+                conn.session_id,
+                user,
+                " (super user)" if len(new) > 1 else "",
+            )
+            conn.ids = acls.java_set_order([*conn.ids, *(i for i in new if i not in conn.ids)])
+        self._fixed(conn, Reply(r.ReplyHeader(xid, 0, 0), r.SetSASLResponse(token)))
+
+    def _sasl_without_server(self, conn: CoreConnection, xid: int, payload: bytes | memoryview) -> None:
         """``ZooKeeperServer.processSasl`` on a server without a SASL server.
 
         ZooKeeper then hits a NullPointerException on the missing SASL server, logs it and

@@ -45,6 +45,7 @@ class CoreConnection:
     """The core's view of one client connection."""
 
     __slots__ = (
+        "auth_enforced",
         "cert_ids",
         "client_addr",
         "client_ip",
@@ -55,6 +56,7 @@ class CoreConnection:
         "queue",
         "received",
         "sasl_rounds",
+        "sasl_server",
         "send_ro_flag",
         "sent",
         "session_id",
@@ -74,6 +76,8 @@ class CoreConnection:
         self.queue: deque[PendingRequest] = deque()
         self.received = 0
         self.sasl_rounds = 0
+        self.sasl_server: Any = None  # the DIGEST-MD5 exchange in progress or done (sasl_digest)
+        self.auth_enforced = False  # passed enforce.auth once (ids only ever grow)
         self.sent = 0
         self.last_zxid = -1
         self.started_ms = now_ms

@@ -413,6 +413,11 @@ class ReplicaCore(ServerCore):
             self._drop_conn(conn)
 
     def receive(self, conn_id: int, xid: int, opcode: int, payload: bytes | memoryview, now_ms: int) -> None:
+        if self._enforcing:
+            # enforce.auth before anything, the sync barrier below included.
+            conn = self.conns.get(conn_id)
+            if conn is not None and not conn.auth_enforced and not self.enforce_auth(conn, xid, opcode):
+                return
         if self.mode == Mode.LEARNER:
             conn = self.conns.get(conn_id)
             if conn is None:

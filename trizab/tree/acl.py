@@ -10,9 +10,11 @@ client that presented a verified certificate (the runtime derives it, see
 ``trizab.runtime.tls``).  ``check_acl`` is
 ``ZooKeeperServer.checkACL``: an empty ACL or a ``super`` id allows everything,
 otherwise some ACL entry granting the permission must match one of the ids
-(``world:anyone`` matches everyone; ``digest`` and ``x509`` by equality; ``ip``
-by address and prefix).  ``fixup_acl`` is ``PrepRequestProcessor.fixupACL`` (dedupe, reject
-malformed entries, expand ``auth``).
+(``world:anyone`` matches everyone; ``digest`` and ``x509`` by equality; ``sasl`` by
+equality, and the sasl user ``super`` matches every ``sasl`` entry, as
+``SASLAuthenticationProvider.matches`` has it; ``ip`` by address and prefix).
+``fixup_acl`` is ``PrepRequestProcessor.fixupACL`` (dedupe, reject malformed entries,
+expand ``auth``).
 """
 
 from __future__ import annotations
@@ -120,9 +122,16 @@ def valid_x500_name(name: str) -> bool:
         pos += 1
 
 
-def _valid_id(scheme: str, ident: str | None, x509: bool = False) -> bool:
+# KerberosName's parser: service[/host]@REALM; a name that does not match it is still valid
+# (SASLAuthenticationProvider.isValid) unless it holds an "@".
+_KERBEROS_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+
+
+def _valid_id(scheme: str, ident: str | None, x509: bool = False, sasl: bool = False) -> bool:
     if ident is None:
         return False
+    if scheme == "sasl":
+        return sasl and (_KERBEROS_NAME.fullmatch(ident) is not None or "@" not in ident)
     if scheme == "digest":
         return len(_java_split(ident, ":")) == 2
     if scheme == "ip":
@@ -135,6 +144,8 @@ def _valid_id(scheme: str, ident: str | None, x509: bool = False) -> bool:
 def _matches(scheme: str, auth_id: str | None, acl_id: str | None) -> bool:
     if scheme == "digest" or scheme == "x509":
         return auth_id == acl_id
+    if scheme == "sasl":
+        return auth_id == "super" or auth_id == acl_id
     if scheme == "ip":
         if auth_id is None or acl_id is None:
             return False
@@ -171,10 +182,12 @@ def check_acl(acl: Sequence[ACL], perm: int, ids: Sequence[Id]) -> bool:
     return False
 
 
-def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id], *, x509: bool = False) -> list[ACL]:
+def fixup_acl(
+    acl: Sequence[ACL] | None, ids: Sequence[Id], *, x509: bool = False, sasl: bool = False
+) -> list[ACL]:
     """``PrepRequestProcessor.fixupACL``; raises :class:`AclError` (INVALID_ACL).
 
-    ``x509``: whether the x509 scheme is registered (ACLs naming it are otherwise invalid).
+    ``x509``, ``sasl``: whether that scheme is registered (ACLs naming it are otherwise invalid).
     """
     from trizab.wire.codes import Err
 
@@ -200,15 +213,15 @@ def fixup_acl(acl: Sequence[ACL] | None, ids: Sequence[Id], *, x509: bool = Fals
         elif aid.scheme == "auth":
             valid = False
             for cid in ids:
-                # Only the digest and x509 providers report isAuthenticated(); ip does not
-                # and "super" has no provider, so neither is expanded (as in Java).
-                if cid.scheme == "digest" or cid.scheme == "x509":
+                # Only the digest, x509 and sasl providers report isAuthenticated(); ip does
+                # not and "super" has no provider, so neither is expanded (as in Java).
+                if cid.scheme == "digest" or cid.scheme == "x509" or cid.scheme == "sasl":
                     valid = True
                     out.append(ACL(a.perms, cid))
             if not valid:
                 raise AclError(Err.INVALID_ACL)
         else:
-            if not _valid_id(aid.scheme, aid.id, x509):
+            if not _valid_id(aid.scheme, aid.id, x509, sasl):
                 raise AclError(Err.INVALID_ACL)
             out.append(a)
     return out  # the tree interns it (intern_acl) when the create or setACL is applied

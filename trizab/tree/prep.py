@@ -122,10 +122,13 @@ def _parent_for(path: str | None, tree: DataTree, *, special_ok: bool) -> str:
 
 
 class Prep:
-    def __init__(self, tree: DataTree, *, extended_types: bool = False, x509: bool = False) -> None:
+    def __init__(
+        self, tree: DataTree, *, extended_types: bool = False, x509: bool = False, sasl: bool = False
+    ) -> None:
         self.tree = tree
         self.extended_types = extended_types
         self.x509 = x509  # whether the x509 scheme is registered (ACLs may name it)
+        self.sasl = sasl  # whether the sasl scheme is registered
         self.changes: dict[str, ChangeRecord] = {}
         self.outstanding: deque[ChangeRecord] = deque()
         # Undo log of the multi being prepared: (path, previous record or None).
@@ -241,7 +244,7 @@ class Prep:
 
     def _fixup(self, acl: Sequence[r.ACL] | None, ids: Sequence[r.Id]) -> list[r.ACL]:
         try:
-            return acls.fixup_acl(acl, ids, x509=self.x509)
+            return acls.fixup_acl(acl, ids, x509=self.x509, sasl=self.sasl)
         except acls.AclError as e:
             raise PrepError(e.code) from None
 
