@@ -60,7 +60,7 @@ from trizab.runtime.events import (
     QuorumReceived,
 )
 from trizab.runtime.quorum import Link, QuorumTransport, encode_packet, encode_simple, packet_limit
-from trizab.runtime.quorum_auth import quorum_sasl
+from trizab.runtime.quorum_auth import QuorumSasl, quorum_sasl
 from trizab.runtime.sasl import load_sasl
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import PeerTls, TlsError
@@ -183,6 +183,27 @@ def _peer_tls(config: cfg.ServerConfig) -> PeerTls | None:
         raise StartupError(f"quorum TLS: {exc}") from None
 
 
+def _transports(
+    config: cfg.ServerConfig, my_id: int, core_task: CoreTask, tls: PeerTls | None, auth: QuorumSasl | None
+) -> tuple[QuorumTransport, ElectionTransport]:
+    """The member's quorum and election transports, posting to the core task's inbox."""
+    servers = config.servers.values()
+    quorum = QuorumTransport(
+        my_id,
+        {s.sid: (s.host, s.quorum_port) for s in servers},
+        core_task.post,
+        core_task.wake,
+        heartbeat_s=max(1.0, config.sync_limit * config.tick_time / 1000.0),
+        max_packet=packet_limit(config.jute_max_buffer),
+        tls=tls,
+        auth=auth,
+    )
+    election = ElectionTransport(
+        my_id, {s.sid: (s.host, s.election_port) for s in servers}, core_task.post, tls=tls, auth=auth
+    )
+    return quorum, election
+
+
 class ZabCommit:
     """A member's commit path (see the module docstring)."""
 
@@ -232,24 +253,7 @@ class ZabCommit:
         self.core_task, self.core, self.snapshots = core_task, core_task.core, snapshots
         self._client_port = client_port
         self.storage = ZabStorage(self.disk, core_task.post)
-        servers = config.servers
-        self.quorum = QuorumTransport(
-            self.my_id,
-            {s.sid: (s.host, s.quorum_port) for s in servers.values()},
-            core_task.post,
-            core_task.wake,
-            heartbeat_s=max(1.0, config.sync_limit * config.tick_time / 1000.0),
-            max_packet=packet_limit(config.jute_max_buffer),
-            tls=self.tls,
-            auth=self.auth,
-        )
-        self.election = ElectionTransport(
-            self.my_id,
-            {s.sid: (s.host, s.election_port) for s in servers.values()},
-            core_task.post,
-            tls=self.tls,
-            auth=self.auth,
-        )
+        self.quorum, self.election = _transports(config, self.my_id, core_task, self.tls, self.auth)
         self.core.init_ensemble(config.servers, self.my_id, client_port)
         self._apply_ensemble()
         self._applied_zxid = recovered.snapshot_zxid
