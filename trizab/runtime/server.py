@@ -63,6 +63,7 @@ from trizab.runtime.connections import Connections
 from trizab.runtime.core_task import CoreTask
 from trizab.runtime.disk import Disk, StartupError, open_storage, storage_name
 from trizab.runtime.events import ConnectionsLost, Tick
+from trizab.runtime.key_files import warn_loose_key_files
 from trizab.runtime.local_commit import LocalCommit
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import ServerTls, TlsError
@@ -146,6 +147,7 @@ class Server:
                 f"this server's id ({where}) must name one of the server.N lines: "
                 + ", ".join(map(str, sorted(config.servers)))
             )
+        warn_loose_key_files(config)
         self.disk = Disk(storage if storage is not None else open_storage(config), config, self.clock)
         # The engine's plugin name for the logs (an engine passed in: its class).
         self.engine_name = storage_name(config) if storage is None else type(storage).__name__
