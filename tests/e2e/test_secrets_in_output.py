@@ -37,6 +37,7 @@ QUORUM_PASSWORD = "qu0rum-pw-7302"
 SUPER_PASSWORD = "sup3r-pw-7303"
 CLIENT_PASSWORD = "cl1ent-pw-7304"
 WRONG_PASSWORD = "wr0ng-pw-7305"
+OTHER_PASSWORD = "0ther-pw-7306"  # a *.password key neither server knows
 SUPER_DIGEST = digest_id("super", SUPER_PASSWORD)
 
 
@@ -49,6 +50,7 @@ def secrets() -> dict[str, str]:
         "super digest": SUPER_DIGEST.split(":", 1)[1],
         "client password": CLIENT_PASSWORD,
         "wrong password": WRONG_PASSWORD,
+        "other password": OTHER_PASSWORD,
     }
 
 
@@ -71,6 +73,7 @@ def config_lines(files: TlsFiles, directory: Path, secure_port: int) -> list[str
         f"ssl.quorum.keyStore.password={QUORUM_PASSWORD}",
         f"ssl.quorum.trustStore.password={QUORUM_PASSWORD}",
         f"DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
+        f"metrics.exporter.password={OTHER_PASSWORD}",
     ]
 
 
@@ -133,6 +136,7 @@ def test_no_password_in_the_log_or_four_letter_words_of_a_debug_run(
     assert " DEBUG " in log
     assert "authenticated as x509:CN=client" in log
     assert "authentication failed for scheme 'nosuchscheme'" in log
+    assert "unknown key metrics.exporter.password; ignored" in log
     assert f"secureClientPort={secure_port}" in answers["conf"]
     assert "Environment:" in answers["envi"]
     # The key store is open to others: one line naming it and its mode, not its content.
