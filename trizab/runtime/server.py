@@ -147,7 +147,6 @@ class Server:
                 f"this server's id ({where}) must name one of the server.N lines: "
                 + ", ".join(map(str, sorted(config.servers)))
             )
-        warn_loose_key_files(config)
         self.disk = Disk(storage if storage is not None else open_storage(config), config, self.clock)
         # The engine's plugin name for the logs (an engine passed in: its class).
         self.engine_name = storage_name(config) if storage is None else type(storage).__name__
@@ -283,6 +282,8 @@ class Server:
 
     def _log_started(self) -> None:
         config = self.config
+        # Here, not at construction: a start-up that fails stays the one line saying why.
+        warn_loose_key_files(config)
         engine = self.engine_name
         where = (
             f"dataDir {config.data_dir}, dataLogDir {config.data_log_dir or config.data_dir}"
