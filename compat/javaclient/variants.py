@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -133,11 +133,11 @@ def transcript(variant: Variant, *, apache: bool) -> list[str]:
         return normalize(run_script(address, java_properties=variant.client_properties))
 
 
-def compare(factory: object, *, target_trizab: bool = True) -> SuiteResult:
+def compare(factory: Callable[[Path], Variant], *, target_trizab: bool = True) -> SuiteResult:
     """Run the script with the variant ``factory`` makes, against ZooKeeper and then trizab (or a
     second ZooKeeper); one comparison, its diff in ``details`` when the transcripts differ."""
     with tempfile.TemporaryDirectory(prefix="trizab-javaclient-") as workdir:
-        variant = factory(Path(workdir))  # type: ignore[operator]
+        variant = factory(Path(workdir))
         expected = transcript(variant, apache=True)
         actual = transcript(variant, apache=not target_trizab)
     diff = compare_transcripts(expected, actual)
