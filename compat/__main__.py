@@ -48,10 +48,12 @@ OUTCOMES = ("passed", "failed", "skipped", "error")
 # Issue 6 suites, one report row each: (row name, module exposing
 # `run(target_trizab: bool, ...) -> SuiteResult` with `.summary()`, `.ok`, `.details`).
 # Their pytest forms are tests/differential/test_diff_{sequences,fourlw}.py and
-# tests/differential/test_diff_javaclient.py (there is no tests/javaclient).
+# tests/differential/test_diff_javaclient.py (there is no tests/javaclient), which holds the TLS
+# transcript too.
 EXTRA_SUITES: tuple[tuple[str, str], ...] = (
     ("differential tester (handshake, 4lw, op sequences)", "compat.differential"),
     ("Java client transcripts (ZooKeeperMain)", "compat.javaclient"),
+    ("Java client transcripts over TLS (ZooKeeperMain, Netty)", "compat.javaclient.tls"),
 )
 
 

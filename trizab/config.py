@@ -234,7 +234,8 @@ class ServerConfig:
     standalone_enabled: bool = True
     force_sync: bool = True
     extended_types_enabled: bool = False
-    super_digest: str | None = None
+    # DigestAuthenticationProvider.superDigest: out of repr, like the TLS passwords.
+    super_digest: str | None = attrs.field(default=None, repr=False)
     # ContainerManager's period (ZooKeeper's znode.container.checkIntervalMs system property).
     container_check_interval_ms: int = 60_000
     # trizab only: also reap a container the moment its last child goes (ZooKeeper waits for

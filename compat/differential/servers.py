@@ -28,12 +28,18 @@ APACHE_JAVA_PROPERTIES = ("-Dznode.container.checkIntervalMs=3600000",)
 
 
 @contextlib.contextmanager
-def apache_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
-    """A running Apache ZooKeeper 3.8 standalone; yields its (host, port)."""
+def apache_server(
+    extra_config: tuple[str, ...] = (), java_properties: tuple[str, ...] = ()
+) -> Iterator[tuple[str, int]]:
+    """A running Apache ZooKeeper 3.8 standalone; yields its (host, port).
+
+    ``java_properties`` are more ``-D`` options for its JVM (a JAAS file, for instance).
+    """
     from testkit.apache_zk import HOST, ApacheZooKeeper
 
     with ApacheZooKeeper(
-        extra_config=[*CONFIG_LINES, *extra_config], java_properties=list(APACHE_JAVA_PROPERTIES)
+        extra_config=[*CONFIG_LINES, *extra_config],
+        java_properties=[*APACHE_JAVA_PROPERTIES, *java_properties],
     ) as zk:
         yield (HOST, zk.client_port)
 

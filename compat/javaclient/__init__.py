@@ -1,4 +1,8 @@
-"""The stock Java client (ZooKeeperMain) against trizab and Apache ZooKeeper: equal transcripts."""
+"""The stock Java client (ZooKeeperMain) against trizab and Apache ZooKeeper: equal transcripts.
+
+:func:`run` is the plain-text transcript; :mod:`compat.javaclient.tls` runs it over TLS, and
+:mod:`compat.javaclient.variants` holds the client and server settings of each variant.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,6 @@ def run(target_trizab: bool = True) -> SuiteResult:
 
     Passed/failed count one comparison; ``details`` holds the diff when they differ.
     """
-    from compat.differential.servers import apache_server, trizab_server
+    from compat.javaclient import variants
 
-    with apache_server() as expected_addr:
-        expected = normalize(run_script(expected_addr))
-    with trizab_server() if target_trizab else apache_server() as actual_addr:
-        actual = normalize(run_script(actual_addr))
-    diff = compare(expected, actual)
-    if diff is None:
-        return SuiteResult(passed=1, failed=0, details=f"{len(expected)} transcript lines equal")
-    return SuiteResult(passed=0, failed=1, details=diff)
+    return variants.compare(variants.plain, target_trizab=target_trizab)

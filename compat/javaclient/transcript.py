@@ -9,7 +9,8 @@ the command results and the error messages keep their order.  The transcript
 is normalized for what legitimately differs between two servers: the
 ``Connecting to host:port`` line, dates (``ctime``/``mtime``), zxids (mapped
 to their rank among all zxids of the transcript, which keeps "same" and
-"later"), session ids (``ephemeralOwner``), and log4j's warnings.  Watches are
+"later"), session ids (``ephemeralOwner``), log4j's warnings, and where the client's event thread
+printed connection-state events among the commands' output (the events themselves are kept).  Watches are
 left out of the script: the client prints their events from its event thread,
 so where they land between other lines depends on thread scheduling, not on the
 server (the differential tester covers watch events frame by frame).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 
 from compat.differential.ops import digest_id
 from testkit.apache_zk import classpath, java_executable
@@ -88,13 +90,22 @@ close
 """
 
 
-def run_script(address: tuple[str, int], script: str = SCRIPT, timeout: float = 120.0) -> str:
-    """The raw combined stdout+stderr of ZooKeeperMain running ``script`` against ``address``."""
+def run_script(
+    address: tuple[str, int],
+    script: str = SCRIPT,
+    timeout: float = 120.0,
+    java_properties: Sequence[str] = (),
+) -> str:
+    """The raw combined stdout+stderr of ZooKeeperMain running ``script`` against ``address``.
+
+    ``java_properties`` (``-Dkey=value``) configure the client: TLS, SASL, the socket class
+    (:mod:`compat.javaclient.variants`).
+    """
     java = java_executable()
     if java is None:
         raise RuntimeError("no java executable (set JAVA_HOME or install a JRE)")
     proc = subprocess.run(
-        [java, "-cp", classpath(), MAIN_CLASS, "-server", f"{address[0]}:{address[1]}"],
+        [java, "-cp", classpath(), *java_properties, MAIN_CLASS, "-server", f"{address[0]}:{address[1]}"],
         input=script + "quit\n",
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -109,8 +120,31 @@ _HEX = re.compile(r"0x[0-9a-fA-F]+")
 _DATE = re.compile(r"^(ctime|mtime) = .*$")
 
 
+def _events_last(lines: list[str]) -> list[str]:
+    """The watcher's blocks (``println("\\nWATCHER::\\n" + event)``: a blank line, ``WATCHER::``,
+    a blank line, the event) moved after everything else, in their order.
+
+    The client prints them from its event thread, so where a connection-state event
+    (SyncConnected, SaslAuthenticated, Closed) lands among the commands' output depends on thread
+    scheduling (over Netty the connection completes asynchronously), not on the server; which
+    events come, and in which order, does not, and is still compared.
+    """
+    kept: list[str] = []
+    events: list[str] = []
+    i = 0
+    while i < len(lines):
+        block = lines[i : i + 4]
+        if len(block) == 4 and block[:3] == ["", "WATCHER::", ""] and block[3].startswith("WatchedEvent "):
+            events.append(block[3])
+            i += 4
+        else:
+            kept.append(lines[i])
+            i += 1
+    return [*kept, *(["WATCHER events:", *events] if events else [])]
+
+
 def normalize(text: str) -> list[str]:
-    lines = [line for line in text.splitlines() if not line.startswith("log4j:")]
+    lines = _events_last([line for line in text.splitlines() if not line.startswith("log4j:")])
     zxids: set[int] = set()
     for line in lines:
         m = re.match(r"^[cmp]Zxid = (0x[0-9a-fA-F]+)$", line)

@@ -61,3 +61,17 @@ def test_children_compare_as_sorted_multisets_only() -> None:
     ev1, ev2 = ("event", Z(-1), 0, 2, 3, "/x"), ("event", Z(-1), 0, 2, 3, "/y")
     assert compare(transcript(("events", [ev1, ev2])), transcript(("events", [ev2, ev1]))) is not None
     assert compare(transcript(("unordered", ev1, ev2)), transcript(("unordered", ev2, ev1))) is None
+
+
+def test_java_transcripts_forgive_where_connection_events_land_but_not_which_come() -> None:
+    from compat.javaclient.transcript import normalize as java_normalize
+
+    event = ["", "WATCHER::", "", "WatchedEvent state:SyncConnected type:None path:null"]
+    early = "\n".join(["Welcome", *event, "Created /jc", "Created /jc/a"])
+    late = "\n".join(["Welcome", "Created /jc", *event, "Created /jc/a"])
+    assert java_normalize(early) == java_normalize(late)
+    assert java_normalize(early)[-1] == event[-1]
+    closed = late + "\n" + "\n".join([*event[:3], "WatchedEvent state:Closed type:None path:null"])
+    assert java_normalize(closed) != java_normalize(late)  # another event is a difference
+    # A blank line of the commands' own output is kept.
+    assert java_normalize("a\n\nb") == ["a", "", "b"]

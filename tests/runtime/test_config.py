@@ -146,6 +146,7 @@ REFUSED = [
     "ssl.crl=true",
     "ssl.ocsp=true",
     "ssl.quorum.crl=true",
+    "ssl.quorum.ocsp=true",
     "ssl.quorum.context.supplier.class=com.example.Supplier",
     "ssl.context.supplier.class=com.example.Supplier",
     "ssl.sslProvider=OPENSSL",
@@ -169,6 +170,37 @@ def test_security_settings_trizab_lacks_stop_start_up(line: str) -> None:
     assert message.startswith(f"config:2: {key} ")
     assert "does not implement" in message
     assert value not in message
+
+
+def test_every_security_key_trizab_lacks_is_in_the_refused_list() -> None:
+    """REFUSED covers each key and each prefix of the one list config.py refuses from."""
+    names = [line.split("=", 1)[0].removeprefix("zookeeper.") for line in REFUSED]
+    for key, harmless in cfg._SECURITY_KEYS.items():
+        refusing = [line for line, name in zip(REFUSED, names, strict=True) if name == key]
+        # Keys whose every value is harmless (a yes/no with nothing to do) cannot be refused.
+        if harmless is not cfg._bool:
+            assert refusing, f"no refused line for {key}"
+    for prefix in cfg._SECURITY_PREFIXES:
+        assert any(name.startswith(prefix) and name not in cfg._SECURITY_KEYS for name in names), (
+            f"no refused line for the prefix {prefix}"
+        )
+
+
+@pytest.mark.parametrize("line", REFUSED)
+def test_each_refused_key_stops_trizab_serve_with_one_line_and_status_2(
+    line: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trizab import cli
+
+    key, value = line.split("=", 1)
+    config = tmp_path / "zoo.cfg"
+    config.write_text(f"dataDir={tmp_path / 'data'}\nclientPort=0\n{line}\n")
+    assert cli.main(["serve", "--config", str(config)]) == cli.EXIT_USAGE == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"trizab: {config}:3: {key} ") and "does not implement" in err, err
+    assert value not in err.split(f" {key} ", 1)[1]
+    assert not (tmp_path / "data").exists()  # stopped before anything was written
 
 
 # Values that turn a feature off, or name what trizab implements, ask for nothing: accepted.

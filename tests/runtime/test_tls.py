@@ -758,3 +758,68 @@ async def test_members_check_each_others_certificate_and_address(tmp_path: Path,
     good.ssl_quorum = False
     accepted, _ = await _link(good, None)
     assert isinstance(accepted, trio.SocketStream)
+
+
+def _peer_with(tmp: Path, key_and_chain_pem: bytes, trusted_pem: bytes) -> Any:
+    from trizab.runtime.tls import PeerTls
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "ks.pem").write_bytes(key_and_chain_pem)
+    (tmp / "ts.pem").write_bytes(trusted_pem)
+    settings = cfg.TlsSettings(
+        key_store_location=tmp / "ks.pem",
+        key_store_type="PEM",
+        trust_store_location=tmp / "ts.pem",
+        trust_store_type="PEM",
+    )
+    return PeerTls(settings, ssl_quorum=True, unification=False)
+
+
+def _self_signed_for_loopback() -> bytes:
+    """A self-signed certificate naming 127.0.0.1 (so only its issuer is wrong), with its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loner")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    return key.private_bytes(
+        serialization.Encoding.PEM, pkcs8, serialization.NoEncryption()
+    ) + cert.public_bytes(serialization.Encoding.PEM)
+
+
+async def test_members_with_an_expired_or_self_signed_certificate_are_refused(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    good = _peer(tmp_path / "good", ca, "127.0.0.1")
+    ca_pem = ca.cert_pem.bytes()
+    expired_cert = ca.issue_cert(
+        "127.0.0.1",
+        not_before=datetime.datetime(2020, 1, 1),
+        not_after=datetime.datetime(2020, 2, 1),
+    )
+    expired = _peer_with(tmp_path / "expired", expired_cert.private_key_and_cert_chain_pem.bytes(), ca_pem)
+    loner_pem = _self_signed_for_loopback()
+    # The self-signed member trusts its own certificate, and the CA: only the others distrust it.
+    loner = _peer_with(
+        tmp_path / "loner", loner_pem, ca_pem + loner_pem.split(b"-----END PRIVATE KEY-----\n")[1]
+    )
+    for bad in (expired, loner):
+        accepted, _ = await _link(good, bad)  # it connects to a good member
+        assert accepted is None
+        _, opened = await _link(bad, good)  # a good member connects to it
+        assert opened is None
+    # The control: the same good member takes a member with a valid certificate from the CA.
+    accepted, opened = await _link(good, _peer(tmp_path / "fine", ca, "127.0.0.1"))
+    assert accepted is not None and opened is not None

@@ -67,6 +67,7 @@ from trizab.runtime.connections import Connections
 from trizab.runtime.core_task import CoreTask
 from trizab.runtime.disk import Disk, StartupError, open_storage, storage_name
 from trizab.runtime.events import ConnectionsLost, Tick
+from trizab.runtime.key_files import warn_loose_key_files
 from trizab.runtime.local_commit import LocalCommit
 from trizab.runtime.sasl import load_sasl
 from trizab.runtime.sasl import nonce as sasl_nonce
@@ -347,6 +348,8 @@ class Server:
 
     def _log_started(self) -> None:
         config = self.config
+        # Here, not at construction: a start-up that fails stays the one line saying why.
+        warn_loose_key_files(config)
         engine = self.engine_name
         where = (
             f"dataDir {config.data_dir}, dataLogDir {config.data_log_dir or config.data_dir}"

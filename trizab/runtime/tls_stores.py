@@ -138,6 +138,10 @@ def _secret_file(data: bytes) -> Iterator[str]:
         yield path
 
 
+def _no_password() -> bytes:
+    return b""
+
+
 def load_key_store(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
     path = settings.key_store_location
     assert path is not None
@@ -146,11 +150,20 @@ def load_key_store(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
     if settings.key_store_type == "PEM":
         # The key and its certificate chain in one file, as ZooKeeper's PemReader reads it; an
         # encrypted key ("ENCRYPTED PRIVATE KEY") is decrypted with the password.
-        _read(path, what)
+        data = _read(path, what)
         try:
-            ctx.load_cert_chain(str(path), password=password.encode("utf-8") if password else None)
+            # Without a password, an empty one: OpenSSL's default would prompt on the terminal.
+            ctx.load_cert_chain(str(path), password=password.encode("utf-8") if password else _no_password)
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise TlsError(f"cannot load {what} {path} as PEM: {_reason(exc)}") from None
+            # OpenSSL says only "PEM lib" when an encrypted key does not decrypt.
+            reason = _reason(exc)
+            if b"ENCRYPTED" in data and isinstance(exc, ssl.SSLError):
+                reason = (
+                    "its private key does not decrypt with the password (wrong password?)"
+                    if password
+                    else "its private key is encrypted and no password is set"
+                )
+            raise TlsError(f"cannot load {what} {path} as PEM: {reason}") from None
         return
     keys, _certs = _load_store(path, settings.key_store_type, password, what)
     if not keys:

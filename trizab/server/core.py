@@ -166,7 +166,8 @@ class CoreConfig:
     tick_time_ms: int = 2000
     min_session_timeout_ms: int | None = None  # None: 2 * tick_time_ms
     max_session_timeout_ms: int | None = None  # None: 20 * tick_time_ms
-    super_digest: str | None = None  # "super:base64(sha1(super:password))"
+    # "super:base64(sha1(super:password))": kept out of repr (a hash a password can be guessed from).
+    super_digest: str | None = attrs.field(default=None, repr=False)
     # The x509 scheme is registered (a TLS client port, or authProvider.N naming it).
     x509_enabled: bool = False
     # SASL DIGEST-MD5 users (the JAAS Server section); None: no SASL server, as ZooKeeper without one.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import attrs
+
 from trizab.wire.jute import BUFFER, USTRING, Bool, Buffer, Int, Long, UString, Vector, record
 
 # ---------------------------------------------------------------------------
@@ -125,7 +127,8 @@ class WatcherEvent:
 class AuthPacket:
     type: Int
     scheme: UString
-    auth: Buffer
+    # The credentials ("user:password" for digest): kept out of repr, so out of logs and tracebacks.
+    auth: Buffer = attrs.field(repr=False)
 
 
 @record
