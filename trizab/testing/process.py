@@ -34,13 +34,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from trizab.runtime.launcher import four_letter
+from trizab.runtime.launcher import four_letter, free_ports
 
 __all__ = [
     "ServerStartError",
     "TrizabProcess",
     "four_letter_word",
     "free_port",
+    "free_ports",
     "kill_process",
     "terminate_process",
 ]
