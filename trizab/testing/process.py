@@ -139,6 +139,11 @@ class TrizabProcess:
         return f"{self.host}:{self.port}"
 
     @property
+    def hosts(self) -> str:
+        """The connect string, as kazoo's ``hosts`` (for one server, its ``host:port``)."""
+        return self.address
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
@@ -166,7 +171,8 @@ class TrizabProcess:
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> TrizabProcess:
+    def start(self, timeout: float = START_TIMEOUT_S, *, wait: bool = True) -> TrizabProcess:
+        """Write the config, start the process and (unless ``wait`` is false) wait until ready."""
         if self.running:
             raise RuntimeError("already running")
         self.write_config()
@@ -192,7 +198,8 @@ class TrizabProcess:
             cwd=self.workdir,
             env=env,
         )
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
