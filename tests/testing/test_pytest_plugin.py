@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SERVER_TESTS = '''
+SERVER_TESTS = """
 import pytest
 from kazoo.exceptions import NoAuthError
 from kazoo.security import make_acl
@@ -62,9 +62,9 @@ def test_session_scope_reused(trizab_server_session, kazoo_client_factory):
     other = kazoo_client_factory()
     assert other.get("/kept")[0] == b"1"
     assert trizab_server_session.pid == SEEN["session"]
-'''
+"""
 
-ENSEMBLE_TESTS = '''
+ENSEMBLE_TESTS = """
 import time
 
 import pytest
@@ -167,9 +167,9 @@ def test_session_ensemble_keeps_state(trizab_ensemble_session, kazoo_client):
 def test_session_ensemble_reused(trizab_ensemble_session, kazoo_client):
     assert kazoo_client.get("/kept")[0] == b"1"
     assert [m.pid for m in trizab_ensemble_session.members] == SEEN["session"]
-'''
+"""
 
-HARNESS_TESTS = '''
+HARNESS_TESTS = """
 import kazoo.testing.harness as harness
 from kazoo.testing import KazooTestCase
 
@@ -189,7 +189,7 @@ class TestWithKazoosHarness(KazooTestCase):
         self.cluster[0].run()
         self.client.retry(self.client.get, "/")
         assert self.client.retry(self.client.get, "/kept")[0] == b"1"
-'''
+"""
 
 
 def test_server_fixtures(pytester: pytest.Pytester) -> None:
@@ -235,8 +235,10 @@ def test_which():
     monkeypatch.delenv("TRIZAB_KAZOO_HARNESS", raising=False)
     monkeypatch.setenv("EXPECT", "kazoo")
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
-    monkeypatch.setenv("TRIZAB_KAZOO_HARNESS", "1")
     monkeypatch.setenv("EXPECT", "trizab")
+    by_name = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "trizab.testing.kazoo_harness")
+    by_name.assert_outcomes(passed=1)
+    monkeypatch.setenv("TRIZAB_KAZOO_HARNESS", "1")
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
     pytester.makeini("[pytest]\ntrizab_kazoo_harness = true\n")
     monkeypatch.setenv("TRIZAB_KAZOO_HARNESS", "0")

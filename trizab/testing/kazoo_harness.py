@@ -329,5 +329,6 @@ def uninstall() -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Loaded with ``-p trizab.testing.kazoo_harness``: switch at once."""
+    """Loaded with ``-p trizab.testing.kazoo_harness``: switch at once, undo when the run ends."""
     install()
+    config.add_cleanup(uninstall)
