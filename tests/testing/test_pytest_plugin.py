@@ -134,18 +134,41 @@ def test_partitioned_member_loses_quorum_the_others_serve(trizab_ensemble, kazoo
         lonely.create("/lonely", b"")
     lonely.stop()
     lonely.close()
+    trizab_ensemble.restart(cut.sid, kill=True)  # while cut: comes back empty, cannot serve yet
+    assert cut.running and cut.mode is None
     trizab_ensemble.heal()
     trizab_ensemble.wait_serving(15)
     assert cut.mode == "follower"
     rejoined = kazoo_client_factory(cut.address)
     rejoined.sync("/")
-    assert rejoined.get("/while-cut")[0] == b"1"
+    assert rejoined.get("/while-cut")[0] == b"1"  # synced from the leader
     assert rejoined.exists("/lonely") is None
+    # Its restart kept it behind its proxies: cut again, it stops.
+    trizab_ensemble.partition(cut.sid)
+    wait_for(lambda: cut.mode is None)
+
+
+def test_a_member_synced_by_snapshot_keeps_its_proxies(trizab_ensemble, kazoo_client):
+    follower = trizab_ensemble.followers()[0]
+    trizab_ensemble.kill(follower.sid)
+    for batch in range(11):  # more than the leader keeps in memory for a DIFF: a SNAP follows
+        for result in [kazoo_client.create_async(f"/n{batch}-{k}") for k in range(100)]:
+            result.get(10)
+    trizab_ensemble.start_member(follower.sid)
+
+    def server_lines(text):
+        lines = [line for line in text.splitlines() if line.startswith("server.")]
+        return sorted(line.rsplit(":participant", 1)[0] for line in lines)
+
+    # Its own zoo.cfg (the others behind proxies), not the leader's view in the snapshot.
+    assert server_lines(follower.command("conf")) == server_lines(follower.config_path.read_text())
 
 
 def test_pause_and_resume(trizab_ensemble, kazoo_client):
-    follower = trizab_ensemble.followers()[0]
+    mine = connected_member(kazoo_client, trizab_ensemble)
+    follower = next(m for m in trizab_ensemble.followers() if m is not mine)
     trizab_ensemble.pause(follower.sid)
+    assert follower.mode is None
     kazoo_client.create("/paused", b"")  # two of three still make a quorum
     trizab_ensemble.resume(follower.sid)
     trizab_ensemble.partition(follower.sid)  # left for the next test's reset to undo
@@ -201,7 +224,7 @@ def test_server_fixtures(pytester: pytest.Pytester) -> None:
 def test_ensemble_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_ensemble=ENSEMBLE_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--durations=0")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
 
 
 def test_kazoo_harness_switched_by_one_ini_line(

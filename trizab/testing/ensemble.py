@@ -215,10 +215,11 @@ class Ensemble:
         m.paused = False
 
     def start_member(self, which: int | EnsembleMember, timeout: float | None = None) -> None:
-        """Start a stopped member on its old ports and wait until it follows (or leads)."""
+        """Start a stopped member on its old ports and wait until it follows (or leads); a member
+        that is cut off cannot, so for one the wait is left to :meth:`heal` and :meth:`wait_serving`."""
         m = self.member(which)
         if not m.running:
-            m.start(self.start_timeout if timeout is None else timeout)
+            m.start(self.start_timeout if timeout is None else timeout, wait=m.sid not in self.isolated)
 
     def restart(
         self, which: int | EnsembleMember, *, kill: bool = False, timeout: float | None = None
