@@ -65,6 +65,7 @@ def test_session_scope_reused(trizab_server_session, kazoo_client_factory):
 """
 
 ENSEMBLE_TESTS = """
+import socket
 import time
 
 import pytest
@@ -148,6 +149,26 @@ def test_partitioned_member_loses_quorum_the_others_serve(trizab_ensemble, kazoo
     wait_for(lambda: cut.mode is None)
 
 
+def test_partition_with_clients_cuts_proxied_clients_too(trizab_ensemble, kazoo_client_factory):
+    client = kazoo_client_factory(trizab_ensemble.proxied_hosts)
+    proxy_port = client._connection._socket.getpeername()[1]
+    mine = next(m for m in trizab_ensemble.members if trizab_ensemble.client_links[m.sid].port == proxy_port)
+    session = client.client_id
+    states = []
+    client.add_listener(states.append)
+    trizab_ensemble.partition(mine.sid, clients=True)
+    wait_for(lambda: KazooState.SUSPENDED in states and client.connected)
+    client.retry(client.create, "/moved")
+    assert client.client_id == session  # the same session, through another member's proxy
+    assert client._connection._socket.getpeername()[1] != proxy_port
+    wait_for(lambda: mine.mode is None)
+    assert "not currently serving" in mine.command("srvr")  # directly, it answers
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=0.5) as through_proxy:
+        through_proxy.sendall(b"srvr")
+        with pytest.raises(TimeoutError):
+            through_proxy.recv(100)  # through its proxy, nothing comes back
+
+
 def test_a_member_synced_by_snapshot_keeps_its_proxies(trizab_ensemble, kazoo_client):
     follower = trizab_ensemble.followers()[0]
     trizab_ensemble.kill(follower.sid)
@@ -224,7 +245,7 @@ def test_server_fixtures(pytester: pytest.Pytester) -> None:
 def test_ensemble_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_ensemble=ENSEMBLE_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--durations=0")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=9)
 
 
 def test_kazoo_harness_switched_by_one_ini_line(

@@ -11,10 +11,12 @@ election ports, and for every other member ``j`` a line naming two proxies of a
 ports.  So every member-to-member link (quorum and election traffic, both directions)
 crosses a proxy that knows which pair it joins, and :meth:`Ensemble.partition` cuts a
 member off from the others by cutting the links it is an end of, without root or
-firewall rules.  Clients connect to the members' client ports directly: a partition
-does not cut them, so a client of the cut-off member sees what it would see in
+firewall rules.  Clients connect to the members' client ports directly (``hosts``): a
+partition does not cut them, so a client of the cut-off member sees what it would see in
 production, a member that lost its quorum and drops its clients (and, with read-only
-mode enabled, serves reads).
+mode enabled, serves reads).  Clients that connect through ``proxied_hosts`` instead
+cross a proxy per member, which ``partition(sid, clients=True)`` cuts as well: the
+member is then on the far side of the partition from them too.
 
 Member handles are addressed by server id (1..N) or by the member object.  Processes
 are signalled by their own pid only.  :meth:`Ensemble.reset` brings a used ensemble
@@ -108,6 +110,8 @@ class Ensemble:
         self.links: dict[tuple[int, int], tuple[Link, Link]] = {
             (i, j): (self.net.add(quorum[j]), self.net.add(election[j])) for i in sids for j in sids if i != j
         }
+        # client_links[j]: a proxy to member j's client port, for clients a partition should cut too.
+        self.client_links: dict[int, Link] = {j: self.net.add(client[j]) for j in sids}
         self.members: list[EnsembleMember] = []
         for i in sids:
             lines = [f"server.{i}=127.0.0.1:{quorum[i]}:{election[i]}"]
@@ -156,6 +160,12 @@ class Ensemble:
     def hosts(self) -> str:
         """The connect string, as kazoo's ``hosts``: ``127.0.0.1:p1,127.0.0.1:p2,...``."""
         return ",".join(m.address for m in self.members)
+
+    @property
+    def proxied_hosts(self) -> str:
+        """A connect string whose connections cross proxies, so ``partition(sid, clients=True)``
+        cuts them too (``hosts`` connects directly)."""
+        return ",".join(f"127.0.0.1:{self.client_links[m.sid].port}" for m in self.members)
 
     def leader(self) -> EnsembleMember | None:
         for m in self.members:
@@ -240,12 +250,16 @@ class Ensemble:
         """SIGCONT after :meth:`pause`."""
         self.member(which).resume()
 
-    def partition(self, which: int | EnsembleMember) -> None:
-        """Cut the member off from every other member (quorum and election traffic, both ways);
-        its clients still reach it.  :meth:`heal` undoes it."""
+    def partition(self, which: int | EnsembleMember, *, clients: bool = False) -> None:
+        """Cut the member off from every other member (quorum and election traffic, both ways).
+        Clients connected directly (``hosts``) still reach it; with ``clients`` those that came
+        through ``proxied_hosts`` are cut off from it as well.  :meth:`heal` undoes it."""
         sid = self.member(which).sid
         self.isolated.add(sid)
-        self.net.cut(link for pair, links in self.links.items() if sid in pair for link in links)
+        cut = [link for pair, links in self.links.items() if sid in pair for link in links]
+        if clients:
+            cut.append(self.client_links[sid])
+        self.net.cut(cut)
 
     def heal(self) -> None:
         """Undo every :meth:`partition`: members reach each other again."""
