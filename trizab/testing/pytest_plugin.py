@@ -15,7 +15,8 @@ Fixtures (servers listen on 127.0.0.1, with the memory engine):
 ``trizab_ensemble`` / ``trizab_ensemble_session``
     Three members (:class:`~trizab.testing.ensemble.Ensemble`), with ``.hosts``, ``.leader()``,
     ``.kill(sid)``, ``.stop(sid)``, ``.start_member(sid)``, ``.restart(sid)``, ``.pause(sid)``,
-    ``.resume(sid)``, ``.partition(sid)`` and ``.heal()``.  The function-scoped one is reset
+    ``.resume(sid)``, ``.partition(sid, clients=False)`` and ``.heal()`` (``.proxied_hosts`` for
+    clients a partition may cut).  The function-scoped one is reset
     before each test: partitions healed, members resumed and started, the tree emptied.
 ``kazoo_client``
     A started ``KazooClient`` connected to the ensemble if the test uses ``trizab_ensemble``
