@@ -5,7 +5,8 @@ take the runner down and every run starts from a clean interpreter (kazoo's harn
 cluster).
 
 - kazoo column "trizab": `pytest -p compat.plugin --pyargs kazoo.tests` with
-  `TRIZAB_COMPAT_TARGET=trizab`; the plugin swaps kazoo's cluster for `compat.cluster`.
+  `TRIZAB_COMPAT_TARGET=trizab`; the plugin swaps kazoo's cluster for trizab's
+  (`trizab.testing.kazoo_harness`, the adapter that ships in the package).
 - kazoo column "apache": the same command with `TRIZAB_COMPAT_TARGET=apache`, so kazoo's
   UNMODIFIED harness starts Apache ZooKeeper 3.8 from the Debian jars (ZOOKEEPER_VERSION,
   ZOOKEEPER_CLASSPATH, ZOOKEEPER_CLUSTER_SIZE set for it).
@@ -107,7 +108,8 @@ def child_env(target: str, size: int, storage: str, results: Path) -> dict[str, 
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("CI", "ZOOKEEPER_JAAS_AUTH", "ZOOKEEPER_LOCAL_SESSION_RO")
+        # The apache column must keep kazoo's own harness whatever the caller's setting.
+        if k not in ("CI", "ZOOKEEPER_JAAS_AUTH", "ZOOKEEPER_LOCAL_SESSION_RO", "TRIZAB_KAZOO_HARNESS")
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["TRIZAB_COMPAT_TARGET"] = target

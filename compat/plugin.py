@@ -3,10 +3,10 @@
 Theory of operation: `python -m compat` runs `pytest -p compat.plugin --pyargs kazoo.tests` in a
 subprocess. This plugin
 
-- when `TRIZAB_COMPAT_TARGET=trizab`, replaces `kazoo.testing.harness.get_global_cluster` with
-  `compat.cluster.get_global_cluster` before any test runs (kazoo's tests look the function up in
-  the harness module at call time, so they get trizab servers without being modified). For the
-  Apache ZooKeeper column the target is `apache` and the harness is left untouched.
+- when `TRIZAB_COMPAT_TARGET=trizab`, switches kazoo's harness to trizab with the adapter that
+  ships in the package (`trizab.testing.kazoo_harness.install()`, which users turn on with one
+  setting) before any test runs, so kazoo's tests get trizab servers without being modified. For
+  the Apache ZooKeeper column the target is `apache` and the harness is left untouched.
 - records one outcome per test (passed, failed, skipped or error; an error is a failure outside
   the test body, in setUp/tearDown or collection) and writes them as JSON to
   `TRIZAB_COMPAT_RESULTS`, which the runner turns into the per-file table.
@@ -83,9 +83,7 @@ class ResultCollector:
 
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get(TARGET_ENV, "trizab") == "trizab":
-        import kazoo.testing.harness as harness
+        from trizab.testing import kazoo_harness
 
-        from compat import cluster
-
-        harness.get_global_cluster = cluster.get_global_cluster
+        kazoo_harness.install()
     config.pluginmanager.register(ResultCollector(), "trizab-compat-results")

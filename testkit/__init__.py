@@ -1,6 +1,7 @@
 """Process launchers for the tests, ``compat/`` and ``bench/``: not part of the installed package.
 
-Real ``trizab serve`` processes (:mod:`testkit.process`), local trizab ensembles
+Real ``trizab serve`` processes (:mod:`testkit.process`, which re-exports the launcher that
+ships in :mod:`trizab.testing.process`), local trizab ensembles
 (:mod:`testkit.trizab_ensemble`) and real Apache ZooKeeper 3.8 servers from the
 Debian package (:mod:`testkit.apache_zk`), with what they share: stopping a child
 by pid (:mod:`testkit.procs`) and an ensemble's lifecycle
@@ -8,6 +9,7 @@ by pid (:mod:`testkit.procs`) and an ensemble's lifecycle
 repository (pytest's ``pythonpath``, ``python -m compat``, ``python -m bench...``
 run from its root); nothing in ``trizab`` may import them
 (``tests/test_layering.py`` checks).  What users of the package need for their
-own tests stays in :mod:`trizab.testing`: the simulated ZAB network and ensemble
-and the in-memory listener.
+own tests is in :mod:`trizab.testing`: the pytest fixtures and their launchers,
+kazoo's harness adapter, the simulated ZAB network and ensemble and the in-memory
+listener.
 """

@@ -6,34 +6,13 @@ still stops promptly: SIGTERM is followed by SIGCONT, which a running child igno
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
-from typing import Any
 
+# The one implementation of both ships with the package's launcher.
+from trizab.testing.process import kill_process, terminate_process
 
-def terminate_process(proc: subprocess.Popen[Any], grace: float) -> int | None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; return the exit status."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-            # A stopped process only acts on SIGTERM once continued; otherwise it would sit out
-            # the whole grace period before the SIGKILL.
-            proc.send_signal(signal.SIGCONT)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            kill_process(proc)
-    return proc.returncode
-
-
-def kill_process(proc: subprocess.Popen[Any]) -> int | None:
-    """SIGKILL at once (a crash) and reap it; return the exit status."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
-    return proc.returncode
+__all__ = ["ChildProcess", "kill_process", "terminate_process"]
 
 
 class ChildProcess:

@@ -21,7 +21,9 @@ listed beside its own.  In short (README, "How it is built"):
   the frontend (``runtime -> frontend``) and every core layer, but no plugin by name
   (engines and policies are found through entry points by ``trizab/plugin.py``).
 * ``trizab/testing`` (the simulation) drives the ZAB core with the built-in
-  election plugins; nothing installed imports it.
+  election plugins; nothing installed imports it.  Its server launcher
+  (``trizab/testing/process.py``, behind the pytest fixtures) may use the runtime's
+  process helpers (``trizab/runtime/launcher.py``).
 * ``trizab/cli.py`` and its operator commands (``trizab/ops``) alone import the runtime;
   only the runtime, testing and the CLI import trio.
 * Nothing installed imports ``testkit`` (the process launchers), ``compat``,
@@ -67,7 +69,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "trizab/logsetup.py": (),
     "trizab/progress.py": (),
     "trizab/runtime": (*_CORE, *_INTERFACES, "frontend", "trizab/logflood.py"),
-    "trizab/testing": (*_CORE, *_INTERFACES, "plugins/election"),
+    "trizab/testing": (*_CORE, *_INTERFACES, "plugins/election", "trizab/testing/process.py"),
+    # The server launcher behind the pytest fixtures shares the ensemble launcher's helpers
+    # (four-letter words, free ports); it starts servers as processes, never in-process.
+    "trizab/testing/process.py": (*_INTERFACES, "trizab/runtime"),
     # The operator commands (status, purge, snapshot): the purge takes the runtime's directory lock.
     "trizab/ops": (*_INTERFACES, "trizab/runtime"),
     "trizab/cli.py": (

@@ -69,10 +69,10 @@ def test_trizab_target_patches_kazoo_harness(
     pytester.makepyfile(
         test_patch="""
 import kazoo.testing.harness as harness
-from compat import cluster
+from trizab.testing import kazoo_harness
 
 def test_patched():
-    assert harness.get_global_cluster is cluster.get_global_cluster
+    assert harness.get_global_cluster is kazoo_harness.get_global_cluster
 """
     )
     results = pytester.path / "results.json"

@@ -206,11 +206,18 @@ class ReplicaCore(ServerCore):
     # -- dynamic configuration ------------------------------------------------------------
 
     def init_ensemble(self, servers: dict[int, cfg.QuorumServer], my_id: int, client_port: int) -> None:
-        """At start-up: the config the tree holds (after reconfigs), else the static one."""
+        """At start-up and after a SNAP: the config the tree holds once a reconfig made one
+        (version > 0), else this member's own server lines.
+
+        Before any reconfig the text in a leader's snapshot is the leader's view; as ZooKeeper's
+        ``Learner`` (``initConfigInZKDatabase`` with its own ``QuorumVerifier`` after a SNAP),
+        a learner keeps its own, so members whose zoo.cfg reach each other by different
+        addresses (through a proxy, a NAT) keep using theirs."""
         node = self.tree.nodes.get(CONFIG_PATH)
         if node is not None and node.data:
             self._load_config_text(node.data)
-            return
+            if self.config_version > 0:
+                return
         # Only what the server lines say, so that every member holds the same text.
         members = dict(servers)
         self.ensemble = members

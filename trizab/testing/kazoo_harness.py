@@ -1,12 +1,27 @@
-"""A trizab stand-in for kazoo's `ZookeeperCluster`, so kazoo's own test suite runs against trizab.
+"""Run kazoo's own test harness (``KazooTestHarness``, ``KazooTestCase``) against trizab.
+
+A project whose tests use ``kazoo.testing`` switches from Apache ZooKeeper (a JVM,
+``ZOOKEEPER_PATH``/``ZOOKEEPER_CLASSPATH``) to trizab with one setting, read by trizab's
+pytest plugin: ``trizab_kazoo_harness = true`` in the pytest configuration, or the
+environment variable ``TRIZAB_KAZOO_HARNESS=1`` (which wins over the file, so CI can run
+both).  ``-p trizab.testing.kazoo_harness`` on the command line does the same.
 
 Theory of operation: kazoo's tests reach servers only through `kazoo.testing.harness`:
 `get_global_cluster()` builds a `ZookeeperCluster` from environment variables (rebuilding it when
 they change, which tests do on purpose: `ZOOKEEPER_JAAS_AUTH`, `ZOOKEEPER_LOCAL_SESSION_RO`), and
 tests then index members (`cluster[0].stop()`, `.run()`, `.address`), start/stop/terminate the
 whole cluster and read `get_logs()` on failure. `TrizabCluster` offers the same surface with
-members that are `trizab serve` processes (`testkit.process.TrizabProcess`), so the tests
-run unmodified; `compat.plugin` swaps `get_global_cluster` for the function below.
+members that are `trizab serve` processes (`trizab.testing.process.TrizabProcess`), so the tests
+run unmodified; :func:`install` swaps `kazoo.testing.harness.get_global_cluster` for the function
+below (kazoo looks it up in the module at call time, so nothing else needs patching).
+
+The environment it reads is kazoo's: `ZOOKEEPER_CLUSTER_SIZE` (default 3, as kazoo's),
+`ZOOKEEPER_LOCAL_SESSION_RO`, `ZOOKEEPER_JAAS_AUTH`; and trizab's own: `TRIZAB_STORAGE` (default
+txnlog: tests restart a member and expect its sessions and data back, as ZooKeeper keeps them on
+disk) and `TRIZAB_SSL_QUORUM`. `ZOOKEEPER_PORT_OFFSET` is not needed: ports are picked free once
+per cluster, so a member that is stopped and run again comes back on the same address with the
+same dataDir, as the tests expect. The Java-only variables (`ZOOKEEPER_PATH`,
+`ZOOKEEPER_CLASSPATH`, `ZOOKEEPER_VERSION`) are ignored.
 
 Each member writes the zoo.cfg that kazoo's harness writes for Java (4lw whitelist `*`,
 `reconfigEnabled`, the local-session flags, the super digest for the password "test",
@@ -25,8 +40,6 @@ gets `authProvider.1=...SASLAuthenticationProvider` and a JAAS file: empty, or w
 authenticate each other with SASL (`quorum.auth.*`, `QuorumServer`/`QuorumLearner` sections).
 Keys trizab has no use for are accepted and logged by trizab's config loader, exactly as they
 would be by ZooKeeper.
-Ports are picked free once per cluster, so a member that is stopped and run again
-comes back on the same address with the same dataDir, as the tests expect.
 """
 
 from __future__ import annotations
@@ -37,12 +50,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from testkit.apache_zk import HOST, free_ports
-from testkit.process import TrizabProcess
+from trizab.testing.process import TrizabProcess, free_ports
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["TrizabCluster", "TrizabMember", "get_global_cluster", "install", "uninstall"]
 
 log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
 
 # kazoo's harness passes -Dzookeeper.DigestAuthenticationProvider.superDigest with this value
 # (the digest of super:test).
@@ -70,7 +89,7 @@ QUORUM_SASL_LINES = [
     "quorum.auth.learnerRequireSasl=true",
     "quorum.auth.serverRequireSasl=true",
 ]
-START_TIMEOUT = float(os.environ.get("TRIZAB_COMPAT_START_TIMEOUT", "30"))
+START_TIMEOUT = float(os.environ.get("TRIZAB_HARNESS_START_TIMEOUT", "30"))
 
 
 class TrizabMember:
@@ -284,7 +303,7 @@ CONF_KEYS = (
     "TRIZAB_QUORUM_SASL",
 )
 DEFAULTS = {
-    "ZOOKEEPER_CLUSTER_SIZE": "1",
+    "ZOOKEEPER_CLUSTER_SIZE": "3",
     "ZOOKEEPER_LOCAL_SESSION_RO": "false",
     "TRIZAB_STORAGE": "txnlog",
     "TRIZAB_SSL_QUORUM": "false",
@@ -315,7 +334,7 @@ def get_global_cluster() -> TrizabCluster:
         CLUSTER.terminate()
         CLUSTER = None
     cluster = TrizabCluster(
-        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "1"),
+        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "3"),
         configuration_entries=cluster_configuration(conf),
         ssl_quorum=conf["TRIZAB_SSL_QUORUM"] == "true",
         # ZOOKEEPER_JAAS_AUTH=gssapi gets kazoo's Kerberos section, which trizab refuses at
@@ -326,3 +345,37 @@ def get_global_cluster() -> TrizabCluster:
     CLUSTER, CLUSTER_CONF = cluster, conf
     atexit.register(cluster.terminate)
     return cluster
+
+
+# --- switching kazoo's harness over ---------------------------------------------------------------
+
+_KAZOO_GET_GLOBAL_CLUSTER: Any = None
+
+
+def install() -> None:
+    """Make `kazoo.testing.harness` build trizab clusters (idempotent)."""
+    global _KAZOO_GET_GLOBAL_CLUSTER
+    import kazoo.testing.harness as harness
+
+    if harness.get_global_cluster is not get_global_cluster:
+        _KAZOO_GET_GLOBAL_CLUSTER = harness.get_global_cluster
+        harness.get_global_cluster = get_global_cluster
+
+
+def uninstall() -> None:
+    """Give kazoo its own `get_global_cluster` back and stop the trizab cluster, if any."""
+    global CLUSTER, CLUSTER_CONF, _KAZOO_GET_GLOBAL_CLUSTER
+    import kazoo.testing.harness as harness
+
+    if _KAZOO_GET_GLOBAL_CLUSTER is not None:
+        harness.get_global_cluster = _KAZOO_GET_GLOBAL_CLUSTER
+        _KAZOO_GET_GLOBAL_CLUSTER = None
+    if CLUSTER is not None:
+        CLUSTER.terminate()
+        CLUSTER, CLUSTER_CONF = None, None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Loaded with ``-p trizab.testing.kazoo_harness``: switch at once, undo when the run ends."""
+    install()
+    config.add_cleanup(uninstall)

@@ -1,4 +1,4 @@
-"""compat.cluster behaves like kazoo's ZookeeperCluster, with trizab processes as members."""
+"""trizab.testing.kazoo_harness behaves like kazoo's ZookeeperCluster, with trizab processes as members."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from compat import cluster as compat_cluster
+from trizab.testing import kazoo_harness
 
 
 @pytest.fixture
 def fresh_global(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(compat_cluster, "CLUSTER", None)
-    monkeypatch.setattr(compat_cluster, "CLUSTER_CONF", None)
-    for key in compat_cluster.CONF_KEYS:
+    monkeypatch.setattr(kazoo_harness, "CLUSTER", None)
+    monkeypatch.setattr(kazoo_harness, "CLUSTER_CONF", None)
+    for key in kazoo_harness.CONF_KEYS:
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ZOOKEEPER_CLUSTER_SIZE", "1")  # kazoo's default is 3; one is enough here
     yield
-    if compat_cluster.CLUSTER is not None:
-        compat_cluster.CLUSTER.terminate()
+    if kazoo_harness.CLUSTER is not None:
+        kazoo_harness.CLUSTER.terminate()
 
 
 def _client(address: str) -> KazooClient:
@@ -29,7 +30,7 @@ def _client(address: str) -> KazooClient:
 
 
 def test_member_restart_keeps_data_and_address(fresh_global: None) -> None:
-    cluster = compat_cluster.get_global_cluster()
+    cluster = kazoo_harness.get_global_cluster()
     assert len(cluster) == 1
     cluster.start()
     member = cluster[0]
@@ -55,13 +56,13 @@ def test_member_restart_keeps_data_and_address(fresh_global: None) -> None:
 def test_same_env_same_cluster_changed_env_rebuilds(
     fresh_global: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = compat_cluster.get_global_cluster()
-    assert compat_cluster.get_global_cluster() is first
+    first = kazoo_harness.get_global_cluster()
+    assert kazoo_harness.get_global_cluster() is first
     first.start()
     pid = first[0].pid
     assert pid is not None
     monkeypatch.setenv("ZOOKEEPER_LOCAL_SESSION_RO", "true")
-    second = compat_cluster.get_global_cluster()
+    second = kazoo_harness.get_global_cluster()
     assert second is not first
     # The old cluster was terminated: its process is gone and its working directory removed.
     assert not first[0].running
@@ -70,7 +71,7 @@ def test_same_env_same_cluster_changed_env_rebuilds(
 
 
 def test_reset_wipes_data(fresh_global: None) -> None:
-    cluster = compat_cluster.get_global_cluster()
+    cluster = kazoo_harness.get_global_cluster()
     cluster.start()
     client = _client(cluster[0].address)
     try:
@@ -89,9 +90,21 @@ def test_reset_wipes_data(fresh_global: None) -> None:
 
 
 def test_configuration_mirrors_kazoo_harness() -> None:
-    lines = compat_cluster.cluster_configuration(
+    lines = kazoo_harness.cluster_configuration(
         {"ZOOKEEPER_LOCAL_SESSION_RO": "true", "TRIZAB_STORAGE": "memory", "ZOOKEEPER_CLUSTER_SIZE": "1"}
     )
     assert "4lw.commands.whitelist=*" in lines
     assert "localSessionsEnabled=true" in lines
     assert "storage=memory" in lines
+
+
+def test_default_size_is_kazoos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kazoo_harness, "CLUSTER", None)
+    monkeypatch.setattr(kazoo_harness, "CLUSTER_CONF", None)
+    monkeypatch.delenv("ZOOKEEPER_CLUSTER_SIZE", raising=False)
+    cluster = kazoo_harness.get_global_cluster()  # built, not started: no process yet
+    try:
+        assert len(cluster) == 3
+        assert all(not member.running for member in cluster)
+    finally:
+        cluster.terminate()
