@@ -242,6 +242,7 @@ def write_plots(scenarios: dict[str, dict[str, Outcome]], loads: dict[str, Any],
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     paths = []
     # 1. Throughput against latency, one panel per (servers, op).
@@ -272,6 +273,7 @@ def write_plots(scenarios: dict[str, dict[str, Outcome]], loads: dict[str, Any],
                 )
         ax.set_title(f"{op}: {title}", fontsize=10)
         ax.set_xlabel("operations / s")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / 1000:g}k" if v else "0"))
         ax.set_ylabel("latency, ms")
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
@@ -352,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = json.loads(args.from_json.read_text())
     else:
         scale = SCALES[args.scale]
-        raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) * 2 + 1000)
+        raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) + 1000)  # per process
         servers = [s.strip() for s in args.servers.split(",") if s.strip()]
         data = run_everything(args.scale, servers, args.client_processes)
         args.out.mkdir(parents=True, exist_ok=True)

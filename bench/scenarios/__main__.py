@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)} or all")
     scale = SCALES[args.scale]
-    raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) * 2 + 1000)
+    raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) + 1000)  # per process
     warmup = SERVER_WARMUP[args.scale] if args.server_warmup is None else args.server_warmup
     targets = [t.strip() for t in args.servers.split(",") if t.strip()]
     failed = False
