@@ -24,11 +24,11 @@ import attrs
 
 from bench.loadgen import run_load
 from bench.scenarios.bigdir import run_bigdir
-from bench.scenarios.bigvalue import JUTE_MAXBUFFER, run_bigvalue
+from bench.scenarios.bigvalue import JUTE_MAXBUFFER, ZOOKEEPER_HEAP_FOR_VALUES, run_bigvalue
 from bench.scenarios.common import Outcome, Scale
 from bench.scenarios.fanout import run_fanout, run_recursive
 from bench.scenarios.mixed import run_mixed
-from bench.scenarios.servers import Running, display_name, serve
+from bench.scenarios.servers import ZOOKEEPER_HEAP, Running, display_name, serve
 from bench.scenarios.storm import ENSEMBLE_SIZE, run_storm
 
 
@@ -39,6 +39,7 @@ class Scenario:
     run: Callable[[Running, Scale, int], Outcome]
     ensemble_size: int | None = None  # members the scenario needs, whatever --servers says
     jute_maxbuffer: int | None = None
+    zookeeper_heap: str = ZOOKEEPER_HEAP
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -60,6 +61,7 @@ SCENARIOS: dict[str, Scenario] = {
             "large values: setData/getData of 1 MiB",
             run_bigvalue,
             jute_maxbuffer=JUTE_MAXBUFFER,
+            zookeeper_heap=ZOOKEEPER_HEAP_FOR_VALUES,
         ),
         Scenario("mixed", "mixed load: 90% reads, 9% writes, 1% ephemeral create/delete", run_mixed),
     )
@@ -85,7 +87,10 @@ def run_scenario(
         started = time.monotonic()
         try:
             with serve(
-                target, size=scenario.ensemble_size, jute_maxbuffer=scenario.jute_maxbuffer
+                target,
+                size=scenario.ensemble_size,
+                jute_maxbuffer=scenario.jute_maxbuffer,
+                zookeeper_heap=scenario.zookeeper_heap,
             ) as running:
                 if server_warmup > 0:
                     for op in ("getData", "setData"):

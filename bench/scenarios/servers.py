@@ -8,9 +8,9 @@ ensemble (``testkit.trizab_ensemble.TrizabEnsemble``); names as in ``bench.loadg
 Both servers get the same settings: no per-host connection limit, sessions may ask for up to
 10 minutes (the scenarios' idle sessions send no pings), and, when a scenario asks for it, a
 raised ``jute.maxbuffer`` (ZooKeeper reads it from the JVM property ``-Djute.maxbuffer``,
-trizab from zoo.cfg). ZooKeeper runs with zkEnv.sh's default heap (``-Xmx1000m``) and a listen
-backlog as deep as trizab's (``net.core.somaxconn``; ZooKeeper's own default, 50, makes a
-reconnect storm wait for SYN retransmits).
+trizab from zoo.cfg). ZooKeeper runs with zkEnv.sh's default heap (``-Xmx1000m``) unless the
+scenario needs more, and a listen backlog as deep as trizab's (``net.core.somaxconn``;
+ZooKeeper's own default, 50, makes a reconnect storm wait for SYN retransmits).
 """
 
 from __future__ import annotations
@@ -64,7 +64,13 @@ def display_name(target: str, size: int | None = None) -> str:
 
 
 @contextmanager
-def serve(target: str, *, size: int | None = None, jute_maxbuffer: int | None = None) -> Iterator[Running]:
+def serve(
+    target: str,
+    *,
+    size: int | None = None,
+    jute_maxbuffer: int | None = None,
+    zookeeper_heap: str = ZOOKEEPER_HEAP,
+) -> Iterator[Running]:
     """Start ``target`` (``size`` overrides its member count), yield it once every member serves."""
     kind, n, storage = parse_server(target)
     n = size or n
@@ -79,7 +85,7 @@ def serve(target: str, *, size: int | None = None, jute_maxbuffer: int | None = 
                     apache_zk.ApacheZooKeeper(
                         extra_config=zk_lines,
                         java_properties=props,
-                        jvm_args=[ZOOKEEPER_HEAP],
+                        jvm_args=[zookeeper_heap],
                         start_timeout=60,
                     )
                 )
@@ -88,7 +94,7 @@ def serve(target: str, *, size: int | None = None, jute_maxbuffer: int | None = 
                 return
             ensemble = stack.enter_context(
                 apache_zk.ApacheEnsemble(
-                    n, extra_config=zk_lines, java_properties=props, jvm_args=[ZOOKEEPER_HEAP]
+                    n, extra_config=zk_lines, java_properties=props, jvm_args=[zookeeper_heap]
                 )
             )
             yield _ensemble_running(name, ensemble)

@@ -5,10 +5,12 @@ the ensemble elects). The leader is then killed with SIGKILL. Both servers then 
 connection (the leader's die with it; a follower closes its clients when it loses the leader,
 and turns clients away until a new leader is established), so every session reconnects at once.
 
-Each session, as a ZooKeeper client does: when its connection closes it reconnects at once to
-the next member in its list, resuming its session (id and password in the ConnectRequest); a
-connection that is refused or closed before the handshake completes is retried after 50-100 ms
-(random, so the retries of 10,000 sessions do not stay in lockstep), on the next member. Once
+Each session does what ZooKeeper's Java client does (``ClientCnxn.SendThread.startConnect``):
+when its connection closes, it waits a random 0-1,000 ms and connects to the next member in its
+list, resuming its session (id and password in the ConnectRequest); a connection that is
+refused or closed before the handshake completes is retried the same way, on the next member.
+The random wait is the Java client's; without it 10,000 SYNs in the same millisecond overflow
+the listen backlog and the storm measures the kernel's SYN retransmission timer (1 s, then 3 s). Once
 the handshake succeeds the session sends its first request (``exists`` on ``/storm``) and is
 "back" when it is answered. Figures: the time from the kill until every session was back, the
 p50/p99 of each session's time back, and the p99 latency of that first request (from sending
@@ -41,6 +43,7 @@ STORM = "/storm"
 ENSEMBLE_SIZE = 3
 _REPLY = struct.Struct(">iqi")
 _PROBE_XID = 1
+RECONNECT_DELAY_S = 1.0  # ClientCnxn waits ThreadLocalRandom.nextLong(1000) ms before reconnecting
 
 
 @attrs.frozen
@@ -81,7 +84,7 @@ def _storm_worker(spec: StormSpec, barrier: Barrier) -> dict[str, object]:
     deadline = wall0 + spec.timeout
     probe = request_frame(_PROBE_XID, OpCode.EXISTS, r.ExistsRequest(STORM, False))
 
-    def lost(st: _State, now: float, *, at_once: bool) -> None:
+    def lost(st: _State, now: float) -> None:
         s = st.session
         if s.sock is not None:
             sel.unregister(s.sock)
@@ -89,7 +92,7 @@ def _storm_worker(spec: StormSpec, barrier: Barrier) -> dict[str, object]:
             s.sock = None
         s.buf.clear()
         st.phase = "wait"
-        st.retry_at = now if at_once else now + 0.05 + 0.05 * rng.random()
+        st.retry_at = now + RECONNECT_DELAY_S * rng.random()
         heapq.heappush(waiting, (st.retry_at, next(order), st))
 
     def done(st: _State, now: float, *, expired: bool = False) -> None:
@@ -125,7 +128,7 @@ def _storm_worker(spec: StormSpec, barrier: Barrier) -> dict[str, object]:
             now = time.monotonic()
             if st.phase == "connecting":
                 if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                    lost(st, now, at_once=False)
+                    lost(st, now)
                     continue
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.send(_connect_request(s))
@@ -137,8 +140,7 @@ def _storm_worker(spec: StormSpec, barrier: Barrier) -> dict[str, object]:
             except OSError:
                 data = b""
             if not data:
-                # "up": the fail-over closed it, reconnect at once; later phases: refused, back off.
-                lost(st, now, at_once=st.phase == "up")
+                lost(st, now)  # the fail-over closed it, or a member turned the session away
                 continue
             s.buf += data
             for payload in _frames(s.buf):
@@ -155,7 +157,7 @@ def _storm_worker(spec: StormSpec, barrier: Barrier) -> dict[str, object]:
                     if xid != _PROBE_XID:
                         continue
                     if err:
-                        lost(st, now, at_once=False)
+                        lost(st, now)
                         break
                     st.first_request = now - st.probe_sent
                     done(st, now)
