@@ -218,7 +218,8 @@ def write_report(data: dict[str, Any], out: Path) -> Path:
         "noisy, so repeat a run before believing a difference under 15%. A ratio above 1 means trizab "
         "is better (its throughput / ZooKeeper's, or ZooKeeper's time / its time).",
         "",
-        "Servers: Apache ZooKeeper 3.8 (Debian package, `-Xmx1000m`, forceSync on) and trizab with its "
+        "Servers: Apache ZooKeeper 3.8 (Debian package, forceSync on, zkEnv.sh's default heap `-Xmx1000m`, "
+        "but `-Xmx4g` for large values, where 1000m dies of OutOfMemoryError) and trizab with its "
         "durable `txnlog` engine, each started fresh per scenario with the same untimed warm-up; "
         "clients are raw-protocol sessions in forked processes (see `bench/README.md`, "
         '"Scenarios"), and each scenario says how much CPU they used.',

@@ -12,7 +12,8 @@ refused or closed before the handshake completes is retried the same way, on the
 The random wait is the Java client's; without it 10,000 SYNs in the same millisecond overflow
 the listen backlog and the storm measures the kernel's SYN retransmission timer (1 s, then 3 s). Once
 the handshake succeeds the session sends its first request (``exists`` on ``/storm``) and is
-"back" when it is answered. Figures: the time from the kill until every session was back, the
+"back" when it is answered. Figures: the time from the kill until the first session was back (the
+election and the new epoch under the storm), until every session was back, the
 p50/p99 of each session's time back, and the p99 latency of that first request (from sending
 it to its reply). Counts: sessions back, connection attempts, sessions the servers expired
 (must be 0) and sessions whose connection was never closed (none expected).
@@ -217,6 +218,8 @@ def run_storm(running: Running, scale: Scale, client_processes: int) -> Outcome:
     outcome = Outcome(
         running.name,
         figures=[
+            # The first session back: how long the election and the new epoch took under the storm.
+            Figure("first session back", back[0] if back else float("nan"), "s", True),
             Figure("all back and served after", back[-1] if back else float("nan"), "s", True),
             *latency_figures("session back", back, unit="s")[:2],
             *latency_figures("first request", first_requests)[:2],
