@@ -1,15 +1,14 @@
 """``python -m bench.report``: run the scenarios and the load generator, write a Markdown report.
 
-Theory of operation: the report is one run of everything a reader needs to compare trizab with
-Apache ZooKeeper 3.8 on this machine: every scenario of ``bench.scenarios`` (each against both
-servers, one after the other) and ``bench.loadgen``'s getData/setData at 1, 16 and 256
-outstanding, standalone and with 3 members. The figures are kept in ``results.json`` first
-(``--from-json`` renders a report again without running anything), then written as
-``README.md`` in ``--out`` with tables, and PNG plots next to it (matplotlib, the ``bench``
-extra): throughput against latency for the load generator, every scenario figure as a ratio to
-ZooKeeper's, and the distributions behind the scenarios (notification arrivals, sessions back
-after a fail-over, mixed-load latencies). The header says the scale, so a report made at
-``--scale small`` (what fits in a minute or two) is not mistaken for the full one.
+Theory of operation: the report is ``--repeat`` runs of everything a reader needs to compare
+trizab with Apache ZooKeeper 3.8 on this machine: every scenario of ``bench.scenarios`` (each
+against both servers, one after the other) and ``bench.loadgen``'s getData/setData at 1, 16 and
+256 outstanding, standalone and with 3 members. The figures are kept in ``results.json`` first
+(``--from-json`` renders a report again without running anything), merged over the runs
+(``bench.report_merge``: medians, and each ratio's range), then written as ``README.md`` in
+``--out`` with tables, and PNG plots next to it (``bench.report_plots``). The header says the
+scale and the number of runs, so a report made at ``--scale small`` (what fits in a minute or
+two) is not mistaken for the full one.
 """
 
 from __future__ import annotations
@@ -29,9 +28,18 @@ import attrs
 
 from bench import loadgen
 from bench.limits_rss import raise_fd_limit
+from bench.report_merge import (
+    MergedLoads,
+    MergedScenario,
+    find_point,
+    merge_loads,
+    merge_scenario,
+    ratio_text,
+)
+from bench.report_plots import write_plots
 from bench.scenarios import SCENARIOS, run_scenario
 from bench.scenarios.__main__ import SERVER_WARMUP
-from bench.scenarios.common import SCALES, Figure, Outcome, ratio
+from bench.scenarios.common import SCALES
 from bench.scenarios.servers import serve
 
 DEFAULT_OUT = Path(__file__).parent / "report"
@@ -71,10 +79,7 @@ def run_loadgen(targets: Sequence[str], scale: str) -> dict[str, Any]:
     return columns
 
 
-def run_everything(scale: str, servers: Sequence[str], client_processes: int) -> dict[str, Any]:
-    header = machine_header(scale)
-    header["load average before"] = os.getloadavg()
-    started = time.monotonic()
+def run_once(scale: str, servers: Sequence[str], client_processes: int) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     for name, scenario in SCENARIOS.items():
         outcomes = run_scenario(
@@ -86,9 +91,20 @@ def run_everything(scale: str, servers: Sequence[str], client_processes: int) ->
         )
         scenarios[name] = {server: attrs.asdict(o) for server, o in outcomes.items()}
     loads = {" / ".join(pair): run_loadgen(pair, scale) for pair in LOADGEN_PAIRS}
+    return {"scenarios": scenarios, "loadgen": loads}
+
+
+def run_everything(scale: str, servers: Sequence[str], client_processes: int, repeat: int) -> dict[str, Any]:
+    header = machine_header(scale)
+    header["load average before"] = os.getloadavg()
+    started = time.monotonic()
+    runs = []
+    for i in range(repeat):
+        log(f"run {i + 1} of {repeat}")
+        runs.append(run_once(scale, servers, client_processes))
     header["load average after"] = os.getloadavg()
     header["run time s"] = round(time.monotonic() - started)
-    return {"header": header, "scenarios": scenarios, "loadgen": loads}
+    return {"header": header, "runs": runs}
 
 
 def machine_header(scale: str) -> dict[str, Any]:
@@ -107,12 +123,6 @@ def machine_header(scale: str) -> dict[str, Any]:
     }
 
 
-def outcome_from(data: dict[str, Any]) -> Outcome:
-    data = dict(data)
-    data["figures"] = [Figure(**f) for f in data["figures"]]
-    return Outcome(**data)
-
-
 # --- writing ---------------------------------------------------------------------------------
 
 
@@ -123,7 +133,8 @@ def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str], right_f
     return out
 
 
-def scenario_section(name: str, outcomes: dict[str, Outcome]) -> list[str]:
+def scenario_section(name: str, merged: MergedScenario) -> list[str]:
+    outcomes = merged.outcomes
     servers = list(outcomes)
     lines = [f"### {name}", "", SCENARIOS[name].title[0].upper() + SCENARIOS[name].title[1:] + ".", ""]
     for server, outcome in outcomes.items():
@@ -132,7 +143,6 @@ def scenario_section(name: str, outcomes: dict[str, Outcome]) -> list[str]:
     order: list[str] = []
     for outcome in outcomes.values():
         order += [f.name for f in outcome.figures if f.name not in order]
-    base = outcomes[servers[0]]
     rows = []
     for figure_name in order:
         row = [figure_name]
@@ -140,43 +150,39 @@ def scenario_section(name: str, outcomes: dict[str, Outcome]) -> list[str]:
             figure = outcomes[server].figure(figure_name)
             row.append(figure.text() if figure else "-")
         for server in servers[1:]:
-            value = ratio(base.figure(figure_name), outcomes[server].figure(figure_name))
-            row.append(f"x{value:.2f}" if value is not None else "-")
+            row.append(ratio_text(merged.ratios.get(figure_name, {}).get(server, [])))
         rows.append(row)
     header = ["figure", *servers, *(f"{s} vs {servers[0]}" for s in servers[1:])]
     lines += markdown_table(rows, header)
     lines.append("")
+    first = " (first run)" if merged.runs > 1 else ""
     for server, outcome in outcomes.items():
         counts = ", ".join(f"{k} {v:,}" for k, v in outcome.counts.items())
-        lines.append(f"* {server}: {counts}; client {outcome.client_cpu_text()}")
+        lines.append(f"* {server}{first}: {counts}; client {outcome.client_cpu_text()}")
     lines.append("")
     return lines
 
 
-def loadgen_section(title: str, columns: dict[str, Any]) -> list[str]:
+def loadgen_section(title: str, merged: MergedLoads) -> list[str]:
+    columns = merged.columns
     targets = list(columns)
     lines = [f"### {title}", ""]
     for target, value in columns.items():
         if isinstance(value, str):
-            lines += [f"**{target}** {value}", ""]
+            lines += [f"**{target}** failed: {value}", ""]
     rows = []
     for op in loadgen.OPS:
         for load in loadgen.LOADS:
             row = [op, str(load)]
-            found = [_find(columns[t], op, load) for t in targets]
-            for res in found:
+            for target in targets:
+                res = find_point(columns[target], op, load)
                 row.append(
                     "-"
                     if res is None
                     else f"{res['ops_per_s']:,.0f}/s, {res['p50_ms']:.2f} / {res['p99_ms']:.2f} ms"
                     + (f", {res['cpu_us_per_op']:.0f} µs" if res["cpu_us_per_op"] is not None else "")
                 )
-            ref, other = found[0], found[-1]
-            row.append(
-                f"x{other['ops_per_s'] / ref['ops_per_s']:.2f}"
-                if ref and other and ref["ops_per_s"] and len(found) > 1
-                else "-"
-            )
+            row.append(ratio_text(merged.ratios.get((op, load), [])))
             rows.append(row)
     header = ["op", "outstanding", *targets, f"{targets[-1]} vs {targets[0]}"]
     lines += markdown_table(rows, header, right_from=1)
@@ -184,24 +190,26 @@ def loadgen_section(title: str, columns: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _find(value: Any, op: str, load: int) -> dict[str, Any] | None:
-    if not isinstance(value, list):
-        return None
-    return next((r for r in value if r["op"] == op and r["outstanding"] == load), None)
+def runs_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of a results.json (one written before --repeat existed holds one run at its top)."""
+    return data["runs"] if "runs" in data else [{"scenarios": data["scenarios"], "loadgen": data["loadgen"]}]
 
 
 def write_report(data: dict[str, Any], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     header = data["header"]
+    runs = runs_of(data)
     scenarios = {
-        name: {server: outcome_from(o) for server, o in per.items()}
-        for name, per in data["scenarios"].items()
+        name: merge_scenario([run["scenarios"][name] for run in runs]) for name in runs[0]["scenarios"]
     }
-    plots = write_plots(scenarios, data["loadgen"], out)
+    loads = {title: merge_loads([run["loadgen"][title] for run in runs]) for title in runs[0]["loadgen"]}
+    plots = write_plots(scenarios, loads, out)
+    repeat = len(runs)
     lines = [
         "# trizab against Apache ZooKeeper 3.8",
         "",
-        f"**Scale: {header['scale']}** (`python -m bench.report --scale {header['scale']}`); "
+        f"**Scale: {header['scale']}, {repeat} run{'s' if repeat > 1 else ''}** "
+        f"(`python -m bench.report --scale {header['scale']} --repeat {repeat}`); "
         + (
             "the small scale runs every scenario with a few hundred sessions and short windows: "
             "it shows the shape of the comparison, not the figures of the full scale "
@@ -214,9 +222,16 @@ def write_report(data: dict[str, Any], out: Path) -> Path:
         f"{header['cpus']} CPUs shared by the servers and the client processes "
         f"(load average {header['load average before'][0]:.1f} before, "
         f"{header['load average after'][0]:.1f} after; {header['run time s']} s in all). "
-        "Every ratio compares figures from the same run; a machine shared with other work makes them "
-        "noisy, so repeat a run before believing a difference under 15%. A ratio above 1 means trizab "
-        "is better (its throughput / ZooKeeper's, or ZooKeeper's time / its time).",
+        "A ratio above 1 means trizab is better (its throughput / ZooKeeper's, or ZooKeeper's time / its "
+        "time); each ratio compares figures from the same run. "
+        + (
+            f"Figures are the median of the {repeat} runs; a ratio is the median of the {repeat} per-run "
+            "ratios, with the lowest and highest in brackets: a machine shared with other work makes "
+            "single runs noisy, and a ratio whose range straddles 1 is not a difference."
+            if repeat > 1
+            else "One run on a machine shared with other work is noisy: repeat (`--repeat 3`) before "
+            "believing a difference under 15%."
+        ),
         "",
         "Servers: Apache ZooKeeper 3.8 (Debian package, forceSync on, zkEnv.sh's default heap `-Xmx1000m`, "
         "but `-Xmx4g` for large values, where 1000m dies of OutOfMemoryError) and trizab with its "
@@ -228,116 +243,13 @@ def write_report(data: dict[str, Any], out: Path) -> Path:
     for plot in plots:
         lines += [f"![{plot.stem}]({plot.name})", ""]
     lines += ["## Scenarios", ""]
-    for name, outcomes in scenarios.items():
-        lines += scenario_section(name, outcomes)
+    for name, merged in scenarios.items():
+        lines += scenario_section(name, merged)
     lines += ["## Load generator: getData and setData", ""]
-    for title, columns in data["loadgen"].items():
-        lines += loadgen_section(title, columns)
+    for title, merged_loads in loads.items():
+        lines += loadgen_section(title, merged_loads)
     path = out / "README.md"
     path.write_text("\n".join(lines))
-    return path
-
-
-def write_plots(scenarios: dict[str, dict[str, Outcome]], loads: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    paths = []
-    # 1. Throughput against latency, one panel per (servers, op).
-    panels = [(title, op) for title in loads for op in loadgen.OPS]
-    fig, axes = plt.subplots(len(loads), len(loadgen.OPS), figsize=(11, 4.2 * len(loads)), squeeze=False)
-    for ax, (title, op) in zip(axes.flat, panels, strict=True):
-        for target, value in loads[title].items():
-            points = [p for p in (_find(value, op, n) for n in loadgen.LOADS) if p is not None]
-            if not points:
-                continue
-            xs = [p["ops_per_s"] for p in points]
-            line = ax.plot(xs, [p["p50_ms"] for p in points], marker="o", label=f"{target} p50")[0]
-            ax.plot(
-                xs,
-                [p["p99_ms"] for p in points],
-                marker="x",
-                linestyle="--",
-                color=line.get_color(),
-                label=f"{target} p99",
-            )
-            for p in points:
-                ax.annotate(
-                    str(p["outstanding"]),
-                    (p["ops_per_s"], p["p50_ms"]),
-                    fontsize=7,
-                    textcoords="offset points",
-                    xytext=(3, 3),
-                )
-        ax.set_title(f"{op}: {title}", fontsize=10)
-        ax.set_xlabel("operations / s")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / 1000:g}k" if v else "0"))
-        ax.set_ylabel("latency, ms")
-        ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("Throughput against latency at 1, 16 and 256 requests outstanding (labels)")
-    fig.tight_layout()
-    paths.append(_save(fig, out / "throughput_latency.png"))
-    plt.close(fig)
-
-    # 2. Every scenario figure as trizab's ratio to ZooKeeper's.
-    labels, values = [], []
-    for name, outcomes in scenarios.items():
-        servers = list(outcomes)
-        if len(servers) < 2:
-            continue
-        base, other = outcomes[servers[0]], outcomes[servers[-1]]
-        for figure in other.figures:
-            value = ratio(base.figure(figure.name), figure)
-            if value is not None:
-                labels.append(f"{name}: {figure.name}")
-                values.append(value)
-    if values:
-        fig, ax = plt.subplots(figsize=(9, 0.28 * len(values) + 1.5))
-        colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
-        ax.barh(range(len(values)), values, color=colors)
-        ax.set_yticks(range(len(values)), labels, fontsize=7)
-        ax.invert_yaxis()
-        ax.axvline(1.0, color="black", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("times better than Apache ZooKeeper 3.8 (log scale; right of 1: trizab better)")
-        ax.set_title("Scenarios: trizab relative to ZooKeeper, same run")
-        ax.grid(True, axis="x", alpha=0.3)
-        fig.tight_layout()
-        paths.append(_save(fig, out / "scenario_ratios.png"))
-        plt.close(fig)
-
-    # 3. The distributions behind the scenarios.
-    series = [
-        (name, key, outcomes)
-        for name, outcomes in scenarios.items()
-        for key in sorted({k for o in outcomes.values() for k in o.samples})
-    ]
-    if series:
-        fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.8), squeeze=False)
-        for ax, (name, key, outcomes) in zip(axes.flat, series, strict=True):
-            for server, outcome in outcomes.items():
-                values_ = sorted(outcome.samples.get(key, []))
-                if values_:
-                    ax.plot(values_, [(i + 1) / len(values_) for i in range(len(values_))], label=server)
-            ax.set_title(name, fontsize=10)
-            ax.set_xlabel(key, fontsize=8)
-            ax.set_ylabel("fraction")
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.suptitle("Distributions (cumulative)")
-        fig.tight_layout()
-        paths.append(_save(fig, out / "distributions.png"))
-        plt.close(fig)
-    return paths
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
     return path
 
 
@@ -349,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--servers", default="apache,trizab-txnlog", help="the scenarios' servers, as bench.scenarios"
     )
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of everything; the report gives medians")
     parser.add_argument("--from-json", type=Path, help="render this results.json again; run nothing")
     args = parser.parse_args(argv)
     if args.from_json:
@@ -357,14 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale = SCALES[args.scale]
         raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) + 1000)  # per process
         servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-        data = run_everything(args.scale, servers, args.client_processes)
+        data = run_everything(args.scale, servers, args.client_processes, max(1, args.repeat))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(data, indent=1))
     path = write_report(data, args.out)
     print(path.read_text())
     failures = [
-        f"{name} on {server}"
-        for name, per in data["scenarios"].items()
+        f"{name} on {server} (run {i + 1})"
+        for i, run in enumerate(runs_of(data))
+        for name, per in run["scenarios"].items()
         for server, outcome in per.items()
         if outcome.get("error")
     ]
