@@ -63,3 +63,46 @@ def test_every_scenario_small_scale_against_trizab(
     c = seen["mixed"].counts
     assert c["errors"] == 0
     assert c["getData"] > c["setData"] > 0 and c["create"] > 0 and c["delete"] > 0
+
+
+def test_report_merges_runs_into_medians_and_ratio_ranges() -> None:
+    from bench.report_merge import merge_loads, merge_scenario, ratio_text
+
+    def outcome(server: str, rate: float, time_ms: float, error: str | None = None) -> dict[str, Any]:
+        return {
+            "server": server,
+            "figures": [
+                {"name": "ops/s", "value": rate, "unit": "/s", "lower_is_better": False},
+                {"name": "p99", "value": time_ms, "unit": "ms", "lower_is_better": True},
+            ],
+            "counts": {"errors": 0},
+            "client_cpu_s": 1.0,
+            "client_wall_s": 2.0,
+            "client_processes": 2,
+            "samples": {},
+            "error": error,
+        }
+
+    runs = [
+        {"apache": outcome("apache", 100, 10), "trizab": outcome("trizab", 200, 5)},
+        {"apache": outcome("apache", 100, 10), "trizab": outcome("trizab", 50, 20, "1 of 2 back")},
+        {"apache": outcome("apache", 300, 30), "trizab": outcome("trizab", 300, 10)},
+    ]
+    merged = merge_scenario(runs)
+    trizab = merged.outcomes["trizab"]
+    assert trizab.figure("ops/s").value == 200 and trizab.figure("p99").value == 10  # type: ignore[union-attr]
+    # Ratios are per run (x2, x0.5, x1 for throughput; x2, x0.5, x3 for p99), then their median.
+    assert merged.ratios["ops/s"]["trizab"] == [2.0, 0.5, 1.0]
+    assert ratio_text(merged.ratios["ops/s"]["trizab"]) == "x1.00 (x0.50-x2.00)"
+    assert ratio_text(merged.ratios["p99"]["trizab"]) == "x2.00 (x0.50-x3.00)"
+    assert trizab.error == "run 2: 1 of 2 back"
+
+    point = {"op": "getData", "outstanding": 1, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us_per_op": None}
+    loads = merge_loads(
+        [
+            {"a": [{**point, "ops_per_s": 100.0}], "b": [{**point, "ops_per_s": 150.0}]},
+            {"a": [{**point, "ops_per_s": 200.0}], "b": "failed: boom"},
+        ]
+    )
+    assert loads.ratios[("getData", 1)] == [1.5]  # the second run has no b to compare
+    assert loads.columns["a"][0]["ops_per_s"] == 150.0  # type: ignore[index]
