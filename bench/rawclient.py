@@ -34,8 +34,9 @@ from typing import Any
 import attrs
 
 from bench.limits_rss import Client, _frames, open_sessions
-from bench.loadgen import _recv_frame, frame
+from bench.loadgen import _recv_frame, connect, frame
 from trizab.wire import records as r
+from trizab.wire.codes import OpCode
 
 Address = tuple[str, int]
 _REPLY = struct.Struct(">iqi")  # ReplyHeader: xid, zxid, err
@@ -94,6 +95,29 @@ def read_reply(sock: socket.socket, allowed: Sequence[int] = (0,)) -> bytes:
         if err not in allowed:
             raise RuntimeError(f"request {xid} failed with error {err}")
         return payload
+
+
+def create_everywhere(addresses: Sequence[Address], paths: Sequence[str], data: bytes = b"") -> None:
+    """Create ``paths`` (pipelined, NodeExists is fine) through the first member, then ``sync`` every
+    other member, so a session on any member finds them (as ``loadgen.prepare`` does)."""
+    sock = connect(*addresses[0])
+    try:
+        frames = [
+            request_frame(xid, OpCode.CREATE, r.CreateRequest(path, data, OPEN_ACL, 0))
+            for xid, path in enumerate(paths, start=1)
+        ]
+        send_all(sock, b"".join(frames))
+        for _ in frames:
+            read_reply(sock, allowed=(0, -110))
+    finally:
+        sock.close()
+    for address in addresses[1:]:
+        sock = connect(*address)
+        try:
+            sock.sendall(request_frame(1, OpCode.SYNC, r.SyncRequest(paths[0])))
+            read_reply(sock)
+        finally:
+            sock.close()
 
 
 def send_all(sock: socket.socket, data: bytes) -> None:

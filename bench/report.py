@@ -4,7 +4,8 @@ Theory of operation: the report is ``--repeat`` runs of everything a reader need
 trizab with Apache ZooKeeper 3.8 on this machine: every scenario of ``bench.scenarios`` (each
 against both servers, one after the other) and ``bench.loadgen``'s getData/setData at 1, 16 and
 256 outstanding, standalone and with 3 members. The figures are kept in ``results.json`` first
-(``--from-json`` renders a report again without running anything), merged over the runs
+(``--from-json`` renders a report again without running anything, and copies the figures
+next to it), merged over the runs
 (``bench.report_merge``: medians, and each ratio's range), then written as ``README.md`` in
 ``--out`` with tables, and PNG plots next to it (``bench.report_plots``). The header says the
 scale and the number of runs, so a report made at ``--scale small`` (what fits in a minute or
@@ -43,6 +44,7 @@ from bench.scenarios.common import SCALES
 from bench.scenarios.servers import serve
 
 DEFAULT_OUT = Path(__file__).parent / "report"
+SAMPLE_POINTS = 500  # points kept of each distribution in results.json
 LOADGEN_PAIRS = (("apache", "trizab-txnlog"), ("apache-3", "trizab-3-txnlog"))
 # Load generator timing per scale: measured seconds, warm-up per point, untimed load first.
 LOADGEN_TIMING = {"small": (0.5, 0.2, 0.5), "full": (2.5, 0.5, 4.0)}
@@ -190,6 +192,21 @@ def loadgen_section(title: str, merged: MergedLoads) -> list[str]:
     return lines
 
 
+def compact_samples(data: dict[str, Any], points: int = SAMPLE_POINTS) -> dict[str, Any]:
+    """``data`` with every sample list cut to ``points`` evenly spaced order statistics: the same
+    cumulative distribution for the plots, and a results.json of kilobytes, not megabytes."""
+    for run in runs_of(data):
+        for per_server in run["scenarios"].values():
+            for outcome in per_server.values():
+                for key, values in outcome["samples"].items():
+                    ordered = sorted(values)
+                    if len(ordered) > points:
+                        step = (len(ordered) - 1) / (points - 1)
+                        ordered = [ordered[round(i * step)] for i in range(points)]
+                    outcome["samples"][key] = [round(v, 4) for v in ordered]
+    return data
+
+
 def runs_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The runs of a results.json (one written before --repeat existed holds one run at its top)."""
     return data["runs"] if "runs" in data else [{"scenarios": data["scenarios"], "loadgen": data["loadgen"]}]
@@ -265,14 +282,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--from-json", type=Path, help="render this results.json again; run nothing")
     args = parser.parse_args(argv)
     if args.from_json:
-        data = json.loads(args.from_json.read_text())
+        data = compact_samples(json.loads(args.from_json.read_text()))
+        target = args.out / "results.json"
+        if not target.exists() or not target.samefile(args.from_json):
+            args.out.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(data, indent=1))  # the report's figures travel with it
     else:
         scale = SCALES[args.scale]
         raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) + 1000)  # per process
         servers = [s.strip() for s in args.servers.split(",") if s.strip()]
         data = run_everything(args.scale, servers, args.client_processes, max(1, args.repeat))
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(data, indent=1))
+        (args.out / "results.json").write_text(json.dumps(compact_samples(data), indent=1))
     path = write_report(data, args.out)
     print(path.read_text())
     failures = [

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from bench.loadgen import call, connect
-from bench.rawclient import OPEN_ACL, Pump, Session, open_many, read_reply, request_frame
+from bench.loadgen import connect
+from bench.rawclient import OPEN_ACL, Pump, Session, create_everywhere, open_many, read_reply, request_frame
 from bench.scenarios.common import Figure, Outcome, Scale, latency_figures
 from bench.scenarios.servers import Running
 from trizab.wire import jute
@@ -27,13 +27,7 @@ IN_FLIGHT = 64  # creates outstanding per connection
 def run_bigdir(running: Running, scale: Scale, client_processes: int) -> Outcome:
     address = running.addresses[0]
     total = scale.bigdir_children
-    sock = connect(*address)
-    try:
-        err = call(sock, 1, OpCode.CREATE, r.CreateRequest(BIGDIR, b"", OPEN_ACL, 0))
-        if err not in (0, -110):
-            raise RuntimeError(f"create {BIGDIR} failed with error {err}")
-    finally:
-        sock.close()
+    create_everywhere([address], [BIGDIR])
     sessions = open_many([address], CONNECTIONS)
     pump = Pump(sessions)
     issued = 0

@@ -20,17 +20,17 @@ fail if one is missing.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import attrs
 
-from bench.loadgen import call, connect
+from bench.loadgen import connect
 from bench.rawclient import (
     OPEN_ACL,
     Address,
     Barrier,
     Pump,
     Session,
+    create_everywhere,
     fork_workers,
     open_many,
     read_reply,
@@ -94,17 +94,6 @@ def _watcher(spec: WatchSpec, barrier: Barrier) -> dict[str, object]:
     return {"arrivals": arrivals, "cpu": cpu, "wall": wall}
 
 
-def _prepare(address: Address, paths: Sequence[str]) -> None:
-    sock = connect(*address)
-    try:
-        for xid, path in enumerate(paths, start=1):
-            err = call(sock, xid, OpCode.CREATE, r.CreateRequest(path, b"x" * 10, OPEN_ACL, 0))
-            if err not in (0, -110):  # NodeExists is fine
-                raise RuntimeError(f"create {path} failed with error {err}")
-    finally:
-        sock.close()
-
-
 def run_fanout(running: Running, scale: Scale, client_processes: int) -> Outcome:
     return _run(running, scale.fanout_sessions, 1, client_processes, recursive=False)
 
@@ -116,7 +105,7 @@ def run_recursive(running: Running, scale: Scale, client_processes: int) -> Outc
 def _run(running: Running, sessions: int, per_session: int, processes: int, *, recursive: bool) -> Outcome:
     addresses = tuple(running.addresses)
     root = RECURSIVE if recursive else FANOUT
-    _prepare(addresses[0], [root])
+    create_everywhere(addresses, [root], b"x" * 10)
     timeout = 60.0 + sessions * per_session / 2000
     specs = []
     first = 0

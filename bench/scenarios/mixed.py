@@ -16,18 +16,15 @@ import time
 
 import attrs
 
-from bench.loadgen import connect
 from bench.rawclient import (
     OPEN_ACL,
     Address,
     Barrier,
     Pump,
     Session,
+    create_everywhere,
     fork_workers,
     open_many,
-    read_reply,
-    request_frame,
-    send_all,
     split,
 )
 from bench.scenarios.common import Figure, Outcome, Scale, latency_figures
@@ -120,20 +117,7 @@ def _mixed_worker(spec: MixedSpec, barrier: Barrier) -> dict[str, object]:
 
 def run_mixed(running: Running, scale: Scale, client_processes: int) -> Outcome:
     addresses = tuple(running.addresses)
-    sock = connect(*addresses[0])
-    try:
-        paths = [MIXED] + [f"{MIXED}/n{i}" for i in range(NODES)]
-        send_all(
-            sock,
-            b"".join(
-                request_frame(xid, OpCode.CREATE, r.CreateRequest(p, VALUE, OPEN_ACL, 0))
-                for xid, p in enumerate(paths, start=1)
-            ),
-        )
-        for _ in paths:
-            read_reply(sock, allowed=(0, -110))
-    finally:
-        sock.close()
+    create_everywhere(addresses, [MIXED] + [f"{MIXED}/n{i}" for i in range(NODES)], VALUE)
     specs = []
     first = 0
     for i, count in enumerate(split(scale.mixed_sessions, client_processes)):

@@ -32,8 +32,16 @@ import time
 import attrs
 
 from bench.limits_rss import _connect_request, _frames
-from bench.loadgen import call, connect
-from bench.rawclient import OPEN_ACL, Address, Barrier, Session, fork_workers, open_many, request_frame, split
+from bench.rawclient import (
+    Address,
+    Barrier,
+    Session,
+    create_everywhere,
+    fork_workers,
+    open_many,
+    request_frame,
+    split,
+)
 from bench.scenarios.common import Figure, Outcome, Scale, latency_figures
 from bench.scenarios.servers import Running
 from trizab.wire import jute
@@ -184,19 +192,7 @@ def _storm_worker(spec: StormSpec, barrier: Barrier) -> dict[str, object]:
 
 def run_storm(running: Running, scale: Scale, client_processes: int) -> Outcome:
     addresses = tuple(running.addresses)
-    sock = connect(*addresses[0])
-    try:
-        err = call(sock, 1, OpCode.CREATE, r.CreateRequest(STORM, b"x", OPEN_ACL, 0))
-        if err not in (0, -110):
-            raise RuntimeError(f"create {STORM} failed with error {err}")
-    finally:
-        sock.close()
-    for address in addresses[1:]:  # every member has /storm before the first probe
-        sock = connect(*address)
-        try:
-            call(sock, 1, OpCode.SYNC, r.SyncRequest(STORM))
-        finally:
-            sock.close()
+    create_everywhere(addresses, [STORM], b"x")  # every member has /storm before the first probe
     sessions = scale.storm_sessions
     timeout = 60.0 + sessions / 200
     specs = []
