@@ -29,6 +29,7 @@ import attrs
 
 from bench import loadgen
 from bench.limits_rss import raise_fd_limit
+from bench.loadgen import parse_server
 from bench.report_merge import (
     MergedLoads,
     MergedScenario,
@@ -291,6 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale = SCALES[args.scale]
         raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) + 1000)  # per process
         servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+        for name in servers:
+            try:
+                parse_server(name)
+            except ValueError as exc:
+                parser.error(f"{exc}; servers are apache, apache-N, trizab-<storage>, trizab-N-<storage>")
         data = run_everything(args.scale, servers, args.client_processes, max(1, args.repeat))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(compact_samples(data), indent=1))

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bench.limits_rss import raise_fd_limit
+from bench.loadgen import parse_server
 from bench.scenarios import SCENARIOS, run_scenario
 from bench.scenarios.common import SCALES, format_outcomes
 
@@ -39,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_fd_limit(max(scale.fanout_sessions, scale.storm_sessions) + 1000)  # per process
     warmup = SERVER_WARMUP[args.scale] if args.server_warmup is None else args.server_warmup
     targets = [t.strip() for t in args.servers.split(",") if t.strip()]
+    for name in targets:
+        try:
+            parse_server(name)
+        except ValueError as exc:
+            parser.error(f"{exc}; servers are apache, apache-N, trizab-<storage>, trizab-N-<storage>")
     failed = False
     for name in names:
         scenario = SCENARIOS[name]
