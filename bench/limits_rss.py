@@ -136,13 +136,19 @@ def _frames(buf: bytearray) -> Iterator[bytes]:
 
 
 def open_sessions(
-    address: tuple[str, int], clients: Sequence[Client], concurrency: int, timeout: float = 300.0
+    address: tuple[str, int] | Callable[[Client], tuple[str, int]],
+    clients: Sequence[Client],
+    concurrency: int,
+    timeout: float = 300.0,
 ) -> int:
     """(Re)open every client's session, ``concurrency`` handshakes at a time; returns the retries.
 
-    A client with a session id reconnects to it (its ConnectRequest carries id and password).
-    A connection that fails or that the server closes before answering is retried after 50 ms.
+    ``address`` is one server, or a function giving each client its server for each attempt (an
+    ensemble's clients spread over the members). A client with a session id reconnects to it (its
+    ConnectRequest carries id and password). A connection that fails or that the server closes
+    before answering is retried after 50 ms.
     """
+    where = address if callable(address) else (lambda _client: address)
     sel = selectors.DefaultSelector()
     waiting: deque[Client] = deque(clients)
     retry: deque[tuple[float, Client]] = deque()
@@ -175,7 +181,7 @@ def open_sessions(
                 c.attempts += 1
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.setblocking(False)
-                s.connect_ex(address)
+                s.connect_ex(where(c))
                 c.sock = s
                 sel.register(s, selectors.EVENT_WRITE, c)
                 active += 1
