@@ -266,3 +266,60 @@ def test_without_python_gssapi_startup_names_what_to_install(
     monkeypatch.setitem(sys.modules, "gssapi", None)  # import gssapi now raises ImportError
     message = _startup_error(realm, jaas_text(realm.service_keytab), tmp_path)
     assert "pip install 'trizab[kerberos]'" in message and "libkrb5-dev" in message
+
+
+@contextmanager
+def apache_zookeeper(realm: Realm, lines: list[str], workdir: Path) -> Iterator[int]:
+    """A real ZooKeeper 3.8 with the same zoo.cfg lines, JAAS file and realm; yields its client port."""
+    from testkit.apache_zk import ApacheZooKeeper
+
+    jaas = next(
+        line.split("=", 1)[1] for line in lines if line.startswith("java.security.auth.login.config=")
+    )
+    extra = [line for line in lines if not line.startswith("java.security.auth.login.config=")]
+    properties = [
+        f"-Djava.security.auth.login.config={jaas}",
+        f"-Djava.security.krb5.conf={realm.kdc.krb5_conf}",
+    ]
+    with ApacheZooKeeper(extra_config=extra, java_properties=properties, workdir=workdir) as zk:
+        yield zk.client_port
+
+
+@pytest.mark.apache
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "keys",
+    [
+        (),
+        ("kerberos.removeHostFromPrincipal=true",),
+        ("kerberos.removeRealmFromPrincipal=true",),
+        ("kerberos.removeHostFromPrincipal=true", "kerberos.removeRealmFromPrincipal=true"),
+    ],
+)
+async def test_same_ids_and_failures_as_apache_zookeeper(
+    realm: Realm, tmp_path: Path, keys: tuple[str, ...]
+) -> None:
+    """The same kazoo logins give the same sasl ids, and the same refusals, on both servers."""
+    principals = [f"client@{REALM}", f"client/worker1@{REALM}"]
+    other = tmp_path / "other-jaas.conf"
+    other.write_text(jaas_text(realm.base / "other.keytab", f"zookeeper/otherhost@{REALM}"))
+
+    def observe(port: int, other_port: int) -> list[object]:
+        seen: list[object] = [sasl_id_of(port, p) for p in principals]
+        # A ticket for zookeeper/localhost at a server that is zookeeper/otherhost.
+        seen.append(type(start_fails(other_port, **gssapi(f"client@{REALM}"))).__name__)
+        return seen
+
+    async with running(realm.lines(*keys)) as port, running(realm.lines(*keys, jaas=other)) as other_port:
+        ours = await in_thread(lambda: observe(port, other_port))
+
+    def theirs() -> list[object]:
+        with (
+            apache_zookeeper(realm, realm.lines(*keys), tmp_path / "zk") as zk_port,
+            apache_zookeeper(realm, realm.lines(*keys, jaas=other), tmp_path / "zk-other") as zk_other_port,
+        ):
+            return observe(zk_port, zk_other_port)
+
+    with trio.fail_after(120):
+        apache = await trio.to_thread.run_sync(theirs)
+    assert ours == apache
