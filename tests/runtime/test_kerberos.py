@@ -323,3 +323,26 @@ async def test_same_ids_and_failures_as_apache_zookeeper(
     with trio.fail_after(120):
         apache = await trio.to_thread.run_sync(theirs)
     assert ours == apache
+
+
+@pytest.mark.apache
+@pytest.mark.slow
+def test_java_client_with_gssapi_matches_zookeeper(realm: Realm, tmp_path: Path) -> None:
+    from compat.javaclient import variants
+    from compat.javaclient.transcript import compare
+
+    variant = variants.kerberos(
+        tmp_path,
+        krb5_conf=realm.kdc.krb5_conf,
+        service_keytab=realm.service_keytab,
+        client_keytab=realm.client_keytab,
+        realm=REALM,
+    )
+    zookeeper = variants.transcript(variant, apache=True)
+    text = "\n".join(zookeeper)
+    # The controls: the script ran, authenticated by GSSAPI (whoami shows the Kerberos id).
+    assert "Created /jc/seq-0000000002" in text
+    assert "WatchedEvent state:SaslAuthenticated" in text
+    assert f"sasl: client@{REALM}" in text
+    diff = compare(zookeeper, variants.transcript(variant, apache=False))
+    assert diff is None, diff
