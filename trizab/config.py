@@ -156,6 +156,9 @@ class SaslSettings:
     # principal becomes its sasl id (SaslServerCallbackHandler).
     kerberos_remove_host: bool = False
     kerberos_remove_realm: bool = False
+    # quorum.auth.kerberos.servicePrincipal: the members' principal with GSSAPI between members
+    # ("_HOST": the host of the member connected to).
+    quorum_kerberos_service_principal: str = "zkquorum/localhost"
 
     @property
     def enforced_schemes(self) -> tuple[str, ...]:
@@ -607,6 +610,7 @@ _SASL_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "quorum.auth.server.saslLoginContext": ("quorum_server_login_context", _nonempty),
     "kerberos.removeHostFromPrincipal": ("kerberos_remove_host", _bool),
     "kerberos.removeRealmFromPrincipal": ("kerberos_remove_realm", _bool),
+    "quorum.auth.kerberos.servicePrincipal": ("quorum_kerberos_service_principal", _nonempty),
 }
 SASL_AUTH_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
 
@@ -681,9 +685,9 @@ _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
     # and holds no ticket to renew.
     "jaasLoginRenew": _any_switch_or_int,
     "kerberos.minReLoginTimeMs": _any_switch_or_int,
-    # Host name canonicalization for GSSAPI between members, which is not implemented (the
-    # quorum.auth.kerberos.* keys are refused), so either value does nothing.
-    "kerberos.canonicalizeHostNames": _any_switch,
+    # Host name canonicalization (DNS) of the server lines for GSSAPI between members: not
+    # implemented, the hosts are used as written.
+    "kerberos.canonicalizeHostNames": _off,
     # KerberosName's auth_to_local rules: only ZooKeeper's default rule is implemented.
     "security.auth_to_local": lambda raw: raw.strip() == "DEFAULT",
     # The AdminServer over HTTPS (and its client certificates): not implemented.
@@ -697,7 +701,7 @@ _SECURITY_PREFIXES: dict[str, Callable[[str], bool]] = {
     # authProvider.N=class: digest and ip are built in (ZooKeeper always loads them too), x509 is
     # parsed above.
     "authProvider.": lambda raw: raw in _BUILTIN_AUTH_PROVIDERS,
-    # quorum.auth.kerberos.servicePrincipal (GSSAPI between members), ...
+    # quorum.auth.* keys other than _SASL_KEYS' (none in ZooKeeper 3.8; a future one).
     "quorum.auth.": _never,
     "kerberos.": _never,
     "X509AuthenticationProvider.": _never,

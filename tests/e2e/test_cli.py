@@ -57,7 +57,7 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path, config: str, fragments: l
 
 def test_security_setting_trizab_lacks_stops_start_up(tmp_path: Path) -> None:
     cfg = tmp_path / "zoo.cfg"
-    line = "quorum.auth.kerberos.servicePrincipal=zookeeper/_HOST"
+    line = "kerberos.canonicalizeHostNames=true"
     cfg.write_text(f"dataDir={tmp_path / 'data'}\nclientPort={free_port()}\n{line}\n")
     result = run_cli("serve", "--config", str(cfg), cwd=tmp_path)
     assert_one_line_error(result, "zoo.cfg:3", line.split("=")[0], "trizab does not implement")

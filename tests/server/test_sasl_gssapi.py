@@ -6,7 +6,7 @@ import pytest
 
 from trizab.server.jaas import JaasError, KerberosLogin, is_kerberos, kerberos_login, parse_jaas
 from trizab.server.sasl_digest import SaslError
-from trizab.server.sasl_gssapi import KerberosNaming, authorized_id
+from trizab.server.sasl_gssapi import KerberosNaming, authorized_id, quorum_authorizer, service_principal_for
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,25 @@ def test_a_section_mixing_login_modules_is_refused() -> None:
     )
     with pytest.raises(JaasError, match="only"):
         kerberos_login(parse_jaas(text)["Server"])
+
+
+@pytest.mark.parametrize(
+    ("configured", "host", "expected"),
+    [
+        ("zkquorum/_HOST", "ZK1.Example.COM", "zkquorum/zk1.example.com"),
+        ("zkquorum/_HOST@R", "10.0.0.1", "zkquorum/10.0.0.1@R"),
+        ("zkquorum/localhost", "10.0.0.1", "zkquorum/localhost"),
+        ("zkquorum", "h", "zkquorum"),
+    ],
+)
+def test_service_principal_for(configured: str, host: str, expected: str) -> None:
+    # SecurityUtils.getServerPrincipal: only a host component of exactly _HOST is replaced.
+    assert service_principal_for(configured, host) == expected
+
+
+def test_quorum_authorizer_lets_in_hosts_of_the_server_lines_only() -> None:
+    authorize = quorum_authorizer(frozenset({"zk1", "zk2"}))
+    assert authorize("learner/zk2@R") == "learner/zk2@R"
+    for principal in ("learner/zk3@R", "learner@R", "learner/zk1", "a/zk1/b@R"):
+        with pytest.raises(SaslError, match="not authorized"):
+            authorize(principal)

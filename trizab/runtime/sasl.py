@@ -18,7 +18,8 @@ does the same with :mod:`trizab.server.jaas` and gives :class:`SaslLogins`:
 * ``quorum_users`` / ``quorum_login``: the ``QuorumServer`` section's users and the
   ``QuorumLearner`` section's ``username``/``password``, needed only with
   ``quorum.auth.enableSasl=true`` (and then required, as ZooKeeper's login fails
-  without them).
+  without them); ``quorum_kerberos`` / ``quorum_kerberos_login`` instead when those
+  sections log in with ``Krb5LoginModule`` (GSSAPI between members).
 
 Every failure is a :class:`StartupError` of one line that names the file and never a
 password.  ``nonce`` is where DIGEST-MD5's random nonces come from.
@@ -44,7 +45,13 @@ from trizab.server.jaas import (
     parse_jaas,
 )
 from trizab.server.sasl_digest import SaslError
-from trizab.server.sasl_gssapi import GssapiUnavailableError, KerberosAcceptor, acquire_acceptor
+from trizab.server.sasl_gssapi import (
+    GssapiUnavailableError,
+    KerberosAcceptor,
+    KerberosInitiator,
+    acquire_acceptor,
+    acquire_initiator,
+)
 
 __all__ = ["SaslLogins", "load_sasl", "nonce"]
 
@@ -60,6 +67,9 @@ class SaslLogins:
     quorum_users: dict[str, str] = attrs.field(factory=dict, repr=False)
     quorum_login: tuple[str, str] | None = attrs.field(default=None, repr=False)
     client_kerberos: KerberosAcceptor | None = None
+    # GSSAPI between members instead of DIGEST-MD5: QuorumServer / QuorumLearner with Krb5LoginModule.
+    quorum_kerberos: KerberosAcceptor | None = None
+    quorum_kerberos_login: KerberosInitiator | None = None
 
 
 def _read(path: Path) -> dict[str, JaasSection]:
@@ -95,7 +105,7 @@ def load_sasl(config: cfg.ServerConfig) -> SaslLogins:
     try:
         server = sections.get(sasl.server_section)
         if server is not None and is_kerberos(server):
-            kerberos = _acceptor(sasl, kerberos_login(server), path)
+            kerberos = _acceptor(sasl, kerberos_login(server), path, server.name)
             client_users = None
         else:
             kerberos = None
@@ -106,22 +116,35 @@ def load_sasl(config: cfg.ServerConfig) -> SaslLogins:
             client_users["super"] = sasl.super_password
         quorum_users: dict[str, str] = {}
         quorum_login = None
+        quorum_kerberos = quorum_kerberos_login = None
         if sasl.quorum_enable:
             for name in (sasl.quorum_server_login_context, sasl.quorum_learner_login_context):
                 if name not in sections:
                     raise JaasError(f"no section {name} (quorum.auth.enableSasl=true needs it)")
-            quorum_users = digest_users(sections[sasl.quorum_server_login_context])
-            quorum_login = digest_login(sections[sasl.quorum_learner_login_context])
+            server_section = sections[sasl.quorum_server_login_context]
+            learner_section = sections[sasl.quorum_learner_login_context]
+            if is_kerberos(server_section):
+                quorum_kerberos = _acceptor(sasl, kerberos_login(server_section), path, server_section.name)
+            else:
+                quorum_users = digest_users(server_section)
+            if is_kerberos(learner_section):
+                quorum_kerberos_login = _initiator(
+                    kerberos_login(learner_section), path, learner_section.name
+                )
+            else:
+                quorum_login = digest_login(learner_section)
     except JaasError as exc:
         raise StartupError(f"the JAAS file {path}: {exc}") from None
     if client_users is None and kerberos is None and "sasl" in sasl.enforced_schemes:
         raise StartupError(
             f"SASL authentication is enforced but the JAAS file {path} has no {sasl.server_section} section"
         )
-    return SaslLogins(client_users, quorum_users, quorum_login, kerberos)
+    return SaslLogins(
+        client_users, quorum_users, quorum_login, kerberos, quorum_kerberos, quorum_kerberos_login
+    )
 
 
-def _acceptor(sasl: cfg.SaslSettings, login: KerberosLogin, path: Path) -> KerberosAcceptor:
+def _acceptor(sasl: cfg.SaslSettings, login: KerberosLogin, path: Path, section: str) -> KerberosAcceptor:
     """The GSSAPI acceptor for a Krb5LoginModule section (StartupError if it cannot be had)."""
     try:
         return acquire_acceptor(
@@ -130,7 +153,13 @@ def _acceptor(sasl: cfg.SaslSettings, login: KerberosLogin, path: Path) -> Kerbe
             remove_host=sasl.kerberos_remove_host,
             remove_realm=sasl.kerberos_remove_realm,
         )
-    except GssapiUnavailableError as exc:
-        raise StartupError(f"the JAAS file {path}: section {sasl.server_section}: {exc}") from None
-    except SaslError as exc:
-        raise StartupError(f"the JAAS file {path}: section {sasl.server_section}: {exc}") from None
+    except (GssapiUnavailableError, SaslError) as exc:
+        raise StartupError(f"the JAAS file {path}: section {section}: {exc}") from None
+
+
+def _initiator(login: KerberosLogin, path: Path, section: str) -> KerberosInitiator:
+    """A member's own Kerberos login, for GSSAPI towards the others (StartupError if unusable)."""
+    try:
+        return acquire_initiator(login.principal, login.keytab)
+    except (GssapiUnavailableError, SaslError) as exc:
+        raise StartupError(f"the JAAS file {path}: section {section}: {exc}") from None

@@ -150,7 +150,7 @@ def _digest_entries(section: JaasSection) -> list[JaasEntry]:
             raise JaasError(
                 f"section {section.name}: login module {entry.module} is not supported here "
                 f"(trizab implements SASL DIGEST-MD5 with {DIGEST_LOGIN_MODULE}, "
-                f"and GSSAPI with {KRB5_LOGIN_MODULE} in the Server section only)"
+                f"and GSSAPI with {KRB5_LOGIN_MODULE})"
             )
     return list(section.entries)
 

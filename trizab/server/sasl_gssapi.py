@@ -27,6 +27,14 @@ with one line saying why, never key material.
 The authorization id is computed from the client's Kerberos principal as
 ``SaslServerCallbackHandler.handleAuthorizeCallback`` does with ``KerberosName``
 (:func:`authorized_id`); an ``authzid`` the client asks for is not used (see there).
+Between members (``SaslQuorumAuthServer``) the principal is kept whole and must be
+``name/host@REALM`` with a host of the ensemble's server lines
+(``SaslQuorumServerCallbackHandler``: :func:`quorum_authorizer`).
+
+:class:`GssapiClient` is the other side, a member authenticating to another
+(``SaslQuorumAuthLearner``) as the ``QuorumLearner`` principal, to the member's
+``quorum.auth.kerberos.servicePrincipal``.  Its first step asks the KDC for a service
+ticket (network I/O): the runtime runs its steps in a thread.
 
 Every call here is CPU-only (the acceptor reads its keys when the credentials are
 acquired, at start-up, by :func:`acquire_acceptor`), so the core can run it inline.
@@ -37,6 +45,7 @@ Kerberos does not need it installed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -44,12 +53,17 @@ import attrs
 from trizab.server.sasl_digest import SaslCompleteError, SaslError
 
 __all__ = [
+    "GssapiClient",
     "GssapiServer",
     "GssapiUnavailableError",
     "KerberosAcceptor",
+    "KerberosInitiator",
     "KerberosNaming",
     "acquire_acceptor",
+    "acquire_initiator",
     "authorized_id",
+    "quorum_authorizer",
+    "service_principal_for",
 ]
 
 LAYER_NONE = 0x01  # RFC 4752 3.1: bit 0, no security layer
@@ -134,6 +148,65 @@ def acquire_acceptor(
     return KerberosAcceptor(principal, creds, naming)
 
 
+@attrs.frozen
+class KerberosInitiator:
+    """A member's own principal and its initiator credentials (keytab; tickets kept in memory)."""
+
+    principal: str
+    credentials: Any = attrs.field(repr=False)  # gssapi.Credentials, usage "initiate"
+
+
+def acquire_initiator(principal: str, keytab: str) -> KerberosInitiator:
+    """Credentials to authenticate as ``principal`` with the keys of ``keytab``.
+
+    The ticket-granting ticket is asked for at the first authentication (and again when it
+    expires) and kept in a memory credential cache of this process.
+    GssapiUnavailableError without python-gssapi; SaslError when the keytab has no key for
+    the principal.
+    """
+    try:
+        import gssapi
+    except ImportError:
+        raise GssapiUnavailableError(INSTALL_HINT) from None
+    import secrets
+
+    try:
+        name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
+        store = {"client_keytab": keytab, "ccache": f"MEMORY:trizab-{secrets.token_hex(8)}"}
+        creds = gssapi.Credentials(name=name, usage="initiate", store=store)
+    except gssapi.exceptions.GSSError as exc:
+        raise SaslError(f"cannot use the keytab {keytab} for {principal}: {_gss_message(exc)}") from None
+    return KerberosInitiator(principal, creds)
+
+
+def service_principal_for(configured: str, host: str) -> str:
+    """``SecurityUtils.getServerPrincipal``: ``_HOST`` in the service principal becomes the
+    (lower-cased) host of the member being connected to."""
+    service, sep, rest = configured.partition("/")
+    if not sep:
+        return configured
+    host_part, at, realm = rest.partition("@")
+    if host_part == "_HOST":
+        host_part = host.lower()
+    return f"{service}/{host_part}{at}{realm}"
+
+
+def quorum_authorizer(hosts: frozenset[str]) -> Callable[[str], str]:
+    """``SaslQuorumServerCallbackHandler``: a learner's principal must be ``name/host@REALM``
+    with a host of the ensemble (``authzHosts``, the server lines' hosts); its id is itself."""
+
+    def authorize(principal: str) -> str:
+        parts = re.split("[/@]", principal)
+        if len(parts) != 3 or parts[1] not in hosts:
+            raise SaslError(
+                f"GSSAPI: {principal} is not authorized to connect (not name/host@REALM "
+                "with a host of the server lines)"
+            )
+        return principal
+
+    return authorize
+
+
 def _default_realm(gssapi: Any) -> str:
     """The Kerberos configuration's default realm, "" without one (KerberosUtil.getDefaultRealm)."""
     try:
@@ -153,11 +226,13 @@ def _gss_message(exc: Exception) -> str:
 class GssapiServer:
     """One client's GSSAPI exchange; :meth:`evaluate` each token the client sends."""
 
-    def __init__(self, acceptor: KerberosAcceptor) -> None:
+    def __init__(self, acceptor: KerberosAcceptor, authorize: Callable[[str], str] | None = None) -> None:
         import gssapi  # already imported by acquire_acceptor: this only binds the name
 
         self._gssapi = gssapi
-        self._naming = acceptor.naming
+        naming = acceptor.naming
+        # principal -> authorization id (SaslError: not authorized); clients: ZooKeeper's naming.
+        self._authorize = authorize or (lambda principal: authorized_id(principal, naming))
         self._context = gssapi.SecurityContext(creds=acceptor.credentials, usage="accept")
         self._offered = False  # the security-layer offer was sent; the client's choice comes next
         self.complete = False
@@ -204,6 +279,44 @@ class GssapiServer:
         if data[0] != LAYER_NONE:
             raise SaslError(f"GSSAPI: the client chose security layer 0x{data[0]:02x}; only none is offered")
         assert self.principal is not None  # set when the context completed
-        self.authorization_id = authorized_id(self.principal, self._naming)
+        self.authorization_id = self._authorize(self.principal)
         self.complete = True
         return None
+
+
+class GssapiClient:
+    """A member's side of GSSAPI towards another: :meth:`initial`, then :meth:`evaluate` each
+    server token until :attr:`complete`.  The first step talks to the KDC: run it in a thread."""
+
+    def __init__(self, initiator: KerberosInitiator, service_principal: str) -> None:
+        import gssapi  # already imported by acquire_initiator: this only binds the name
+
+        self._gssapi = gssapi
+        target = gssapi.Name(service_principal, gssapi.NameType.kerberos_principal)
+        self._context = gssapi.SecurityContext(
+            name=target, creds=initiator.credentials, usage="initiate", mech=gssapi.MechType.kerberos
+        )
+        self.complete = False
+
+    def initial(self) -> bytes:
+        try:
+            return self._context.step() or b""
+        except self._gssapi.exceptions.GSSError as exc:
+            raise SaslError(f"GSSAPI: {_gss_message(exc)}") from None
+
+    def evaluate(self, token: bytes) -> bytes:
+        if self.complete:
+            raise SaslCompleteError("GSSAPI: authentication already complete")
+        try:
+            if not self._context.complete:
+                out = self._context.step(token)
+                # Established: an empty token asks the server for its security-layer offer.
+                return out or b""
+            offer = self._context.unwrap(token).message
+        except self._gssapi.exceptions.GSSError as exc:
+            raise SaslError(f"GSSAPI: {_gss_message(exc)}") from None
+        if len(offer) != 4 or not offer[0] & LAYER_NONE:
+            raise SaslError("GSSAPI: the server does not offer the security layer none")
+        self.complete = True
+        # RFC 4752 3.1: layer none, no buffer, no authzid (the principal is the id).
+        return self._context.wrap(bytes([LAYER_NONE, 0, 0, 0]), False).message
