@@ -8,6 +8,7 @@ to install.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -113,16 +114,36 @@ def kazoo(port: int, **kw: Any) -> Iterator[KazooClient]:
 
 def start_fails(port: int, **kw: Any) -> BaseException:
     """The error of a client's first request (kazoo's start() returns before SASL is done)."""
-    client = _client(port, **kw)
+    # When the AuthFailed reply lands while start() is still checking that it connected (the
+    # session is created before SASL starts), kazoo raises a time-out; its connection's log says why.
+    logger = logging.getLogger(f"{__name__}.client{next(_CLIENTS)}")
+    seen = _Records()
+    logger.addHandler(seen)
+    client = _client(port, logger=logger, **kw)
     try:
         client.start(timeout=5)
         client.exists("/")
     except Exception as exc:
+        if not isinstance(exc, AuthFailedError) and any("AUTH_FAILED" in m for m in seen.messages):
+            return AuthFailedError(f"kazoo logged AUTH_FAILED and raised {type(exc).__name__}")
         return exc
     finally:
         client.stop()
         client.close()
+        logger.removeHandler(seen)
     raise AssertionError("the client connected")
+
+
+_CLIENTS = itertools.count()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def sasl_id_of(port: int, principal: str) -> str:
