@@ -78,7 +78,12 @@ class MitKdc:
     @property
     def env(self) -> dict[str, str]:
         """What a process using the realm needs in its environment."""
-        return {"KRB5_CONFIG": str(self.krb5_conf), "KRB5_KDC_PROFILE": str(self.kdc_conf)}
+        # KRB5RCACHEDIR: an acceptor's replay cache, which would otherwise be in /var/tmp.
+        return {
+            "KRB5_CONFIG": str(self.krb5_conf),
+            "KRB5_KDC_PROFILE": str(self.kdc_conf),
+            "KRB5RCACHEDIR": str(self.base / "rcache"),
+        }
 
     def _run(self, *argv: str) -> str:
         tool = _tool(argv[0])
@@ -96,6 +101,7 @@ class MitKdc:
     def start(self) -> MitKdc:
         require_kerberos()
         self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "rcache").mkdir(exist_ok=True)
         self.port = _free_port()
         b = self.base
         self.krb5_conf.write_text(

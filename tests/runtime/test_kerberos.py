@@ -26,6 +26,8 @@ from testkit.kdc import MitKdc
 from trizab import config as cfg
 from trizab.runtime import server as rt
 from trizab.runtime.disk import StartupError
+from trizab.server.sasl_digest import SaslCompleteError, SaslError
+from trizab.server.sasl_gssapi import GssapiClient, GssapiServer, acquire_acceptor, acquire_initiator
 
 SASL_PROVIDER = "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
 
@@ -367,3 +369,54 @@ def test_java_client_with_gssapi_matches_zookeeper(realm: Realm, tmp_path: Path)
     assert f"sasl: client@{REALM}" in text
     diff = compare(zookeeper, variants.transcript(variant, apache=False))
     assert diff is None, diff
+
+
+def _mechanisms(realm: Realm) -> tuple[GssapiServer, GssapiClient]:
+    acceptor = acquire_acceptor(SERVICE, str(realm.service_keytab))
+    initiator = acquire_initiator(f"client@{REALM}", str(realm.client_keytab))
+    return GssapiServer(acceptor), GssapiClient(initiator, SERVICE)
+
+
+def test_the_exchange_step_by_step(realm: Realm) -> None:
+    """RFC 4752: context tokens, an empty token, the wrapped offer, the wrapped choice."""
+    server, client = _mechanisms(realm)
+    ap_rep = server.evaluate(client.initial())
+    assert ap_rep and not server.complete
+    assert client.evaluate(ap_rep) == b""  # the context is up: ask for the offer
+    offer = server.evaluate(b"")
+    assert offer is not None and not server.complete
+    assert server.evaluate(client.evaluate(offer)) is None
+    assert server.complete and client.complete
+    assert server.authorization_id == f"client@{REALM}" and server.principal == f"client@{REALM}"
+    with pytest.raises(SaslCompleteError):
+        server.evaluate(b"more")
+
+
+def test_a_replayed_token_is_refused(realm: Realm) -> None:
+    server, client = _mechanisms(realm)
+    first = client.initial()
+    server.evaluate(first)
+    again, _ = _mechanisms(realm)
+    with pytest.raises(SaslError, match="GSSAPI"):
+        again.evaluate(first)
+
+
+@pytest.mark.parametrize("layer", [0x02, 0x04, 0x00])
+def test_only_the_layer_none_is_accepted(realm: Realm, layer: int) -> None:
+    server, client = _mechanisms(realm)
+    client.evaluate(server.evaluate(client.initial()) or b"")
+    offer = server.evaluate(b"")
+    assert offer is not None
+    context = client._context  # the established context, to wrap another choice than the client's
+    assert context.unwrap(offer).message == bytes([0x01, 0, 0, 0])  # "none" only, no buffer
+    choice = context.wrap(bytes([layer, 0, 0x10, 0]), False).message
+    with pytest.raises(SaslError, match="security layer"):
+        server.evaluate(choice)
+    assert not server.complete
+
+
+@pytest.mark.parametrize("token", [b"", b"not a GSS token"])
+def test_a_bad_first_token_is_refused(realm: Realm, token: bytes) -> None:
+    server, _ = _mechanisms(realm)
+    with pytest.raises(SaslError, match="GSSAPI"):
+        server.evaluate(token)
