@@ -7,7 +7,7 @@ Each test runs a 3-member ensemble on 127.0.0.1 and stops it (and the KDC) by pi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,3 +83,31 @@ def test_a_kerberos_ensemble_serves_and_a_foreign_host_stays_out(kdc: MitKdc, tm
         third.start()
         wait_modes(members)
         replicated(members, "/with-3-again", b"back")
+
+
+@pytest.mark.apache
+def test_apache_zookeeper_forms_an_ensemble_with_the_same_configuration(kdc: MitKdc, tmp_path: Path) -> None:
+    """The control for the test above: ZooKeeper 3.8 takes the same keys, JAAS file and keytab,
+    and forms its ensemble over GSSAPI."""
+    from testkit.apache_zk import ApacheEnsemble
+
+    keytab = tmp_path / "members.keytab"
+    kdc.add_principal("zkquorum/127.0.0.1", keytab)
+    kdc.add_principal("learner/127.0.0.1", keytab)
+    good = jaas(tmp_path / "jaas.conf", keytab, "learner/127.0.0.1", kdc.realm).split("=", 1)[1]
+    properties = [f"-Djava.security.auth.login.config={good}", f"-Djava.security.krb5.conf={kdc.krb5_conf}"]
+    with ApacheEnsemble(3, extra_config=REQUIRED, java_properties=properties, workdir=tmp_path / "zk") as ens:
+        deadline = time.monotonic() + 60
+        while not all(_serves(m.four_letter_word) for m in ens.members):
+            assert time.monotonic() < deadline, [m.tail() for m in ens.members]
+            time.sleep(0.2)
+        logs = "".join(m.log_path.read_text(errors="replace") for m in ens.members)
+        assert f"authorizationID=learner/127.0.0.1@{kdc.realm}" in logs
+
+
+def _serves(four_letter_word: Callable[[str], str]) -> bool:
+    try:
+        text = four_letter_word("srvr")
+    except OSError:
+        return False
+    return "Mode: leader" in text or "Mode: follower" in text
