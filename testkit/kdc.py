@@ -133,12 +133,13 @@ class MitKdc:
         self._run("kdb5_util", "-r", self.realm, "-P", "trizab-test-master", "create", "-s")
         krb5kdc = _tool("krb5kdc")
         assert krb5kdc is not None  # require_kerberos
-        self._proc = subprocess.Popen(
-            [krb5kdc, "-n", "-r", self.realm],
-            env={**os.environ, **self.env},
-            stdout=subprocess.DEVNULL,
-            stderr=open(b / "krb5kdc.stderr", "wb"),
-        )
+        with open(b / "krb5kdc.stderr", "wb") as stderr:  # the child keeps its own descriptor
+            self._proc = subprocess.Popen(
+                [krb5kdc, "-n", "-r", self.realm],
+                env={**os.environ, **self.env},
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + 20
         while True:
             if self._proc.poll() is not None:
