@@ -152,6 +152,13 @@ class SaslSettings:
     quorum_server_require: bool = False
     quorum_learner_login_context: str = "QuorumLearner"
     quorum_server_login_context: str = "QuorumServer"
+    # kerberos.removeHostFromPrincipal / removeRealmFromPrincipal: how a GSSAPI client's
+    # principal becomes its sasl id (SaslServerCallbackHandler).
+    kerberos_remove_host: bool = False
+    kerberos_remove_realm: bool = False
+    # quorum.auth.kerberos.servicePrincipal: the members' principal with GSSAPI between members
+    # ("_HOST": the host of the member connected to).
+    quorum_kerberos_service_principal: str = "zkquorum/localhost"
 
     @property
     def enforced_schemes(self) -> tuple[str, ...]:
@@ -601,6 +608,9 @@ _SASL_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "quorum.auth.serverRequireSasl": ("quorum_server_require", _bool),
     "quorum.auth.learner.saslLoginContext": ("quorum_learner_login_context", _nonempty),
     "quorum.auth.server.saslLoginContext": ("quorum_server_login_context", _nonempty),
+    "kerberos.removeHostFromPrincipal": ("kerberos_remove_host", _bool),
+    "kerberos.removeRealmFromPrincipal": ("kerberos_remove_realm", _bool),
+    "quorum.auth.kerberos.servicePrincipal": ("quorum_kerberos_service_principal", _nonempty),
 }
 SASL_AUTH_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
 
@@ -666,14 +676,20 @@ _SECURITY_KEYS: dict[str, Callable[[str], bool]] = {
     "ssl.ocsp": _off,
     "ssl.quorum.crl": _off,
     "ssl.quorum.ocsp": _off,
-    # Authentication: trizab has digest, ip, x509 and sasl (DIGEST-MD5, _SASL_KEYS) built in,
-    # nothing else (no Kerberos, no ensemble provider).
+    # Authentication: trizab has digest, ip, x509 and sasl (DIGEST-MD5 and, for clients,
+    # GSSAPI: _SASL_KEYS) built in, nothing else (no ensemble provider).
     "DigestAuthenticationProvider.enabled": _bool,
     "DigestAuthenticationProvider.digestAlg": lambda raw: raw.upper() in ("SHA1", "SHA-1"),
     "ensembleAuthName": _never,
-    # The Kerberos ticket renewal period: nothing to renew with DIGEST-MD5 (Kerberos login
-    # modules are refused when the JAAS file is read).
+    # The Kerberos ticket renewal periods: a GSSAPI server accepts with the keys of its keytab
+    # and holds no ticket to renew.
     "jaasLoginRenew": _any_switch_or_int,
+    "kerberos.minReLoginTimeMs": _any_switch_or_int,
+    # Host name canonicalization (DNS) of the server lines for GSSAPI between members: not
+    # implemented, the hosts are used as written.
+    "kerberos.canonicalizeHostNames": _off,
+    # KerberosName's auth_to_local rules: only ZooKeeper's default rule is implemented.
+    "security.auth_to_local": lambda raw: raw.strip() == "DEFAULT",
     # The AdminServer over HTTPS (and its client certificates): not implemented.
     "admin.forceHttps": _off,
     "admin.portUnification": _off,
@@ -685,7 +701,7 @@ _SECURITY_PREFIXES: dict[str, Callable[[str], bool]] = {
     # authProvider.N=class: digest and ip are built in (ZooKeeper always loads them too), x509 is
     # parsed above.
     "authProvider.": lambda raw: raw in _BUILTIN_AUTH_PROVIDERS,
-    # quorum.auth.kerberos.servicePrincipal (GSSAPI between members), ...
+    # quorum.auth.* keys other than _SASL_KEYS' (none in ZooKeeper 3.8; a future one).
     "quorum.auth.": _never,
     "kerberos.": _never,
     "X509AuthenticationProvider.": _never,

@@ -33,7 +33,7 @@ from compat.differential.result import SuiteResult
 from compat.javaclient.transcript import compare as compare_transcripts
 from compat.javaclient.transcript import normalize, run_script
 
-__all__ = ["Variant", "compare", "plain", "sasl_digest", "tls"]
+__all__ = ["Variant", "compare", "kerberos", "plain", "sasl_digest", "tls"]
 
 SASL_USER = "bob"
 SASL_PASSWORD = "bobsecret"
@@ -106,6 +106,47 @@ def sasl_digest(directory: Path) -> Variant:
         apache_java_properties=(f"-Djava.security.auth.login.config={server_jaas}",),
         trizab_lines=(f"{TRIZAB_JAAS_KEY}={server_jaas}",),
         client_properties=(f"-Djava.security.auth.login.config={client_jaas}",),
+    )
+
+
+def kerberos(
+    directory: Path, *, krb5_conf: Path, service_keytab: Path, client_keytab: Path, realm: str
+) -> Variant:
+    """The stock client authenticating with SASL GSSAPI (a JAAS ``Client`` section with
+    ``Krb5LoginModule``) as ``client@realm`` to a server whose ``Server`` section is
+    ``zookeeper/localhost@realm``.  The realm's KDC must run while the transcripts are taken
+    (testkit/kdc.py), and trizab's process must find ``krb5_conf`` (``KRB5_CONFIG``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    server_jaas = directory / "server-jaas.conf"
+    server_jaas.write_text(
+        "Server {\n"
+        "  com.sun.security.auth.module.Krb5LoginModule required\n"
+        f'  useKeyTab=true keyTab="{service_keytab}" storeKey=true useTicketCache=false\n'
+        f'  principal="zookeeper/localhost@{realm}";\n'
+        "};\n"
+    )
+    client_jaas = directory / "client-jaas.conf"
+    client_jaas.write_text(
+        "Client {\n"
+        "  com.sun.security.auth.module.Krb5LoginModule required\n"
+        f'  useKeyTab=true keyTab="{client_keytab}" storeKey=false useTicketCache=false\n'
+        f'  principal="client@{realm}";\n'
+        "};\n"
+    )
+    for path in (server_jaas, client_jaas):
+        path.chmod(0o600)
+    krb5 = f"-Djava.security.krb5.conf={krb5_conf}"
+    return Variant(
+        "kerberos",
+        server_lines=(SASL_AUTH_PROVIDER,),
+        apache_java_properties=(f"-Djava.security.auth.login.config={server_jaas}", krb5),
+        trizab_lines=(f"{TRIZAB_JAAS_KEY}={server_jaas}",),
+        # The client dials 127.0.0.1; the service principal is named rather than derived from it.
+        client_properties=(
+            f"-Djava.security.auth.login.config={client_jaas}",
+            krb5,
+            f"-Dzookeeper.server.principal=zookeeper/localhost@{realm}",
+        ),
     )
 
 

@@ -151,8 +151,13 @@ REFUSED = [
     "ssl.context.supplier.class=com.example.Supplier",
     "ssl.sslProvider=OPENSSL",
     "zookeeper.authProvider.2=com.example.CustomProvider",
-    "quorum.auth.kerberos.servicePrincipal=zookeeper/_HOST",
-    "kerberos.removeHostFromPrincipal=true",
+    "quorum.auth.someFutureOption=1",
+    "kerberos.canonicalizeHostNames=true",
+    "kerberos.someFutureOption=true",
+    "admin.forceHttps=true",
+    "admin.portUnification=true",
+    "admin.needClientAuth=true",
+    "security.auth_to_local=RULE:[1:$1@$0](.*@OTHER)s/@.*//",
     "X509AuthenticationProvider.someOtherOption=1",
     "zookeeper.ensembleAuthName=prod",
     "DigestAuthenticationProvider.enabled=false",
@@ -177,8 +182,8 @@ def test_every_security_key_trizab_lacks_is_in_the_refused_list() -> None:
     names = [line.split("=", 1)[0].removeprefix("zookeeper.") for line in REFUSED]
     for key, harmless in cfg._SECURITY_KEYS.items():
         refusing = [line for line, name in zip(REFUSED, names, strict=True) if name == key]
-        # Keys whose every value is harmless (a yes/no with nothing to do) cannot be refused.
-        if harmless is not cfg._bool:
+        # Keys whose every value is harmless (a yes/no or a period with nothing to do) cannot be refused.
+        if harmless not in (cfg._bool, cfg._any_switch, cfg._any_switch_or_int):
             assert refusing, f"no refused line for {key}"
     for prefix in cfg._SECURITY_PREFIXES:
         assert any(name.startswith(prefix) and name not in cfg._SECURITY_KEYS for name in names), (
@@ -219,6 +224,13 @@ ACCEPTED = [
     "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
     "zookeeper.superUser=admin",
     "jaasLoginRenew=3600000",
+    # GSSAPI for clients (tests/runtime/test_kerberos.py).
+    "kerberos.removeHostFromPrincipal=true",
+    "zookeeper.kerberos.removeRealmFromPrincipal=false",
+    "kerberos.minReLoginTimeMs=60000",
+    "kerberos.canonicalizeHostNames=false",
+    "quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST",
+    "security.auth_to_local=DEFAULT",
     "quorum.auth.learner.saslLoginContext=QuorumLearner",
     "java.security.auth.login.config=/etc/zk/jaas.conf",
     "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",

@@ -122,3 +122,22 @@ def test_a_jaas_file_open_to_others_gets_its_line(tmp_path: Path, caplog: pytest
     assert "5511" not in lines[0]
     os.chmod(jaas, 0o600)
     assert loose_key_files(config) == []
+
+
+def test_a_keytab_open_to_others_gets_its_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    jaas, keytab = tmp_path / "jaas.conf", tmp_path / "zk.keytab"
+    _write(
+        jaas,
+        "Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true "
+        f'keyTab="{keytab}" principal="zookeeper/h@R"; }};',
+        0o600,
+    )
+    _write(keytab, "KEYTAB-5512", 0o644)
+    config = cfg.parse(f"java.security.auth.login.config={jaas}\n")
+    assert secret_files(config) == [("java.security.auth.login.config", jaas), ("keyTab", keytab)]
+    with caplog.at_level(logging.WARNING, logger="trizab.server"):
+        warn_loose_key_files(config)
+    lines = [rec.getMessage() for rec in caplog.records]
+    assert len(lines) == 1 and f"keyTab {keytab}" in lines[0] and "0644" in lines[0], lines
+    os.chmod(keytab, 0o600)
+    assert loose_key_files(config) == []

@@ -230,7 +230,7 @@ class ElectionTransport:
                     await stream.send_all(self._header())
                     if self.auth is not None:
                         await self.auth.as_learner(
-                            stream, bytearray(), f"election connection to server {sid}"
+                            stream, bytearray(), f"election connection to server {sid}", address[0]
                         )
 
     def _header(self) -> bytes:
@@ -248,7 +248,8 @@ class ElectionTransport:
                     await stream.send_all(self._header())
                     if self.auth is not None:
                         try:
-                            await self.auth.as_learner(stream, buf, f"election connection to server {p.sid}")
+                            what = f"election connection to server {p.sid}"
+                            await self.auth.as_learner(stream, buf, what, self.addresses[p.sid][0])
                         except QuorumAuthError:
                             await trio.aclose_forcefully(stream)
                             await trio.sleep(1.0)  # refused (logged): retry, not spin

@@ -10,7 +10,8 @@ the operator may have reasons (a group-shared secret directory).
 Only the files the configuration uses are checked: the client port's stores when a listener
 speaks TLS, the quorum's when ``sslQuorum`` or ``portUnification`` is on.  Trust stores hold
 certificates only, which are public.  A SASL JAAS file, once the server reads one, belongs in
-:func:`secret_files` too (it holds the users' passwords).
+:func:`secret_files` too (it holds the users' passwords), and so does each Kerberos keytab it
+names (``keyTab=`` of a ``Krb5LoginModule`` entry: whoever reads it can pose as that principal).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import stat
 from pathlib import Path
 
 from trizab import config as cfg
+from trizab.server.jaas import JaasError, parse_jaas
 
 __all__ = ["loose_key_files", "secret_files", "warn_loose_key_files"]
 
@@ -49,7 +51,26 @@ def secret_files(config: cfg.ServerConfig) -> list[tuple[str, Path]]:
     jaas = config.sasl.jaas_login_config
     if jaas is not None and all(jaas != seen for _key, seen in found):
         found.append(("java.security.auth.login.config", jaas))
+    for keytab in _keytabs(jaas):
+        if all(keytab != seen for _key, seen in found):
+            found.append(("keyTab", keytab))
     return found
+
+
+def _keytabs(jaas: Path | None) -> list[Path]:
+    """The keytabs the JAAS file names; none if it cannot be read (load_sasl then says why)."""
+    if jaas is None:
+        return []
+    try:
+        sections = parse_jaas(jaas.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, JaasError):
+        return []
+    return [
+        Path(entry.options["keyTab"])
+        for section in sections.values()
+        for entry in section.entries
+        if entry.options.get("keyTab")
+    ]
 
 
 def loose_key_files(config: cfg.ServerConfig) -> list[tuple[str, Path, int]]:

@@ -325,7 +325,9 @@ class QuorumTransport:
                     stream = secured
                 if self.auth is not None:
                     try:
-                        await self.auth.as_learner(stream, buf, f"quorum connection to server {link.sid}")
+                        await self.auth.as_learner(
+                            stream, buf, f"quorum connection to server {link.sid}", host
+                        )
                     except QuorumAuthError:
                         await trio.aclose_forcefully(stream)
                         stream = None

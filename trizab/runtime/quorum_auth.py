@@ -17,7 +17,13 @@ int status, buffer token``; zookeeper.jute) written as a bare Jute record, which
 
 The mechanism is :mod:`trizab.server.sasl_digest` with ZooKeeper's quorum names
 (service ``zookeeper-quorum``, server name and realm ``zk-quorum-sasl-md5``); the
-server's users are the ``QuorumServer`` JAAS section's ``user_<name>`` entries.
+server's users are the ``QuorumServer`` JAAS section's ``user_<name>`` entries.  When
+those sections log in with ``Krb5LoginModule`` it is GSSAPI instead
+(:mod:`trizab.server.sasl_gssapi`): the learner authenticates as its ``QuorumLearner``
+principal to ``quorum.auth.kerberos.servicePrincipal`` (``_HOST``: the host it dials),
+the server accepts as its ``QuorumServer`` principal and lets in only a principal
+``name/host@REALM`` whose host is one of the server lines' (ZooKeeper's ``authzHosts``).
+The GSSAPI learner's steps run in a thread: the first asks the KDC for a ticket.
 
 ZooKeeper's switches, for its rolling enable: a learner authenticates only with
 ``quorum.auth.learnerRequireSasl=true``; a server checks whether the first 8 bytes are
@@ -44,6 +50,14 @@ import trio
 from trizab import config as cfg
 from trizab.runtime.sasl import SaslLogins, nonce
 from trizab.server.sasl_digest import DigestMD5Client, DigestMD5Server, SaslError
+from trizab.server.sasl_gssapi import (
+    GssapiClient,
+    GssapiServer,
+    KerberosAcceptor,
+    KerberosInitiator,
+    quorum_authorizer,
+    service_principal_for,
+)
 
 __all__ = [
     "ERROR",
@@ -117,29 +131,45 @@ class QuorumSasl:
     users: dict[str, str] = attrs.field(repr=False)
     login: tuple[str, str] | None = attrs.field(repr=False)
     random_bytes: Callable[[int], bytes] = nonce
+    # GSSAPI instead of DIGEST-MD5 (Krb5LoginModule sections), and what it needs.
+    acceptor: KerberosAcceptor | None = None
+    initiator: KerberosInitiator | None = None
+    service_principal: str = "zkquorum/localhost"
+    hosts: frozenset[str] = frozenset()  # the server lines' hosts (ZooKeeper's authzHosts)
 
-    async def as_learner(self, stream: trio.abc.Stream, buf: bytearray, what: str) -> None:
-        """Authenticate to the member we connected to; QuorumAuthError (logged) if it refuses us."""
+    async def as_learner(self, stream: trio.abc.Stream, buf: bytearray, what: str, host: str = "") -> None:
+        """Authenticate to the member we connected to (at ``host``); QuorumAuthError (logged) if it
+        refuses us."""
         if not self.learner_require:
             return
-        assert self.login is not None  # load_sasl requires QuorumLearner with enableSasl
-        user, password = self.login
-        client = DigestMD5Client(
-            user, password, cnonce=self.random_bytes(16), service=PROTOCOL, host=SERVER_NAME
-        )
+        client: DigestMD5Client | GssapiClient
+        if self.initiator is not None:
+            client = GssapiClient(self.initiator, service_principal_for(self.service_principal, host))
+            me = f"principal {self.initiator.principal} of the QuorumLearner section"
+        else:
+            assert self.login is not None  # load_sasl requires QuorumLearner with enableSasl
+            user, password = self.login
+            client = DigestMD5Client(
+                user, password, cnonce=self.random_bytes(16), service=PROTOCOL, host=SERVER_NAME
+            )
+            me = f"user {user!r} of the QuorumLearner section"
+        # GSSAPI's first step asks the KDC for a ticket: its steps run in a thread.
+        step = trio.to_thread.run_sync if self.initiator is not None else _inline
         try:
-            await stream.send_all(encode_auth_packet(IN_PROGRESS, client.initial()))
+            await stream.send_all(encode_auth_packet(IN_PROGRESS, await step(client.initial)))
             while True:
                 status, token = await _receive(stream, buf)
                 if status == IN_PROGRESS:
-                    await stream.send_all(encode_auth_packet(IN_PROGRESS, client.evaluate(token or b"")))
+                    answer = await step(client.evaluate, token or b"")
+                    await stream.send_all(encode_auth_packet(IN_PROGRESS, answer))
                 elif status == SUCCESS:
-                    client.evaluate(token or b"")
+                    if not client.complete:
+                        await step(client.evaluate, token or b"")
+                    if not client.complete:
+                        raise QuorumAuthError("it claimed success before the exchange was complete")
                     return
                 else:
-                    raise QuorumAuthError(
-                        f"it refused our credentials (user {user!r} of the QuorumLearner section)"
-                    )
+                    raise QuorumAuthError(f"it refused our credentials ({me})")
         except (SaslError, QuorumAuthError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.warning("SASL authentication on %s failed: %s", what, exc)
             raise QuorumAuthError(str(exc)) from None
@@ -163,13 +193,17 @@ class QuorumSasl:
                 )
                 return False
             return True
-        server = DigestMD5Server(
-            self.users.get, nonce=self.random_bytes(30), service=PROTOCOL, realm=SERVER_NAME
-        )
+        server: DigestMD5Server | GssapiServer
+        if self.acceptor is not None:
+            server = GssapiServer(self.acceptor, quorum_authorizer(self.hosts))
+        else:
+            server = DigestMD5Server(
+                self.users.get, nonce=self.random_bytes(30), service=PROTOCOL, realm=SERVER_NAME
+            )
         try:
             with trio.fail_after(timeout):
                 _status, token = await _receive(stream, buf)
-                challenge = b""
+                challenge: bytes | None = b""
                 for _ in range(MAX_ROUNDS + 1):
                     challenge = server.evaluate(token or b"")
                     if server.complete:
@@ -212,4 +246,13 @@ def quorum_sasl(config: cfg.ServerConfig, logins: SaslLogins) -> QuorumSasl | No
         server_require=sasl.quorum_server_require,
         users=logins.quorum_users,
         login=logins.quorum_login,
+        acceptor=logins.quorum_kerberos,
+        initiator=logins.quorum_kerberos_login,
+        service_principal=sasl.quorum_kerberos_service_principal,
+        hosts=frozenset(s.host for s in config.servers.values()),
     )
+
+
+async def _inline(fn: Callable[..., bytes], *args: bytes) -> bytes:
+    """Call a CPU-only mechanism step where we are (DIGEST-MD5)."""
+    return fn(*args)

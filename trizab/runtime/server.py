@@ -90,12 +90,15 @@ def is_ensemble(config: cfg.ServerConfig) -> bool:
     return len(config.servers) > 1 or (bool(config.servers) and not config.standalone_enabled)
 
 
-def core_config(config: cfg.ServerConfig, sasl_users: dict[str, str] | None = None) -> Any:
-    """The server core's configuration, from the zoo.cfg values it uses (and the JAAS users)."""
+def core_config(
+    config: cfg.ServerConfig, sasl_users: dict[str, str] | None = None, sasl_kerberos: Any = None
+) -> Any:
+    """The server core's configuration, from the zoo.cfg values it uses (and the JAAS logins)."""
     from trizab.server.core import CoreConfig
 
     return CoreConfig(
         sasl_users=sasl_users,
+        sasl_kerberos=sasl_kerberos,
         sasl_nonce=sasl_nonce,
         sasl_enabled=config.sasl.auth_provider,
         sasl_super_users=frozenset(config.sasl.super_users),
@@ -115,12 +118,14 @@ def core_config(config: cfg.ServerConfig, sasl_users: dict[str, str] | None = No
     )
 
 
-def _default_core(config: cfg.ServerConfig, now_ms: int, sasl_users: dict[str, str] | None = None) -> Any:
+def _default_core(
+    config: cfg.ServerConfig, now_ms: int, sasl_users: dict[str, str] | None = None, sasl_kerberos: Any = None
+) -> Any:
     from trizab.server.core import ServerCore
     from trizab.server.replica import ReplicaCore
 
     cls = ReplicaCore if is_ensemble(config) else ServerCore
-    return cls(core_config(config, sasl_users), now_ms=now_ms)
+    return cls(core_config(config, sasl_users, sasl_kerberos), now_ms=now_ms)
 
 
 def _client_tls(config: cfg.ServerConfig) -> ServerTls | None:
@@ -168,7 +173,7 @@ class Server:
         # The engine's plugin name for the logs (an engine passed in: its class).
         self.engine_name = storage_name(config) if storage is None else type(storage).__name__
         self._core_factory = core_factory or functools.partial(
-            _default_core, sasl_users=self.sasl.client_users
+            _default_core, sasl_users=self.sasl.client_users, sasl_kerberos=self.sasl.client_kerberos
         )
         self._on_tree_settled = on_tree_settled
         self._progress = progress

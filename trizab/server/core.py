@@ -51,6 +51,7 @@ from trizab.server.pending import (
     PendingRequest,
 )
 from trizab.server.sasl_digest import DigestMD5Server, SaslCompleteError, SaslError
+from trizab.server.sasl_gssapi import GssapiServer, KerberosAcceptor
 from trizab.server.sessions import SessionTracker, generate_password, initial_session_id
 from trizab.tree import acl as acls
 from trizab.tree import watches as wm
@@ -172,6 +173,9 @@ class CoreConfig:
     x509_enabled: bool = False
     # SASL DIGEST-MD5 users (the JAAS Server section); None: no SASL server, as ZooKeeper without one.
     sasl_users: Mapping[str, str] | None = attrs.field(default=None, repr=False)
+    # GSSAPI instead (the JAAS Server section logs in with Krb5LoginModule): the service
+    # principal's acceptor credentials, read from its keytab at start-up.
+    sasl_kerberos: KerberosAcceptor | None = None
     # Nonces for DIGEST-MD5 challenges (the runtime passes secrets.token_bytes; the core draws none).
     sasl_nonce: Callable[[int], bytes] | None = None
     # The sasl scheme is registered (authProvider.N=...SASLAuthenticationProvider).
@@ -523,7 +527,7 @@ class ServerCore:
         return False
 
     def _sasl(self, conn: CoreConnection, xid: int, payload: bytes | memoryview) -> None:
-        """``ZooKeeperServer.processSasl``: one step of the client's DIGEST-MD5 exchange.
+        """``ZooKeeperServer.processSasl``: one step of the client's DIGEST-MD5 or GSSAPI exchange.
 
         A completed exchange adds ``sasl:<user>`` to the connection's ids (and ``super`` for
         a ``zookeeper.superUser``).  A failed one (unknown user, wrong password, tampered
@@ -532,7 +536,8 @@ class ServerCore:
         connection without a reply (the JDK's server throws IllegalStateException there).
         """
         users = self.config.sasl_users
-        if users is None:
+        kerberos = self.config.sasl_kerberos
+        if users is None and kerberos is None:
             self._sasl_without_server(conn, xid, payload)
             return
         try:
@@ -543,8 +548,11 @@ class ServerCore:
             self._drop_conn(conn)
             return
         server = conn.sasl_server
-        if server is None:
-            assert self.config.sasl_nonce is not None  # checked in __init__
+        if server is None and kerberos is not None:
+            # SecurityUtils.createSaslServer: a Kerberos login subject means GSSAPI.
+            server = conn.sasl_server = GssapiServer(kerberos)
+        elif server is None:
+            assert users is not None and self.config.sasl_nonce is not None  # checked in __init__
             server = conn.sasl_server = DigestMD5Server(users.get, nonce=self.config.sasl_nonce(30))
         try:
             token = server.evaluate(bytes(req.token))

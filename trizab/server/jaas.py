@@ -19,10 +19,12 @@ Apache ZooKeeper takes its SASL users from a JAAS file (the JVM property
 values) into :class:`JaasSection` s; :func:`digest_users` and :func:`digest_login`
 take what ZooKeeper's callback handlers take from a section: the ``user_<name>``
 options (``SaslServerCallbackHandler``, ``SaslQuorumServerCallbackHandler``) and the
-``username``/``password`` options (``SaslQuorumAuthLearner``).  trizab implements
-DIGEST-MD5 only: a section whose login module is not ``DigestLoginModule`` (Kerberos'
-``Krb5LoginModule``) is a :class:`JaasError`, so a server never runs with less
-authentication than the file asks for.  Messages never contain a password.
+``username``/``password`` options (``SaslQuorumAuthLearner``).  A section with Kerberos'
+``Krb5LoginModule`` is read by :func:`kerberos_login` instead (the service principal
+and its keytab: ZooKeeper then speaks GSSAPI, ``SecurityUtils.createSaslServer``).  Any
+other login module, or a section mixing modules, is a :class:`JaasError`, so a server
+never runs with less authentication than the file asks for.  Messages never contain a
+password.
 """
 
 from __future__ import annotations
@@ -31,9 +33,21 @@ import re
 
 import attrs
 
-__all__ = ["DIGEST_LOGIN_MODULE", "JaasEntry", "JaasError", "JaasSection", "digest_login", "digest_users"]
+__all__ = [
+    "DIGEST_LOGIN_MODULE",
+    "KRB5_LOGIN_MODULE",
+    "JaasEntry",
+    "JaasError",
+    "JaasSection",
+    "KerberosLogin",
+    "digest_login",
+    "digest_users",
+    "is_kerberos",
+    "kerberos_login",
+]
 
 DIGEST_LOGIN_MODULE = "org.apache.zookeeper.server.auth.DigestLoginModule"
+KRB5_LOGIN_MODULE = "com.sun.security.auth.module.Krb5LoginModule"
 _FLAGS = ("required", "requisite", "sufficient", "optional")
 _TOKEN = re.compile(
     r"""\s+|//[^\n]*|/\*.*?\*/|(?P<q>"(?:[^"\\]|\\.)*")|(?P<p>[{};=])|(?P<w>[^\s{};="]+)""", re.S
@@ -55,6 +69,14 @@ class JaasEntry:
 class JaasSection:
     name: str
     entries: tuple[JaasEntry, ...]
+
+
+@attrs.frozen
+class KerberosLogin:
+    """A ``Krb5LoginModule`` entry's service principal and keytab (``principal``, ``keyTab``)."""
+
+    principal: str
+    keytab: str
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
@@ -126,10 +148,42 @@ def _digest_entries(section: JaasSection) -> list[JaasEntry]:
     for entry in section.entries:
         if entry.module != DIGEST_LOGIN_MODULE:
             raise JaasError(
-                f"section {section.name}: login module {entry.module} is not supported "
-                f"(trizab implements SASL DIGEST-MD5 only, with {DIGEST_LOGIN_MODULE})"
+                f"section {section.name}: login module {entry.module} is not supported here "
+                f"(trizab implements SASL DIGEST-MD5 with {DIGEST_LOGIN_MODULE}, "
+                f"and GSSAPI with {KRB5_LOGIN_MODULE})"
             )
     return list(section.entries)
+
+
+def is_kerberos(section: JaasSection) -> bool:
+    """Whether the section logs in with ``Krb5LoginModule`` (ZooKeeper then uses GSSAPI)."""
+    return any(entry.module == KRB5_LOGIN_MODULE for entry in section.entries)
+
+
+def kerberos_login(section: JaasSection) -> KerberosLogin:
+    """The service principal and keytab of a ``Krb5LoginModule`` section (the server side).
+
+    A server logs in from its keytab (``useKeyTab=true keyTab=... principal=...``); a
+    ticket cache, a password prompt or a section mixing login modules is refused.
+    """
+    if len(section.entries) != 1 or section.entries[0].module != KRB5_LOGIN_MODULE:
+        raise JaasError(f"section {section.name}: a Kerberos section must have {KRB5_LOGIN_MODULE} only")
+    options = section.entries[0].options
+    if options.get("useKeyTab", "false").lower() != "true":
+        raise JaasError(f"section {section.name}: {KRB5_LOGIN_MODULE} needs useKeyTab=true (a server logs in "
+                        "from its keytab)")
+    for key in ("keyTab", "principal"):
+        if not options.get(key):
+            raise JaasError(f"section {section.name}: {KRB5_LOGIN_MODULE} needs {key}=...")
+    if options.get("useTicketCache", "false").lower() == "true":
+        raise JaasError(f"section {section.name}: useTicketCache=true is not supported (use the keytab)")
+    principal = options["principal"]
+    if "/" not in principal.partition("@")[0]:
+        # SecurityUtils.createSaslServer splits service/host@REALM; without a "/" ZooKeeper fails too.
+        raise JaasError(
+            f"section {section.name}: principal {principal} is not of the form service/host@REALM"
+        )
+    return KerberosLogin(principal, options["keyTab"])
 
 
 def digest_users(section: JaasSection) -> dict[str, str]:

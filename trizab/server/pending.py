@@ -76,7 +76,7 @@ class CoreConnection:
         self.queue: deque[PendingRequest] = deque()
         self.received = 0
         self.sasl_rounds = 0
-        self.sasl_server: Any = None  # the DIGEST-MD5 exchange in progress or done (sasl_digest)
+        self.sasl_server: Any = None  # the SASL exchange in progress or done (sasl_digest, sasl_gssapi)
         self.auth_enforced = False  # passed enforce.auth once (ids only ever grow)
         self.sent = 0
         self.last_zxid = -1
