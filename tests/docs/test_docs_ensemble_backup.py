@@ -18,8 +18,9 @@ command.  Then:
 * backup.md's ``trizab snapshot`` block runs on member 2, and its backup block copies the
   snapshot the command named, with the logs, while the ensemble runs; a znode written after
   the copy must not survive the restore;
-* a follower is stopped (``trizab status`` then fails), started again, and upgrades.md's
-  wait block returns once it has rejoined;
+* a follower is stopped (``trizab status`` then fails), a znode is written without it, it is
+  started again, upgrades.md's wait block returns once it has rejoined, and the znode it missed
+  is read from it;
 * every member is stopped, the restore block runs on each, the ensemble starts again and the
   data the backup holds is read back.
 
@@ -322,9 +323,15 @@ def test_ensemble_monitoring_and_backup_pages_work_on_three_hosts(tmp_path: Path
         down = hosts.run(1, ["sh", "-c", status_cmd], env=_env())
         assert down.returncode == 1, down.stdout + down.stderr
         assert _status_rows(down.stdout)[f"{ADDRESSES[follower - 1]}:2181"] == "unreachable", down.stdout
+        leader_host = leader_address.removesuffix(":2181")
+        write_missed = f"c = client('{leader_host}')\nc.create('/while-down', b'missed')\nc.stop()\n"
+        _python(hosts, ADDRESSES.index(leader_host) + 1, _kazoo(write_missed))
         procs[follower - 1] = _start(hosts, ensemble["start"].text, follower, roots[follower - 1], backup)
         waited = _sh(hosts, 1, _localize(upgrades["wait-rejoined"].text, roots[0], backup))
         assert _status_rows(waited)[f"{ADDRESSES[follower - 1]}:2181"] == "follower", waited
+        # Serving means synced: the write it missed is there, read from it without a sync.
+        read_missed = f"c = client('{ADDRESSES[follower - 1]}')\nprint(c.get('/while-down')[0].decode())\n"
+        assert _python(hosts, follower, _kazoo(read_missed + "c.stop()\n")) == "missed\n"
 
         for proc in procs:
             assert hosts.stop(proc) == 0
