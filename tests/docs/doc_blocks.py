@@ -9,7 +9,8 @@ rendered)::
     ```
 
 so the tests take the very text a reader copies, and a page edited into something that no longer
-works fails its test.
+works fails its test.  A block in a list item may be indented (marker and fence alike); its
+lines lose the fence's indentation.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ __all__ = ["DOCS", "DocBlock", "tagged_blocks"]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
-_MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<name>[\w.-]+)\s*-->\s*$")
-_FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
+_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<name>[\w.-]+)\s*-->\s*$")
+_FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w+-]*)\s*$")
 
 
 @attrs.frozen
@@ -52,12 +53,14 @@ def tagged_blocks(page: str | Path) -> dict[str, DocBlock]:
             raise ValueError(f"{path.name}:{i}: docs-test marker {name!r} is not followed by a ``` fence")
         if name in blocks:
             raise ValueError(f"{path.name}:{i}: docs-test block {name!r} appears twice")
+        indent = fence["indent"]
         start = i + 1
         end = start
-        while end < len(lines) and not lines[end].startswith("```"):
+        while end < len(lines) and not lines[end].startswith(indent + "```"):
             end += 1
         if end == len(lines):
             raise ValueError(f"{path.name}:{start}: docs-test block {name!r} is not closed")
-        blocks[name] = DocBlock(name, fence["lang"], "\n".join(lines[start:end]) + "\n", start + 1)
+        body = [line.removeprefix(indent) for line in lines[start:end]]
+        blocks[name] = DocBlock(name, fence["lang"], "\n".join(body) + "\n", start + 1)
         i = end + 1
     return blocks
