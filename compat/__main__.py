@@ -55,6 +55,7 @@ EXTRA_SUITES: tuple[tuple[str, str], ...] = (
     ("differential tester (handshake, 4lw, op sequences)", "compat.differential"),
     ("Java client transcripts (ZooKeeperMain)", "compat.javaclient"),
     ("Java client transcripts over TLS (ZooKeeperMain, Netty)", "compat.javaclient.tls"),
+    ("Java client transcripts with SASL DIGEST-MD5 (ZooKeeperMain)", "compat.javaclient.sasl"),
 )
 
 
