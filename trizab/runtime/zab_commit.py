@@ -27,8 +27,7 @@ peer and the member's core are touched by one task::
   PROPOSAL/COMMIT/INFORM/PING before its own barrier (``Ready.may_send_early``),
   and committed transactions that an *earlier* barrier made durable are applied
   (and answered) without waiting for the one in flight (:meth:`_apply_durable`).
-  A Ready's messages go out as one chunk per destination, every ACK or COMMIT
-  covered by a later one to the same peer left out (:func:`coalesce`).
+  A Ready's messages go out as one chunk per destination.
 * **Role → service**: the Ready's soft state sets the core's mode: an
   established leader preps writes and proposes them, an established follower or
   observer forwards them, anything else closes every client (they reconnect to a
@@ -86,7 +85,6 @@ from trizab.zab.messages import (
     Ping,
     Proposal,
     ProtocolError,
-    QuorumMessage,
     from_packet,
     to_packet,
 )
@@ -94,13 +92,14 @@ from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.ready import Ready, Role
 from trizab.zab.zxid import counter_of, epoch_of, zxid
 
-__all__ = ["TICK_MS", "ZabCommit", "coalesce", "peer_config"]
+__all__ = ["TICK_MS", "ZabCommit", "peer_config"]
 
 log = logging.getLogger("trizab.ensemble")
 
 TICK_MS = 50
 _SIMPLE = {Proposal: int(T.PROPOSAL), Commit: int(T.COMMIT)}
 _ACK = int(T.ACK)
+_SYNC_KINDS = frozenset({int(T.DIFF), int(T.TRUNC), int(T.SNAP)})
 
 
 def peer_config(config: cfg.ServerConfig, tick_ms: int = TICK_MS) -> PeerConfig:
@@ -117,37 +116,6 @@ def peer_config(config: cfg.ServerConfig, tick_ms: int = TICK_MS) -> PeerConfig:
         init_limit=config.init_limit,
         sync_limit=config.sync_limit,
     )
-
-
-def coalesce(
-    messages: Sequence[tuple[int, QuorumMessage] | Disconnect],
-) -> list[tuple[int, QuorumMessage] | Disconnect]:
-    """A Ready's messages with every ACK and COMMIT that a later one to the same peer covers left out.
-
-    ZAB acknowledgements and commits are cumulative in trizab (:mod:`trizab.zab.peer`: the
-    leader keeps ``max`` of a learner's ACKs, a learner ``max`` of the COMMITs), and within one
-    Ready they only grow; ACK(z2) after ACK(z1) to the same leader leaves in the same socket
-    write, so the leader learns nothing later.  The NEWLEADER acknowledgement (counter 0) is a
-    different message and is always kept, and a ``Disconnect`` ends the run (later messages
-    are for a new connection).  At high load a follower's Ready then carries one ACK for its
-    whole batch, and the leader answers with one COMMIT per learner.
-    """
-    out: list[tuple[int, QuorumMessage] | Disconnect] = []
-    seen: set[tuple[int, type]] = set()
-    for m in reversed(messages):
-        if isinstance(m, Disconnect):
-            seen.discard((m.peer, Ack))
-            seen.discard((m.peer, Commit))
-        else:
-            to, msg = m
-            kind = type(msg)
-            if kind is Commit or (kind is Ack and counter_of(msg.zxid) != 0):
-                if (to, kind) in seen:
-                    continue
-                seen.add((to, kind))
-        out.append(m)
-    out.reverse()
-    return out
 
 
 def _recovered_membership(core: ReplicaCore, pc: PeerConfig) -> Membership:
@@ -370,7 +338,7 @@ class ZabCommit:
             return
         if pkt.type == T.REQUEST and core.mode == Mode.LEADER and pkt.data:
             # Prepped and proposed now rather than after the storage barrier in flight.
-            self.sessions.forwarded(link.sid, pkt.data)
+            self.sessions.forwarded(link.sid, pkt.data, tuple(pkt.authinfo or ()), link)
             self.core_task.handle_ready()
             return
         try:
@@ -380,6 +348,8 @@ class ZabCommit:
             self.quorum.disconnect(link.sid)
             peer.step(Disconnected(link.sid))
             return
+        if pkt.type in _SYNC_KINDS:
+            log.info("member %d: %s at %#x from leader %d", self.my_id, T(pkt.type).name, pkt.zxid, link.sid)
         if isinstance(m, Ping) and core.mode == Mode.LEARNER:
             # The reply to the leader's ping carries the sessions our clients touched since
             # the previous one (Learner.ping), so idle sessions are not kept alive.
@@ -441,8 +411,8 @@ class ZabCommit:
         if rd.soft_state is not None:
             self._on_soft_state(rd)
         if rd.requests:
-            for sid, payload in rd.requests:
-                self.sessions.forwarded(sid, payload)
+            for sid, payload, auth in rd.requests:
+                self.sessions.forwarded(sid, payload, auth)
             self.core_task.handle_ready()
         if rd.session_reports:
             self.sessions.reports(rd.session_reports)
@@ -500,7 +470,10 @@ class ZabCommit:
             if not self.quorum.send_frames(to, b"".join(frames), seq, connect=connect):
                 peer.step(Disconnected(to))
 
-        for m in coalesce(rd.messages):
+        # Every ACK and COMMIT goes out, one per proposal: ZooKeeper's leader counts a
+        # follower's ACK per zxid (Leader.processAck) and its followers need a COMMIT per
+        # proposal (FollowerZooKeeperServer.commit), so none is coalesced.
+        for m in rd.messages:
             if isinstance(m, Disconnect):
                 flush(m.peer)
                 log.debug("member %d: disconnect %d", self.my_id, m.peer)
@@ -517,7 +490,10 @@ class ZabCommit:
             elif kind is Ack:
                 f = encode_simple(_ACK, msg.zxid, None)
             else:
-                f = encode_packet(to_packet(msg))
+                pkt = to_packet(msg)
+                if pkt.type in _SYNC_KINDS:
+                    log.info("member %d: sending %s at %#x to %d", self.my_id, T(pkt.type).name, pkt.zxid, to)
+                f = encode_packet(pkt)
             batches.setdefault(to, []).append(f)
         for to in list(batches):
             flush(to)

@@ -126,9 +126,11 @@ class FollowerInfo:
 class LeaderInfo:
     sender: int
     epoch: int
-    # The leader's own position before discovery, so a follower can tell it is ahead.
-    current_epoch: int = 0
-    last_zxid: int = 0
+    # The leader's own position before discovery, so a follower can tell it is ahead: trailing
+    # data of a trizab leader's LEADERINFO; None from a ZooKeeper leader, which sends only the
+    # protocol version.
+    current_epoch: int | None = None
+    last_zxid: int | None = None
 
 
 @attrs.frozen
@@ -205,8 +207,12 @@ class Ping:
 
 @attrs.frozen
 class Request:
+    """A forwarded client request: ZooKeeper's ``long sessionId, int cxid, int type`` + request
+    bytes (``Learner.request``); ``auth`` is the client's identities (QuorumPacket.authinfo)."""
+
     sender: int
     payload: bytes
+    auth: tuple[r.Id, ...] = ()
 
 
 QuorumMessage = (
@@ -361,6 +367,8 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
             info = encode(r.LearnerInfo(sender, PROTOCOL_VERSION, 0))
             return pkt(T.OBSERVERINFO if observer else T.FOLLOWERINFO, zxid(accepted_epoch, 0), info)
         case LeaderInfo(_, epoch, current_epoch, last_zxid):
+            if current_epoch is None or last_zxid is None:
+                return pkt(T.LEADERINFO, zxid(epoch, 0), _I.pack(PROTOCOL_VERSION))
             return pkt(T.LEADERINFO, zxid(epoch, 0), _IQQ.pack(PROTOCOL_VERSION, current_epoch, last_zxid))
         case AckEpoch(_, current_epoch, last_zxid, history):
             data = _I.pack(current_epoch) + (encode_plan(history) if history is not None else b"")
@@ -370,6 +378,7 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
         case Trunc(_, z):
             return pkt(T.TRUNC, z)
         case Snap(_, z, snapshot):
+            # The transport writes ``data`` after the packet (trizab.wire.quorum_stream).
             return pkt(T.SNAP, z, snapshot)
         case NewLeader(_, epoch):
             return pkt(T.NEWLEADER, zxid(epoch, 0))
@@ -385,8 +394,8 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
             return pkt(T.INFORM, z, data)
         case Ping(_, z, payload):
             return pkt(T.PING, z, payload)
-        case Request(_, payload):
-            return pkt(T.REQUEST, 0, payload)
+        case Request(_, payload, auth):
+            return r.QuorumPacket(int(T.REQUEST), -1, payload, list(auth))
     raise TypeError(f"not a quorum message: {msg!r}")
 
 
@@ -401,9 +410,19 @@ def from_packet(p: r.QuorumPacket, sender: int) -> QuorumMessage:
         match t:
             case T.FOLLOWERINFO | T.OBSERVERINFO:
                 if data:
-                    decode(r.LearnerInfo, data)
+                    info = decode(r.LearnerInfo, data)
+                    if info.protocol_version < PROTOCOL_VERSION:
+                        raise ProtocolError(
+                            f"learner speaks protocol version {info.protocol_version:#x}, "
+                            f"below {PROTOCOL_VERSION:#x}"
+                        )
                 return FollowerInfo(sender, epoch_of(p.zxid), t == T.OBSERVERINFO)
             case T.LEADERINFO:
+                (version,) = _I.unpack_from(data)
+                if version < PROTOCOL_VERSION:
+                    raise ProtocolError(
+                        f"leader speaks protocol version {version:#x}, below {PROTOCOL_VERSION:#x}"
+                    )
                 if len(data) >= _IQQ.size:
                     _, ce, lz = _IQQ.unpack_from(data)
                     return LeaderInfo(sender, epoch_of(p.zxid), ce, lz)
@@ -433,7 +452,7 @@ def from_packet(p: r.QuorumPacket, sender: int) -> QuorumMessage:
             case T.PING:
                 return Ping(sender, p.zxid, data)
             case T.REQUEST:
-                return Request(sender, data)
+                return Request(sender, data, tuple(p.authinfo or ()))
     except (struct.error, JuteError) as exc:
         raise ProtocolError(f"malformed {t.name} packet: {exc}") from None
     raise ProtocolError(f"quorum packet type {t.name} is not supported")

@@ -273,6 +273,10 @@ class _Learner:
     uptodate: bool = False
     # The highest heartbeat round this learner echoed (ReadIndex, see read_index).
     echoed: int = 0
+    # The highest zxid this learner was sent a COMMIT for, or had before its sync: ZooKeeper's
+    # learners need exactly one COMMIT per proposal they were sent, in order
+    # (FollowerZooKeeperServer.commit), so COMMITs are per zxid and never repeated.
+    commit_sent: int = 0
 
 
 @attrs.frozen
@@ -384,7 +388,7 @@ class Peer:
         # A snapshot we installed that the state machine has not restored yet:
         # until it has, snapshot_fn would describe an older state.
         self._unapplied_snapshot: SnapshotInstall | None = None
-        self._requests: list[tuple[int, bytes]] = []
+        self._requests: list[tuple[int, bytes, tuple[Any, ...]]] = []
         self._reports: list[tuple[int, bytes]] = []
         # Leader, ReadIndex: (round needed, token) not yet confirmed, in request order;
         # confirmed tokens not yet handed out; whether a round must start at the next Ready.
@@ -698,12 +702,16 @@ class Peer:
                 self._msgs.append((lr.sid, Proposal(self.id, z, data)))
         return z
 
-    def forward(self, payload: bytes) -> None:
-        """Learner: forward a client request to the leader (ZooKeeper's REQUEST packet)."""
+    def forward(self, payload: bytes, auth: tuple[Any, ...] = ()) -> None:
+        """Learner: forward a client request to the leader (ZooKeeper's REQUEST packet).
+
+        ``auth`` is the client's identities (QuorumPacket.authinfo), handed back with the
+        payload in the leader's ``Ready.requests``.
+        """
         f = self._follow
         if f is None or not self.established:
             raise NotLeader(self.leader)
-        self._msgs.append((f.leader, Request(self.id, payload)))
+        self._msgs.append((f.leader, Request(self.id, payload, auth)))
 
     def read_index(self, token: object) -> None:
         """Leader: confirm that we still lead before a read (etcd raft's ReadIndex); see the module docstring.
@@ -1087,7 +1095,7 @@ class Peer:
                 self._confirm_reads()
         elif isinstance(msg, Request):
             if self.established:
-                self._requests.append((msg.sender, msg.payload))
+                self._requests.append((msg.sender, msg.payload, msg.auth))
         else:
             self._drop_learner(msg.sender)
 
@@ -1153,9 +1161,10 @@ class Peer:
         plan: SyncPlan | None = None
         if best is not None and (best.current_epoch, best.last_zxid) > mine:
             if best.history is None:
-                # Ahead of us but did not say what we lack: a broken peer; go on without it.
-                self._drop_learner(best.sender)
-                self._finish_discovery()
+                # Ahead of us but did not say what we lack (a ZooKeeper follower never does):
+                # as ZooKeeper's Leader.waitForEpochAck ("Follower is ahead of the leader"),
+                # give up leading; the next election picks a member at least that far.
+                self._become_looking()
                 return
             plan = best.history
         # The fixpoint: a quorum of EVERY configuration in force anywhere in the history
@@ -1202,10 +1211,22 @@ class Peer:
             self._msgs.append((sid, Trunc(self.id, plan.zxid)))
         else:
             self._msgs.append((sid, Diff(self.id, plan.zxid)))
+        # As LearnerHandler.syncFollower/queueCommittedProposals: every committed proposal
+        # with its COMMIT, the outstanding ones (to followers only) without; an observer gets
+        # those as INFORM once committed (Leader.startForwarding).
+        committed = self.committed
+        upto = plan.zxid
         for e in plan.entries:
+            if e.zxid > committed and lr.observer:
+                break
             self._msgs.append((sid, Proposal(self.id, e.zxid, e.data)))
+            upto = e.zxid
+            if e.zxid <= committed:
+                self._msgs.append((sid, Commit(self.id, e.zxid)))
         self._msgs.append((sid, NewLeader(self.id, lead.new_epoch)))
-        lr.newleader_upto = self.last_zxid
+        lr.newleader_upto = upto
+        # What the learner had before (it committed that itself) or got a COMMIT for.
+        lr.commit_sent = max(plan.zxid, min(committed, upto))
 
     def _step_broadcast_leader_ack(self, lr: _Learner, msg: Ack) -> None:
         lead = self._lead
@@ -1214,20 +1235,24 @@ class Peer:
             self._drop_learner(lr.sid)
             return
         if msg.zxid == zxid(lead.new_epoch, 0):
+            # The NEWLEADER acknowledgement; the second one acknowledges UPTODATE
+            # (Learner.syncWithLeader sends both).
             if lr.newleader_acked:
                 return
             lr.newleader_acked = True
             lr.acked = max(lr.acked, lr.newleader_upto)
             if self.established:
                 lr.uptodate = True
-                self._msgs.append((lr.sid, UpToDate(self.id, self.committed)))
+                self._msgs.append((lr.sid, UpToDate(self.id, min(self.committed, lr.newleader_upto))))
         elif lr.newleader_acked:
             if msg.zxid > self.last_zxid:
                 self._drop_learner(lr.sid)
                 return
             lr.acked = max(lr.acked, msg.zxid)
         else:
-            self._drop_learner(lr.sid)
+            # A proposal's ACK before the NEWLEADER one: ZooKeeper 3.8's learner logs what the
+            # sync sent when NEWLEADER arrives and may acknowledge it early; the NEWLEADER
+            # ACK covers it anyway.
             return
         self._leader_progress()
 
@@ -1261,7 +1286,8 @@ class Peer:
             for lr in lead.learners.values():
                 if lr.newleader_acked and not lr.uptodate:
                     lr.uptodate = True
-                    self._msgs.append((lr.sid, UpToDate(self.id, c)))
+                    assert lr.newleader_upto is not None
+                    self._msgs.append((lr.sid, UpToDate(self.id, min(c, lr.newleader_upto))))
         if c > self.committed:
             lo = bisect.bisect_right(self._zxids, self.committed)
             hi = bisect.bisect_right(self._zxids, c)
@@ -1274,10 +1300,12 @@ class Peer:
                     for e in newly:
                         if e.zxid > lr.newleader_upto:
                             self._msgs.append((lr.sid, Inform(self.id, e.zxid, e.data)))
-                    if lr.uptodate:
-                        self._msgs.append((lr.sid, Commit(self.id, c)))
                 else:
-                    self._msgs.append((lr.sid, Commit(self.id, c)))
+                    # One COMMIT per proposal (see _Learner.commit_sent).
+                    for e in newly:
+                        if e.zxid > lr.commit_sent:
+                            self._msgs.append((lr.sid, Commit(self.id, e.zxid)))
+                    lr.commit_sent = max(lr.commit_sent, c)
             if self.id not in self.active.voters:
                 # Leader.tryToCommit: a leader that the committed reconfig removed from the
                 # voters steps down once the COMMITs are out; the new voters elect a leader.
@@ -1376,6 +1404,8 @@ class Peer:
         if (
             fresh
             and not f.observer
+            and msg.current_epoch is not None
+            and msg.last_zxid is not None
             and (self.current_epoch, self.last_zxid) > (msg.current_epoch, msg.last_zxid)
         ):
             history = self.plan_for(msg.last_zxid)
@@ -1396,6 +1426,15 @@ class Peer:
         elif isinstance(msg, Proposal):
             if msg.zxid > self.last_zxid:
                 self._append(Entry(msg.zxid, msg.data))
+        elif isinstance(msg, Commit):
+            # A proposal the leader had committed (LearnerHandler sends it with its COMMIT).
+            if msg.zxid > self.last_zxid:
+                raise ProtocolError(f"commit of {msg.zxid:#x} beyond our last {self.last_zxid:#x}")
+            self._set_committed(msg.zxid)
+        elif isinstance(msg, Inform):
+            if msg.zxid > self.last_zxid:
+                self._append(Entry(msg.zxid, msg.data))
+            self._set_committed(msg.zxid)
         elif isinstance(msg, NewLeader):
             if msg.epoch != self.accepted_epoch:
                 raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
@@ -1425,6 +1464,8 @@ class Peer:
             if isinstance(msg, UpToDate) and not self.established:
                 self.established = True
                 self._soft_dirty = True
+                # Learner.syncWithLeader acknowledges UPTODATE too (zxid newEpoch << 32).
+                self._msgs.append((f.leader, Ack(self.id, zxid(self.current_epoch, 0))))
             self._check_learner_membership()
         elif isinstance(msg, Inform):
             if msg.zxid > self.last_zxid:
