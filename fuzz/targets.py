@@ -174,6 +174,8 @@ def _quorum_packets() -> list[r.QuorumPacket]:
         m.Ack(2, 0x200000001),
         m.Commit(1, 0x200000001),
         m.Inform(1, 0x200000001, b"txn"),
+        m.Commit(1, 0x200000002, 3),
+        m.Inform(1, 0x200000002, b"txn", 3),
         m.Ping(1, 7, encode_report([(0x1234, 30000), (0x5678, 4000)])),
         m.Request(2, encode_forward(Forward(0x1234, 5, OpCode.SET_DATA, b"body")), (r.Id("ip", "::1"),)),
     ]

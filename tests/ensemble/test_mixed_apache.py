@@ -190,7 +190,7 @@ def test_trizab_follower_of_a_zookeeper_leader(mixed: Callable[..., MixedEnsembl
     bulk_write(ens[1], "d", 50)
     tz.start()
     one_leader(ens)
-    wait_until(lambda: "DIFF at" in log_text(tz, mark), CONVERGE_S, "a DIFF")
+    wait_until(lambda: "received DIFF at" in log_text(tz, mark), CONVERGE_S, "a DIFF")
     write_through_each(ens, "b")
     data = converged(ens)
     assert "/t/d00049" in data and "/t/b-1" in data
@@ -201,7 +201,7 @@ def test_trizab_follower_of_a_zookeeper_leader(mixed: Callable[..., MixedEnsembl
     bulk_write(ens[2], "s", 1200)  # past ZooKeeper's committedLog of 500
     tz.start()
     one_leader(ens)
-    wait_until(lambda: "SNAP at" in log_text(tz, mark), CONVERGE_S, "a SNAP")
+    wait_until(lambda: "received SNAP at" in log_text(tz, mark), CONVERGE_S, "a SNAP")
     write_through_each(ens, "c")
     data = converged(ens)
     assert "/t/s01199" in data and "/t/c-1" in data

@@ -118,6 +118,18 @@ def peer_config(config: cfg.ServerConfig, tick_ms: int = TICK_MS) -> PeerConfig:
     )
 
 
+def _log_sync(my_id: int, pkt: r.QuorumPacket, verb: str, other: int) -> None:
+    """One line per DIFF/TRUNC/SNAP: rare, and what an operator looks for after a restart.
+
+    (Every ACK and COMMIT goes out, one per proposal, never coalesced: ZooKeeper's leader
+    counts a follower's ACK per zxid (Leader.processAck) and its followers need a COMMIT per
+    proposal (FollowerZooKeeperServer.commit).)
+    """
+    if pkt.type in _SYNC_KINDS:
+        where = "to" if verb == "sending" else "from"
+        log.info("member %d: %s %s at %#x %s %d", my_id, verb, T(pkt.type).name, pkt.zxid, where, other)
+
+
 def _recovered_membership(core: ReplicaCore, pc: PeerConfig) -> Membership:
     """The configuration at the recovered snapshot: a reconfigured one from the tree's
     ``/zookeeper/config`` (its version is the reconfig's zxid), else zoo.cfg's server lines.
@@ -348,8 +360,7 @@ class ZabCommit:
             self.quorum.disconnect(link.sid)
             peer.step(Disconnected(link.sid))
             return
-        if pkt.type in _SYNC_KINDS:
-            log.info("member %d: %s at %#x from leader %d", self.my_id, T(pkt.type).name, pkt.zxid, link.sid)
+        _log_sync(self.my_id, pkt, "received", link.sid)
         if isinstance(m, Ping) and core.mode == Mode.LEARNER:
             # The reply to the leader's ping carries the sessions our clients touched since
             # the previous one (Learner.ping), so idle sessions are not kept alive.
@@ -470,10 +481,7 @@ class ZabCommit:
             if not self.quorum.send_frames(to, b"".join(frames), seq, connect=connect):
                 peer.step(Disconnected(to))
 
-        # Every ACK and COMMIT goes out, one per proposal: ZooKeeper's leader counts a
-        # follower's ACK per zxid (Leader.processAck) and its followers need a COMMIT per
-        # proposal (FollowerZooKeeperServer.commit), so none is coalesced.
-        for m in rd.messages:
+        for m in rd.messages:  # ACKs and COMMITs are per zxid: none is coalesced (see _log_sync)
             if isinstance(m, Disconnect):
                 flush(m.peer)
                 log.debug("member %d: disconnect %d", self.my_id, m.peer)
@@ -481,7 +489,7 @@ class ZabCommit:
                 continue
             to, msg = m
             kind = type(msg)
-            if kind is Proposal or kind is Commit:
+            if kind is Proposal or (kind is Commit and msg.activate is None):
                 data = msg.data if kind is Proposal else None
                 key = (kind, msg.zxid, id(data))  # id: the very same bytes, alive in rd.messages
                 f = encoded.get(key)
@@ -491,8 +499,7 @@ class ZabCommit:
                 f = encode_simple(_ACK, msg.zxid, None)
             else:
                 pkt = to_packet(msg)
-                if pkt.type in _SYNC_KINDS:
-                    log.info("member %d: sending %s at %#x to %d", self.my_id, T(pkt.type).name, pkt.zxid, to)
+                _log_sync(self.my_id, pkt, "sending", to)
                 f = encode_packet(pkt)
             batches.setdefault(to, []).append(f)
         for to in list(batches):

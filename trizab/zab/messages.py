@@ -189,6 +189,9 @@ class Ack:
 class Commit:
     sender: int
     zxid: int
+    # COMMITANDACTIVATE: the commit of a reconfig, with the leader the new configuration
+    # should have (Leader.getDesignatedLeader); trizab activates on the commit itself.
+    activate: int | None = None
 
 
 @attrs.frozen
@@ -196,6 +199,7 @@ class Inform:
     sender: int
     zxid: int
     data: bytes
+    activate: int | None = None  # INFORMANDACTIVATE (see Commit.activate)
 
 
 @attrs.frozen
@@ -388,10 +392,14 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
             return pkt(T.PROPOSAL, z, data)
         case Ack(_, z):
             return pkt(T.ACK, z)
-        case Commit(_, z):
+        case Commit(_, z, None):
             return pkt(T.COMMIT, z)
-        case Inform(_, z, data):
+        case Commit(_, z, leader):
+            return pkt(T.COMMITANDACTIVATE, z, _Q.pack(leader))
+        case Inform(_, z, data, None):
             return pkt(T.INFORM, z, data)
+        case Inform(_, z, data, leader):
+            return pkt(T.INFORMANDACTIVATE, z, _Q.pack(leader) + data)
         case Ping(_, z, payload):
             return pkt(T.PING, z, payload)
         case Request(_, payload, auth):
@@ -449,6 +457,12 @@ def from_packet(p: r.QuorumPacket, sender: int) -> QuorumMessage:
                 return Commit(sender, p.zxid)
             case T.INFORM:
                 return Inform(sender, p.zxid, data)
+            case T.COMMITANDACTIVATE:
+                (leader,) = _Q.unpack_from(data)
+                return Commit(sender, p.zxid, leader)
+            case T.INFORMANDACTIVATE:
+                (leader,) = _Q.unpack_from(data)
+                return Inform(sender, p.zxid, bytes(data[8:]), leader)
             case T.PING:
                 return Ping(sender, p.zxid, data)
             case T.REQUEST:

@@ -1292,6 +1292,7 @@ class Peer:
             lo = bisect.bisect_right(self._zxids, self.committed)
             hi = bisect.bisect_right(self._zxids, c)
             newly = self.history[lo:hi]
+            activations = self._designated_leaders(newly, acked)
             self._set_committed(c)
             for lr in lead.learners.values():
                 if lr.newleader_upto is None:
@@ -1299,17 +1300,39 @@ class Peer:
                 if lr.observer:
                     for e in newly:
                         if e.zxid > lr.newleader_upto:
-                            self._msgs.append((lr.sid, Inform(self.id, e.zxid, e.data)))
+                            self._msgs.append(
+                                (lr.sid, Inform(self.id, e.zxid, e.data, activations.get(e.zxid)))
+                            )
                 else:
                     # One COMMIT per proposal (see _Learner.commit_sent).
                     for e in newly:
                         if e.zxid > lr.commit_sent:
-                            self._msgs.append((lr.sid, Commit(self.id, e.zxid)))
+                            self._msgs.append((lr.sid, Commit(self.id, e.zxid, activations.get(e.zxid))))
                     lr.commit_sent = max(lr.commit_sent, c)
             if self.id not in self.active.voters:
                 # Leader.tryToCommit: a leader that the committed reconfig removed from the
                 # voters steps down once the COMMITs are out; the new voters elect a leader.
                 self._become_looking()
+
+    def _designated_leaders(self, newly: Sequence[Entry], acked: dict[int, int]) -> dict[int, int]:
+        """The reconfig entries among ``newly`` and the leader each names (COMMITANDACTIVATE).
+
+        ZooKeeper's Leader.getDesignatedLeader: this leader if it is a voter of the new
+        configuration, else a new voter that acknowledged the most.  trizab's learners
+        activate on the commit and elect again themselves; ZooKeeper's need the word.
+        """
+        if not self._cfgs or not newly:
+            return {}
+        lo, hi = newly[0].zxid, newly[-1].zxid
+        out: dict[int, int] = {}
+        for z, m in self._cfgs:
+            if lo <= z <= hi:
+                if self.id in m.voters:
+                    out[z] = self.id
+                else:
+                    ackers = [sid for sid in m.voters if acked.get(sid, 0) >= z]
+                    out[z] = max(ackers, key=lambda sid: acked[sid]) if ackers else min(m.voters)
+        return out
 
     def _drop_learner(self, sid: int) -> None:
         lead = self._lead
