@@ -5,37 +5,68 @@ Theory of operation
 Quorum messages are small frozen classes.  ``sender`` is who sent the message;
 it is not on the wire (the connection tells the receiver) and is filled in by
 :func:`from_packet`.  Every quorum message converts to and from
-:class:`trizab.wire.records.QuorumPacket` (``type, zxid, data, authinfo``), the
-record the networked runtime frames with the Jute codec:
+:class:`trizab.wire.records.QuorumPacket` (``type, zxid, data, authinfo``), which
+goes on the quorum port exactly as Apache ZooKeeper 3.8 writes it: an unframed Jute
+record (:mod:`trizab.wire.quorum_stream`).  One protocol for both implementations:
 
-=============  =====================================  ======================================
-message        QuorumPacket.zxid                      QuorumPacket.data
-=============  =====================================  ======================================
-FollowerInfo   zxid(acceptedEpoch, 0)                 LearnerInfo(sid, 0x10000, 0)
-LeaderInfo     zxid(newEpoch, 0)                      int 0x10000 + long currentEpoch +
-                                                      long lastZxid (trizab extension)
-AckEpoch       lastZxid                               int currentEpoch [+ history, see below]
-Diff/Trunc     the sync point                         -
-Snap           the snapshot's zxid                    the snapshot bytes (ZooKeeper streams
-                                                      them after the packet instead)
-Proposal       the txn's zxid                         the encoded txn
-Inform         the txn's zxid                         the encoded txn
-Ack/Commit     the zxid                               -
-NewLeader      zxid(newEpoch, 0)                      -
-UpToDate       the leader's commit point              -
-Ping           leader: its heartbeat round (a         opaque session report (may be empty)
-               ZooKeeper leader: its last proposed
-               zxid); learner: the echoed zxid of
-               the PING it answers
-Request        0                                      opaque forwarded client request
-=============  =====================================  ======================================
+==================  =================================  ==============================================
+message             QuorumPacket.zxid                  QuorumPacket.data
+==================  =================================  ==============================================
+FollowerInfo        zxid(acceptedEpoch, 0)             LearnerInfo(sid, 0x10000, configVersion 0);
+(+OBSERVERINFO)                                        protocol versions below 0x10000 are refused
+LeaderInfo          zxid(newEpoch, 0)                  int 0x10000 [+ long currentEpoch + long
+                                                       lastZxid: a trizab leader's trailing data,
+                                                       ignored by ZooKeeper's Learner, absent from
+                                                       ZooKeeper's LEADERINFO]
+AckEpoch            lastLoggedZxid                     int currentEpoch (-1: the epoch was already
+                                                       accepted) [+ history, see below]
+Diff/Trunc          the sync point                     -
+Snap                the snapshot's zxid                - (on the stream after the packet: the
+                                                       snapshot serialization, then "BenWasHere";
+                                                       in memory it rides in ``data``)
+Proposal            the txn's zxid                     TxnHeader + record [+ TxnDigest, which
+                                                       ZooKeeper 3.6+ leaders append; tolerated]
+Inform              the txn's zxid                     as Proposal (observers)
+InformAndActivate   the reconfig's zxid                long designated leader + as Proposal
+Ack                 the zxid (one per proposal);       -
+                    newEpoch << 32 for NEWLEADER
+                    and again for UPTODATE
+Commit              the zxid (one per proposal)        -
+CommitAndActivate   the reconfig's zxid                long designated leader
+NewLeader           zxid(newEpoch, 0)                  - (ZooKeeper's leader sends its quorum
+                                                       verifier text; ignored here)
+UpToDate            the leader's commit point (-1      -
+                    from ZooKeeper; ignored)
+Ping                leader: its heartbeat round (a     learner: the touched sessions as
+                    ZooKeeper leader: its last         ``long id, int timeout`` pairs
+                    proposed zxid); learner: the       (Learner.ping); leader: none
+                    echoed zxid of the PING
+Request             -1                                 long sessionId, int cxid, int type,
+                                                       request bytes (createSession: int
+                                                       timeout; closeSession: none; sync: the
+                                                       SyncRequest); authinfo: the client's ids
+==================  =================================  ==============================================
+
+Handled by the driver, outside the ZAB core (:mod:`trizab.runtime.zab_sessions`):
+REVALIDATE (learner: ``long session, int timeout``; leader: ``long session, boolean
+valid``, echoing the request's zxid -1; with the session id in the zxid field and
+``valid`` false it tells a trizab learner that the session moved away, which a
+ZooKeeper learner ignores as an answer it is not waiting for) and SYNC (the leader's
+answer to a forwarded sync; a ZooKeeper leader sends zxid 0).
+
+Commits and acknowledgements are per proposal, in zxid order, never coalesced: a
+ZooKeeper follower exits on a COMMIT that is not the head of its pending proposals
+(``FollowerZooKeeperServer.commit``), and a ZooKeeper leader counts ACKs per zxid.
 
 AckEpoch's extension: when the LEADERINFO shows that the follower's history is
 more up to date than the leader's (by currentEpoch, then lastZxid), the
 follower appends what the leader is missing, encoded as a :class:`SyncPlan`,
 exactly as a leader would describe a DIFF/TRUNC/SNAP to a learner.  This is
 how a leader learns the best history of its quorum (Zab's ACK-E carrying the
-follower's history) without depending on the election having picked it.
+follower's history) without depending on the election having picked it, which
+the ``priority`` and ``static`` election policies need.  A ZooKeeper leader reads
+only the leading int; a ZooKeeper follower never sends one, and a trizab leader
+that finds such a follower ahead of it steps down as ZooKeeper's does.
 
 Election notifications (:class:`Notification`) travel on the election port in
 ZooKeeper's FastLeaderElection format (``FastLeaderElection.buildMsg``):
