@@ -304,3 +304,47 @@ def test_sessions_cross_implementations(mixed: Callable[..., MixedEnsemble], kin
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(10)
     converged(ens)
+
+
+@pytest.mark.parametrize("kinds", [(ZOOKEEPER, ZOOKEEPER, TRIZAB), (TRIZAB, TRIZAB, ZOOKEEPER)])
+def test_a_deposed_leaders_unacknowledged_proposal_is_truncated_by_the_other_kind(
+    mixed: Callable[..., MixedEnsemble], kinds: tuple[str, ...]
+) -> None:
+    """A leader logs a proposal its followers never see, crashes; the other kind's new leader
+    sends it TRUNC when it comes back, and the proposal is gone everywhere."""
+    ens = mixed(*kinds)
+    assert one_leader(ens) == 3
+    old = ens[2]
+    write_through_each(ens, "a")
+    converged(ens)
+    c = KazooClient(old.address, timeout=30.0)  # a session needs a quorum: made before the pause
+    c.start(timeout=20)
+    # The followers stop reading; what the leader sends them dies with them (SIGKILL), so the
+    # proposal the leader logs meanwhile is in its log alone.
+    for m in ens.members[:2]:
+        m.pause()
+    try:
+        c.create_async("/t/lost", b"never acknowledged")
+        time.sleep(1.5)
+    finally:
+        for m in ens.members[:2]:
+            m.kill()
+        old.kill()
+        c.stop()
+        c.close()
+    for m in ens.members[:2]:
+        m.start()
+    new_leader = one_leader(ens)
+    assert new_leader in (1, 2)
+    # Nothing is written meanwhile: the lost proposal is then past the new leader's last zxid,
+    # which ZooKeeper's LearnerHandler.syncFollower answers with TRUNC (with newer writes in
+    # its committed log it would send SNAP instead).
+    mark = len(log_text(old))
+    old.start()
+    one_leader(ens)
+    truncated = "received TRUNC at" if ens.kinds[2] == TRIZAB else "Truncating log to get in sync"
+    wait_until(lambda: truncated in log_text(old, mark), CONVERGE_S, "a TRUNC")
+    assert "/t/lost" not in converged(ens)
+    write_through_each(ens, "b")
+    data = converged(ens)
+    assert "/t/lost" not in data and {"/t/b-1", "/t/b-2", "/t/b-3"} <= set(data)
