@@ -6,8 +6,8 @@ A mixed ensemble is what an operator gets while migrating: every member reads th
 same ``server.N`` lines (one zoo.cfg body for all), each its own ``myid``; a
 ZooKeeper member runs ``QuorumPeerMain`` (:mod:`testkit.apache_zk`), a trizab
 member ``trizab serve`` (:mod:`testkit.trizab_ensemble`).  ``kinds`` says which
-is which, in server-id order.  Members are indexable, with the launchers' own
-``start()``, ``stop()``, ``kill()``, ``wait_ready()``, ``wipe_data()``,
+is which, in server-id order; ``observers`` names the server ids that observe.
+Members are indexable, with the launchers' own ``start()``, ``stop()``, ``kill()``, ``wait_ready()``, ``wipe_data()``,
 ``four_letter_word()``; processes are stopped by pid only.
 """
 
@@ -36,6 +36,7 @@ class MixedEnsemble(ProcessEnsemble[Any]):
         self,
         kinds: Sequence[Kind],
         *,
+        observers: Sequence[int] = (),
         tick_time: int = 2000,
         init_limit: int = 10,
         sync_limit: int = 5,
@@ -48,8 +49,11 @@ class MixedEnsemble(ProcessEnsemble[Any]):
         self.kinds = list(kinds)
         n = len(kinds)
         ports = free_ports(3 * n)
+        self.observers = set(observers)  # server ids
         servers = [
-            f"server.{k + 1}=127.0.0.1:{ports[3 * k + 1]}:{ports[3 * k + 2]}:participant" for k in range(n)
+            f"server.{k + 1}=127.0.0.1:{ports[3 * k + 1]}:{ports[3 * k + 2]}:"
+            + ("observer" if k + 1 in self.observers else "participant")
+            for k in range(n)
         ]
         common = [
             f"tickTime={tick_time}",
@@ -66,12 +70,13 @@ class MixedEnsemble(ProcessEnsemble[Any]):
         for k, kind in enumerate(kinds):
             sid, port = k + 1, ports[3 * k]
             d = self.workdir / f"member{sid}"
+            own = ["peerType=observer"] if sid in self.observers else []
             if kind == ZOOKEEPER:
                 self.members.append(
                     _Member(
                         d,
                         main_class=QUORUM_MAIN,
-                        config_lines=[f"clientPort={port}", *common],
+                        config_lines=[f"clientPort={port}", *own, *common],
                         myid=sid,
                         client_port=port,
                         java_properties=[],
@@ -83,7 +88,7 @@ class MixedEnsemble(ProcessEnsemble[Any]):
                 data.mkdir(parents=True, exist_ok=True)
                 (data / "myid").write_text(f"{sid}\n")
                 path = d / "zoo.cfg"
-                path.write_text("\n".join([f"dataDir={data}", f"clientPort={port}", *common]) + "\n")
+                path.write_text("\n".join([f"dataDir={data}", f"clientPort={port}", *own, *common]) + "\n")
                 self.members.append(TrizabMember(sid, path, port, log_level=log_level))
 
     def _check_available(self) -> None:

@@ -126,9 +126,10 @@ def log_text(member: Any, since: int = 0) -> str:
 def mixed(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[..., MixedEnsemble]]:
     made: list[MixedEnsemble] = []
 
-    def make(*kinds: str) -> MixedEnsemble:
+    def make(*kinds: str, observers: tuple[int, ...] = ()) -> MixedEnsemble:
         ens = MixedEnsemble(
             list(kinds),  # type: ignore[arg-type]
+            observers=observers,
             tick_time=500,
             init_limit=20,
             sync_limit=10,
@@ -348,3 +349,32 @@ def test_a_deposed_leaders_unacknowledged_proposal_is_truncated_by_the_other_kin
     write_through_each(ens, "b")
     data = converged(ens)
     assert "/t/lost" not in data and {"/t/b-1", "/t/b-2", "/t/b-3"} <= set(data)
+
+
+@pytest.mark.parametrize(
+    "kinds", [(ZOOKEEPER, TRIZAB, TRIZAB, ZOOKEEPER), (TRIZAB, ZOOKEEPER, ZOOKEEPER, TRIZAB)]
+)
+def test_an_observer_of_the_other_kind(mixed: Callable[..., MixedEnsemble], kinds: tuple[str, ...]) -> None:
+    """Server 4 observes a leader of the other implementation (OBSERVERINFO, INFORM), also after
+    a restart with its data and one with an empty data directory."""
+    ens = mixed(*kinds, observers=(4,))
+    leader = one_leader(ens)
+    assert leader == 3 and ens.kinds[2] != ens.kinds[3]
+    assert ens.modes()[4] == "observer"
+    observer = ens[3]
+    write_through_each(ens, "a")
+    data = converged(ens)
+    assert {"/t/a-1", "/t/a-2", "/t/a-3", "/t/a-4"} <= set(data)
+    observer.stop()
+    bulk_write(ens[1], "d", 50)
+    observer.start()
+    one_leader(ens)
+    write_through_each(ens, "b")
+    assert {"/t/d00049", "/t/b-4"} <= set(converged(ens))
+    observer.stop()
+    observer.wipe_data()
+    bulk_write(ens[2], "s", 1200)
+    observer.start()
+    one_leader(ens)
+    write_through_each(ens, "c")
+    assert {"/t/s01199", "/t/c-4", "/t/a-1"} <= set(converged(ens))
