@@ -7,8 +7,9 @@ same ``server.N`` lines (one zoo.cfg body for all), each its own ``myid``; a
 ZooKeeper member runs ``QuorumPeerMain`` (:mod:`testkit.apache_zk`), a trizab
 member ``trizab serve`` (:mod:`testkit.trizab_ensemble`).  ``kinds`` says which
 is which, in server-id order; ``observers`` names the server ids that observe.
-Members are indexable, with the launchers' own ``start()``, ``stop()``, ``kill()``, ``wait_ready()``, ``wipe_data()``,
-``four_letter_word()``; processes are stopped by pid only.
+Members are indexable, with the launchers' own ``start()``, ``stop()``, ``kill()``,
+``wait_ready()``, ``wipe_data()``, ``four_letter_word()``; processes are stopped by
+pid only.
 """
 
 from __future__ import annotations
