@@ -38,9 +38,17 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def client(member: Any, timeout: float = 10.0) -> KazooClient:
-    c = KazooClient(member.address, timeout=timeout)
-    c.start(timeout=20)
-    return c
+    """A connected client of ``member`` (tries again until a deadline: the machine may be busy)."""
+    deadline = time.monotonic() + 60
+    while True:
+        c = KazooClient(member.address, timeout=timeout)
+        try:
+            c.start(timeout=20)
+            return c
+        except Exception:
+            c.close()
+            if time.monotonic() > deadline:
+                raise
 
 
 def one_leader(ens: MixedEnsemble) -> int:
@@ -252,12 +260,15 @@ def test_sessions_cross_implementations(mixed: Callable[..., MixedEnsemble], kin
     tz_member = next(m for m, k in zip(ens.members, ens.kinds, strict=True) if k == TRIZAB)
 
     # A session made through a ZooKeeper member moves to a trizab member and back.
-    c = KazooClient(zk_member.address, timeout=6.0)
-    c.start(timeout=20)
+    c = client(zk_member, timeout=6.0)
     try:
         c.create("/t/eph", b"mine", ephemeral=True, makepath=True)
         session = c.client_id
         for target in (tz_member, zk_member):
+            # A watch set before the move fires after it (kazoo sets it again on reconnect).
+            fired: list[Any] = []
+            c.ensure_path("/t/watched")
+            c.get("/t/watched", watch=fired.append)
             c.set_hosts(target.address)
             sock = c._connection._socket  # drop the connection: kazoo resumes the session
             if sock is not None:
@@ -275,6 +286,18 @@ def test_sessions_cross_implementations(mixed: Callable[..., MixedEnsemble], kin
             c.set("/t/eph", f"via {target.client_port}".encode())
             assert c.get("/t/eph")[0] == f"via {target.client_port}".encode()
             assert all(exists_everywhere(ens, "/t/eph"))
+            other = client(ens[1])  # a member of either kind, not the one the session is on
+            try:
+                other.set("/t/watched", f"changed for {target.client_port}".encode())
+            finally:
+                other.stop()
+                other.close()
+            # (kazoo also hands a watcher the connection's state changes: path None.)
+            wait_until(
+                lambda fired=fired: [e for e in fired if e.path == "/t/watched" and e.type == "CHANGED"],
+                30,
+                "the watch set before the move fired",
+            )
     finally:
         c.stop()
         c.close()
@@ -318,8 +341,7 @@ def test_a_deposed_leaders_unacknowledged_proposal_is_truncated_by_the_other_kin
     old = ens[2]
     write_through_each(ens, "a")
     converged(ens)
-    c = KazooClient(old.address, timeout=30.0)  # a session needs a quorum: made before the pause
-    c.start(timeout=20)
+    c = client(old, timeout=30.0)  # a session needs a quorum: made before the pause
     # The followers stop reading; what the leader sends them dies with them (SIGKILL), so the
     # proposal the leader logs meanwhile is in its log alone.
     for m in ens.members[:2]:

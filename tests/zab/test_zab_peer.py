@@ -14,12 +14,14 @@ from trizab.wire.codes import OpCode
 from trizab.zab.messages import (
     Ack,
     AckEpoch,
+    Diff,
     Disconnect,
     Entry,
     FollowerInfo,
     Inform,
     LeaderInfo,
     NewLeader,
+    Ping,
     Proposal,
     Snap,
     Trunc,
@@ -291,3 +293,30 @@ def test_leader_gives_up_when_a_learner_is_ahead_without_history() -> None:
     assert view is None or view.learners == 0
     assert Disconnect(2) in rd.messages
     assert not any(isinstance(m, tuple) and isinstance(m[1], NewLeader) for m in rd.messages)
+
+
+def test_leader_pings_a_learner_only_once_its_sync_is_out() -> None:
+    # A ZooKeeper learner reads LEADERINFO, then DIFF/TRUNC/SNAP, and exits on anything else
+    # (Learner.syncWithLeader: "Got unexpected packet from leader: PING").
+    cfg = PeerConfig(my_id=1, voters=frozenset({1, 2, 3, 4, 5}))
+    p = Peer(cfg, static(1)(cfg))
+    p.advance(p.ready())
+
+    def to(sid: int) -> list[object]:
+        out = []
+        for _ in range(3 * cfg.ping_ticks):
+            p.tick()
+            rd = p.ready()
+            out += [m for dest, m in (x for x in rd.messages if isinstance(x, tuple)) if dest == sid]
+            p.advance(rd)
+        return out
+
+    p.step(FollowerInfo(2, 0))
+    p.step(FollowerInfo(3, 0))
+    assert [type(m) for m in to(2)] == [LeaderInfo]
+    p.step(AckEpoch(2, 0, 0))  # discovery needs a quorum of five: no sync yet
+    assert to(2) == []
+    p.step(AckEpoch(3, 0, 0))
+    sent = to(2)
+    kinds = [type(m) for m in sent]
+    assert kinds[:2] == [Diff, NewLeader] and Ping in kinds[2:]

@@ -1373,8 +1373,11 @@ class Peer:
             return
         lead.round += 1
         ping = Ping(self.id, lead.round)
-        for sid in sorted(lead.learners):
-            self._msgs.append((sid, ping))
+        for sid, lr in sorted(lead.learners.items()):
+            # Only learners whose sync went out: a ZooKeeper learner exits on a PING where it
+            # reads LEADERINFO or DIFF/TRUNC/SNAP (LearnerHandler.ping waits for its sender too).
+            if lr.newleader_upto is not None:
+                self._msgs.append((sid, ping))
 
     def _confirm_reads(self) -> None:
         """Move the read_index tokens whose round a quorum has echoed to ``_confirmed``, in order."""
