@@ -302,7 +302,9 @@ def test_sessions_cross_implementations(mixed: Callable[..., MixedEnsemble], kin
                 other.stop()
                 other.close()
             changed = f"changed for {target.client_port}".encode()
-            wait_until(lambda seen=seen, changed=changed: changed in seen, 30, "the watch fired after the move")
+            wait_until(
+                lambda seen=seen, changed=changed: changed in seen, 30, "the watch fired after the move"
+            )
     finally:
         c.stop()
         c.close()
