@@ -35,19 +35,24 @@ state in a ``_Lead`` or ``_Follow``, and each ZAB phase of a role has its own
 * **Synchronization.**  For each learner the leader sends DIFF (the proposals the
   learner lacks), TRUNC (drop what the leader does not have, then the
   proposals) or SNAP (when the learner is older than the in-memory committed log
-  of the last ``committed_log_size`` transactions), then NEWLEADER.  A learner
+  of the last ``committed_log_size`` transactions), then NEWLEADER; a committed
+  proposal goes with its COMMIT, an observer gets only committed ones
+  (``LearnerHandler.syncFollower``).  A learner
   persists all of it and ``currentEpoch`` before acknowledging NEWLEADER.  A
   quorum of NEWLEADER acknowledgements commits the leader's initial history;
   the leader sends UPTODATE and is *established*.
 * **Broadcast.**  ``propose`` assigns ``zxid(epoch, counter)`` and sends PROPOSAL
   to every synced follower in zxid order over per-learner FIFO connections.  A
   follower acknowledges only after the proposal is durable (the ACK sits in the
-  same Ready as the append).  Acknowledgements are cumulative; the leader
+  same Ready as the append).  The leader reads acknowledgements cumulatively and
   commits the highest zxid acknowledged by a quorum of voters, itself included
-  once its own barrier covers it, and sends COMMIT; observers get INFORM with
-  the committed data instead and never vote.  Proposals that a quorum never
+  once its own barrier covers it; on the wire, as ZooKeeper's peers require,
+  there is one ACK and one COMMIT per proposal, in zxid order, each COMMIT sent
+  once per learner (``_Learner.commit_sent``); observers get INFORM with the
+  committed data instead and never vote.  A reconfig's commit is
+  COMMITANDACTIVATE/INFORMANDACTIVATE, naming the leader of the new configuration.  Proposals that a quorum never
   accepted are discarded by the next leader's TRUNC.
-* **Liveness.**  The leader pings every learner every half tickTime; a learner
+* **Liveness.**  The leader pings every learner whose sync is out every half tickTime; a learner
   answers with a ping carrying its session report.  A learner that hears nothing
   from its leader for syncLimit (initLimit while syncing) goes LOOKING; a leader
   that has not heard from a quorum for syncLimit, or is not established within
