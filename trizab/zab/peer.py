@@ -50,10 +50,11 @@ state in a ``_Lead`` or ``_Follow``, and each ZAB phase of a role has its own
   there is one ACK and one COMMIT per proposal, in zxid order, each COMMIT sent
   once per learner (``_Learner.commit_sent``); observers get INFORM with the
   committed data instead and never vote.  A reconfig's commit is
-  COMMITANDACTIVATE/INFORMANDACTIVATE, naming the leader of the new configuration.  Proposals that a quorum never
-  accepted are discarded by the next leader's TRUNC.
-* **Liveness.**  The leader pings every learner whose sync is out every half tickTime; a learner
-  answers with a ping carrying its session report.  A learner that hears nothing
+  COMMITANDACTIVATE/INFORMANDACTIVATE, naming the leader of the new
+  configuration.  Proposals that a quorum never accepted are discarded by the
+  next leader's TRUNC.
+* **Liveness.**  The leader pings every learner whose sync is out every half
+  tickTime; a learner answers with a ping carrying its session report.  A learner that hears nothing
   from its leader for syncLimit (initLimit while syncing) goes LOOKING; a leader
   that has not heard from a quorum for syncLimit, or is not established within
   initLimit, steps down.  The counter of a zxid overflowing also ends the epoch.
