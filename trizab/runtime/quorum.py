@@ -262,6 +262,8 @@ class QuorumTransport:
             with trio.fail_after(self.heartbeat_s):
                 pkt = await read_packet(stream, first)
             if pkt is None:
+                if first.buffered():  # the stream ended inside the first packet
+                    raise FrameError(f"truncated QuorumPacket ({first.buffered()} bytes, then end of stream)")
                 return
             if pkt.type not in (T.FOLLOWERINFO, T.OBSERVERINFO) or not pkt.data:
                 raise FrameError(f"first quorum packet has type {pkt.type}, expected FOLLOWERINFO")
