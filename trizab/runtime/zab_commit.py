@@ -241,6 +241,7 @@ class ZabCommit:
             {s.sid: (s.host, s.election_port) for s in servers.values()},
             core_task.post,
             tls=self.tls,
+            policy=config.election_name or "fast",
         )
         self.core.init_ensemble(config.servers, self.my_id, client_port)
         self._apply_ensemble()
