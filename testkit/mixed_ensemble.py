@@ -48,7 +48,15 @@ KINDS: tuple[Kind, ...] = ("zookeeper", "trizab")
 class Slot:
     """One member's place in the ensemble: its files and ports, and the program running there."""
 
-    def __init__(self, sid: int, workdir: Path, lines: Sequence[str], client_port: int, observer: bool):
+    def __init__(
+        self,
+        sid: int,
+        workdir: Path,
+        lines: Sequence[str],
+        client_port: int,
+        observer: bool,
+        java_properties: Sequence[str] = (),
+    ) -> None:
         self.sid = sid
         self.workdir = workdir
         self.client_port = client_port
@@ -69,7 +77,7 @@ class Slot:
             config_lines=lines,
             myid=sid,
             client_port=client_port,
-            java_properties=(),
+            java_properties=java_properties,
             jvm_args=("-Xmx256m",),
         )
         self._trizab = TrizabMember(sid, self.config, client_port)
@@ -167,8 +175,10 @@ class MixedEnsemble:
         init_limit: int = 10,
         sync_limit: int = 5,
         extra_config: Sequence[str] = (),
+        java_properties: Sequence[str] = (),
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``java_properties`` (``-D...``) go to the ZooKeeper JVMs only."""
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="mixed-ens-")) if workdir is None else Path(workdir)
         total = size + observers
@@ -193,7 +203,8 @@ class MixedEnsemble:
                 *_with_default_whitelist(extra_config),
                 *servers,
             ]
-            self.slots.append(Slot(k + 1, self.workdir / f"member{k + 1}", lines, ports[3 * k], k >= size))
+            workdir_k = self.workdir / f"member{k + 1}"
+            self.slots.append(Slot(k + 1, workdir_k, lines, ports[3 * k], k >= size, java_properties))
 
     # -- lifecycle ---------------------------------------------------------------------
 

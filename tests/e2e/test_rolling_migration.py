@@ -50,7 +50,7 @@ def test_data_directories_carry_over_in_an_ensemble_both_ways(tmp_path: Path) ->
     _check(run(tmp_path, [ZK] * 3, [Phase(TZ, "all"), Phase(ZK, "all")]))
 
 
-@pytest.mark.xfail(strict=True, reason=QUORUM_PROTOCOL)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=QUORUM_PROTOCOL)
 def test_zookeeper_to_trizab_and_back_one_member_at_a_time(tmp_path: Path) -> None:
     _check(run(tmp_path, [ZK] * 3, [Phase(TZ), Phase(ZK)], step_timeout=30))
 
@@ -59,7 +59,7 @@ def test_zookeeper_rolling_restart_of_five_members(tmp_path: Path) -> None:
     _check(run(tmp_path, [ZK] * 5, [Phase(ZK)]))
 
 
-@pytest.mark.xfail(strict=True, reason=QUORUM_PROTOCOL)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=QUORUM_PROTOCOL)
 def test_five_members_zookeeper_to_trizab_and_back(tmp_path: Path) -> None:
     _check(run(tmp_path, [ZK] * 5, [Phase(TZ), Phase(ZK)], step_timeout=30))
 
@@ -68,6 +68,6 @@ def test_zookeeper_rolling_restart_with_an_observer(tmp_path: Path) -> None:
     _check(run(tmp_path, [ZK] * 4, [Phase(ZK)], observers=1))
 
 
-@pytest.mark.xfail(strict=True, reason=QUORUM_PROTOCOL)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=QUORUM_PROTOCOL)
 def test_zookeeper_to_trizab_and_back_with_an_observer(tmp_path: Path) -> None:
     _check(run(tmp_path, [ZK] * 4, [Phase(TZ), Phase(ZK)], observers=1, step_timeout=30))
