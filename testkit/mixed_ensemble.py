@@ -149,6 +149,11 @@ class Slot:
                 parts.append(path.read_text(errors="replace"))
         return "".join(parts)
 
+    def program_log(self, kind: Kind) -> str:
+        """What ``kind`` logged in this slot (ZooKeeper's log4j file, or trizab's log)."""
+        path = self.workdir / ("zookeeper.log" if kind == "zookeeper" else "member.log")
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def tail(self, n: int = 25) -> str:
         if self.last_kind is None:
             return ""
