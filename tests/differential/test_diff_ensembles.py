@@ -1,10 +1,17 @@
-"""Operation sequences against ensembles: a mixed one (clients on trizab and on ZooKeeper members)
-and a pure trizab one, each against a pure Apache ZooKeeper 3.8 ensemble, reply by reply.
+"""Operation sequences against a mixed ensemble (clients on trizab and on ZooKeeper members) and
+against a pure Apache ZooKeeper 3.8 ensemble, reply by reply.
 
 Session ``k`` of every sequence is on member ``k mod 3`` (see :class:`compat.differential.runner.
 Executor`), so a sequence's sessions sit on different members and their writes, reads and
 watches cross members.  The ZooKeeper-against-ZooKeeper run proves that this mode does not
 depend on timing.
+
+Not here yet: a pure trizab ensemble against a ZooKeeper ensemble.  Some generated requests are
+malformed on purpose (truncated bodies, multis with broken members); a ZooKeeper 3.8 ensemble
+mishandles them when a follower forwards them (the leader fails them in PrepRequestProcessor
+after taking a zxid, followers log "Got zxid ... expected ..." and a digest mismatch, and later
+requests on that follower go unanswered for seconds), so the reference side times out where
+trizab answers, and comparing needs a sequence generator that leaves those out first.
 """
 
 from __future__ import annotations
@@ -42,10 +49,6 @@ def _compare(expected_kinds: tuple[str, ...], actual_kinds: tuple[str, ...], nam
 
 def test_ensemble_mode_is_deterministic_against_a_second_zookeeper_ensemble() -> None:
     _compare((ZK,) * 3, (ZK,) * 3, ("zookeeper-ensemble-1", "zookeeper-ensemble-2"))
-
-
-def test_trizab_ensemble_agrees_with_a_zookeeper_ensemble() -> None:
-    _compare((ZK,) * 3, (TZ,) * 3, ("zookeeper-ensemble", "trizab-ensemble"))
 
 
 @pytest.mark.xfail(
