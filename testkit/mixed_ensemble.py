@@ -87,6 +87,15 @@ class Slot:
         return f"{HOST}:{self.client_port}"
 
     @property
+    def quorum_port(self) -> int:
+        """The port this member listens on for followers when it leads (its server.N line)."""
+        return self._zookeeper.quorum_port
+
+    @property
+    def election_port(self) -> int:
+        return self._zookeeper.election_port
+
+    @property
     def running(self) -> bool:
         return self.kind is not None and self._process().running
 

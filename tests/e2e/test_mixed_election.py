@@ -3,7 +3,8 @@
 Each side's decision is read from its log, as an operator would: trizab logs ``member N:
 leading`` / ``member N: following (leader L, ...)``; ZooKeeper logs ``LEADING - LEADER ELECTION
 TOOK`` or ``FOLLOWING - LEADER ELECTION TOOK`` followed by ``Successfully connected to leader,
-using address: /host:port`` (the leader's quorum port, which names it).  Only the first decision
+using address: /host:port`` (the leader's quorum port, which names it), and an observer
+``Observing new leader sid=L``.  Only the first decision
 counts: what happens on the quorum port afterwards is issue 17's item 2, and until it lands the
 members fall back to LOOKING once they try to sync.
 """
@@ -28,6 +29,7 @@ if not apache_zk.available():
 _TRIZAB = re.compile(r"member (\d+): (leading|following|observing) \(leader (\d+)")
 _ZK_TOOK = re.compile(r"(LEADING|FOLLOWING|OBSERVING) - LEADER ELECTION TOOK")
 _ZK_LEADER = re.compile(r"Successfully connected to leader, using address: [^:]*:(\d+)")
+_ZK_OBSERVING = re.compile(r"Observing new leader sid=(\d+)")
 
 
 def _first_decision(ens: MixedEnsemble, slot: Slot) -> int | None:
@@ -37,6 +39,9 @@ def _first_decision(ens: MixedEnsemble, slot: Slot) -> int | None:
     if slot.kind == "trizab":
         m = _TRIZAB.search(text)
         return int(m.group(3)) if m else None
+    observing = _ZK_OBSERVING.search(text)
+    if observing is not None:  # an observer logs no "LEADER ELECTION TOOK"
+        return int(observing.group(1))
     took = _ZK_TOOK.search(text)
     if took is None:
         return None
@@ -45,7 +50,7 @@ def _first_decision(ens: MixedEnsemble, slot: Slot) -> int | None:
     m = _ZK_LEADER.search(text, took.end())
     if m is None:
         return None
-    by_port = {ens[s.sid].quorum_port: s.sid for s in ens.slots}
+    by_port = {s.quorum_port: s.sid for s in ens.slots}
     return by_port.get(int(m.group(1)), -1)
 
 
@@ -126,3 +131,18 @@ def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: P
             assert len(lines) == 1, lines
             assert "server 3 is an Apache ZooKeeper member, but election=priority" in lines[0]
             assert "use election=fast" in lines[0]
+
+
+@pytest.mark.parametrize(("running", "joining"), [("zookeeper", "trizab"), ("trizab", "zookeeper")])
+def test_an_observer_switched_to_the_other_program_finds_the_running_leader(
+    tmp_path: Path, running: str, joining: str
+) -> None:
+    with MixedEnsemble(3, observers=1, workdir=tmp_path) as ens:
+        ens.start([running] * 4)  # type: ignore[list-item]
+        leader = ens.leader()
+        assert leader is not None
+        observer = ens[4]
+        observer.stop()
+        observer.start(joining)  # type: ignore[arg-type]
+        assert _decisions(ens, [4]) == {4: leader.sid}
+        assert ens.leader() is leader
