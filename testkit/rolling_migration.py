@@ -21,23 +21,37 @@ seconds until one ensemble, the longest gap between acknowledged writes) and wha
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import attrs
+from kazoo.client import KazooClient
 
 from testkit.migration_load import MigrationLoad
-from testkit.mixed_ensemble import Kind, MixedEnsemble, StepResult, roll
+from testkit.mixed_ensemble import HOST, Kind, MixedEnsemble, StepResult, roll
 
 __all__ = ["Phase", "Report", "run"]
 
-Manner = Literal["rolling", "all"]
+Manner = Literal["rolling", "all", "reconfig"]
+SUPER_USER, SUPER_PASSWORD = "super", "migration"
+_SUPER_DIGEST = base64.b64encode(hashlib.sha1(f"{SUPER_USER}:{SUPER_PASSWORD}".encode()).digest()).decode()
+# What a reconfig phase needs in every zoo.cfg (both programs read both lines): reconfig is for
+# the super user only.
+RECONFIG_CONFIG = (
+    "reconfigEnabled=true",
+    f"DigestAuthenticationProvider.superDigest={SUPER_USER}:{_SUPER_DIGEST}",
+)
 
 
 @attrs.frozen
 class Phase:
+    """Switch every member to ``to`` (``rolling`` or ``all`` at once), or, with ``reconfig``,
+    remove a follower from the ensemble by ``reconfig`` and add it back (``to`` is unused)."""
+
     to: Kind
     manner: Manner = "rolling"
 
@@ -72,7 +86,9 @@ def run(
 ) -> Report:
     """See the module docstring; ``start`` names the program of every member, voters first."""
     report = Report()
-    with MixedEnsemble(len(start) - observers, observers=observers, workdir=workdir) as ens:
+    extra = RECONFIG_CONFIG if any(p.manner == "reconfig" for p in phases) else ()
+    voters = len(start) - observers
+    with MixedEnsemble(voters, observers=observers, workdir=workdir, extra_config=extra) as ens:
         ens.start(start, timeout=60)
         load = MigrationLoad(ens.address)
         try:
@@ -103,6 +119,8 @@ def run(
 def _run_phase(ens: MixedEnsemble, phase: Phase, timeout: float) -> list[StepResult]:
     if phase.manner == "rolling":
         return roll(ens, phase.to, timeout=timeout)
+    if phase.manner == "reconfig":
+        return [_reconfig_round_trip(ens, timeout)]
     else:
         began = time.monotonic()
         was = ens[1].kind
@@ -113,3 +131,34 @@ def _run_phase(ens: MixedEnsemble, phase: Phase, timeout: float) -> list[StepRes
         step = StepResult(0, was, phase.to, time.monotonic() - began, was_leader=False)
         step.began, step.ended = began, time.monotonic()
         return [step]
+
+
+def _reconfig_round_trip(ens: MixedEnsemble, timeout: float) -> StepResult:
+    """``reconfig`` a follower out of the ensemble, then back in (incremental, by the super user).
+
+    While it is out, the others must be one ensemble without it; afterwards, all of them again.
+    """
+    leader = ens.leader()
+    if leader is None:
+        modes = {s.sid: s.mode() for s in ens.slots}
+        raise AssertionError(f"no single leader before the reconfig (modes {modes})")
+    member = next(s for s in ens.voters if s.sid != leader.sid)
+    began = time.monotonic()
+    line = next(line for line in ens.server_lines if line.startswith(f"server.{member.sid}="))
+    client = KazooClient(hosts=leader.address, auth_data=[("digest", f"{SUPER_USER}:{SUPER_PASSWORD}")])
+    client.start(timeout=30)
+    try:
+        client.reconfig(joining=None, leaving=str(member.sid), new_members=None)
+        kind = member.kind
+        member.stop()  # out of the configuration: as an operator would, stop it ...
+        ens.wait_one_ensemble(timeout)
+        assert kind is not None
+        member.start(kind)  # ... and start it again before it joins
+        client.reconfig(joining=f"{line};{HOST}:{member.client_port}", leaving=None, new_members=None)
+    finally:
+        client.stop()
+        client.close()
+    ens.wait_one_ensemble(timeout)
+    step = StepResult(member.sid, member.kind, member.kind or "zookeeper", time.monotonic() - began, False)
+    step.began, step.ended = began, time.monotonic()
+    return step

@@ -71,3 +71,20 @@ def test_zookeeper_rolling_restart_with_an_observer(tmp_path: Path) -> None:
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=QUORUM_PROTOCOL)
 def test_zookeeper_to_trizab_and_back_with_an_observer(tmp_path: Path) -> None:
     _check(run(tmp_path, [ZK] * 4, [Phase(TZ), Phase(ZK)], observers=1, step_timeout=30))
+
+
+def test_zookeeper_rolling_restart_with_a_reconfig_in_the_middle(tmp_path: Path) -> None:
+    _check(run(tmp_path, [ZK] * 3, [Phase(ZK, "reconfig"), Phase(ZK)]))
+
+
+def test_full_stop_switches_around_a_reconfig_on_trizab(tmp_path: Path) -> None:
+    """With reconfigEnabled=true ZooKeeper rewrites every zoo.cfg on its first start (the server
+    lines move to a dynamicConfigFile); trizab members start on those files, reconfig a member
+    out and back in, and ZooKeeper takes the directories back."""
+    _check(run(tmp_path, [ZK] * 3, [Phase(TZ, "all"), Phase(TZ, "reconfig"), Phase(ZK, "all")]))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=QUORUM_PROTOCOL)
+def test_zookeeper_to_trizab_and_back_with_a_reconfig_in_the_middle(tmp_path: Path) -> None:
+    phases = [Phase(TZ), Phase(TZ, "reconfig"), Phase(ZK)]
+    _check(run(tmp_path, [ZK] * 3, phases, step_timeout=30))
