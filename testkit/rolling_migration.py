@@ -2,12 +2,12 @@
 
 Theory of operation
 -------------------
-:func:`run` starts a :class:`~testkit.mixed_ensemble.MixedEnsemble` with the programs in
+:func:`run` starts a :class:`~testkit.rolling_ensemble.RollingEnsemble` with the programs in
 ``start`` (one per member), starts :class:`~testkit.migration_load.MigrationLoad`, then runs the
 phases in order.  A phase is a target program and a manner:
 
 * ``"rolling"``: one member at a time, the leader of the moment last, and after every step all
-  members must be one ensemble again (:meth:`MixedEnsemble.wait_one_ensemble`);
+  members must be one ensemble again (:meth:`RollingEnsemble.wait_one_ensemble`);
 * ``"all"``: every member stopped, then every member started with the other program on the
   same files (a full-stop switch: it proves that the data directories carry over in an
   ensemble, whatever the quorum protocol does).
@@ -32,7 +32,7 @@ import attrs
 from kazoo.client import KazooClient
 
 from testkit.migration_load import MigrationLoad
-from testkit.mixed_ensemble import HOST, Kind, MixedEnsemble, StepResult, roll
+from testkit.rolling_ensemble import HOST, Kind, RollingEnsemble, StepResult, roll
 
 __all__ = ["Phase", "Report", "run"]
 
@@ -88,7 +88,7 @@ def run(
     report = Report()
     extra = RECONFIG_CONFIG if any(p.manner == "reconfig" for p in phases) else ()
     voters = len(start) - observers
-    with MixedEnsemble(voters, observers=observers, workdir=workdir, extra_config=extra) as ens:
+    with RollingEnsemble(voters, observers=observers, workdir=workdir, extra_config=extra) as ens:
         ens.start(start, timeout=60)
         load = MigrationLoad(ens.address)
         try:
@@ -116,7 +116,7 @@ def run(
     return report
 
 
-def _run_phase(ens: MixedEnsemble, phase: Phase, timeout: float) -> list[StepResult]:
+def _run_phase(ens: RollingEnsemble, phase: Phase, timeout: float) -> list[StepResult]:
     if phase.manner == "rolling":
         return roll(ens, phase.to, timeout=timeout)
     if phase.manner == "reconfig":
@@ -133,7 +133,7 @@ def _run_phase(ens: MixedEnsemble, phase: Phase, timeout: float) -> list[StepRes
         return [step]
 
 
-def _reconfig_round_trip(ens: MixedEnsemble, timeout: float) -> StepResult:
+def _reconfig_round_trip(ens: RollingEnsemble, timeout: float) -> StepResult:
     """``reconfig`` a follower out of the ensemble, then back in (incremental, by the super user).
 
     While it is out, the others must be one ensemble without it; afterwards, all of them again.

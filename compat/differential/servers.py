@@ -65,9 +65,9 @@ def ensemble(kinds: tuple[str, ...]) -> Iterator[list[tuple[str, int]]]:
 
     Raises AssertionError, saying how, if the members do not form one ensemble.
     """
-    from testkit.mixed_ensemble import HOST, MixedEnsemble
+    from testkit.rolling_ensemble import HOST, RollingEnsemble
 
-    with MixedEnsemble(
+    with RollingEnsemble(
         len(kinds),
         extra_config=(*CONFIG_LINES, *TRIZAB_CONFIG_LINES),
         java_properties=APACHE_JAVA_PROPERTIES,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from testkit import apache_zk
-from testkit.mixed_ensemble import MixedEnsemble, Slot
+from testkit.rolling_ensemble import RollingEnsemble, Slot
 
 pytestmark = [pytest.mark.apache, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -32,7 +32,7 @@ _ZK_LEADER = re.compile(r"Successfully connected to leader, using address: [^:]*
 _ZK_OBSERVING = re.compile(r"Observing new leader sid=(\d+)")
 
 
-def _first_decision(ens: MixedEnsemble, slot: Slot) -> int | None:
+def _first_decision(ens: RollingEnsemble, slot: Slot) -> int | None:
     """The leader ``slot``'s program first decided on, from its log; None if none yet."""
     assert slot.kind is not None
     text = slot.program_log(slot.kind)
@@ -54,7 +54,7 @@ def _first_decision(ens: MixedEnsemble, slot: Slot) -> int | None:
     return by_port.get(int(m.group(1)), -1)
 
 
-def _decisions(ens: MixedEnsemble, sids: list[int], timeout: float = 40) -> dict[int, int]:
+def _decisions(ens: RollingEnsemble, sids: list[int], timeout: float = 40) -> dict[int, int]:
     """Each member's first decision (its program's log starts empty in these tests)."""
     deadline = time.monotonic() + timeout
     found: dict[int, int] = {}
@@ -80,12 +80,12 @@ def _wait_log(slot: Slot, needle: str, timeout: float = 30) -> None:
 
 
 @pytest.fixture
-def ensemble(tmp_path: Path) -> Iterator[MixedEnsemble]:
-    with MixedEnsemble(3, workdir=tmp_path) as ens:
+def ensemble(tmp_path: Path) -> Iterator[RollingEnsemble]:
+    with RollingEnsemble(3, workdir=tmp_path) as ens:
         yield ens
 
 
-def test_zookeeper_members_and_a_trizab_member_elect_the_trizab_member(ensemble: MixedEnsemble) -> None:
+def test_zookeeper_members_and_a_trizab_member_elect_the_trizab_member(ensemble: RollingEnsemble) -> None:
     # Equal histories: the highest id wins (totalOrderPredicate), here the trizab member.  It
     # starts first, so that it is on the election port when the ZooKeeper members vote.
     ensemble[3].start("trizab")
@@ -95,7 +95,7 @@ def test_zookeeper_members_and_a_trizab_member_elect_the_trizab_member(ensemble:
     assert _decisions(ensemble, [1, 2, 3]) == {1: 3, 2: 3, 3: 3}
 
 
-def test_trizab_members_and_a_zookeeper_member_elect_the_zookeeper_member(ensemble: MixedEnsemble) -> None:
+def test_trizab_members_and_a_zookeeper_member_elect_the_zookeeper_member(ensemble: RollingEnsemble) -> None:
     ensemble[3].start("zookeeper")
     _wait_log(ensemble[3], "LOOKING")
     ensemble[1].start("trizab")
@@ -105,7 +105,7 @@ def test_trizab_members_and_a_zookeeper_member_elect_the_zookeeper_member(ensemb
 
 @pytest.mark.parametrize(("running", "joining"), [("zookeeper", "trizab"), ("trizab", "zookeeper")])
 def test_a_member_switched_to_the_other_program_follows_the_running_leader(
-    ensemble: MixedEnsemble, running: str, joining: str
+    ensemble: RollingEnsemble, running: str, joining: str
 ) -> None:
     ensemble.start([running] * 3)  # type: ignore[list-item]
     leader = ensemble.leader()
@@ -119,7 +119,7 @@ def test_a_member_switched_to_the_other_program_follows_the_running_leader(
 
 
 def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: Path) -> None:
-    with MixedEnsemble(3, workdir=tmp_path, extra_config=["election=priority", "election.prefer=1"]) as ens:
+    with RollingEnsemble(3, workdir=tmp_path, extra_config=["election=priority", "election.prefer=1"]) as ens:
         ens[3].start("zookeeper")
         _wait_log(ens[3], "LOOKING")
         ens[1].start("trizab")
@@ -137,7 +137,7 @@ def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: P
 def test_an_observer_switched_to_the_other_program_finds_the_running_leader(
     tmp_path: Path, running: str, joining: str
 ) -> None:
-    with MixedEnsemble(3, observers=1, workdir=tmp_path) as ens:
+    with RollingEnsemble(3, observers=1, workdir=tmp_path) as ens:
         ens.start([running] * 4)  # type: ignore[list-item]
         leader = ens.leader()
         assert leader is not None

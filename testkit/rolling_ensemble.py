@@ -1,11 +1,11 @@
-"""An ensemble whose members are Apache ZooKeeper 3.8 or trizab processes, switchable one at a time.
+"""An ensemble whose members switch between Apache ZooKeeper 3.8 and trizab, one at a time.
 
 Theory of operation
 -------------------
 A rolling migration replaces the server program of one member at a time while the member keeps
 everything else: its ``zoo.cfg`` (the same ``server.N`` lines on every member), its ``myid``, its
-data directory and its ports.  :class:`MixedEnsemble` models exactly that: a member is a *slot*
-(``member<sid>/zoo.cfg``, ``member<sid>/data``) and :meth:`MixedEnsemble.switch` stops whatever
+data directory and its ports.  :class:`RollingEnsemble` models exactly that: a member is a *slot*
+(``member<sid>/zoo.cfg``, ``member<sid>/data``) and :meth:`RollingEnsemble.switch` stops whatever
 runs in the slot and starts the other program on the same files.  The zoo.cfg is written once,
 read by ZooKeeper's ``QuorumPeerMain`` and by ``trizab serve --config`` alike (trizab's own
 ``storage=txnlog`` line is an unused system property to ZooKeeper).
@@ -15,7 +15,7 @@ member's ``srvr`` says leader, follower or observer, exactly one says leader, an
 ``mntr`` counts every other running voter as a synced follower (ZooKeeper's
 ``zk_synced_followers``; trizab prints the same key).  Two members forming a quorum of their own
 while a third looks on fails the first condition; a leader that no one follows fails the last.
-:meth:`MixedEnsemble.ensemble_problems` returns what is wrong in words, never just ``False``.
+:meth:`RollingEnsemble.ensemble_problems` returns what is wrong in words, never just ``False``.
 
 Processes are started by the launchers in :mod:`testkit.apache_zk` and
 :mod:`testkit.trizab_ensemble` and stopped by pid only; all ports are free loopback ports.
@@ -38,7 +38,7 @@ from testkit.apache_zk import QUORUM_MAIN, _Member, _with_default_whitelist, fre
 from testkit.trizab_ensemble import TrizabMember
 from trizab.runtime.launcher import four_letter
 
-__all__ = ["HOST", "Kind", "MixedEnsemble", "Slot"]
+__all__ = ["HOST", "Kind", "RollingEnsemble", "Slot"]
 
 HOST = "127.0.0.1"
 Kind = Literal["zookeeper", "trizab"]
@@ -173,7 +173,7 @@ class Slot:
         return f"member {self.sid} ({self.kind or 'stopped'}{', observer' if self.observer else ''})"
 
 
-class MixedEnsemble:
+class RollingEnsemble:
     """``size`` voters (+ ``observers``) on loopback; each slot runs ZooKeeper or trizab.
 
     ``extra_config`` lines go into every zoo.cfg (``storage=txnlog`` is always there, so that a
@@ -369,7 +369,7 @@ class StepResult:
         )
 
 
-def roll(ens: MixedEnsemble, to: Kind, *, timeout: float = 60.0) -> list[StepResult]:
+def roll(ens: RollingEnsemble, to: Kind, *, timeout: float = 60.0) -> list[StepResult]:
     """Switch every member to ``to``, one at a time, the leader of the moment last; after each
     step the members must be one ensemble again (AssertionError saying how they are not)."""
     results: list[StepResult] = []
