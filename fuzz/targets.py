@@ -27,10 +27,11 @@ request    ``wire.requests.decode_request`` and      ``JuteError`` (``KeyError``
            request body with them)                  ``decode_request`` documents)
 fourletter four-letter word detection + ``run`` +    none raised: an unknown or unlisted word
            the ``4lw.commands.whitelist`` parser     gets its text answer
-quorum     quorum frames (``_frame_nowait``),        ``FrameError`` (framing), ``JuteError``
-           ``QuorumPacket``, the first packet's      (records), ``zab.messages.ProtocolError``
-           ``LearnerInfo``, ``from_packet``, a       (``from_packet``), ``ValueError``
-           forwarded request, a session report      (``decode_forward``)
+quorum     unframed QuorumPackets (``PacketReader``,  ``FrameError`` (framing, limits),
+           a SNAP's snapshot), the first packet's   ``JuteError`` (records),
+           ``LearnerInfo``, ``from_packet``, a       ``zab.messages.ProtocolError``
+           forwarded request, a session report      (``from_packet``), ``ValueError``
+                                                    (``decode_forward``)
 election   the connection header (``parse_header``), ``FrameError`` (header, framing),
            notification frames, FLE notifications   ``zab.messages.ProtocolError``
 config     ``config.parse`` of a zoo.cfg             ``ConfigError`` (non-UTF-8 bytes:
@@ -59,10 +60,13 @@ from trizab.frontend.connection import (
 from trizab import config as cfg
 from trizab.runtime import election, quorum
 from trizab.server.replica import Forward, decode_forward, decode_report, encode_forward, encode_report
+from trizab.tree.datatree import DataTree
+from trizab.tree.snapshot import serialize_snapshot
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.wire.jute import JuteError, decode, encode
+from trizab.wire.quorum_stream import PacketReader, packet_limit
 from trizab.wire.requests import REQUEST_RECORD, MultiOp, decode_multi, decode_request, encode_multi
 from trizab.zab import messages as m
 
@@ -163,15 +167,17 @@ def _quorum_packets() -> list[r.QuorumPacket]:
         m.AckEpoch(2, 1, 0x100000005, snap_plan),
         m.Diff(1, 0x100000005),
         m.Trunc(1, 0x100000003),
-        m.Snap(1, 0x100000005, b"snapshot bytes"),
+        m.Snap(1, 0x100000005, serialize_snapshot(DataTree())),
         m.NewLeader(1, 2),
         m.UpToDate(1, 0x200000000),
         m.Proposal(1, 0x200000001, b"txn"),
         m.Ack(2, 0x200000001),
         m.Commit(1, 0x200000001),
         m.Inform(1, 0x200000001, b"txn"),
+        m.Commit(1, 0x200000002, 3),
+        m.Inform(1, 0x200000002, b"txn", 3),
         m.Ping(1, 7, encode_report([(0x1234, 30000), (0x5678, 4000)])),
-        m.Request(2, encode_forward(Forward(0x1234, 5, OpCode.SET_DATA, b"body", (r.Id("ip", "::1"),)))),
+        m.Request(2, encode_forward(Forward(0x1234, 5, OpCode.SET_DATA, b"body")), (r.Id("ip", "::1"),)),
     ]
     pkts = [m.to_packet(x) for x in msgs]
     pkts.append(r.QuorumPacket(int(T.SYNC), 0x200000001, None, None))
@@ -377,24 +383,21 @@ def _fourletter_seeds() -> list[bytes]:
 
 
 def check_quorum(data: bytes) -> None:
-    """``data`` is what a peer writes on a quorum connection: length-prefixed QuorumPackets.
+    """``data`` is what a peer writes on a quorum connection: unframed QuorumPackets.
 
     The first packet also goes through the leader's accept (its LearnerInfo), every packet
     through ``from_packet``, and REQUEST/PING payloads through their decoders, as the
     member does.
     """
-    buf = bytearray(data)
+    reader = PacketReader(packet_limit(4096))
+    reader.feed(data)
     first = True
     while True:
         try:
-            payload = quorum._frame_nowait(buf)
+            pkt = reader.next_packet()
         except quorum.FrameError:
             return
-        if payload is None:
-            return
-        try:
-            pkt = decode(r.QuorumPacket, payload)
-        except JuteError:
+        if pkt is None:
             return
         try:
             if first and pkt.type in (T.FOLLOWERINFO, T.OBSERVERINFO) and pkt.data:
@@ -404,7 +407,7 @@ def check_quorum(data: bytes) -> None:
         first = False
         if pkt.type == T.REQUEST and pkt.data:
             try:
-                decode_forward(pkt.data)
+                decode_forward(pkt.data, tuple(pkt.authinfo or ()))
             except ValueError:
                 pass
             continue

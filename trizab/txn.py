@@ -15,7 +15,10 @@ import attrs
 
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
-from trizab.wire.jute import JuteError, decode, decode_prefix, encode_into, fast_init
+from trizab.wire.jute import JuteError, decode_prefix, encode_into, fast_init
+
+# ZooKeeper's TxnDigest{int version; long treeDigest}, after the record in 3.6+.
+DIGEST_SIZE = 12
 
 # Which body record each transaction type carries (None: no body).
 TXN_BODY: dict[int, type | None] = {
@@ -57,19 +60,25 @@ class Txn:
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> Txn:
+        """Decode header and body; a trailing ``TxnDigest`` (ZooKeeper 3.6+'s leaders put one
+        in every PROPOSAL, ``Util.marshallTxnEntry``) is accepted and dropped."""
         header, pos = decode_prefix(r.TxnHeader, data)
         try:
             body_type = TXN_BODY[header.type]
         except KeyError:
             raise JuteError(f"unknown transaction type {header.type}") from None
+        end = len(data)
         if body_type is None:
-            if pos != len(data):
+            if end - pos not in (0, DIGEST_SIZE):
                 raise JuteError("trailing bytes after a body-less transaction")
             return cls(header, None)
         # closeSession written by old servers has no body; accept that as ZooKeeper does.
-        if header.type == OpCode.CLOSE_SESSION and pos == len(data):
+        if header.type == OpCode.CLOSE_SESSION and pos == end:
             return cls(header, r.CloseSessionTxn(None))
-        return cls(header, decode(body_type, data, pos))
+        body, pos = decode_prefix(body_type, data, pos)
+        if pos != end and end - pos != DIGEST_SIZE:
+            raise JuteError(f"{end - pos} trailing bytes after {body_type.__name__}")
+        return cls(header, body)
 
 
 fast_init(Txn)  # one per write: the records' faster __init__

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from trizab.runtime.election import ElectionTransport
 from trizab.runtime.events import ElectionReceived, QuorumAccepted, QuorumLinkLost, QuorumReceived
 from trizab.runtime.launcher import free_ports
-from trizab.runtime.quorum import QuorumTransport, encode_packet, encode_simple, packet_limit, read_frame
+from trizab.runtime.quorum import QuorumTransport, encode_packet, encode_simple, packet_limit, read_packet
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
-from trizab.wire.jute import decode, encode
+from trizab.wire.jute import encode
+from trizab.wire.quorum_stream import PacketReader
 from trizab.zab.messages import Notification, PeerState
 
 WAIT = 10.0
@@ -49,8 +50,8 @@ async def test_learner_link_is_identified_by_followerinfo_and_carries_packets_in
             qt.register(link, 0)
             for z in range(1, 101):
                 assert qt.send_packet(2, r.QuorumPacket(int(T.COMMIT), z, None, None), 0, connect=False)
-            buf = bytearray()
-            got = [decode(r.QuorumPacket, await read_frame(learner, buf)).zxid for _ in range(100)]  # type: ignore[arg-type]
+            buf = PacketReader(1 << 30)
+            got = [(await read_packet(learner, buf)).zxid for _ in range(100)]  # type: ignore[arg-type]
             assert got == list(range(1, 101))
             # Packets from the learner reach the inbox tagged with their link, in order; what one
             # read brings may arrive as one batch.
@@ -114,7 +115,7 @@ async def test_a_stale_link_is_ignored_after_the_learner_reconnects() -> None:
             # Messages of Readys from before the new link are not sent on it.
             assert qt.send_packet(2, r.QuorumPacket(int(T.COMMIT), 1, None, None), 4, connect=False)
             assert qt.send_packet(2, r.QuorumPacket(int(T.COMMIT), 2, None, None), 5, connect=False)
-            pkt = decode(r.QuorumPacket, await read_frame(second, bytearray()))  # type: ignore[arg-type]
+            pkt = await read_packet(second, PacketReader(1 << 30))
             assert pkt.zxid == 2
             # The old link's end is not reported as the loss of the peer.
             while True:
@@ -185,7 +186,7 @@ def test_simple_packets_encode_as_the_codec_does(type_: int, z: int, data: bytes
 
 
 async def test_quorum_packets_are_bounded_by_jute_maxbuffer_except_snapshots() -> None:
-    # jute.maxbuffer = 4096: a packet's data may be 4096 + 4096 (ZooKeeper's extrasize) bytes.
+    # jute.maxbuffer = 4096: a packet's data may be 4096 + 4096 (ZooKeeper's extrasize) + 1024 bytes.
     limit = packet_limit(4096)
     with trio.fail_after(WAIT):
         async with trio.open_nursery() as nursery:
@@ -193,7 +194,7 @@ async def test_quorum_packets_are_bounded_by_jute_maxbuffer_except_snapshots() -
             # The first packet of a connection: even a claimed SNAP is refused past the limit,
             # on its length prefix, before anything is buffered.
             stranger = await trio.open_tcp_stream("127.0.0.1", port)
-            await stranger.send_all(struct.pack(">ii", limit + 1, int(T.SNAP)))
+            await stranger.send_all(struct.pack(">iqi", int(T.SNAP), 0, limit + 1))
             assert await stranger.receive_some(10) == b""
             learner = await trio.open_tcp_stream("127.0.0.1", port)
             await learner.send_all(_follower_info(2))
@@ -211,7 +212,7 @@ async def test_quorum_packets_are_bounded_by_jute_maxbuffer_except_snapshots() -
                 got += [p.type for p in received.packets]
             assert got == [T.ACKEPOCH, T.REQUEST]
             # ... any other packet over the limit ends the link.
-            await learner.send_all(encode_packet(r.QuorumPacket(int(T.REQUEST), 0, b"r" * limit, None)))
+            await learner.send_all(encode_packet(r.QuorumPacket(int(T.REQUEST), 0, b"r" * (limit + 1), None)))
             assert isinstance(await inbox.receive(), QuorumLinkLost)
             assert qt.take_lost() == [2]
             nursery.cancel_scope.cancel()

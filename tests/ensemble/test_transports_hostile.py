@@ -13,10 +13,11 @@ from trizab.runtime.election import MAX_GUESTS, ElectionTransport, peer_address
 from trizab.runtime.election import PROTOCOL_VERSION as ELECTION_PROTOCOL_VERSION
 from trizab.runtime.events import QuorumAccepted, QuorumReceived
 from trizab.runtime.launcher import free_ports
-from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packet, read_frame
+from trizab.runtime.quorum import MAX_FIRST_FRAME, QuorumTransport, encode_packet, read_packet
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
-from trizab.wire.jute import decode, encode
+from trizab.wire.jute import encode
+from trizab.wire.quorum_stream import PacketReader
 from trizab.zab.messages import Notification, PeerState
 
 WAIT = 10.0
@@ -39,7 +40,7 @@ async def test_a_stranger_cannot_make_the_quorum_port_buffer_a_huge_first_frame(
         async with trio.open_nursery() as nursery:
             _qt, inbox, port = await _transport(nursery, heartbeat_s=5.0)
             stranger = await trio.open_tcp_stream("127.0.0.1", port)
-            await stranger.send_all(struct.pack(">i", 256 << 20) + b"\0" * 65536)
+            await stranger.send_all(struct.pack(">iqi", int(T.FOLLOWERINFO), 0, 256 << 20) + b"\0" * 65536)
             t0 = trio.current_time()
             with trio.move_on_after(3.0):
                 while await stranger.receive_some(4096):
@@ -49,7 +50,7 @@ async def test_a_stranger_cannot_make_the_quorum_port_buffer_a_huge_first_frame(
             # at the limit is waited for.
             for size, refused in ((MAX_FIRST_FRAME + 1, True), (MAX_FIRST_FRAME, False)):
                 s = await trio.open_tcp_stream("127.0.0.1", port)
-                await s.send_all(struct.pack(">i", size) + b"\0" * 100)
+                await s.send_all(struct.pack(">iqi", int(T.FOLLOWERINFO), 0, size) + b"\0" * 100)
                 with trio.move_on_after(0.5) as waited:
                     while await s.receive_some(4096):
                         pass
@@ -276,8 +277,8 @@ async def test_a_learners_own_link_to_its_leader_is_not_taken_over_even_when_qui
             qt, inbox, port, leader_listener = await _learner_with_a_leader(nursery, heartbeat_s=2.0)
             assert qt.send_packet(1, r.QuorumPacket(int(T.ACK), 1, None, None), 0, connect=True)
             leader_end = await leader_listener.accept()
-            buf = bytearray()
-            assert decode(r.QuorumPacket, await read_frame(leader_end, buf)).type == T.ACK  # type: ignore[arg-type]
+            buf = PacketReader(1 << 30)
+            assert (await read_packet(leader_end, buf)).type == T.ACK  # type: ignore[arg-type]
             ours = qt.links[1]
 
             async def leader_pings_now_and_then() -> None:
@@ -318,7 +319,7 @@ async def test_a_learner_reaches_its_leader_on_its_own_connection_not_an_accepte
             qt.register(accepted, 0)
             assert qt.send_packet(1, r.QuorumPacket(int(T.ACK), 7, None, None), 1, connect=True)
             leader_end = await leader_listener.accept()
-            pkt = decode(r.QuorumPacket, await read_frame(leader_end, bytearray()))  # type: ignore[arg-type]
+            pkt = await read_packet(leader_end, PacketReader(1 << 30))
             assert (pkt.type, pkt.zxid) == (T.ACK, 7)
             assert qt.links[1] is not accepted and qt.links[1].outgoing
             with trio.move_on_after(2.0):

@@ -14,12 +14,14 @@ from trizab.wire.codes import OpCode
 from trizab.zab.messages import (
     Ack,
     AckEpoch,
+    Diff,
     Disconnect,
     Entry,
     FollowerInfo,
     Inform,
     LeaderInfo,
     NewLeader,
+    Ping,
     Proposal,
     Snap,
     Trunc,
@@ -248,7 +250,7 @@ def test_forwarded_requests_reach_the_leader_and_followers_cannot_propose() -> N
     assert info.value.leader == leader.id
     f.forward(b"req")
     net.stabilize()
-    assert (f.id, b"req") in [q for rd in net.readies[leader.id] for q in rd.requests]
+    assert (f.id, b"req", ()) in [q for rd in net.readies[leader.id] for q in rd.requests]
 
 
 def test_propose_stamps_the_zxid_into_a_txn() -> None:
@@ -272,7 +274,9 @@ def test_snap_message_installs_state() -> None:
     assert p.last_zxid == zxid(1, 4)
 
 
-def test_leader_drops_a_learner_that_claims_to_be_ahead_without_history() -> None:
+def test_leader_gives_up_when_a_learner_is_ahead_without_history() -> None:
+    # A ZooKeeper follower never sends its history: a leader behind it steps down, as
+    # ZooKeeper's Leader.waitForEpochAck does ("Follower is ahead of the leader").
     cfg = PeerConfig(my_id=1, voters=frozenset({1, 2, 3}))
     p = Peer(cfg, static(1)(cfg))
     p.advance(p.ready())
@@ -281,12 +285,38 @@ def test_leader_drops_a_learner_that_claims_to_be_ahead_without_history() -> Non
     assert rd.hard_state is not None and rd.hard_state.accepted_epoch == 1
     assert rd.messages == ((2, LeaderInfo(1, 1, 0, 0)),)
     p.advance(rd)
+    assert p.role == Role.LEADING
     p.step(AckEpoch(2, 5, zxid(5, 3), history=None))
     rd = p.ready()
+    # It left leadership (a static election puts it straight back, in a fresh discovery).
+    view = p.leader_view()
+    assert view is None or view.learners == 0
     assert Disconnect(2) in rd.messages
-    p.advance(rd)
-    p.step(FollowerInfo(3, 0))
+    assert not any(isinstance(m, tuple) and isinstance(m[1], NewLeader) for m in rd.messages)
+
+
+def test_leader_pings_a_learner_only_once_its_sync_is_out() -> None:
+    # A ZooKeeper learner reads LEADERINFO, then DIFF/TRUNC/SNAP, and exits on anything else
+    # (Learner.syncWithLeader: "Got unexpected packet from leader: PING").
+    cfg = PeerConfig(my_id=1, voters=frozenset({1, 2, 3, 4, 5}))
+    p = Peer(cfg, static(1)(cfg))
     p.advance(p.ready())
+
+    def to(sid: int) -> list[object]:
+        out = []
+        for _ in range(3 * cfg.ping_ticks):
+            p.tick()
+            rd = p.ready()
+            out += [m for dest, m in (x for x in rd.messages if isinstance(x, tuple)) if dest == sid]
+            p.advance(rd)
+        return out
+
+    p.step(FollowerInfo(2, 0))
+    p.step(FollowerInfo(3, 0))
+    assert [type(m) for m in to(2)] == [LeaderInfo]
+    p.step(AckEpoch(2, 0, 0))  # discovery needs a quorum of five: no sync yet
+    assert to(2) == []
     p.step(AckEpoch(3, 0, 0))
-    rd = p.ready()
-    assert rd.messages[-1] == (3, NewLeader(1, 1))  # discovery completed with {1, 3}
+    sent = to(2)
+    kinds = [type(m) for m in sent]
+    assert kinds[:2] == [Diff, NewLeader] and Ping in kinds[2:]

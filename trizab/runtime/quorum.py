@@ -1,4 +1,4 @@
-"""Quorum connections: framed QuorumPacket records between a leader and its learners.
+"""Quorum connections: QuorumPacket records between a leader and its learners, as ZooKeeper writes them.
 
 Theory of operation
 -------------------
@@ -16,8 +16,9 @@ owned by the transport's nursery) with three tasks:
   is gone or stuck, and ends the link;
 * the **heartbeat** ends a link on which nothing arrived for that limit (a peer
   that is stopped, not dead, keeps its TCP connection open);
-* the **receiver** reads 4-byte-length-framed :class:`QuorumPacket` records (one
-  Jute codec) and posts them to the member's
+* the **receiver** parses the unframed :class:`QuorumPacket` records off the stream
+  (:mod:`trizab.wire.quorum_stream`: ZooKeeper writes each with
+  ``BinaryOutputArchive.writeRecord``, no outer length) and posts them to the member's
   inbox tagged with the link, every packet one read completed as one message
   (:class:`~trizab.runtime.events.QuorumReceived`), so the task that owns the ZAB peer can discard
   anything that arrives from a connection it has already replaced or closed.
@@ -29,14 +30,16 @@ tasks only report (``link_lost``).  A learner's link is opened by the first
 message addressed to its leader (FOLLOWERINFO); the leader only accepts links,
 identified by that first FOLLOWERINFO/OBSERVERINFO packet's ``LearnerInfo``.
 
-Packet size: a packet may be ``jute.maxbuffer`` plus ZooKeeper's
-``jute.maxbuffer.extrasize`` (by default ``jute.maxbuffer`` again) plus its header,
-as ``BinaryInputArchive`` bounds a QuorumPacket's data in ZooKeeper
-(:func:`packet_limit`); a longer one ends the link before it is buffered.  Only
-the two packets that carry a whole snapshot are allowed up to ``MAX_FRAME``:
-SNAP (ZooKeeper streams the snapshot after the packet instead, unbounded) and
-ACKEPOCH with a follower's history (a trizab extension), and never as the
-first packet of an accepted connection, which must be a small FOLLOWERINFO.
+Packet size: a packet's data may be ``jute.maxbuffer`` plus ZooKeeper's
+``jute.maxbuffer.extrasize`` (by default ``jute.maxbuffer`` again), as
+``BinaryInputArchive`` bounds a QuorumPacket's data in ZooKeeper
+(:func:`packet_limit`); a longer one ends the link before it is buffered.  A SNAP is
+followed on the stream by the snapshot and its signature (scanned node by node,
+each bounded the same way).  Only ACKEPOCH with a follower's history (a trizab
+extension, trailing data ZooKeeper's leader ignores) may be up to ``MAX_FRAME``,
+and never as the first packet of an accepted connection, which must be a small
+FOLLOWERINFO.  The election port's notifications are length-prefixed frames
+(``QuorumCnxManager``): :func:`read_frame` and :func:`frame` serve it.
 
 Back-pressure: a link's queue is bounded (``MAX_QUEUED`` chunks).  A learner that
 cannot keep up fills it; the leader then drops that link and tells the ZAB core
@@ -66,23 +69,28 @@ from trizab.runtime.events import QuorumAccepted, QuorumLinkLost, QuorumReceived
 from trizab.runtime.tls import PeerTls
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
-from trizab.wire.jute import JuteError, decode, encode
+from trizab.wire.jute import JuteError, decode
+from trizab.wire.quorum_stream import FrameError, PacketReader, encode_packet, encode_simple, packet_limit
 from trizab.zab.messages import QuorumMessage, to_packet
 
 __all__ = [
     "MAX_FIRST_FRAME",
     "MAX_QUEUED",
+    "FrameError",
     "Link",
     "QuorumTransport",
+    "encode_packet",
     "encode_simple",
+    "frame",
     "packet_limit",
     "read_frame",
+    "read_packet",
 ]
 
 log = logging.getLogger("trizab.quorum")
 
 MAX_QUEUED = 50_000
-MAX_FRAME = 512 * 1024 * 1024  # snapshots travel in one packet
+MAX_FRAME = 512 * 1024 * 1024  # an ACKEPOCH with a follower's history (a trizab extension)
 # The first packet on an accepted connection, before it says which server it is: a
 # FOLLOWERINFO/OBSERVERINFO of a few dozen bytes.  Anyone can connect, so until then a
 # length is held to this, not to MAX_FRAME (which would let each stranger make us
@@ -92,44 +100,27 @@ _LEN = struct.Struct(">i")
 _ids = itertools.count(1)
 
 
-# The packets that may carry a whole snapshot (see the module docstring).
-_SNAPSHOT_TYPES = frozenset({int(T.SNAP), int(T.ACKEPOCH)})
+# ACKEPOCH may carry a follower's history, up to MAX_FRAME (see the module docstring).
+_BIG_TYPES = frozenset({int(T.ACKEPOCH)})
 
 
-class FrameError(Exception):
-    pass
+# -- length-prefixed frames: the election port's notifications (QuorumCnxManager) ---------
 
 
-def packet_limit(jute_max_buffer: int) -> int:
-    """The largest QuorumPacket frame: data up to jute.maxbuffer + its extra size, and the header."""
-    return jute_max_buffer + max(jute_max_buffer, 1024) + 1024
-
-
-def _length(buf: bytearray, limit: int, small: int | None) -> int | None:
-    """The length of the frame starting ``buf``, checked; None until enough bytes tell.
-
-    ``small``: frames above it are allowed (up to ``limit``) only for snapshot packets.
-    """
+def _length(buf: bytearray, limit: int) -> int | None:
+    """The length of the frame starting ``buf``, checked; None until enough bytes tell."""
     if len(buf) < 4:
         return None
     (n,) = _LEN.unpack_from(buf)
     if n < 0 or n > limit:
         raise FrameError(f"bad frame length {n} (limit {limit})")
-    if small is not None and n > small:
-        if len(buf) < 8:
-            return None
-        (type_,) = _LEN.unpack_from(buf, 4)
-        if type_ not in _SNAPSHOT_TYPES:
-            raise FrameError(f"packet of type {type_} and {n} bytes is over {small} (jute.maxbuffer)")
     return n
 
 
-async def read_frame(
-    stream: trio.abc.ReceiveStream, buf: bytearray, limit: int = MAX_FRAME, small: int | None = None
-) -> bytes | None:
+async def read_frame(stream: trio.abc.ReceiveStream, buf: bytearray, limit: int = MAX_FRAME) -> bytes | None:
     """One length-prefixed frame from ``stream`` (``buf`` keeps leftovers); None at EOF."""
     while True:
-        n = _length(buf, limit, small)
+        n = _length(buf, limit)
         if n is not None and len(buf) >= 4 + n:
             frame = bytes(buf[4 : 4 + n])
             del buf[: 4 + n]
@@ -140,9 +131,9 @@ async def read_frame(
         buf += data
 
 
-def _frame_nowait(buf: bytearray, limit: int = MAX_FRAME, small: int | None = None) -> bytes | None:
+def _frame_nowait(buf: bytearray, limit: int = MAX_FRAME) -> bytes | None:
     """The next complete frame already in ``buf``, or None (no I/O)."""
-    n = _length(buf, limit, small)
+    n = _length(buf, limit)
     if n is None or len(buf) < 4 + n:
         return None
     data = bytes(buf[4 : 4 + n])
@@ -154,23 +145,19 @@ def frame(payload: bytes) -> bytes:
     return _LEN.pack(len(payload)) + payload
 
 
-def encode_packet(p: r.QuorumPacket) -> bytes:
-    return frame(encode(p))
+# -- unframed QuorumPackets: the quorum port (Learner / LearnerHandler) -------------------
 
 
-_HEAD = struct.Struct(">iiqi")  # frame length, type, zxid, data length (-1: null)
-_NO_AUTH = b"\xff\xff\xff\xff"  # authinfo: a null vector
-
-
-def encode_simple(type_: int, zxid: int, data: bytes | None) -> bytes:
-    """``encode_packet(QuorumPacket(type_, zxid, data, None))`` without building the record.
-
-    The broadcast packets (PROPOSAL, ACK, COMMIT) are most of the quorum traffic; this is
-    the Jute layout of QuorumPacket written directly (a test checks it against the codec).
-    """
-    if data is None:
-        return _HEAD.pack(20, type_, zxid, -1) + _NO_AUTH
-    return b"".join((_HEAD.pack(20 + len(data), type_, zxid, len(data)), data, _NO_AUTH))
+async def read_packet(stream: trio.abc.ReceiveStream, reader: PacketReader) -> r.QuorumPacket | None:
+    """The next QuorumPacket from ``stream`` (``reader`` keeps leftovers); None at EOF."""
+    while True:
+        pkt = reader.next_packet()
+        if pkt is not None:
+            return pkt
+        data = await stream.receive_some(1 << 20)
+        if not data:
+            return None
+        reader.feed(data)
 
 
 @attrs.define(eq=False)
@@ -241,7 +228,7 @@ class QuorumTransport:
             task_status.started(self.listen_address)
 
     async def _accept(self, socket_stream: trio.SocketStream) -> None:
-        buf = bytearray()
+        first = PacketReader(min(self.max_packet, MAX_FIRST_FRAME))
         stream: trio.abc.Stream = socket_stream
         if self.tls is not None:
             secured = await self.tls.accept(socket_stream, "quorum")
@@ -251,10 +238,9 @@ class QuorumTransport:
             stream = secured
         try:
             with trio.fail_after(self.heartbeat_s):
-                data = await read_frame(stream, buf, min(self.max_packet, MAX_FIRST_FRAME))
-            if data is None:
+                pkt = await read_packet(stream, first)
+            if pkt is None:
                 return
-            pkt = decode(r.QuorumPacket, data)
             if pkt.type not in (T.FOLLOWERINFO, T.OBSERVERINFO) or not pkt.data:
                 raise FrameError(f"first quorum packet has type {pkt.type}, expected FOLLOWERINFO")
             sid = decode(r.LearnerInfo, pkt.data).serverid
@@ -278,7 +264,7 @@ class QuorumTransport:
         link = Link(sid, send, recv, outgoing=False)
         # The peer-owning task registers the link, then steps the first packet.
         await self._post(QuorumAccepted(link, pkt))
-        await self._run_link(link, stream, buf)
+        await self._run_link(link, stream, bytes(first.buf[first.pos :]))
 
     async def _connect(self, link: Link) -> None:
         host, port = self.addresses[link.sid]
@@ -302,9 +288,9 @@ class QuorumTransport:
                         await trio.sleep(self.connect_retry_s)
                         continue
                     stream = secured
-        await self._run_link(link, stream, bytearray())
+        await self._run_link(link, stream, b"")
 
-    async def _run_link(self, link: Link, stream: trio.abc.Stream, buf: bytearray) -> None:
+    async def _run_link(self, link: Link, stream: trio.abc.Stream, leftover: bytes) -> None:
         raw = stream if isinstance(stream, trio.SocketStream) else None
         if isinstance(stream, trio.SSLStream) and isinstance(stream.transport_stream, trio.SocketStream):
             with contextlib.suppress(OSError):
@@ -320,7 +306,7 @@ class QuorumTransport:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._sender, link, stream)
                     nursery.start_soon(self._heartbeat, link)
-                    await self._receiver(link, stream, buf)
+                    await self._receiver(link, stream, leftover)
                     nursery.cancel_scope.cancel()
         except Exception as e:  # a broken connection is routine; say why once
             log.info("quorum link with %d ended: %r", link.sid, e)
@@ -359,35 +345,39 @@ class QuorumTransport:
                 link.scope.cancel()
                 return
 
-    async def _receiver(self, link: Link, stream: trio.abc.Stream, buf: bytearray) -> None:
+    async def _receiver(self, link: Link, stream: trio.abc.Stream, leftover: bytes) -> None:
         """Post every packet that one read completed as one inbox message.
 
         At high load a read brings many PROPOSALs/ACKs/COMMITs; one inbox message (one
         checkpoint, one wake-up of the peer task) per read instead of per packet.
         """
-        small = self.max_packet
+        reader = PacketReader(self.max_packet, big_types=_BIG_TYPES, big_limit=MAX_FRAME)
+        reader.feed(leftover)
         while True:
-            try:
-                data = await read_frame(stream, buf, MAX_FRAME, small)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if data is None:
-                return
-            link.last_heard = trio.current_time()
             pkts: list[r.QuorumPacket] = []
             malformed = False
-            while data is not None:
+            while True:
                 try:
-                    pkts.append(decode(r.QuorumPacket, data))
-                except JuteError as e:
+                    pkt = reader.next_packet()
+                except FrameError as e:
                     log.warning("malformed quorum packet from %d: %s", link.sid, e)
                     malformed = True
                     break
-                data = _frame_nowait(buf, MAX_FRAME, small)
+                if pkt is None:
+                    break
+                pkts.append(pkt)
             if pkts:
                 await self._post(QuorumReceived(link, pkts))
             if malformed:
                 return
+            try:
+                data = await stream.receive_some(1 << 20)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            link.last_heard = trio.current_time()
+            reader.feed(data)
 
     async def _previous_link_ended(self, sid: int) -> bool:
         """Wait until our established link with ``sid``, if any, has ended; False if it lives on.

@@ -27,8 +27,7 @@ peer and the member's core are touched by one task::
   PROPOSAL/COMMIT/INFORM/PING before its own barrier (``Ready.may_send_early``),
   and committed transactions that an *earlier* barrier made durable are applied
   (and answered) without waiting for the one in flight (:meth:`_apply_durable`).
-  A Ready's messages go out as one chunk per destination, every ACK or COMMIT
-  covered by a later one to the same peer left out (:func:`coalesce`).
+  A Ready's messages go out as one chunk per destination.
 * **Role → service**: the Ready's soft state sets the core's mode: an
   established leader preps writes and proposes them, an established follower or
   observer forwards them, anything else closes every client (they reconnect to a
@@ -86,7 +85,6 @@ from trizab.zab.messages import (
     Ping,
     Proposal,
     ProtocolError,
-    QuorumMessage,
     from_packet,
     to_packet,
 )
@@ -94,13 +92,14 @@ from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.ready import Ready, Role
 from trizab.zab.zxid import counter_of, epoch_of, zxid
 
-__all__ = ["TICK_MS", "ZabCommit", "coalesce", "peer_config"]
+__all__ = ["TICK_MS", "ZabCommit", "peer_config"]
 
 log = logging.getLogger("trizab.ensemble")
 
 TICK_MS = 50
 _SIMPLE = {Proposal: int(T.PROPOSAL), Commit: int(T.COMMIT)}
 _ACK = int(T.ACK)
+_SYNC_KINDS = frozenset({int(T.DIFF), int(T.TRUNC), int(T.SNAP)})
 
 
 def peer_config(config: cfg.ServerConfig, tick_ms: int = TICK_MS) -> PeerConfig:
@@ -119,35 +118,16 @@ def peer_config(config: cfg.ServerConfig, tick_ms: int = TICK_MS) -> PeerConfig:
     )
 
 
-def coalesce(
-    messages: Sequence[tuple[int, QuorumMessage] | Disconnect],
-) -> list[tuple[int, QuorumMessage] | Disconnect]:
-    """A Ready's messages with every ACK and COMMIT that a later one to the same peer covers left out.
+def _log_sync(my_id: int, pkt: r.QuorumPacket, verb: str, other: int) -> None:
+    """One line per DIFF/TRUNC/SNAP: rare, and what an operator looks for after a restart.
 
-    ZAB acknowledgements and commits are cumulative in trizab (:mod:`trizab.zab.peer`: the
-    leader keeps ``max`` of a learner's ACKs, a learner ``max`` of the COMMITs), and within one
-    Ready they only grow; ACK(z2) after ACK(z1) to the same leader leaves in the same socket
-    write, so the leader learns nothing later.  The NEWLEADER acknowledgement (counter 0) is a
-    different message and is always kept, and a ``Disconnect`` ends the run (later messages
-    are for a new connection).  At high load a follower's Ready then carries one ACK for its
-    whole batch, and the leader answers with one COMMIT per learner.
+    (Every ACK and COMMIT goes out, one per proposal, never coalesced: ZooKeeper's leader
+    counts a follower's ACK per zxid (Leader.processAck) and its followers need a COMMIT per
+    proposal (FollowerZooKeeperServer.commit).)
     """
-    out: list[tuple[int, QuorumMessage] | Disconnect] = []
-    seen: set[tuple[int, type]] = set()
-    for m in reversed(messages):
-        if isinstance(m, Disconnect):
-            seen.discard((m.peer, Ack))
-            seen.discard((m.peer, Commit))
-        else:
-            to, msg = m
-            kind = type(msg)
-            if kind is Commit or (kind is Ack and counter_of(msg.zxid) != 0):
-                if (to, kind) in seen:
-                    continue
-                seen.add((to, kind))
-        out.append(m)
-    out.reverse()
-    return out
+    if pkt.type in _SYNC_KINDS:
+        where = "to" if verb == "sending" else "from"
+        log.info("member %d: %s %s at %#x %s %d", my_id, verb, T(pkt.type).name, pkt.zxid, where, other)
 
 
 def _recovered_membership(core: ReplicaCore, pc: PeerConfig) -> Membership:
@@ -371,7 +351,7 @@ class ZabCommit:
             return
         if pkt.type == T.REQUEST and core.mode == Mode.LEADER and pkt.data:
             # Prepped and proposed now rather than after the storage barrier in flight.
-            self.sessions.forwarded(link.sid, pkt.data)
+            self.sessions.forwarded(link.sid, pkt.data, tuple(pkt.authinfo or ()), link)
             self.core_task.handle_ready()
             return
         try:
@@ -381,6 +361,7 @@ class ZabCommit:
             self.quorum.disconnect(link.sid)
             peer.step(Disconnected(link.sid))
             return
+        _log_sync(self.my_id, pkt, "received", link.sid)
         if isinstance(m, Ping) and core.mode == Mode.LEARNER:
             # The reply to the leader's ping carries the sessions our clients touched since
             # the previous one (Learner.ping), so idle sessions are not kept alive.
@@ -442,8 +423,8 @@ class ZabCommit:
         if rd.soft_state is not None:
             self._on_soft_state(rd)
         if rd.requests:
-            for sid, payload in rd.requests:
-                self.sessions.forwarded(sid, payload)
+            for sid, payload, auth in rd.requests:
+                self.sessions.forwarded(sid, payload, auth)
             self.core_task.handle_ready()
         if rd.session_reports:
             self.sessions.reports(rd.session_reports)
@@ -501,7 +482,7 @@ class ZabCommit:
             if not self.quorum.send_frames(to, b"".join(frames), seq, connect=connect):
                 peer.step(Disconnected(to))
 
-        for m in coalesce(rd.messages):
+        for m in rd.messages:  # ACKs and COMMITs are per zxid: none is coalesced (see _log_sync)
             if isinstance(m, Disconnect):
                 flush(m.peer)
                 log.debug("member %d: disconnect %d", self.my_id, m.peer)
@@ -509,7 +490,7 @@ class ZabCommit:
                 continue
             to, msg = m
             kind = type(msg)
-            if kind is Proposal or kind is Commit:
+            if kind is Proposal or (kind is Commit and msg.activate is None):
                 data = msg.data if kind is Proposal else None
                 key = (kind, msg.zxid, id(data))  # id: the very same bytes, alive in rd.messages
                 f = encoded.get(key)
@@ -518,7 +499,9 @@ class ZabCommit:
             elif kind is Ack:
                 f = encode_simple(_ACK, msg.zxid, None)
             else:
-                f = encode_packet(to_packet(msg))
+                pkt = to_packet(msg)
+                _log_sync(self.my_id, pkt, "sending", to)
+                f = encode_packet(pkt)
             batches.setdefault(to, []).append(f)
         for to in list(batches):
             flush(to)

@@ -16,11 +16,12 @@ Theory of operation
   clients touched since the previous reply (ZooKeeper's touch table); only the
   leader's core expires, so a silent or half-open connection keeps nothing alive.
 * **sync** is a barrier (etcd raft's ReadIndex, see :mod:`trizab.zab.peer`): a
-  learner sends a SYNC packet on its quorum link; the leader records its last
-  proposed zxid and ``Peer.read_index``; once a quorum has echoed a heartbeat
-  round started after that, it answers SYNC with that zxid, behind every
+  learner forwards it as ZooKeeper's do, a REQUEST of type sync; the leader records
+  its last proposed zxid and ``Peer.read_index``; once a quorum has echoed a
+  heartbeat round started after that, it answers SYNC with that zxid, behind every
   proposal it covers on the FIFO link; the learner replies to the client once it
-  has applied that far.  A sync from the leader's own client takes the same path
+  has applied that far (a ZooKeeper leader's SYNC says 0: then as far as the COMMITs
+  received before it).  A sync from the leader's own client takes the same path
   without the link.  So a leader that was paused and replaced answers no sync from
   its stale state (ZooKeeper's does: ZOOKEEPER-1675).
 """
@@ -34,10 +35,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from trizab.runtime.quorum import Link
-from trizab.server.replica import Mode, ReplicaReady, decode_forward, decode_report, encode_forward
+from trizab.server.replica import Forward, Mode, ReplicaReady, decode_forward, decode_report, encode_forward
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 from trizab.wire.codes import QuorumPacketType as T
+from trizab.wire.jute import encode
 from trizab.zab.messages import Disconnected, Request, to_packet
 from trizab.zab.peer import NotLeader
 from trizab.zab.ready import Role
@@ -52,6 +54,7 @@ log = logging.getLogger("trizab.ensemble")
 # REVALIDATE's data, as ZooKeeper's Learner.validateSession and LearnerHandler write it.
 _REVALIDATE_ASK = struct.Struct(">qi")  # session id, timeout
 _REVALIDATE_ANSWER = struct.Struct(">q?")  # session id, valid
+_SYNC_ROOT = encode(r.SyncRequest("/"))
 
 
 class ZabSessions:
@@ -75,13 +78,13 @@ class ZabSessions:
         if rd.forwards:
             leader = peer.leader
             if core.mode == Mode.LEARNER and leader is not None and leader in zab.quorum.links:
-                pkts = [to_packet(Request(zab.my_id, encode_forward(f))) for f in rd.forwards]
+                pkts = [to_packet(Request(zab.my_id, encode_forward(f), f.ids)) for f in rd.forwards]
                 if not zab.quorum.send_many(leader, pkts, zab.ready_seq, connect=False):
                     peer.step(Disconnected(leader))
             else:
                 for f in rd.forwards:
                     try:
-                        peer.forward(encode_forward(f))
+                        peer.forward(encode_forward(f), f.ids)
                     except NotLeader:
                         break
         for session_id in rd.resumed:
@@ -98,7 +101,11 @@ class ZabSessions:
                 except NotLeader:
                     pass  # stepping down: the core drops the client with the mode change
             elif peer.leader is not None:
-                zab.send_packet(peer.leader, r.QuorumPacket(int(T.SYNC), 0, None, None))
+                # ZooKeeper's learner forwards a sync as a REQUEST of type sync; the leader
+                # answers with a SYNC packet (Leader.processSync).  Only the order matters to
+                # the learner: the answers come back in the order of the requests.
+                sync = Request(zab.my_id, encode_forward(Forward(0, 0, OpCode.SYNC, _SYNC_ROOT)))
+                zab.send_packet(peer.leader, to_packet(sync))
         return fed
 
     def mode_changed(self) -> None:
@@ -106,12 +113,19 @@ class ZabSessions:
 
     # -- forwarded requests and reports --------------------------------------------
 
-    def forwarded(self, sender: int, data: bytes) -> None:
+    def forwarded(
+        self, sender: int, data: bytes, auth: tuple[r.Id, ...] = (), link: Link | None = None
+    ) -> None:
         """Leader: a learner's client request (REQUEST): prep and propose it now."""
         try:
-            f = decode_forward(data)
+            f = decode_forward(data, auth)
         except ValueError as e:
             log.warning("bad forwarded request from %d: %s", sender, e)
+            return
+        if f.opcode == OpCode.SYNC:
+            link = link if link is not None else self._zab.quorum.links.get(sender)
+            if link is not None:
+                self.sync_asked(link)
             return
         if f.opcode == OpCode.CREATE_SESSION:
             self._owners[f.session_id] = sender
@@ -138,8 +152,10 @@ class ZabSessions:
           valid)`` (``LearnerHandler``/``Learner.revalidate``), touching the session and
           recording the learner as its owner when it is valid.
         * leader -> learner with that data: the answer; the waiting connect finishes.
-        * leader -> learner without data, the session id in the zxid field: the session
-          moved to another member; close its connection here.
+        * leader -> learner with ``(session id, false)`` and the session id in the zxid
+          field (an answer echoes the request's -1): the session moved to another member;
+          close its connection here.  A ZooKeeper learner takes it for an answer to a
+          revalidation it is not waiting for and ignores it (``Learner.revalidate``).
         """
         zab = self._zab
         core = zab.core
@@ -155,11 +171,13 @@ class ZabSessions:
             answer = _REVALIDATE_ANSWER.pack(session_id, valid)
             zab.send_packet(sender, r.QuorumPacket(int(T.REVALIDATE), pkt.zxid, answer, None))
         elif sender == zab.peer.leader:
-            if len(data) >= _REVALIDATE_ANSWER.size:
-                session_id, valid = _REVALIDATE_ANSWER.unpack_from(data)
-                core.revalidated(session_id, valid, now)
+            if len(data) < _REVALIDATE_ANSWER.size:
+                return
+            session_id, valid = _REVALIDATE_ANSWER.unpack_from(data)
+            if pkt.zxid == session_id and not valid:
+                core.drop_session_connection(session_id)
             else:
-                core.drop_session_connection(pkt.zxid)
+                core.revalidated(session_id, valid, now)
             zab.core_task.handle_ready()
 
     def session_moved(self, session_id: int, owner: int) -> bool:
@@ -172,12 +190,14 @@ class ZabSessions:
         if previous == zab.my_id:
             zab.core.drop_session_connection(session_id)
             return True
-        zab.send_packet(previous, r.QuorumPacket(int(T.REVALIDATE), session_id, None, None))
+        moved = _REVALIDATE_ANSWER.pack(session_id, False)
+        zab.send_packet(previous, r.QuorumPacket(int(T.REVALIDATE), session_id, moved, None))
         return False
 
     # -- sync ------------------------------------------------------------------------
 
-    def on_sync_packet(self, link: Link, pkt: r.QuorumPacket) -> None:
+    def sync_asked(self, link: Link) -> None:
+        """Leader: a learner forwarded a client's sync (a REQUEST of type sync)."""
         peer = self._zab.peer
         if peer.role == Role.LEADING:
             # Answered once a quorum confirms we still lead (reads_confirmed); the zxid is
@@ -186,8 +206,14 @@ class ZabSessions:
                 peer.read_index(("learner", link, peer.last_zxid))
             except NotLeader:
                 pass  # not established: neither is the learner, and its link goes with this epoch
-        elif peer.leader == link.sid:
-            self._sync_waits.append(pkt.zxid)
+
+    def on_sync_packet(self, link: Link, pkt: r.QuorumPacket) -> None:
+        """Learner: the leader's SYNC answers our oldest forwarded sync."""
+        peer = self._zab.peer
+        if peer.role != Role.LEADING and peer.leader == link.sid:
+            # A trizab leader says how far to apply; ZooKeeper's sends 0 after the COMMITs of
+            # everything proposed before the sync, which we have received by now.
+            self._sync_waits.append(max(pkt.zxid, peer.committed))
             self.check_syncs()
 
     def reads_confirmed(self, tokens: Sequence[Any]) -> None:

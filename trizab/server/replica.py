@@ -115,37 +115,21 @@ class Forward:
     ids: tuple[r.Id, ...] = ()
 
 
-_HEAD = struct.Struct(">qiii")
+_HEAD = struct.Struct(">qii")  # ZooKeeper's REQUEST data: sessionId, cxid, type, then the request
 _REPORT = struct.Struct(">qi")
 
 
 def encode_forward(f: Forward) -> bytes:
-    out = bytearray(_HEAD.pack(f.session_id, f.cxid, f.opcode, len(f.payload)))
-    out += f.payload
-    out += struct.pack(">i", len(f.ids))
-    for i in f.ids:
-        out += encode(i)
-    return bytes(out)
+    """REQUEST's data as ``Learner.request`` writes it; the ids travel in QuorumPacket.authinfo."""
+    return _HEAD.pack(f.session_id, f.cxid, f.opcode) + f.payload
 
 
-def decode_forward(data: bytes) -> Forward:
+def decode_forward(data: bytes, ids: tuple[r.Id, ...] = ()) -> Forward:
     """Raises ValueError on malformed data (a learner's bug, never a client's)."""
-    try:
-        sid, cxid, op, n = _HEAD.unpack_from(data)
-        pos = _HEAD.size
-        if n < 0 or pos + n > len(data):
-            raise ValueError("truncated forwarded request")
-        payload = bytes(data[pos : pos + n])
-        pos += n
-        (count,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        ids = []
-        for _ in range(count):
-            i, pos = decode_prefix(r.Id, data, pos)
-            ids.append(i)
-        return Forward(sid, cxid, op, payload, tuple(ids))
-    except (struct.error, JuteError) as exc:
-        raise ValueError(f"malformed forwarded request: {exc}") from None
+    if len(data) < _HEAD.size:
+        raise ValueError(f"malformed forwarded request: {len(data)} bytes")
+    sid, cxid, op = _HEAD.unpack_from(data)
+    return Forward(sid, cxid, op, bytes(data[_HEAD.size :]), tuple(ids))
 
 
 def encode_report(sessions: list[tuple[int, int]]) -> bytes:

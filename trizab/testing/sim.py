@@ -608,7 +608,7 @@ class Simulation:
         node.inflight = None
         if self.p.reconfig:
             self._check_active(node, peer)
-        for _, payload in rd.requests:
+        for _, payload, _auth in rd.requests:
             self._propose(i, payload)
         for token in rd.reads_confirmed:
             self._read_confirmed(i, token)

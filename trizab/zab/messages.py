@@ -5,37 +5,68 @@ Theory of operation
 Quorum messages are small frozen classes.  ``sender`` is who sent the message;
 it is not on the wire (the connection tells the receiver) and is filled in by
 :func:`from_packet`.  Every quorum message converts to and from
-:class:`trizab.wire.records.QuorumPacket` (``type, zxid, data, authinfo``), the
-record the networked runtime frames with the Jute codec:
+:class:`trizab.wire.records.QuorumPacket` (``type, zxid, data, authinfo``), which
+goes on the quorum port exactly as Apache ZooKeeper 3.8 writes it: an unframed Jute
+record (:mod:`trizab.wire.quorum_stream`).  One protocol for both implementations:
 
-=============  =====================================  ======================================
-message        QuorumPacket.zxid                      QuorumPacket.data
-=============  =====================================  ======================================
-FollowerInfo   zxid(acceptedEpoch, 0)                 LearnerInfo(sid, 0x10000, 0)
-LeaderInfo     zxid(newEpoch, 0)                      int 0x10000 + long currentEpoch +
-                                                      long lastZxid (trizab extension)
-AckEpoch       lastZxid                               int currentEpoch [+ history, see below]
-Diff/Trunc     the sync point                         -
-Snap           the snapshot's zxid                    the snapshot bytes (ZooKeeper streams
-                                                      them after the packet instead)
-Proposal       the txn's zxid                         the encoded txn
-Inform         the txn's zxid                         the encoded txn
-Ack/Commit     the zxid                               -
-NewLeader      zxid(newEpoch, 0)                      -
-UpToDate       the leader's commit point              -
-Ping           leader: its heartbeat round (a         opaque session report (may be empty)
-               ZooKeeper leader: its last proposed
-               zxid); learner: the echoed zxid of
-               the PING it answers
-Request        0                                      opaque forwarded client request
-=============  =====================================  ======================================
+==================  =================================  ==============================================
+message             QuorumPacket.zxid                  QuorumPacket.data
+==================  =================================  ==============================================
+FollowerInfo        zxid(acceptedEpoch, 0)             LearnerInfo(sid, 0x10000, configVersion 0);
+(+OBSERVERINFO)                                        protocol versions below 0x10000 are refused
+LeaderInfo          zxid(newEpoch, 0)                  int 0x10000 [+ long currentEpoch + long
+                                                       lastZxid: a trizab leader's trailing data,
+                                                       ignored by ZooKeeper's Learner, absent from
+                                                       ZooKeeper's LEADERINFO]
+AckEpoch            lastLoggedZxid                     int currentEpoch (-1: the epoch was already
+                                                       accepted) [+ history, see below]
+Diff/Trunc          the sync point                     -
+Snap                the snapshot's zxid                - (on the stream after the packet: the
+                                                       snapshot serialization, then "BenWasHere";
+                                                       in memory it rides in ``data``)
+Proposal            the txn's zxid                     TxnHeader + record [+ TxnDigest, which
+                                                       ZooKeeper 3.6+ leaders append; tolerated]
+Inform              the txn's zxid                     as Proposal (observers)
+InformAndActivate   the reconfig's zxid                long designated leader + as Proposal
+Ack                 the zxid (one per proposal);       -
+                    newEpoch << 32 for NEWLEADER
+                    and again for UPTODATE
+Commit              the zxid (one per proposal)        -
+CommitAndActivate   the reconfig's zxid                long designated leader
+NewLeader           zxid(newEpoch, 0)                  - (ZooKeeper's leader sends its quorum
+                                                       verifier text; ignored here)
+UpToDate            the leader's commit point (-1      -
+                    from ZooKeeper; ignored)
+Ping                leader: its heartbeat round (a     learner: the touched sessions as
+                    ZooKeeper leader: its last         ``long id, int timeout`` pairs
+                    proposed zxid); learner: the       (Learner.ping); leader: none
+                    echoed zxid of the PING
+Request             -1                                 long sessionId, int cxid, int type,
+                                                       request bytes (createSession: int
+                                                       timeout; closeSession: none; sync: the
+                                                       SyncRequest); authinfo: the client's ids
+==================  =================================  ==============================================
+
+Handled by the driver, outside the ZAB core (:mod:`trizab.runtime.zab_sessions`):
+REVALIDATE (learner: ``long session, int timeout``; leader: ``long session, boolean
+valid``, echoing the request's zxid -1; with the session id in the zxid field and
+``valid`` false it tells a trizab learner that the session moved away, which a
+ZooKeeper learner ignores as an answer it is not waiting for) and SYNC (the leader's
+answer to a forwarded sync; a ZooKeeper leader sends zxid 0).
+
+Commits and acknowledgements are per proposal, in zxid order, never coalesced: a
+ZooKeeper follower exits on a COMMIT that is not the head of its pending proposals
+(``FollowerZooKeeperServer.commit``), and a ZooKeeper leader counts ACKs per zxid.
 
 AckEpoch's extension: when the LEADERINFO shows that the follower's history is
 more up to date than the leader's (by currentEpoch, then lastZxid), the
 follower appends what the leader is missing, encoded as a :class:`SyncPlan`,
 exactly as a leader would describe a DIFF/TRUNC/SNAP to a learner.  This is
 how a leader learns the best history of its quorum (Zab's ACK-E carrying the
-follower's history) without depending on the election having picked it.
+follower's history) without depending on the election having picked it, which
+the ``priority`` and ``static`` election policies need.  A ZooKeeper leader reads
+only the leading int; a ZooKeeper follower never sends one, and a trizab leader
+that finds such a follower ahead of it steps down as ZooKeeper's does.
 
 Election notifications (:class:`Notification`) travel on the election port in
 ZooKeeper's FastLeaderElection format (``FastLeaderElection.buildMsg``):
@@ -126,9 +157,11 @@ class FollowerInfo:
 class LeaderInfo:
     sender: int
     epoch: int
-    # The leader's own position before discovery, so a follower can tell it is ahead.
-    current_epoch: int = 0
-    last_zxid: int = 0
+    # The leader's own position before discovery, so a follower can tell it is ahead: trailing
+    # data of a trizab leader's LEADERINFO; None from a ZooKeeper leader, which sends only the
+    # protocol version.
+    current_epoch: int | None = None
+    last_zxid: int | None = None
 
 
 @attrs.frozen
@@ -187,6 +220,9 @@ class Ack:
 class Commit:
     sender: int
     zxid: int
+    # COMMITANDACTIVATE: the commit of a reconfig, with the leader the new configuration
+    # should have (Leader.getDesignatedLeader); trizab activates on the commit itself.
+    activate: int | None = None
 
 
 @attrs.frozen
@@ -194,6 +230,7 @@ class Inform:
     sender: int
     zxid: int
     data: bytes
+    activate: int | None = None  # INFORMANDACTIVATE (see Commit.activate)
 
 
 @attrs.frozen
@@ -205,8 +242,12 @@ class Ping:
 
 @attrs.frozen
 class Request:
+    """A forwarded client request: ZooKeeper's ``long sessionId, int cxid, int type`` + request
+    bytes (``Learner.request``); ``auth`` is the client's identities (QuorumPacket.authinfo)."""
+
     sender: int
     payload: bytes
+    auth: tuple[r.Id, ...] = ()
 
 
 QuorumMessage = (
@@ -372,6 +413,8 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
             info = encode(r.LearnerInfo(sender, PROTOCOL_VERSION, 0))
             return pkt(T.OBSERVERINFO if observer else T.FOLLOWERINFO, zxid(accepted_epoch, 0), info)
         case LeaderInfo(_, epoch, current_epoch, last_zxid):
+            if current_epoch is None or last_zxid is None:
+                return pkt(T.LEADERINFO, zxid(epoch, 0), _I.pack(PROTOCOL_VERSION))
             return pkt(T.LEADERINFO, zxid(epoch, 0), _IQQ.pack(PROTOCOL_VERSION, current_epoch, last_zxid))
         case AckEpoch(_, current_epoch, last_zxid, history):
             data = _I.pack(current_epoch) + (encode_plan(history) if history is not None else b"")
@@ -381,6 +424,7 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
         case Trunc(_, z):
             return pkt(T.TRUNC, z)
         case Snap(_, z, snapshot):
+            # The transport writes ``data`` after the packet (trizab.wire.quorum_stream).
             return pkt(T.SNAP, z, snapshot)
         case NewLeader(_, epoch):
             return pkt(T.NEWLEADER, zxid(epoch, 0))
@@ -390,14 +434,18 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
             return pkt(T.PROPOSAL, z, data)
         case Ack(_, z):
             return pkt(T.ACK, z)
-        case Commit(_, z):
+        case Commit(_, z, None):
             return pkt(T.COMMIT, z)
-        case Inform(_, z, data):
+        case Commit(_, z, leader):
+            return pkt(T.COMMITANDACTIVATE, z, _Q.pack(leader))
+        case Inform(_, z, data, None):
             return pkt(T.INFORM, z, data)
+        case Inform(_, z, data, leader):
+            return pkt(T.INFORMANDACTIVATE, z, _Q.pack(leader) + data)
         case Ping(_, z, payload):
             return pkt(T.PING, z, payload)
-        case Request(_, payload):
-            return pkt(T.REQUEST, 0, payload)
+        case Request(_, payload, auth):
+            return r.QuorumPacket(int(T.REQUEST), -1, payload, list(auth))
     raise TypeError(f"not a quorum message: {msg!r}")
 
 
@@ -412,9 +460,19 @@ def from_packet(p: r.QuorumPacket, sender: int) -> QuorumMessage:
         match t:
             case T.FOLLOWERINFO | T.OBSERVERINFO:
                 if data:
-                    decode(r.LearnerInfo, data)
+                    info = decode(r.LearnerInfo, data)
+                    if info.protocol_version < PROTOCOL_VERSION:
+                        raise ProtocolError(
+                            f"learner speaks protocol version {info.protocol_version:#x}, "
+                            f"below {PROTOCOL_VERSION:#x}"
+                        )
                 return FollowerInfo(sender, epoch_of(p.zxid), t == T.OBSERVERINFO)
             case T.LEADERINFO:
+                (version,) = _I.unpack_from(data)
+                if version < PROTOCOL_VERSION:
+                    raise ProtocolError(
+                        f"leader speaks protocol version {version:#x}, below {PROTOCOL_VERSION:#x}"
+                    )
                 if len(data) >= _IQQ.size:
                     _, ce, lz = _IQQ.unpack_from(data)
                     return LeaderInfo(sender, epoch_of(p.zxid), ce, lz)
@@ -441,10 +499,16 @@ def from_packet(p: r.QuorumPacket, sender: int) -> QuorumMessage:
                 return Commit(sender, p.zxid)
             case T.INFORM:
                 return Inform(sender, p.zxid, data)
+            case T.COMMITANDACTIVATE:
+                (leader,) = _Q.unpack_from(data)
+                return Commit(sender, p.zxid, leader)
+            case T.INFORMANDACTIVATE:
+                (leader,) = _Q.unpack_from(data)
+                return Inform(sender, p.zxid, bytes(data[8:]), leader)
             case T.PING:
                 return Ping(sender, p.zxid, data)
             case T.REQUEST:
-                return Request(sender, data)
+                return Request(sender, data, tuple(p.authinfo or ()))
     except (struct.error, JuteError) as exc:
         raise ProtocolError(f"malformed {t.name} packet: {exc}") from None
     raise ProtocolError(f"quorum packet type {t.name} is not supported")

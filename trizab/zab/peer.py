@@ -35,20 +35,26 @@ state in a ``_Lead`` or ``_Follow``, and each ZAB phase of a role has its own
 * **Synchronization.**  For each learner the leader sends DIFF (the proposals the
   learner lacks), TRUNC (drop what the leader does not have, then the
   proposals) or SNAP (when the learner is older than the in-memory committed log
-  of the last ``committed_log_size`` transactions), then NEWLEADER.  A learner
+  of the last ``committed_log_size`` transactions), then NEWLEADER; a committed
+  proposal goes with its COMMIT, an observer gets only committed ones
+  (``LearnerHandler.syncFollower``).  A learner
   persists all of it and ``currentEpoch`` before acknowledging NEWLEADER.  A
   quorum of NEWLEADER acknowledgements commits the leader's initial history;
   the leader sends UPTODATE and is *established*.
 * **Broadcast.**  ``propose`` assigns ``zxid(epoch, counter)`` and sends PROPOSAL
   to every synced follower in zxid order over per-learner FIFO connections.  A
   follower acknowledges only after the proposal is durable (the ACK sits in the
-  same Ready as the append).  Acknowledgements are cumulative; the leader
+  same Ready as the append).  The leader reads acknowledgements cumulatively and
   commits the highest zxid acknowledged by a quorum of voters, itself included
-  once its own barrier covers it, and sends COMMIT; observers get INFORM with
-  the committed data instead and never vote.  Proposals that a quorum never
-  accepted are discarded by the next leader's TRUNC.
-* **Liveness.**  The leader pings every learner every half tickTime; a learner
-  answers with a ping carrying its session report.  A learner that hears nothing
+  once its own barrier covers it; on the wire, as ZooKeeper's peers require,
+  there is one ACK and one COMMIT per proposal, in zxid order, each COMMIT sent
+  once per learner (``_Learner.commit_sent``); observers get INFORM with the
+  committed data instead and never vote.  A reconfig's commit is
+  COMMITANDACTIVATE/INFORMANDACTIVATE, naming the leader of the new
+  configuration.  Proposals that a quorum never accepted are discarded by the
+  next leader's TRUNC.
+* **Liveness.**  The leader pings every learner whose sync is out every half
+  tickTime; a learner answers with a ping carrying its session report.  A learner that hears nothing
   from its leader for syncLimit (initLimit while syncing) goes LOOKING; a leader
   that has not heard from a quorum for syncLimit, or is not established within
   initLimit, steps down.  The counter of a zxid overflowing also ends the epoch.
@@ -273,6 +279,10 @@ class _Learner:
     uptodate: bool = False
     # The highest heartbeat round this learner echoed (ReadIndex, see read_index).
     echoed: int = 0
+    # The highest zxid this learner was sent a COMMIT for, or had before its sync: ZooKeeper's
+    # learners need exactly one COMMIT per proposal they were sent, in order
+    # (FollowerZooKeeperServer.commit), so COMMITs are per zxid and never repeated.
+    commit_sent: int = 0
 
 
 @attrs.frozen
@@ -384,7 +394,7 @@ class Peer:
         # A snapshot we installed that the state machine has not restored yet:
         # until it has, snapshot_fn would describe an older state.
         self._unapplied_snapshot: SnapshotInstall | None = None
-        self._requests: list[tuple[int, bytes]] = []
+        self._requests: list[tuple[int, bytes, tuple[Any, ...]]] = []
         self._reports: list[tuple[int, bytes]] = []
         # Leader, ReadIndex: (round needed, token) not yet confirmed, in request order;
         # confirmed tokens not yet handed out; whether a round must start at the next Ready.
@@ -698,12 +708,16 @@ class Peer:
                 self._msgs.append((lr.sid, Proposal(self.id, z, data)))
         return z
 
-    def forward(self, payload: bytes) -> None:
-        """Learner: forward a client request to the leader (ZooKeeper's REQUEST packet)."""
+    def forward(self, payload: bytes, auth: tuple[Any, ...] = ()) -> None:
+        """Learner: forward a client request to the leader (ZooKeeper's REQUEST packet).
+
+        ``auth`` is the client's identities (QuorumPacket.authinfo), handed back with the
+        payload in the leader's ``Ready.requests``.
+        """
         f = self._follow
         if f is None or not self.established:
             raise NotLeader(self.leader)
-        self._msgs.append((f.leader, Request(self.id, payload)))
+        self._msgs.append((f.leader, Request(self.id, payload, auth)))
 
     def read_index(self, token: object) -> None:
         """Leader: confirm that we still lead before a read (etcd raft's ReadIndex); see the module docstring.
@@ -1087,7 +1101,7 @@ class Peer:
                 self._confirm_reads()
         elif isinstance(msg, Request):
             if self.established:
-                self._requests.append((msg.sender, msg.payload))
+                self._requests.append((msg.sender, msg.payload, msg.auth))
         else:
             self._drop_learner(msg.sender)
 
@@ -1153,9 +1167,10 @@ class Peer:
         plan: SyncPlan | None = None
         if best is not None and (best.current_epoch, best.last_zxid) > mine:
             if best.history is None:
-                # Ahead of us but did not say what we lack: a broken peer; go on without it.
-                self._drop_learner(best.sender)
-                self._finish_discovery()
+                # Ahead of us but did not say what we lack (a ZooKeeper follower never does):
+                # as ZooKeeper's Leader.waitForEpochAck ("Follower is ahead of the leader"),
+                # give up leading; the next election picks a member at least that far.
+                self._become_looking()
                 return
             plan = best.history
         # The fixpoint: a quorum of EVERY configuration in force anywhere in the history
@@ -1202,10 +1217,22 @@ class Peer:
             self._msgs.append((sid, Trunc(self.id, plan.zxid)))
         else:
             self._msgs.append((sid, Diff(self.id, plan.zxid)))
+        # As LearnerHandler.syncFollower/queueCommittedProposals: every committed proposal
+        # with its COMMIT, the outstanding ones (to followers only) without; an observer gets
+        # those as INFORM once committed (Leader.startForwarding).
+        committed = self.committed
+        upto = plan.zxid
         for e in plan.entries:
+            if e.zxid > committed and lr.observer:
+                break
             self._msgs.append((sid, Proposal(self.id, e.zxid, e.data)))
+            upto = e.zxid
+            if e.zxid <= committed:
+                self._msgs.append((sid, Commit(self.id, e.zxid)))
         self._msgs.append((sid, NewLeader(self.id, lead.new_epoch)))
-        lr.newleader_upto = self.last_zxid
+        lr.newleader_upto = upto
+        # What the learner had before (it committed that itself) or got a COMMIT for.
+        lr.commit_sent = max(plan.zxid, min(committed, upto))
 
     def _step_broadcast_leader_ack(self, lr: _Learner, msg: Ack) -> None:
         lead = self._lead
@@ -1214,20 +1241,24 @@ class Peer:
             self._drop_learner(lr.sid)
             return
         if msg.zxid == zxid(lead.new_epoch, 0):
+            # The NEWLEADER acknowledgement; the second one acknowledges UPTODATE
+            # (Learner.syncWithLeader sends both).
             if lr.newleader_acked:
                 return
             lr.newleader_acked = True
             lr.acked = max(lr.acked, lr.newleader_upto)
             if self.established:
                 lr.uptodate = True
-                self._msgs.append((lr.sid, UpToDate(self.id, self.committed)))
+                self._msgs.append((lr.sid, UpToDate(self.id, min(self.committed, lr.newleader_upto))))
         elif lr.newleader_acked:
             if msg.zxid > self.last_zxid:
                 self._drop_learner(lr.sid)
                 return
             lr.acked = max(lr.acked, msg.zxid)
         else:
-            self._drop_learner(lr.sid)
+            # A proposal's ACK before the NEWLEADER one: ZooKeeper 3.8's learner logs what the
+            # sync sent when NEWLEADER arrives and may acknowledge it early; the NEWLEADER
+            # ACK covers it anyway.
             return
         self._leader_progress()
 
@@ -1261,11 +1292,13 @@ class Peer:
             for lr in lead.learners.values():
                 if lr.newleader_acked and not lr.uptodate:
                     lr.uptodate = True
-                    self._msgs.append((lr.sid, UpToDate(self.id, c)))
+                    assert lr.newleader_upto is not None
+                    self._msgs.append((lr.sid, UpToDate(self.id, min(c, lr.newleader_upto))))
         if c > self.committed:
             lo = bisect.bisect_right(self._zxids, self.committed)
             hi = bisect.bisect_right(self._zxids, c)
             newly = self.history[lo:hi]
+            activations = self._designated_leaders(newly, acked)
             self._set_committed(c)
             for lr in lead.learners.values():
                 if lr.newleader_upto is None:
@@ -1273,15 +1306,39 @@ class Peer:
                 if lr.observer:
                     for e in newly:
                         if e.zxid > lr.newleader_upto:
-                            self._msgs.append((lr.sid, Inform(self.id, e.zxid, e.data)))
-                    if lr.uptodate:
-                        self._msgs.append((lr.sid, Commit(self.id, c)))
+                            self._msgs.append(
+                                (lr.sid, Inform(self.id, e.zxid, e.data, activations.get(e.zxid)))
+                            )
                 else:
-                    self._msgs.append((lr.sid, Commit(self.id, c)))
+                    # One COMMIT per proposal (see _Learner.commit_sent).
+                    for e in newly:
+                        if e.zxid > lr.commit_sent:
+                            self._msgs.append((lr.sid, Commit(self.id, e.zxid, activations.get(e.zxid))))
+                    lr.commit_sent = max(lr.commit_sent, c)
             if self.id not in self.active.voters:
                 # Leader.tryToCommit: a leader that the committed reconfig removed from the
                 # voters steps down once the COMMITs are out; the new voters elect a leader.
                 self._become_looking()
+
+    def _designated_leaders(self, newly: Sequence[Entry], acked: dict[int, int]) -> dict[int, int]:
+        """The reconfig entries among ``newly`` and the leader each names (COMMITANDACTIVATE).
+
+        ZooKeeper's Leader.getDesignatedLeader: this leader if it is a voter of the new
+        configuration, else a new voter that acknowledged the most.  trizab's learners
+        activate on the commit and elect again themselves; ZooKeeper's need the word.
+        """
+        if not self._cfgs or not newly:
+            return {}
+        lo, hi = newly[0].zxid, newly[-1].zxid
+        out: dict[int, int] = {}
+        for z, m in self._cfgs:
+            if lo <= z <= hi:
+                if self.id in m.voters:
+                    out[z] = self.id
+                else:
+                    ackers = [sid for sid in m.voters if acked.get(sid, 0) >= z]
+                    out[z] = max(ackers, key=lambda sid: acked[sid]) if ackers else min(m.voters)
+        return out
 
     def _drop_learner(self, sid: int) -> None:
         lead = self._lead
@@ -1322,8 +1379,11 @@ class Peer:
             return
         lead.round += 1
         ping = Ping(self.id, lead.round)
-        for sid in sorted(lead.learners):
-            self._msgs.append((sid, ping))
+        for sid, lr in sorted(lead.learners.items()):
+            # Only learners whose sync went out: a ZooKeeper learner exits on a PING where it
+            # reads LEADERINFO or DIFF/TRUNC/SNAP (LearnerHandler.ping waits for its sender too).
+            if lr.newleader_upto is not None:
+                self._msgs.append((sid, ping))
 
     def _confirm_reads(self) -> None:
         """Move the read_index tokens whose round a quorum has echoed to ``_confirmed``, in order."""
@@ -1376,6 +1436,8 @@ class Peer:
         if (
             fresh
             and not f.observer
+            and msg.current_epoch is not None
+            and msg.last_zxid is not None
             and (self.current_epoch, self.last_zxid) > (msg.current_epoch, msg.last_zxid)
         ):
             history = self.plan_for(msg.last_zxid)
@@ -1396,6 +1458,15 @@ class Peer:
         elif isinstance(msg, Proposal):
             if msg.zxid > self.last_zxid:
                 self._append(Entry(msg.zxid, msg.data))
+        elif isinstance(msg, Commit):
+            # A proposal the leader had committed (LearnerHandler sends it with its COMMIT).
+            if msg.zxid > self.last_zxid:
+                raise ProtocolError(f"commit of {msg.zxid:#x} beyond our last {self.last_zxid:#x}")
+            self._set_committed(msg.zxid)
+        elif isinstance(msg, Inform):
+            if msg.zxid > self.last_zxid:
+                self._append(Entry(msg.zxid, msg.data))
+            self._set_committed(msg.zxid)
         elif isinstance(msg, NewLeader):
             if msg.epoch != self.accepted_epoch:
                 raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
@@ -1425,6 +1496,8 @@ class Peer:
             if isinstance(msg, UpToDate) and not self.established:
                 self.established = True
                 self._soft_dirty = True
+                # Learner.syncWithLeader acknowledges UPTODATE too (zxid newEpoch << 32).
+                self._msgs.append((f.leader, Ack(self.id, zxid(self.current_epoch, 0))))
             self._check_learner_membership()
         elif isinstance(msg, Inform):
             if msg.zxid > self.last_zxid:

@@ -43,6 +43,7 @@ how group commit happens), but must not call ``ready()`` again before ``advance`
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import attrs
 
@@ -98,9 +99,9 @@ class Ready:
     messages: tuple[tuple[int, QuorumMessage] | Disconnect, ...] = ()
     notifications: tuple[tuple[int, Notification], ...] = ()
     committed: tuple[Entry, ...] = ()
-    # Leader only: (learner id, payload) of forwarded client requests to prep and propose,
-    # and of session reports carried by learners' pings.
-    requests: tuple[tuple[int, bytes], ...] = ()
+    # Leader only: (learner id, payload, client identities) of forwarded client requests to
+    # prep and propose, and (learner id, payload) of session reports carried by learners' pings.
+    requests: tuple[tuple[int, bytes, tuple[Any, ...]], ...] = ()
     session_reports: tuple[tuple[int, bytes], ...] = ()
     # Leader only: read_index tokens now confirmed by a quorum's heartbeat echoes, in call order.
     reads_confirmed: tuple[object, ...] = ()
