@@ -143,11 +143,12 @@ class ElectionTransport:
         retry_s: float = 0.1,
         handshake_s: float = 5.0,
         tls: PeerTls | None = None,
-        policy: str = "fast",
+        policy: str | None = None,
     ) -> None:
         self.tls = tls  # sslQuorum / portUnification (None: plain TCP only)
-        # The election policy's name: only ``fast`` orders votes as ZooKeeper's members do.
-        self.policy = policy
+        # The election policy's name (None: the default, fast): only ``fast`` orders votes as
+        # ZooKeeper's members do.
+        self.policy = policy or "fast"
         self.zookeeper_peers: set[int] = set()  # senders seen with ZooKeeper's notifications
         self.my_id = my_id
         self.addresses = addresses

@@ -216,12 +216,9 @@ class ZabCommit:
             max_packet=packet_limit(config.jute_max_buffer),
             tls=self.tls,
         )
+        election_addresses = {s.sid: (s.host, s.election_port) for s in servers.values()}
         self.election = ElectionTransport(
-            self.my_id,
-            {s.sid: (s.host, s.election_port) for s in servers.values()},
-            core_task.post,
-            tls=self.tls,
-            policy=config.election_name or "fast",
+            self.my_id, election_addresses, core_task.post, tls=self.tls, policy=config.election_name
         )
         self.core.init_ensemble(config.servers, self.my_id, client_port)
         self._apply_ensemble()
