@@ -369,12 +369,15 @@ class StepResult:
         )
 
 
-def roll(ens: RollingEnsemble, to: Kind, *, timeout: float = 60.0) -> list[StepResult]:
-    """Switch every member to ``to``, one at a time, the leader of the moment last; after each
-    step the members must be one ensemble again (AssertionError saying how they are not)."""
+def roll(
+    ens: RollingEnsemble, to: Kind, *, timeout: float = 60.0, count: int | None = None
+) -> list[StepResult]:
+    """Switch every member (or the first ``count``) to ``to``, one at a time, the leader of the
+    moment last; after each step the members must be one ensemble again (AssertionError saying
+    how they are not)."""
     results: list[StepResult] = []
     pending = [s.sid for s in ens.slots]
-    while pending:
+    while pending and (count is None or len(results) < count):
         leader = ens.leader()
         followers = [sid for sid in pending if leader is None or sid != leader.sid]
         sid = followers[0] if followers else pending[0]

@@ -54,6 +54,7 @@ class Phase:
 
     to: Kind
     manner: Manner = "rolling"
+    count: int | None = None  # rolling: switch only this many members (a migration half done)
 
 
 @attrs.define
@@ -118,7 +119,7 @@ def run(
 
 def _run_phase(ens: RollingEnsemble, phase: Phase, timeout: float) -> list[StepResult]:
     if phase.manner == "rolling":
-        return roll(ens, phase.to, timeout=timeout)
+        return roll(ens, phase.to, timeout=timeout, count=phase.count)
     if phase.manner == "reconfig":
         return [_reconfig_round_trip(ens, timeout)]
     else:

@@ -290,8 +290,11 @@ class Executor:
         try:
             for sess in slots:
                 transcript.append(self._connect(sess, resume=False))
+            for sess in slots:
+                # Every member has applied the base node (created through the first member) and
+                # every session's creation (a transaction) before the first step reads a zxid.
                 if self.ensemble and sess.connected:
-                    self._sync(sess)  # the base node, created through the first member
+                    self._sync(sess)
             for index, op in enumerate(seq.ops):
                 slot = op.s % len(slots)
                 sess = slots[slot]

@@ -5,8 +5,8 @@ leading`` / ``member N: following (leader L, ...)``; ZooKeeper logs ``LEADING - 
 TOOK`` or ``FOLLOWING - LEADER ELECTION TOOK`` followed by ``Successfully connected to leader,
 using address: /host:port`` (the leader's quorum port, which names it), and an observer
 ``Observing new leader sid=L``.  Only the first decision
-counts: what happens on the quorum port afterwards is issue 17's item 2, and until it lands the
-members fall back to LOOKING once they try to sync.
+counts: what happens on the quorum port afterwards (the sync with the leader) is tested by
+``tests/e2e/test_rolling_migration.py``.
 """
 
 from __future__ import annotations
