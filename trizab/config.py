@@ -180,6 +180,8 @@ class ServerConfig:
     sync_limit: int = 5
     data_dir: Path | None = None
     data_log_dir: Path | None = None
+    # ZooKeeper's dynamic configuration file: its server.N lines join zoo.cfg's (read, never written).
+    dynamic_config_file: Path | None = None
     # None: no plain-text listener (ZooKeeper: secureClientPort set and clientPort not).
     client_port: int | None = 2181
     client_port_address: str = "127.0.0.1"
@@ -507,6 +509,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "syncLimit": ("sync_limit", _int(1)),
     "dataDir": ("data_dir", _path),
     "dataLogDir": ("data_log_dir", _path),
+    "dynamicConfigFile": ("dynamic_config_file", _path),
     "clientPort": ("client_port", _int(0, 65535)),
     "clientPortAddress": ("client_port_address", str),
     "metricsProvider.className": ("metrics_provider", _metrics_provider),
@@ -739,7 +742,6 @@ _IGNORED_KEYS = frozenset(
         "electionPortBindRetry",
         "localSessionsEnabled",
         "localSessionsUpgradingEnabled",
-        "dynamicConfigFile",
         "quorumListenOnAllIPs",
         "maxSessionTimeoutMultiplier",
         "connectToLearnerMasterLimit",
@@ -820,6 +822,8 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
                 log.warning("%s:%d: unknown key %s; ignored", where, lineno, key)
         except ValueError as exc:
             raise ConfigError(f"{where}:{lineno}: bad value {key}={raw}: {exc}") from None
+    if values.get("dynamic_config_file") is not None:
+        servers = {**_dynamic_servers(values["dynamic_config_file"], where), **servers}
     if values.get("secure_client_port") is not None and not values.get("client_port"):
         # ZooKeeper: no clientPort (or clientPort=0) with a secureClientPort means TLS only.
         values["client_port"] = None
@@ -835,7 +839,36 @@ def parse(text: str, *, source: Path | None = None, read_myid: bool = True) -> S
     )
     config = _validate_tls(config, where, "secure_client_port_address" in values)
     _validate_sasl(config, where)
-    return _validate(config, where, read_myid=read_myid)
+    config = _validate(config, where, read_myid=read_myid)
+    own = config.servers.get(config.server_id) if config.server_id else None
+    if "client_port" not in values and "secure_client_port" not in values and own and own.client_port:
+        # ZooKeeper (QuorumPeerConfig): without clientPort, the client address is the one in this
+        # member's server line, which is where a ZooKeeper that rewrote its zoo.cfg for
+        # reconfigEnabled=true keeps it (in the dynamicConfigFile).
+        # (Without a host there, trizab's own default address stands, as for clientPort.)
+        address = values.get("client_port_address") or own.client_host or config.client_port_address
+        config = config.evolve(client_port=own.client_port, client_port_address=address)
+    return config
+
+
+def _dynamic_servers(path: Path, where: str) -> dict[int, QuorumServer]:
+    """The ``server.N`` lines of ZooKeeper's dynamic configuration file (``dynamicConfigFile``:
+    ZooKeeper 3.5+ with ``reconfigEnabled=true`` moves them there from zoo.cfg on its first start,
+    and the client address with them)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read dynamicConfigFile {path}: {exc}") from None
+    servers: dict[int, QuorumServer] = {}
+    for dyn_lineno, key, raw in _properties(text, str(path)):
+        if key.startswith("server.") and key[7:].isdigit():
+            try:
+                servers[int(key[7:])] = _server_line(int(key[7:]), raw)
+            except ValueError as exc:
+                raise ConfigError(f"{path}:{dyn_lineno}: bad value {key}={raw}: {exc}") from None
+        elif key != "version":
+            raise ConfigError(f"{path}:{dyn_lineno}: {key} does not belong in a dynamic configuration file")
+    return servers
 
 
 def _validate_sasl(config: ServerConfig, where: str) -> None:

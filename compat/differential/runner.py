@@ -80,10 +80,26 @@ class _Session:
 
 
 class Executor:
-    """Runs sequences against the server at ``address``; keep one per server across examples."""
+    """Runs sequences against the server at ``address``; keep one per server across examples.
 
-    def __init__(self, address: tuple[str, int], *, reply_timeout: float = 3.0) -> None:
-        self.address = address
+    With several addresses (the client ports of one ensemble's members), session slot ``k`` of
+    every sequence connects to member ``k mod n`` and the admin session to the first.  A write
+    made through one member then shows on another only once that member has applied it, so
+    the ensemble mode makes every session ``sync`` before it first runs anything and in every
+    barrier (not recorded: only the events that arrive before the sync's reply are): after a
+    sync a member has applied every transaction committed before it, and sent the
+    notifications they cause, as ZooKeeper orders them (before the sync's reply).  Each
+    step's effects are then seen by every session before the next step, whichever member it
+    is on, so the transcript does not depend on timing.
+    """
+
+    def __init__(
+        self, address: tuple[str, int] | Sequence[tuple[str, int]], *, reply_timeout: float = 3.0
+    ) -> None:
+        addresses = [address] if isinstance(address[0], str) else list(address)  # type: ignore[list-item]
+        self.addresses: list[tuple[str, int]] = addresses  # type: ignore[assignment]
+        self.address = self.addresses[0]
+        self.ensemble = len(self.addresses) > 1
         self.reply_timeout = reply_timeout
         self._admin: RawClient | None = None
         self.session_ids: dict[int, str] = {}
@@ -146,8 +162,9 @@ class Executor:
     def _connect(self, sess: _Session, *, resume: bool) -> Any:
         if sess.client is not None:
             sess.client.close()
+        address = self.addresses[int(sess.label[1:].split(".")[0]) % len(self.addresses)]
         try:
-            client = RawClient(self.address, timeout=self.reply_timeout)
+            client = RawClient(address, timeout=self.reply_timeout)
         except OSError as exc:
             return ("connect-failed", type(exc).__name__)
         sess.client = client
@@ -237,13 +254,23 @@ class Executor:
             client.read_until_xid(xid)
         client.ping()
 
+    def _sync(self, sess: _Session) -> list[Frame | Closed | TimedOut]:
+        """Ensemble mode: the frames before the reply to a ``sync`` of ``/`` (see the class doc)."""
+        client = sess.client
+        assert client is not None
+        xid = client.next_xid()
+        if not client.send(xid, OpCode.SYNC, jute.encode(r.SyncRequest("/"))):
+            return []
+        return [f for f in client.read_until_xid(xid) if not (isinstance(f, Frame) and f.header.xid == xid)]
+
     def _barrier(self, sessions: Sequence[_Session], unordered: bool) -> list[Any]:
         out: list[Any] = []
         for sess in sessions:
             if not sess.connected:
                 continue
             assert sess.client is not None
-            frames = sess.client.ping()
+            frames = self._sync(sess) if self.ensemble else []
+            frames += sess.client.ping()
             values = [_frame_value(f, -2) for f in frames]
             if values and values[-1] == ("ping",):
                 values.pop()
@@ -263,6 +290,11 @@ class Executor:
         try:
             for sess in slots:
                 transcript.append(self._connect(sess, resume=False))
+            for sess in slots:
+                # Every member has applied the base node (created through the first member) and
+                # every session's creation (a transaction) before the first step reads a zxid.
+                if self.ensemble and sess.connected:
+                    self._sync(sess)
             for index, op in enumerate(seq.ops):
                 slot = op.s % len(slots)
                 sess = slots[slot]

@@ -62,3 +62,21 @@ def trizab_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int
     ):
         assert proc.port is not None
         yield (proc.host, proc.port)
+
+
+@contextlib.contextmanager
+def ensemble(kinds: tuple[str, ...]) -> Iterator[list[tuple[str, int]]]:
+    """An ensemble whose members run the programs in ``kinds`` (``zookeeper``/``trizab``, one per
+    member), configured as the servers above; yields the members' (host, port), in sid order.
+
+    Raises AssertionError, saying how, if the members do not form one ensemble.
+    """
+    from testkit.rolling_ensemble import HOST, RollingEnsemble
+
+    with RollingEnsemble(
+        len(kinds),
+        extra_config=(*CONFIG_LINES, *TRIZAB_CONFIG_LINES),
+        java_properties=APACHE_JAVA_PROPERTIES,
+    ) as ens:
+        ens.start(kinds, timeout=60)  # type: ignore[arg-type]
+        yield [(HOST, slot.client_port) for slot in ens.slots]

@@ -480,3 +480,35 @@ def test_jaas_file_from_jvm_flags() -> None:
         "/a b/j.conf"
     )
     assert jaas_from_jvm_flags({"JVMFLAGS": "-Dunbalanced='x"}) is None
+
+
+def test_a_zoo_cfg_zookeeper_rewrote_for_reconfig_is_read_with_its_dynamic_file(tmp_path: Path) -> None:
+    """ZooKeeper 3.8 with reconfigEnabled=true moves the server lines and the client address out of
+    zoo.cfg into zoo.cfg.dynamic.<version> on its first start (exactly these shapes); a trizab
+    member started on that zoo.cfg is the same ensemble member on the same client port."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "myid").write_text("2\n")
+    dynamic = tmp_path / "zoo.cfg.dynamic.100000003"
+    dynamic.write_text(
+        "server.1=127.0.0.1:60395:47923:participant;127.0.0.1:53527\n"
+        "server.2=127.0.0.1:36429:40219:participant;127.0.0.1:53528\n"
+        "server.3=127.0.0.1:59417:47343:participant;53529\n"
+        "version=100000003\n"
+    )
+    static = tmp_path / "zoo.cfg"
+    static.write_text(
+        f"dataDir={data}\nreconfigEnabled=true\ninitLimit=10\ntickTime=1000\n"
+        f"dynamicConfigFile={dynamic}\n"
+    )
+    config = cfg.load(static)
+    assert sorted(config.servers) == [1, 2, 3]
+    assert config.server_id == 2
+    assert (config.client_port, config.client_port_address) == (53528, "127.0.0.1")
+    assert config.servers[3].client_port == 53529
+    dynamic.write_text("server.1=127.0.0.1:1:2\nclientPort=5\n")
+    with pytest.raises(cfg.ConfigError, match="clientPort does not belong in a dynamic configuration file"):
+        cfg.load(static)
+    dynamic.unlink()
+    with pytest.raises(cfg.ConfigError, match="cannot read dynamicConfigFile"):
+        cfg.load(static)

@@ -86,3 +86,36 @@ def test_old_notification_format_and_garbage() -> None:
     for bad in (b"", b"\x00" * 10, struct.pack(">iqqqqii", 9, 0, 0, 0, 0, 2, 0)):
         with pytest.raises(m.ProtocolError):
             m.decode_notification(bad, 1)
+
+
+def test_notification_bytes_are_fast_leader_election_build_msg() -> None:
+    """The exact bytes ``FastLeaderElection.buildMsg(state, leader, zxid, electionEpoch, epoch,
+    configData)`` writes for a FOLLOWING vote for 3 at 0x200000005, round 7, epoch 2, with
+    ZooKeeper's own configuration text (``QuorumMaj.toString()``)."""
+    cfg = b"server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\nversion=0"
+    n = m.Notification(1, 3, zxid(2, 5), 7, 2, m.PeerState.FOLLOWING, cfg)
+    java = (
+        bytes.fromhex("00000001")  # putInt(state)
+        + bytes.fromhex("0000000000000003")  # putLong(leader)
+        + bytes.fromhex("0000000200000005")  # putLong(zxid)
+        + bytes.fromhex("0000000000000007")  # putLong(electionEpoch)
+        + bytes.fromhex("0000000000000002")  # putLong(epoch)
+        + bytes.fromhex("00000002")  # putInt(Notification.CURRENTVERSION)
+        + len(cfg).to_bytes(4, "big")  # putInt(configData.length)
+        + cfg
+    )
+    assert m.encode_notification(n) == java
+    assert m.decode_notification(java, 1) == n
+
+
+def test_notifications_read_as_the_worker_receiver_reads_them() -> None:
+    """WorkerReceiver: a version-1 message of 44+ bytes carries no config; bytes after the
+    config are ignored; a config longer than what follows is malformed."""
+    base = struct.pack(">iqqqq", 0, 2, zxid(1, 1), 3, 1)
+    v1 = base + struct.pack(">i", 1) + b"\xff" * 8
+    assert m.decode_notification(v1, 2) == m.Notification(2, 2, zxid(1, 1), 3, 1, m.PeerState.LOOKING)
+    trailing = base + struct.pack(">ii", 2, 3) + b"abc" + b"zz"
+    assert m.decode_notification(trailing, 2).config == b"abc"
+    for bad in (base + struct.pack(">ii", 2, 9) + b"abc", base + struct.pack(">ii", 2, -1), base + b"\0\0"):
+        with pytest.raises(m.ProtocolError):
+            m.decode_notification(bad, 2)

@@ -14,8 +14,11 @@ with the *higher* id wins:
 * a connection accepted from a higher id replaces any earlier one with it.
 
 A connection starts with ZooKeeper's header (``long protocolVersion (-65536),
-long sid, int addressLength, address``) and then carries notifications framed as
-``int length`` + the FLE message (:func:`trizab.zab.messages.encode_notification`).
+long sid, int addressLength, address``; we also read the other two forms ZooKeeper 3.8
+reads, see :func:`parse_header`) and then carries notifications framed as ``int length``
++ the FLE message (:func:`trizab.zab.messages.encode_notification`), exactly as
+``QuorumCnxManager`` and ``FastLeaderElection.buildMsg`` write them, so trizab and
+ZooKeeper members elect together.
 
 Election traffic is lossy by design (FLE re-sends): each peer has a small
 outgoing buffer; when it is full the oldest notification is dropped, and
@@ -43,6 +46,7 @@ from trizab.runtime.events import ElectionReceived
 from trizab.runtime.quorum import FrameError, frame, peer_host, read_frame
 from trizab.runtime.quorum_auth import QuorumAuthError, QuorumSasl
 from trizab.runtime.tls import PeerTls
+from trizab.zab.membership import sent_by_zookeeper
 from trizab.zab.messages import Notification, ProtocolError, decode_notification, encode_notification
 
 __all__ = ["ElectionTransport", "parse_header", "peer_address"]
@@ -50,7 +54,10 @@ __all__ = ["ElectionTransport", "parse_header", "peer_address"]
 log = logging.getLogger("trizab.election")
 limit_floods(log)  # any stranger can connect: its refusals are rate-limited
 
+# QuorumCnxManager.PROTOCOL_VERSION_V1, what we send (and ZooKeeper unless multiAddress.enabled),
+# and PROTOCOL_VERSION_V2, which we accept: several addresses separated by "|".
 PROTOCOL_VERSION = -65536
+PROTOCOL_VERSION_V2 = -65535
 SEND_CAPACITY = 8
 # Servers not in our configuration that we keep election connections with at once (a new
 # server joining by reconfig talks to us before the reconfig commits).  Anyone can claim
@@ -59,6 +66,7 @@ MAX_GUESTS = 16
 MAX_NOTIFICATION = 64 * 1024
 MAX_ADDRESS = 1024
 _HEADER = struct.Struct(">qqi")
+_LONG = struct.Struct(">q")
 
 
 @attrs.define(eq=False)
@@ -77,18 +85,34 @@ class _Peer:
 def parse_header(buf: bytes | bytearray) -> tuple[int, str, int] | None:
     """The connection header at the start of ``buf``: ``(sid, address, bytes used)``.
 
-    None while ``buf`` is too short to hold it; :class:`FrameError` if it is not one
-    (another protocol version, or an address length outside 0..1024).
+    As ``QuorumCnxManager.handleConnection`` reads it: a first long that is not negative is
+    the server id of a pre-3.5 server (no address follows); otherwise it is the protocol
+    version, ``PROTOCOL_VERSION_V1`` (one ``host:port``) or ``PROTOCOL_VERSION_V2`` (what a
+    server with ``multiAddress.enabled`` sends: ``host:port|host:port...``, of which we keep
+    the first that is not a wildcard, as ZooKeeper connects to any), then the sid and the
+    address's length (1..1024) and bytes.  None while ``buf`` is too short to hold it;
+    :class:`FrameError` if it is not one.
     """
+    if len(buf) < 8:
+        return None
+    (first,) = _LONG.unpack_from(buf)
+    if first >= 0:
+        return first, "", 8
     if len(buf) < _HEADER.size:
         return None
     version, sid, n = _HEADER.unpack_from(buf)
-    if version != PROTOCOL_VERSION or not 0 <= n <= MAX_ADDRESS:
+    if version not in (PROTOCOL_VERSION, PROTOCOL_VERSION_V2) or not 0 < n <= MAX_ADDRESS:
         raise FrameError(f"unsupported election protocol header {version} {sid} {n}")
     if len(buf) < _HEADER.size + n:
         return None
-    address = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
-    return sid, address, _HEADER.size + n
+    text = bytes(buf[_HEADER.size : _HEADER.size + n]).decode("utf-8", "replace")
+    addresses = text.split("|") if version == PROTOCOL_VERSION_V2 else [text]
+    usable = [a for a in addresses if a.rpartition(":")[0].strip("[]") not in _WILDCARDS]
+    return sid, (usable[0] if usable else ""), _HEADER.size + n
+
+
+# NetUtils.isWildcardAddress: an address a peer listens on but cannot be connected to.
+_WILDCARDS = frozenset({"0.0.0.0", "::", "0:0:0:0:0:0:0:0"})
 
 
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|[A-Za-z0-9_.-]{1,253}")
@@ -123,9 +147,14 @@ class ElectionTransport:
         handshake_s: float = 5.0,
         tls: PeerTls | None = None,
         auth: QuorumSasl | None = None,
+        policy: str | None = None,
     ) -> None:
         self.tls = tls  # sslQuorum / portUnification (None: plain TCP only)
         self.auth = auth  # quorum.auth.enableSasl: SASL right after the connection header
+        # The election policy's name (None: the default, fast): only ``fast`` orders votes as
+        # ZooKeeper's members do.
+        self.policy = policy or "fast"
+        self.zookeeper_peers: set[int] = set()  # senders seen with ZooKeeper's notifications
         self.my_id = my_id
         self.addresses = addresses
         self._post = post
@@ -373,13 +402,38 @@ class ElectionTransport:
             await p.wakeup.wait()
 
     async def _receiver(self, p: _Peer, stream: trio.abc.Stream, buf: bytearray) -> None:
+        malformed = 0
         while True:
             try:
                 data = await read_frame(stream, buf, MAX_NOTIFICATION)
-                if data is None:
-                    return
-                note = decode_notification(data, p.sid)
-            except (FrameError, ProtocolError) as e:
+            except FrameError as e:
                 log.info("closing election connection with %d: %s", p.sid, e)
                 return
+            if data is None:
+                return
+            try:
+                note = decode_notification(data, p.sid)
+            except ProtocolError as e:
+                # FastLeaderElection skips a malformed notification and keeps the connection
+                # (its framing is intact); one line per connection, not one per message.
+                malformed += 1
+                if malformed == 1:
+                    log.warning("skipping a malformed election notification from %d: %s", p.sid, e)
+                continue
+            if note.config and p.sid not in self.zookeeper_peers and sent_by_zookeeper(note.config):
+                self._saw_zookeeper(p.sid)
             await self._post(ElectionReceived(note))
+
+    def _saw_zookeeper(self, sid: int) -> None:
+        """An Apache ZooKeeper member takes part in our elections: say once what that means
+        for a policy other than ``fast`` (ZooKeeper's members order votes by epoch, zxid and
+        server id only, and know nothing of ``election.prefer`` or ``election.leader``)."""
+        self.zookeeper_peers.add(sid)
+        if self.policy != "fast":
+            log.error(
+                "server %d is an Apache ZooKeeper member, but election=%s: in a mixed ensemble the "
+                "ZooKeeper members ignore this policy and may elect a leader it would not, or leave "
+                "this member out; use election=fast until every member runs trizab",
+                sid,
+                self.policy,
+            )

@@ -179,7 +179,12 @@ def _transports(
         auth=auth,
     )
     election = ElectionTransport(
-        my_id, {s.sid: (s.host, s.election_port) for s in servers}, core_task.post, tls=tls, auth=auth
+        my_id,
+        {s.sid: (s.host, s.election_port) for s in servers},
+        core_task.post,
+        tls=tls,
+        auth=auth,
+        policy=config.election_name,
     )
     return quorum, election
 

@@ -34,6 +34,7 @@ __all__ = [
     "SnapshotMembershipFn",
     "parse_config_text",
     "render_membership",
+    "sent_by_zookeeper",
     "txn_membership",
 ]
 
@@ -103,6 +104,21 @@ def render_membership(m: Membership, committed: bool = False) -> bytes:
     if committed:
         lines.append(COMMITTED_LINE.decode())
     return "\n".join(lines).encode()
+
+
+def sent_by_zookeeper(config: bytes) -> bool:
+    """Whether an election notification's configuration comes from an Apache ZooKeeper member.
+
+    ZooKeeper puts ``QuorumMaj.toString()`` in every notification it sends, with each
+    member's addresses (``server.1=10.0.0.1:2888:3888:participant;...``); trizab sends
+    nothing, or :func:`render_membership`'s roles without addresses (``server.1=:::...``).
+    So a server line with a host in it is ZooKeeper's.
+    """
+    for line in config.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.startswith("server.") and not value.startswith(":"):
+            return True
+    return False
 
 
 def txn_membership(data: bytes) -> Membership | None:

@@ -323,16 +323,27 @@ def encode_notification(n: Notification) -> bytes:
 
 
 def decode_notification(data: bytes, sender: int) -> Notification:
-    """Decode a notification; the 40-byte pre-3.4 and 28-byte forms are accepted as ZooKeeper does."""
-    if len(data) >= _NOTIFICATION.size:
-        state, leader, z, ee, pe, _version, n = _NOTIFICATION.unpack_from(data)
-        config = data[_NOTIFICATION.size :]
-        if n != len(config):
-            raise ProtocolError(f"notification config length {n} but {len(config)} bytes follow")
-    elif len(data) in (28, 40):
+    """Decode a notification as ``FastLeaderElection.Messenger.WorkerReceiver`` reads one.
+
+    The 28-byte (no peer epoch) and 40-byte (no version) forms of older servers are accepted;
+    a configuration follows only when the version is above 1, and bytes after it are ignored,
+    as ZooKeeper ignores them.  :class:`ProtocolError` for what ZooKeeper skips as malformed.
+    """
+    if len(data) in (28, 40):
         state, leader, z, ee = struct.unpack_from(">iqqq", data)
         pe = struct.unpack_from(">q", data, 28)[0] if len(data) == 40 else epoch_of(z)
         config = b""
+    elif len(data) >= _NOTIFICATION.size - 4:
+        state, leader, z, ee, pe, version = struct.unpack_from(">iqqqqi", data)
+        config = b""
+        if version > 1:
+            if len(data) < _NOTIFICATION.size:
+                raise ProtocolError(f"notification of version {version} without a config length")
+            n = _NOTIFICATION.unpack_from(data)[6]
+            config = data[_NOTIFICATION.size : _NOTIFICATION.size + max(n, 0)]
+            if n < 0 or n != len(config):
+                follow = len(data) - _NOTIFICATION.size
+                raise ProtocolError(f"notification config length {n} but {follow} bytes follow")
     else:
         raise ProtocolError(f"notification of {len(data)} bytes")
     try:

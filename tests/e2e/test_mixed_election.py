@@ -1,0 +1,148 @@
+"""trizab and Apache ZooKeeper 3.8 members elect one leader together (the election port only).
+
+Each side's decision is read from its log, as an operator would: trizab logs ``member N:
+leading`` / ``member N: following (leader L, ...)``; ZooKeeper logs ``LEADING - LEADER ELECTION
+TOOK`` or ``FOLLOWING - LEADER ELECTION TOOK`` followed by ``Successfully connected to leader,
+using address: /host:port`` (the leader's quorum port, which names it), and an observer
+``Observing new leader sid=L``.  Only the first decision
+counts: what happens on the quorum port afterwards (the sync with the leader) is tested by
+``tests/e2e/test_rolling_migration.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testkit import apache_zk
+from testkit.rolling_ensemble import RollingEnsemble, Slot
+
+pytestmark = [pytest.mark.apache, pytest.mark.slow, pytest.mark.timeout(180)]
+
+if not apache_zk.available():
+    pytest.skip("Apache ZooKeeper (Debian package zookeeper) is not installed", allow_module_level=True)
+
+_TRIZAB = re.compile(r"member (\d+): (leading|following|observing) \(leader (\d+)")
+_ZK_TOOK = re.compile(r"(LEADING|FOLLOWING|OBSERVING) - LEADER ELECTION TOOK")
+_ZK_LEADER = re.compile(r"Successfully connected to leader, using address: [^:]*:(\d+)")
+_ZK_OBSERVING = re.compile(r"Observing new leader sid=(\d+)")
+
+
+def _first_decision(ens: RollingEnsemble, slot: Slot) -> int | None:
+    """The leader ``slot``'s program first decided on, from its log; None if none yet."""
+    assert slot.kind is not None
+    text = slot.program_log(slot.kind)
+    if slot.kind == "trizab":
+        m = _TRIZAB.search(text)
+        return int(m.group(3)) if m else None
+    observing = _ZK_OBSERVING.search(text)
+    if observing is not None:  # an observer logs no "LEADER ELECTION TOOK"
+        return int(observing.group(1))
+    took = _ZK_TOOK.search(text)
+    if took is None:
+        return None
+    if took.group(1) == "LEADING":
+        return slot.sid
+    m = _ZK_LEADER.search(text, took.end())
+    if m is None:
+        return None
+    by_port = {s.quorum_port: s.sid for s in ens.slots}
+    return by_port.get(int(m.group(1)), -1)
+
+
+def _decisions(ens: RollingEnsemble, sids: list[int], timeout: float = 40) -> dict[int, int]:
+    """Each member's first decision (its program's log starts empty in these tests)."""
+    deadline = time.monotonic() + timeout
+    found: dict[int, int] = {}
+    while time.monotonic() < deadline:
+        for sid in sids:
+            if sid not in found:
+                decision = _first_decision(ens, ens[sid])
+                if decision is not None:
+                    found[sid] = decision
+        if len(found) == len(sids):
+            return found
+        time.sleep(0.2)
+    tails = "\n".join(f"--- member {sid}\n{ens[sid].tail(15)}" for sid in sids if sid not in found)
+    missing = sorted(set(sids) - set(found))
+    raise AssertionError(f"no election decision from {missing} in {timeout} s:\n{tails}")
+
+
+def _wait_log(slot: Slot, needle: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while needle not in slot.log_text():
+        assert time.monotonic() < deadline, f"member {slot.sid} never logged {needle!r}:\n{slot.tail()}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def ensemble(tmp_path: Path) -> Iterator[RollingEnsemble]:
+    with RollingEnsemble(3, workdir=tmp_path) as ens:
+        yield ens
+
+
+def test_zookeeper_members_and_a_trizab_member_elect_the_trizab_member(ensemble: RollingEnsemble) -> None:
+    # Equal histories: the highest id wins (totalOrderPredicate), here the trizab member.  It
+    # starts first, so that it is on the election port when the ZooKeeper members vote.
+    ensemble[3].start("trizab")
+    _wait_log(ensemble[3], "serving clients")
+    ensemble[1].start("zookeeper")
+    ensemble[2].start("zookeeper")
+    assert _decisions(ensemble, [1, 2, 3]) == {1: 3, 2: 3, 3: 3}
+
+
+def test_trizab_members_and_a_zookeeper_member_elect_the_zookeeper_member(ensemble: RollingEnsemble) -> None:
+    ensemble[3].start("zookeeper")
+    _wait_log(ensemble[3], "LOOKING")
+    ensemble[1].start("trizab")
+    ensemble[2].start("trizab")
+    assert _decisions(ensemble, [1, 2, 3]) == {1: 3, 2: 3, 3: 3}
+
+
+@pytest.mark.parametrize(("running", "joining"), [("zookeeper", "trizab"), ("trizab", "zookeeper")])
+def test_a_member_switched_to_the_other_program_follows_the_running_leader(
+    ensemble: RollingEnsemble, running: str, joining: str
+) -> None:
+    ensemble.start([running] * 3)  # type: ignore[list-item]
+    leader = ensemble.leader()
+    assert leader is not None
+    follower = next(s for s in ensemble.slots if s.sid != leader.sid)
+    follower.stop()
+    follower.start(joining)  # type: ignore[arg-type]
+    assert _decisions(ensemble, [follower.sid]) == {follower.sid: leader.sid}
+    # Its election did not disturb the running ensemble: the same leader, still leading.
+    assert ensemble.leader() is leader
+
+
+def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: Path) -> None:
+    with RollingEnsemble(3, workdir=tmp_path, extra_config=["election=priority", "election.prefer=1"]) as ens:
+        ens[3].start("zookeeper")
+        _wait_log(ens[3], "LOOKING")
+        ens[1].start("trizab")
+        ens[2].start("trizab")
+        _decisions(ens, [1, 2, 3])
+        time.sleep(2)  # more notifications from the ZooKeeper member: still one line
+        for sid in (1, 2):
+            lines = [line for line in ens[sid].log_text().splitlines() if "Apache ZooKeeper member" in line]
+            assert len(lines) == 1, lines
+            assert "server 3 is an Apache ZooKeeper member, but election=priority" in lines[0]
+            assert "use election=fast" in lines[0]
+
+
+@pytest.mark.parametrize(("running", "joining"), [("zookeeper", "trizab"), ("trizab", "zookeeper")])
+def test_an_observer_switched_to_the_other_program_finds_the_running_leader(
+    tmp_path: Path, running: str, joining: str
+) -> None:
+    with RollingEnsemble(3, observers=1, workdir=tmp_path) as ens:
+        ens.start([running] * 4)  # type: ignore[list-item]
+        leader = ens.leader()
+        assert leader is not None
+        observer = ens[4]
+        observer.stop()
+        observer.start(joining)  # type: ignore[arg-type]
+        assert _decisions(ens, [4]) == {4: leader.sid}
+        assert ens.leader() is leader
