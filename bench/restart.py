@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import struct
@@ -50,6 +51,11 @@ WINDOW = 2000  # requests in flight while loading over the wire
 _LEN = struct.Struct(">i")
 _REPLY = struct.Struct(">iqi")
 NO_AUTOMATIC_SNAPSHOTS = "snapCount=100000000"
+# ZooKeeper's administrator guide sizes the heap by load testing, well below what would swap.
+# This load test (1,001,001 znodes of 32 bytes + 100,000 setData) leaves 349 MB of live heap
+# after a full collection (``live_heap_mb``); 1 GB is about three times that, and zkEnv.sh's
+# default (1000m) too.
+DEFAULT_ZK_HEAP = "1g"
 
 
 def paths(nodes: int) -> Iterator[str]:
@@ -202,20 +208,35 @@ def timed_start_trizab(server: TrizabProcess, probe: str) -> float:
     return time.monotonic() - started
 
 
-def run_trizab(workdir: Path, nodes: int, log: int, data: bytes) -> dict[str, float]:
+def live_trizab(workdir: Path, nodes: int, data: bytes) -> float:
+    """RSS (MB) of a fresh server after the same creates as ZooKeeper's, over the wire."""
     server = TrizabProcess(
-        workdir, storage="txnlog", extra_config=[NO_AUTOMATIC_SNAPSHOTS], log_level="WARNING"
+        workdir / "live", storage="txnlog", extra_config=[NO_AUTOMATIC_SNAPSHOTS], log_level="WARNING"
+    )
+    server.start(timeout=60)
+    try:
+        over_the_wire(server.port or 0, create_frames(nodes, data), f"{nodes:,} creates")
+        return _settled_rss_mb(server.pid)
+    finally:
+        server.stop(timeout=120)
+        shutil.rmtree(workdir / "live", ignore_errors=True)
+
+
+def run_trizab(workdir: Path, nodes: int, log: int, data: bytes, live: bool) -> dict[str, float]:
+    out = {"rss_live_mb": live_trizab(workdir, nodes, data)} if live else {}
+    server = TrizabProcess(
+        workdir / "restart", storage="txnlog", extra_config=[NO_AUTOMATIC_SNAPSHOTS], log_level="WARNING"
     )
     server.write_config()
     bulk_load_trizab(server.data_dir, nodes, data)
     probe = leaf(nodes - 1)
-    out = {"start_snapshot_only_s": timed_start_trizab(server, probe)}
+    out["start_snapshot_only_s"] = timed_start_trizab(server, probe)
     print(f"[restart]   trizab start, snapshot only: {out['start_snapshot_only_s']:.2f} s", file=sys.stderr)
     over_the_wire(server.port or 0, set_frames(nodes, log, data[::-1] or b"y"), f"{log:,} setData")
     server.stop(timeout=120)
     out["disk_mb"] = du(server.data_dir) / 1e6
     out["start_s"] = timed_start_trizab(server, probe)
-    out["rss_mb"] = _rss_mb(server.pid)
+    out["rss_mb"] = _settled_rss_mb(server.pid)
     server.stop(timeout=120)
     return out
 
@@ -231,7 +252,7 @@ def timed_start_zk(zk: apache_zk.ApacheZooKeeper, probe: str) -> float:
     return time.monotonic() - started
 
 
-def run_zk(workdir: Path, nodes: int, log: int, data: bytes, heap: str) -> dict[str, float]:
+def run_zk(workdir: Path, nodes: int, log: int, data: bytes, heap: str, live: bool) -> dict[str, float]:
     zk = apache_zk.ApacheZooKeeper(
         workdir=workdir,
         extra_config=[NO_AUTOMATIC_SNAPSHOTS],
@@ -242,9 +263,12 @@ def run_zk(workdir: Path, nodes: int, log: int, data: bytes, heap: str) -> dict[
     zk.start()
     try:
         over_the_wire(zk.client_port, create_frames(nodes, data), f"{nodes:,} creates")
+        out = {"rss_live_mb": _settled_rss_mb(zk.pid)} if live else {}
+        # After the RSS: the forced full collection would shrink what the JVM holds.
+        out["live_heap_mb"] = _java_live_heap_mb(zk.pid)
         zk.stop(grace=120)
         # ZooKeeper snapshots what it loaded at start-up: from here on the tree is in one snapshot.
-        out = {"start_log_only_s": timed_start_zk(zk, probe)}
+        out["start_log_only_s"] = timed_start_zk(zk, probe)
         print(f"[restart]   zookeeper start, log only: {out['start_log_only_s']:.2f} s", file=sys.stderr)
         over_the_wire(zk.client_port, set_frames(nodes, log, data[::-1] or b"y"), f"{log:,} setData")
         zk.stop(grace=120)
@@ -252,10 +276,32 @@ def run_zk(workdir: Path, nodes: int, log: int, data: bytes, heap: str) -> dict[
         out["disk_mb"] = du(zk.data_dir) / 1e6
         out["snapshots_before_restart"] = len(snaps)
         out["start_s"] = timed_start_zk(zk, probe)
-        out["rss_mb"] = _rss_mb(zk.pid)
+        out["rss_mb"] = _settled_rss_mb(zk.pid)
     finally:
         zk.stop(grace=120)
     return out
+
+
+def _settled_rss_mb(pid: int | None, seconds: float = 3.0) -> float:
+    """RSS a few seconds after the work stopped (a collector or a flush may still be running)."""
+    time.sleep(seconds)
+    return _rss_mb(pid)
+
+
+def _java_live_heap_mb(pid: int | None) -> float:
+    """The JVM's heap in use right after a full collection: the data's real footprint.
+
+    ZooKeeper's administrator guide sizes the heap by load testing ("make sure you are well
+    below the usage limit that would cause you to swap"); this is the figure such a test gives.
+    """
+    if pid is None or shutil.which("jcmd") is None:
+        return float("nan")
+    subprocess.run(["jcmd", str(pid), "GC.run"], capture_output=True, timeout=120, check=False)
+    info = subprocess.run(
+        ["jcmd", str(pid), "GC.heap_info"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    m = re.search(r"used (\d+)K", info)
+    return int(m.group(1)) / 1024 if m else float("nan")
 
 
 def _rss_mb(pid: int | None) -> float:
@@ -273,7 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log", type=int, default=100_000, help="setData records after the snapshot")
     parser.add_argument("--data-size", type=int, default=32)
     parser.add_argument("--servers", default="trizab,apache", help="comma list of trizab, apache")
-    parser.add_argument("--zk-heap", default="4g", help="ZooKeeper's JVM heap (-Xmx/-Xms)")
+    parser.add_argument(
+        "--zk-heap",
+        default=DEFAULT_ZK_HEAP,
+        help=f"ZooKeeper's JVM heap, -Xmx and -Xms (default {DEFAULT_ZK_HEAP}, see DEFAULT_ZK_HEAP)",
+    )
+    parser.add_argument(
+        "--no-live", dest="live", action="store_false", help="skip the RSS after creating the znodes live"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directories (prints them)")
     args = parser.parse_args(argv)
     data = bytes((i * 7) % 251 for i in range(args.data_size))
@@ -283,9 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[restart] {name} in {workdir}", file=sys.stderr, flush=True)
         try:
             if name == "trizab":
-                results[name] = run_trizab(workdir, args.nodes, args.log, data)
+                results[name] = run_trizab(workdir, args.nodes, args.log, data, args.live)
             elif name == "apache":
-                results[name] = run_zk(workdir, args.nodes, args.log, data, args.zk_heap)
+                results[name] = run_zk(workdir, args.nodes, args.log, data, args.zk_heap, args.live)
             else:
                 parser.error(f"unknown server {name!r}")
         except (OSError, RuntimeError, subprocess.SubprocessError, apache_zk.ApacheZooKeeperError) as exc:
@@ -296,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     znodes = args.nodes + (args.nodes + FANOUT - 1) // FANOUT + 1
     print(
         f"restart with {znodes:,} znodes ({args.data_size} B each) in a snapshot + {args.log:,} log records"
+        f" (ZooKeeper: -Xmx{args.zk_heap} -Xms{args.zk_heap})"
     )
     for name, res in results.items():
         if isinstance(res, str):

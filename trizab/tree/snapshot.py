@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from trizab.tree.acl import OPEN_ACL_UNSAFE, intern_acl
-from trizab.tree.datatree import CONTAINER, NORMAL, TTL, DataTree, Node, ephemeral_kind
+from trizab.tree.datatree import NO_CHILDREN, CONTAINER, NORMAL, TTL, DataTree, Node, ephemeral_kind
 from trizab.wire import records as r
 from trizab.wire.jute import Buffer, JuteError, Long, decode_prefix, record
 
@@ -151,8 +151,7 @@ class SnapshotWriter:
             )
             written += 1
             if node.children:
-                prefix = "/" if path == "/" else path + "/"
-                stack.extend([prefix + c for c in reversed(node.children)])
+                stack.extend(reversed(node.children))  # full paths: see Node.children
         self.nodes_written += written
         if not stack:
             self._done = True
@@ -274,6 +273,15 @@ def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCal
             pos += n
         ref, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = unpack_tail(data, pos)
         pos += tail_size
+        # unpack_from makes a fresh int object (32 bytes) of every 64-bit field; equal fields
+        # share one instead, as a node created live does (measured with 1,000,000 nodes:
+        # 160 -> 64 bytes of ints per node, as most nodes were never changed).
+        if mzxid == czxid:
+            mzxid = czxid
+        if pzxid == czxid:
+            pzxid = czxid
+        if mtime == ctime:
+            mtime = ctime
         acl = acl_by_ref.get(ref)
         if acl is None:
             raise JuteError(f"unknown ACL reference {ref}")
@@ -297,7 +305,10 @@ def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCal
             parent = nodes.get(path[:i] or "/")
             if parent is None:
                 raise JuteError(f"snapshot node {path!r} has no parent")
-            parent.children[path[i + 1 :]] = None
+            children = parent.children
+            if children is NO_CHILDREN:
+                children = parent.children = {}
+            children[path] = None  # by full path, see Node.children
             if kind == CONTAINER:
                 containers[path] = None
             elif kind == TTL:
