@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from trizab.tree.acl import OPEN_ACL_UNSAFE, intern_acl
-from trizab.tree.datatree import NO_CHILDREN, CONTAINER, NORMAL, TTL, DataTree, Node, ephemeral_kind
+from trizab.tree.datatree import CONTAINER, NO_CHILDREN, NORMAL, TTL, DataTree, Node, ephemeral_kind
 from trizab.wire import records as r
 from trizab.wire.jute import Buffer, JuteError, Long, decode_prefix, record
 
