@@ -188,7 +188,10 @@ def bulk_load_trizab(data_dir: Path, nodes: int, data: bytes) -> None:
     for zxid, path in enumerate(paths(nodes), start=1):
         parent = tree.nodes[path[: path.rfind("/")] or "/"]
         body = r.CreateTxn(path, data, acl, False, parent.cversion + 1)
-        tree.process_txn(r.TxnHeader(0, zxid, zxid, t, int(OpCode.CREATE)), body)
+        # Timestamps as a server creating 30,000 znodes a second would give them (one per
+        # millisecond would overstate what nodes can share, one for all would understate).
+        header = r.TxnHeader(0, zxid, zxid, t + zxid // 30, int(OpCode.CREATE))
+        tree.process_txn(header, body)
     snap = serialize_snapshot(tree)
     storage = TxnLogStoragePlugin(data_dir=data_dir, data_log_dir=None, force_sync=True)
     storage.open()

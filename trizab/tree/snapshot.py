@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from trizab.tree.acl import OPEN_ACL_UNSAFE, intern_acl
-from trizab.tree.datatree import CONTAINER, NO_CHILDREN, NORMAL, TTL, DataTree, Node, ephemeral_kind
+from trizab.tree.datatree import CONTAINER, NO_CHILDREN, TTL, DataTree, Node, ephemeral_kind, make_node
 from trizab.wire import records as r
 from trizab.wire.jute import Buffer, JuteError, Long, decode_prefix, record
 
@@ -251,6 +251,7 @@ def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCal
     containers: dict[str, None] = {}
     ttls: dict[str, None] = {}
     extended = tree.extended_types
+    last_time = 0
     unpack_tail = _NODE_TAIL.unpack_from
     tail_size = _NODE_TAIL.size
     while True:
@@ -275,31 +276,29 @@ def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCal
         pos += tail_size
         # unpack_from makes a fresh int object (32 bytes) of every 64-bit field; equal fields
         # share one instead, as a node created live does (measured with 1,000,000 nodes:
-        # 160 -> 64 bytes of ints per node, as most nodes were never changed).
+        # 160 -> 64 bytes of ints per node, as most nodes were never changed; 32 when the
+        # nodes were created in bursts, as they are).
         if mzxid == czxid:
             mzxid = czxid
         if pzxid == czxid:
             pzxid = czxid
+        if ctime == last_time:  # and nodes created in one millisecond share theirs
+            ctime = last_time
+        else:
+            last_time = ctime
         if mtime == ctime:
             mtime = ctime
         acl = acl_by_ref.get(ref)
         if acl is None:
             raise JuteError(f"unknown ACL reference {ref}")
-        kind = ephemeral_kind(owner, extended) if owner else 0
-        node = Node(
-            value,
-            acl,
-            czxid,
-            mzxid,
-            ctime,
-            mtime,
-            version,
-            cversion,
-            aversion,
-            owner,
-            pzxid,
-            owner if kind == NORMAL else 0,
-        )
+        if owner:
+            kind = ephemeral_kind(owner, extended)
+            node = make_node(
+                value, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid, kind
+            )
+        else:
+            kind = 0
+            node = Node(value, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, pzxid)
         if path:
             i = path.rfind("/")
             parent = nodes.get(path[:i] or "/")
