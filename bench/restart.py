@@ -225,10 +225,11 @@ def live_trizab(workdir: Path, nodes: int, data: bytes) -> float:
         shutil.rmtree(workdir / "live", ignore_errors=True)
 
 
-def run_trizab(workdir: Path, nodes: int, log: int, data: bytes, live: bool) -> dict[str, float]:
+def prepare_trizab(workdir: Path, nodes: int, log: int, data: bytes, live: bool) -> dict[str, float]:
+    """The data directory to restart from, kept in ``workdir/"pristine"``; returns what was measured."""
     out = {"rss_live_mb": live_trizab(workdir, nodes, data)} if live else {}
     server = TrizabProcess(
-        workdir / "restart", storage="txnlog", extra_config=[NO_AUTOMATIC_SNAPSHOTS], log_level="WARNING"
+        workdir / "prepare", storage="txnlog", extra_config=[NO_AUTOMATIC_SNAPSHOTS], log_level="WARNING"
     )
     server.write_config()
     bulk_load_trizab(server.data_dir, nodes, data)
@@ -238,10 +239,25 @@ def run_trizab(workdir: Path, nodes: int, log: int, data: bytes, live: bool) -> 
     over_the_wire(server.port or 0, set_frames(nodes, log, data[::-1] or b"y"), f"{log:,} setData")
     server.stop(timeout=120)
     out["disk_mb"] = du(server.data_dir) / 1e6
-    out["start_s"] = timed_start_trizab(server, probe)
-    out["rss_mb"] = _settled_rss_mb(server.pid)
-    server.stop(timeout=120)
+    shutil.copytree(server.data_dir, workdir / "pristine")
+    shutil.rmtree(workdir / "prepare", ignore_errors=True)
     return out
+
+
+def restart_trizab(workdir: Path, nodes: int) -> tuple[float, float]:
+    """One timed restart from a copy of the prepared data: (seconds to first read, RSS MB)."""
+    server = TrizabProcess(
+        workdir / "run", storage="txnlog", extra_config=[NO_AUTOMATIC_SNAPSHOTS], log_level="WARNING"
+    )
+    server.write_config()
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+    shutil.copytree(workdir / "pristine", server.data_dir)
+    try:
+        seconds = timed_start_trizab(server, leaf(nodes - 1))
+        return seconds, _settled_rss_mb(server.pid)
+    finally:
+        server.stop(timeout=120)
+        shutil.rmtree(workdir / "run", ignore_errors=True)
 
 
 # --- Apache ZooKeeper ----------------------------------------------------------------------------
@@ -255,13 +271,18 @@ def timed_start_zk(zk: apache_zk.ApacheZooKeeper, probe: str) -> float:
     return time.monotonic() - started
 
 
-def run_zk(workdir: Path, nodes: int, log: int, data: bytes, heap: str, live: bool) -> dict[str, float]:
-    zk = apache_zk.ApacheZooKeeper(
+def _zookeeper(workdir: Path, heap: str) -> apache_zk.ApacheZooKeeper:
+    return apache_zk.ApacheZooKeeper(
         workdir=workdir,
         extra_config=[NO_AUTOMATIC_SNAPSHOTS],
         jvm_args=[f"-Xmx{heap}", f"-Xms{heap}"],
         start_timeout=600,
     )
+
+
+def prepare_zk(workdir: Path, nodes: int, log: int, data: bytes, heap: str, live: bool) -> dict[str, float]:
+    """The data directory to restart from, kept in ``workdir/"pristine"``; returns what was measured."""
+    zk = _zookeeper(workdir / "prepare", heap)
     probe = leaf(nodes - 1)
     zk.start()
     try:
@@ -278,11 +299,25 @@ def run_zk(workdir: Path, nodes: int, log: int, data: bytes, heap: str, live: bo
         snaps = sorted((zk.data_dir / "version-2").glob("snapshot.*"))
         out["disk_mb"] = du(zk.data_dir) / 1e6
         out["snapshots_before_restart"] = len(snaps)
-        out["start_s"] = timed_start_zk(zk, probe)
-        out["rss_mb"] = _settled_rss_mb(zk.pid)
+        # Every restart writes a snapshot: each timed one starts from a copy of this directory.
+        shutil.copytree(zk.data_dir, workdir / "pristine")
     finally:
         zk.stop(grace=120)
+    shutil.rmtree(workdir / "prepare", ignore_errors=True)
     return out
+
+
+def restart_zk(workdir: Path, nodes: int, heap: str) -> tuple[float, float]:
+    """One timed restart from a copy of the prepared data: (seconds to first read, RSS MB)."""
+    zk = _zookeeper(workdir / "run", heap)
+    zk.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(workdir / "pristine", zk.data_dir)
+    try:
+        seconds = timed_start_zk(zk, leaf(nodes - 1))
+        return seconds, _settled_rss_mb(zk.pid)
+    finally:
+        zk.stop(grace=120)
+        shutil.rmtree(workdir / "run", ignore_errors=True)
 
 
 def _settled_rss_mb(pid: int | None, seconds: float = 3.0) -> float:
@@ -330,37 +365,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-live", dest="live", action="store_false", help="skip the RSS after creating the znodes live"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed restarts of each server, taken in turns (default 3)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directories (prints them)")
     args = parser.parse_args(argv)
     data = bytes((i * 7) % 251 for i in range(args.data_size))
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    for name in names:
+        if name not in ("trizab", "apache"):
+            parser.error(f"unknown server {name!r}")
     results: dict[str, dict[str, float] | str] = {}
-    for name in args.servers.split(","):
-        workdir = Path(tempfile.mkdtemp(prefix=f"restart-{name}-"))
-        print(f"[restart] {name} in {workdir}", file=sys.stderr, flush=True)
-        try:
-            if name == "trizab":
-                results[name] = run_trizab(workdir, args.nodes, args.log, data, args.live)
-            elif name == "apache":
-                results[name] = run_zk(workdir, args.nodes, args.log, data, args.zk_heap, args.live)
-            else:
-                parser.error(f"unknown server {name!r}")
-        except (OSError, RuntimeError, subprocess.SubprocessError, apache_zk.ApacheZooKeeperError) as exc:
-            results[name] = f"failed: {exc!r}"[:400]
-        finally:
+    load_before = _load_average()
+    workdirs = {name: Path(tempfile.mkdtemp(prefix=f"restart-{name}-")) for name in names}
+    restarts: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    try:
+        for name, workdir in workdirs.items():
+            print(f"[restart] {name} in {workdir}", file=sys.stderr, flush=True)
+            try:
+                if name == "trizab":
+                    results[name] = prepare_trizab(workdir, args.nodes, args.log, data, args.live)
+                else:
+                    results[name] = prepare_zk(workdir, args.nodes, args.log, data, args.zk_heap, args.live)
+            except (OSError, RuntimeError, subprocess.SubprocessError, apache_zk.ApacheZooKeeperError) as exc:
+                results[name] = f"failed: {exc!r}"[:400]
+        # Timed restarts in turns, so a busy spell on the machine hits both servers alike.
+        for i in range(args.repeat):
+            for name in names:
+                if isinstance(results[name], str):
+                    continue
+                try:
+                    if name == "trizab":
+                        restarts[name].append(restart_trizab(workdirs[name], args.nodes))
+                    else:
+                        restarts[name].append(restart_zk(workdirs[name], args.nodes, args.zk_heap))
+                except (OSError, RuntimeError, apache_zk.ApacheZooKeeperError) as exc:
+                    results[name] = f"failed: {exc!r}"[:400]
+                    continue
+                seconds, rss = restarts[name][-1]
+                print(f"[restart]   {name} restart {i + 1}: {seconds:.2f} s, {rss:.0f} MB", file=sys.stderr)
+    finally:
+        for workdir in workdirs.values():
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
     znodes = args.nodes + (args.nodes + FANOUT - 1) // FANOUT + 1
     print(
         f"restart with {znodes:,} znodes ({args.data_size} B each) in a snapshot + {args.log:,} log records"
-        f" (ZooKeeper: -Xmx{args.zk_heap} -Xms{args.zk_heap})"
+        f" (ZooKeeper: -Xmx{args.zk_heap} -Xms{args.zk_heap}; load average before / after:"
+        f" {load_before} / {_load_average()})"
     )
     for name, res in results.items():
         if isinstance(res, str):
             print(f"  {name:<8} {res}")
             continue
+        times = sorted(t for t, _ in restarts[name])
+        rss = sorted(m for _, m in restarts[name])
         extra = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items())
-        print(f"  {name:<8} restart to first read: {res['start_s']:.2f} s   ({extra})")
+        print(f"  {name:<8} restart to first read: {_spread(times, 's')}")
+        print(f"  {'':<8} RSS after restart: {_spread(rss, 'MB')}   ({extra})")
     return 0 if all(isinstance(v, dict) for v in results.values()) else 1
+
+
+def _spread(values: Sequence[float], unit: str) -> str:
+    """Median (min-max) of the runs."""
+    if not values:
+        return "-"
+    mid = values[len(values) // 2]
+    return f"{mid:.2f} {unit} ({values[0]:.2f}-{values[-1]:.2f}, {len(values)} runs)"
+
+
+def _load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -327,7 +327,7 @@ class ServerCore:
                     progress("loading snapshot", size, size, "bytes")
             total = len(recovered.txns)
             for i, txn in enumerate(recovered.txns, start=1):
-                tree.process_txn(txn.header, txn.body)
+                tree.process_txn(txn.header, txn.body, stats=False)
                 tree.events.clear()
                 if progress is not None and i % PROGRESS_TXNS == 0:
                     progress("replaying log", i, total, "txns")

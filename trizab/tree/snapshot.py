@@ -78,6 +78,7 @@ _SESSION = struct.Struct(">qi")
 # DataNode after its data buffer: long acl ref, then StatPersisted
 # (czxid, mzxid, ctime, mtime, version, cversion, aversion, ephemeralOwner, pzxid).
 _NODE_TAIL = struct.Struct(">qqqqqiiiqq")
+_NODE_TAIL_NEXT = struct.Struct(">qqqqqiiiqqi")  # ... and the next node's path length
 _END = b"\x00\x00\x00\x01/"  # the path "/" that ends the node list
 
 
@@ -224,6 +225,8 @@ def deserialize_snapshot(
 
 
 def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCallback | None) -> None:
+    if not isinstance(data, bytes):
+        data = bytes(data)  # one copy here saves a memoryview per path and per value below
     end = len(data)
     # One decrement per node; -1 never counts down to 0 (no reports).
     report_every = PROGRESS_NODES if progress is not None else -1
@@ -252,14 +255,20 @@ def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCal
     ttls: dict[str, None] = {}
     extended = tree.extended_types
     last_time = 0
-    unpack_tail = _NODE_TAIL.unpack_from
-    tail_size = _NODE_TAIL.size
+    # The tail of one node and the length of the next path are adjacent: one unpack for both
+    # (the list ends with the path "/", so a next path always follows).
+    unpack_tail = _NODE_TAIL_NEXT.unpack_from
+    tail_size = _NODE_TAIL_NEXT.size
+    # Depth first: a node's children come in a run right after it, so the parent found for
+    # one node usually serves the next ones too (no slice, hash and lookup of its path).
+    parent: Node | None = None
+    parent_prefix = "\0"  # no path starts with it
+    (n,) = unpack_int(data, pos)
+    pos += 4
     while True:
-        (n,) = unpack_int(data, pos)
-        pos += 4
         if n < 0 or n > end - pos:
             raise JuteError(f"bad path length {n} at offset {pos - 4}")
-        path = str(data[pos : pos + n], "utf-8", "surrogateescape")
+        path = data[pos : pos + n].decode("utf-8", "surrogateescape")
         pos += n
         if path == "/":
             break
@@ -270,9 +279,9 @@ def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCal
         elif n < 0 or n > end - pos:
             raise JuteError(f"bad data length {n} at offset {pos - 4}")
         else:
-            value = bytes(data[pos : pos + n])
+            value = data[pos : pos + n]
             pos += n
-        ref, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = unpack_tail(data, pos)
+        ref, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid, n = unpack_tail(data, pos)
         pos += tail_size
         # unpack_from makes a fresh int object (32 bytes) of every 64-bit field; equal fields
         # share one instead, as a node created live does (measured with 1,000,000 nodes:
@@ -301,22 +310,26 @@ def _deserialize(tree: DataTree, data: bytes | memoryview, progress: ProgressCal
             node = Node(value, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, pzxid)
         if path:
             i = path.rfind("/")
-            parent = nodes.get(path[:i] or "/")
-            if parent is None:
-                raise JuteError(f"snapshot node {path!r} has no parent")
-            children = parent.children
+            if i != len(parent_prefix) - 1 or not path.startswith(parent_prefix):
+                parent_path = path[:i] or "/"
+                parent = nodes.get(parent_path)
+                if parent is None:
+                    raise JuteError(f"snapshot node {path!r} has no parent")
+                parent_prefix = path[: i + 1]
+            children = parent.children  # type: ignore[union-attr]
             if children is NO_CHILDREN:
-                children = parent.children = {}
+                children = parent.children = {}  # type: ignore[union-attr]
             children[path] = None  # by full path, see Node.children
-            if kind == CONTAINER:
-                containers[path] = None
-            elif kind == TTL:
-                ttls[path] = None
-            elif owner != 0:
-                eph = ephemerals.get(owner)
-                if eph is None:
-                    eph = ephemerals[owner] = {}
-                eph[path] = None
+            if owner:
+                if kind == CONTAINER:
+                    containers[path] = None
+                elif kind == TTL:
+                    ttls[path] = None
+                else:
+                    eph = ephemerals.get(owner)
+                    if eph is None:
+                        eph = ephemerals[owner] = {}
+                    eph[path] = None
         else:
             path = "/"
         nodes[path] = node
