@@ -257,6 +257,9 @@ class Server:
             core_task.on(AdminQuery, answer_query)
             if recovered.snapshot is None and self.disk.durable:
                 await self._initial_snapshot(core_task, recovered)
+            # The snapshot's bytes and the replayed log are in the tree now: holding them for
+            # the server's lifetime cost 1,000,000 znodes' server 130 MB more RSS.
+            del recovered
             core_task.handle_ready()
             self.admin.summaries = self._summaries
             async with trio.open_nursery() as nursery:

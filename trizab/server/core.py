@@ -56,7 +56,16 @@ from trizab.server.sessions import SessionTracker, generate_password, initial_se
 from trizab.tree import acl as acls
 from trizab.tree import watches as wm
 from trizab.tree.acl import OPEN_ACL_UNSAFE
-from trizab.tree.datatree import NORMAL, TTL, DataTree, Result, TreeError, ephemeral_kind, ttl_of
+from trizab.tree.datatree import (
+    NORMAL,
+    TTL,
+    DataTree,
+    Result,
+    TreeError,
+    child_names,
+    ephemeral_kind,
+    ttl_of,
+)
 from trizab.tree.prep import Prep, PrepError
 from trizab.tree.snapshot import (
     ProgressCallback,
@@ -322,7 +331,7 @@ class ServerCore:
                     progress("loading snapshot", size, size, "bytes")
             total = len(recovered.txns)
             for i, txn in enumerate(recovered.txns, start=1):
-                tree.process_txn(txn.header, txn.body)
+                tree.process_txn(txn.header, txn.body, stats=False)
                 tree.events.clear()
                 if progress is not None and i % PROGRESS_TXNS == 0:
                     progress("replaying log", i, total, "txns")
@@ -1054,8 +1063,8 @@ class ServerCore:
             if req.watch:
                 tree.child_watches.add(req.path, sid)
             if op == OpCode.GET_CHILDREN:
-                return r.GetChildrenResponse(list(node.children))
-            return r.GetChildren2Response(list(node.children), node.stat())
+                return r.GetChildrenResponse(child_names(node))
+            return r.GetChildren2Response(child_names(node), node.stat())
         if op == OpCode.GET_ACL:
             req = decode_request(op, payload)
             node = self._node_for_read(conn, req.path, _READ | _ADMIN)
@@ -1160,7 +1169,7 @@ class ServerCore:
             else:
                 if op.request.watch:
                     self.tree.child_watches.add(op.request.path, conn.session_id)
-                out.append(OpResult(OpCode.GET_CHILDREN, 0, r.GetChildrenResponse(list(node.children))))
+                out.append(OpResult(OpCode.GET_CHILDREN, 0, r.GetChildrenResponse(child_names(node))))
         return out
 
     def _check_watch(self, path: str, wtype: WatcherType, sid: int) -> bool:
