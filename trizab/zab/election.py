@@ -30,8 +30,12 @@ why this interface lives in :mod:`trizab.zab`, beside the peer that drives it:
 the ZAB core depends on it, and plugins depend on the core, never the reverse.
 
 Optionally an elector has ``reconfigure(voters, observers)``: the peer calls it
-when a reconfig commits (dynamic reconfiguration), so that it counts the new
-voters; an elector without it keeps the voters it was built with.
+with the voters to elect among when a reconfig commits (dynamic
+reconfiguration) and when a notification brings a newer configuration (before
+``step`` of that notification), so that it counts the new voters; an elector
+without it keeps the voters it was built with.  A member learns of a reconfig
+it missed only from notifications, as in ZooKeeper: an elector that sends none
+never does.
 """
 
 from __future__ import annotations
