@@ -76,7 +76,7 @@ from trizab.tree.snapshot import (
 )
 from trizab.txn import Txn
 from trizab.wire import records as r
-from trizab.wire.codes import Err, OpCode, Perms, WatcherType
+from trizab.wire.codes import WRITE_OPCODES, Err, OpCode, Perms, WatcherType
 from trizab.wire.jute import JuteError
 from trizab.wire.requests import REQUEST_RECORD, MultiResponse, OpResult, decode_multi, decode_request
 
@@ -91,21 +91,7 @@ _STAMP = object()  # PendingRequest.payload of a fixed reply that takes the zxid
 _MAX_SASL_ROUNDS = 3  # null-token SASL replies per connection before AuthFailed (see _sasl_without_server)
 _SASL = int(OpCode.SASL)
 
-_WRITE_OPS = frozenset(
-    {
-        OpCode.CREATE,
-        OpCode.CREATE2,
-        OpCode.CREATE_CONTAINER,
-        OpCode.CREATE_TTL,
-        OpCode.DELETE,
-        OpCode.SET_DATA,
-        OpCode.SET_ACL,
-        OpCode.CHECK,
-        OpCode.MULTI,
-        OpCode.RECONFIG,
-        OpCode.CLOSE_SESSION,
-    }
-)
+_WRITE_OPS = WRITE_OPCODES
 _READ_OPS = frozenset(
     {
         OpCode.EXISTS,

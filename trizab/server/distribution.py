@@ -32,7 +32,7 @@ from __future__ import annotations
 import collections
 import math
 
-from trizab.wire.codes import OpCode
+from trizab.wire.codes import WRITE_OPCODES
 
 __all__ = [
     "ADVANCED_QUANTILES",
@@ -57,23 +57,8 @@ _MNTR_PERCENTILES = (("p50_", 0.5), ("p95_", 0.95), ("p99_", 0.99), ("p999_", 0.
 
 # Requests whose latency is ZooKeeper's updatelatency (they carry a txn header: PrepRequestProcessor
 # turns them into a transaction, an error txn if they fail); every other reply is readlatency.
-# Kept equal to the core's write opcodes.
-UPDATE_OPCODES = frozenset(
-    int(op)
-    for op in (
-        OpCode.CREATE,
-        OpCode.CREATE2,
-        OpCode.CREATE_CONTAINER,
-        OpCode.CREATE_TTL,
-        OpCode.DELETE,
-        OpCode.SET_DATA,
-        OpCode.SET_ACL,
-        OpCode.CHECK,
-        OpCode.MULTI,
-        OpCode.RECONFIG,
-        OpCode.CLOSE_SESSION,
-    )
-)
+# They are the write opcodes the core turns into transactions.
+UPDATE_OPCODES = frozenset(int(op) for op in WRITE_OPCODES)
 
 
 class Distribution:

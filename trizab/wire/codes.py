@@ -45,6 +45,25 @@ class OpCode(enum.IntEnum):
     ERROR = -1
 
 
+# The client requests that become transactions: ZooKeeper's write requests, which its metrics
+# count as "updates" (updatelatency) and a learner forwards to its leader.
+WRITE_OPCODES = frozenset(
+    {
+        OpCode.CREATE,
+        OpCode.CREATE2,
+        OpCode.CREATE_CONTAINER,
+        OpCode.CREATE_TTL,
+        OpCode.DELETE,
+        OpCode.SET_DATA,
+        OpCode.SET_ACL,
+        OpCode.CHECK,
+        OpCode.MULTI,
+        OpCode.RECONFIG,
+        OpCode.CLOSE_SESSION,
+    }
+)
+
+
 class Err(enum.IntEnum):
     """``KeeperException.Code``: only codes every client knows are ever sent."""
 
