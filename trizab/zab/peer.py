@@ -160,7 +160,6 @@ from trizab.txn import Txn
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.zab.election import Candidate, ElectionTiming, Elector
 from trizab.zab.membership import (
-    COMMITTED_LINE,
     Membership,
     MembershipFn,
     SnapshotMembershipFn,
@@ -316,6 +315,8 @@ class _Follow:
     silence: int = 0
     # Ticks until FOLLOWERINFO is sent again after the leader refused the connection.
     retry_in: int | None = None
+    # The configuration text NEWLEADER carried; ours once UPTODATE says the leader is established.
+    leader_config: bytes = b""
 
 
 class Peer:
@@ -595,8 +596,9 @@ class Peer:
         latest = self.latest
         if latest.version == 0 or not notes:
             return notes
-        text = render_membership(latest, committed=latest == self.active)
-        return [(to, attrs.evolve(n, config=text)) for to, n in notes]
+        text = render_membership(latest)
+        proposed = latest != self.active
+        return [(to, attrs.evolve(n, config=text, config_proposed=proposed)) for to, n in notes]
 
     def _check_learner_membership(self) -> None:
         """After a commit: a follower removed from the voters re-joins as observer or leaves."""
@@ -1015,7 +1017,6 @@ class Peer:
                 self._answered[n.sender] = self.ticks
                 v = self.elector.vote
                 latest = self.latest
-                config = render_membership(latest, committed=latest == self.active)
                 reply = Notification(
                     self.id,
                     v.leader,
@@ -1023,12 +1024,13 @@ class Peer:
                     self.elector.logical_clock,
                     v.peer_epoch,
                     PeerState.LOOKING,
-                    config,
+                    render_membership(latest),
+                    config_proposed=latest != self.active,
                 )
                 self._notes.append((n.sender, reply))
             return
         if self.role == Role.LOOKING:
-            if n.config and n.config.endswith(COMMITTED_LINE):
+            if n.config and not n.config_proposed:
                 self._adopt_config(n.config)
             elif n.config:
                 self._see_config(n.config)
@@ -1053,9 +1055,16 @@ class Peer:
             # Our last configuration (said committed if it is the active one): a server
             # with a newer or older one learns which to vote with.
             latest = self.latest
-            config = render_membership(latest, committed=latest == self.active) if self.established else b""
+            config = render_membership(latest) if self.established else b""
             reply = Notification(
-                self.id, leader, v.zxid, self.elector.logical_clock, peer_epoch, state, config
+                self.id,
+                leader,
+                v.zxid,
+                self.elector.logical_clock,
+                peer_epoch,
+                state,
+                config,
+                config_proposed=bool(config) and latest != self.active,
             )
             self._notes.append((n.sender, reply))
 
@@ -1229,7 +1238,7 @@ class Peer:
             upto = e.zxid
             if e.zxid <= committed:
                 self._msgs.append((sid, Commit(self.id, e.zxid)))
-        self._msgs.append((sid, NewLeader(self.id, lead.new_epoch)))
+        self._msgs.append((sid, NewLeader(self.id, lead.new_epoch, render_membership(self.latest))))
         lr.newleader_upto = upto
         # What the learner had before (it committed that itself) or got a COMMIT for.
         lr.commit_sent = max(plan.zxid, min(committed, upto))
@@ -1471,6 +1480,7 @@ class Peer:
             if msg.epoch != self.accepted_epoch:
                 raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
             self.current_epoch = msg.epoch  # persisted with the synced history before the ACK
+            f.leader_config = msg.config
             self._msgs.append((f.leader, Ack(self.id, zxid(msg.epoch, 0))))
             f.phase = "broadcast"
             self._soft_dirty = True
@@ -1498,6 +1508,12 @@ class Peer:
                 self._soft_dirty = True
                 # Learner.syncWithLeader acknowledges UPTODATE too (zxid newEpoch << 32).
                 self._msgs.append((f.leader, Ack(self.id, zxid(self.current_epoch, 0))))
+                # ... and there takes NEWLEADER's configuration as committed (processReconfig):
+                # a quorum acknowledged the leader's initial history, which holds it.  Usually
+                # our synced history has it already; a configuration the leader adopted from an
+                # election notification (or a ZooKeeper leader's static one) may not be in it.
+                if f.leader_config:
+                    self._adopt_config(f.leader_config)
             self._check_learner_membership()
         elif isinstance(msg, Inform):
             if msg.zxid > self.last_zxid:
