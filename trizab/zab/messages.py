@@ -197,8 +197,9 @@ class NewLeader:
     sender: int
     epoch: int
     # The leader's last configuration, ``QuorumVerifier.toString()`` as ZooKeeper's leader sends
-    # it (LearnerHandler: ``getQuorumVerifierBytes()``, its last seen verifier); its learners
-    # take it as committed once UPTODATE says the leader is established (Learner.syncWithLeader).
+    # it (LearnerHandler: ``getQuorumVerifierBytes()``, its last seen verifier).  ZooKeeper's
+    # learners make it theirs at UPTODATE (Learner.syncWithLeader); trizab's read their
+    # configuration from the synced history instead.
     config: bytes = b""
 
 

@@ -315,8 +315,6 @@ class _Follow:
     silence: int = 0
     # Ticks until FOLLOWERINFO is sent again after the leader refused the connection.
     retry_in: int | None = None
-    # The configuration text NEWLEADER carried; ours once UPTODATE says the leader is established.
-    leader_config: bytes = b""
 
 
 class Peer:
@@ -1479,8 +1477,11 @@ class Peer:
         elif isinstance(msg, NewLeader):
             if msg.epoch != self.accepted_epoch:
                 raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
+            # NEWLEADER's configuration text is for ZooKeeper learners (Learner.syncWithLeader
+            # makes it theirs at UPTODATE); we take configurations from the synced history
+            # only: the leader's last seen one may be a reconfig it proposed after it was
+            # established and that never commits.
             self.current_epoch = msg.epoch  # persisted with the synced history before the ACK
-            f.leader_config = msg.config
             self._msgs.append((f.leader, Ack(self.id, zxid(msg.epoch, 0))))
             f.phase = "broadcast"
             self._soft_dirty = True
@@ -1508,12 +1509,6 @@ class Peer:
                 self._soft_dirty = True
                 # Learner.syncWithLeader acknowledges UPTODATE too (zxid newEpoch << 32).
                 self._msgs.append((f.leader, Ack(self.id, zxid(self.current_epoch, 0))))
-                # ... and there takes NEWLEADER's configuration as committed (processReconfig):
-                # a quorum acknowledged the leader's initial history, which holds it.  Usually
-                # our synced history has it already; a configuration the leader adopted from an
-                # election notification (or a ZooKeeper leader's static one) may not be in it.
-                if f.leader_config:
-                    self._adopt_config(f.leader_config)
             self._check_learner_membership()
         elif isinstance(msg, Inform):
             if msg.zxid > self.last_zxid:
