@@ -84,7 +84,10 @@ def test_configuration_texts_compare_without_their_ports() -> None:
         b"server.1=127.0.0.1:47463:60697:participant\n"
         b"server.2=127.0.0.1:43771:41231:observer;0.0.0.0:2181\nversion=0"
     )
-    two = b"server.1=127.0.0.1:1111:2222:participant\nserver.2=127.0.0.1:3333:4444:observer;0.0.0.0:5555\nversion=0"
+    two = (
+        b"server.1=127.0.0.1:1111:2222:participant\n"
+        b"server.2=127.0.0.1:3333:4444:observer;0.0.0.0:5555\nversion=0"
+    )
     assert normalize([one], {}) == normalize([two], {})
     other_role = two.replace(b"observer", b"participant")
     assert normalize([one], {}) != normalize([other_role], {})
