@@ -254,6 +254,17 @@ def exists_everywhere(ens: MixedEnsemble, path: str) -> list[bool]:
     return out
 
 
+def _connected_to(c: KazooClient, port: int) -> bool:
+    """Whether ``c`` is connected to the member on ``port`` (kazoo's socket may be closing under us)."""
+    sock = c._connection._socket
+    if not c.connected or sock is None:
+        return False
+    try:
+        return bool(sock.getpeername()[1] == port)
+    except OSError:  # not connected (any more): the kazoo thread is between two connections
+        return False
+
+
 def _recorder(seen: list[bytes]) -> Callable[[bytes, Any], None]:
     def record(data: bytes, _stat: Any) -> None:  # two arguments: kazoo passes data and stat
         seen.append(data)
@@ -285,11 +296,7 @@ def test_sessions_cross_implementations(mixed: Callable[..., MixedEnsemble], kin
             if sock is not None:
                 sock.shutdown(2)
             wait_until(
-                lambda target=target: (
-                    c.connected
-                    and c._connection._socket is not None
-                    and c._connection._socket.getpeername()[1] == target.client_port
-                ),
+                lambda target=target: _connected_to(c, target.client_port),
                 30,
                 f"the client reconnected to {target.address}",
             )
