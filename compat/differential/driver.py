@@ -37,6 +37,8 @@ class DiffSettings:
     examples: int = DEFAULT_EXAMPLES
     max_ops: int = DEFAULT_MAX_OPS
     seed: int | None = None
+    # Features not to generate besides TRIZAB_DIFF_EXCLUDE's (strategies.ENSEMBLE_EXCLUDED for ensembles).
+    exclude: frozenset[str] = frozenset()
 
 
 def settings_from_env() -> DiffSettings:
@@ -78,7 +80,7 @@ def make_check(
             HealthCheck.large_base_example,
         ],
     )
-    @given(sequences(max_ops=cfg.max_ops))
+    @given(sequences(max_ops=cfg.max_ops, exclude=cfg.exclude))
     def check(seq: OpSequence) -> None:
         start = time.monotonic()
         base = f"/dt{next(counter)}"
@@ -133,7 +135,7 @@ def survey(
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(sequences(max_ops=cfg.max_ops))
+    @given(sequences(max_ops=cfg.max_ops, exclude=cfg.exclude))
     def run(seq: OpSequence) -> None:
         start = time.monotonic()
         base = f"/dt{next(counter)}"

@@ -22,6 +22,10 @@ Two servers given the same operations legitimately differ in a few values:
   size, not a contract (its documentation promises no order).  The lists are
   compared as sorted multisets; the deliberate difference is documented in
   ``compat/README.md``.
+* **ports in ``/zookeeper/config``**: an ensemble's configuration text
+  (``server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]``) names
+  the ports that ensemble was given; each port becomes ``<port>``, so two
+  ensembles compare by their members, roles, hosts and version.
 * **notifications caused by one closeSession**: ZooKeeper deletes a closing
   session's ephemerals in ``HashSet`` order, so the events of that one step are
   compared as a sorted multiset; every other step keeps arrival order.
@@ -29,6 +33,7 @@ Two servers given the same operations legitimately differ in a few values:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -95,6 +100,8 @@ class _Normalizer:
         }
 
     def value(self, v: Any) -> Any:
+        if isinstance(v, bytes) and _CONFIG_TEXT.match(v):
+            return ("config-text", _PORT.sub(b":<port>", v))
         if isinstance(v, Z):
             return self.zxid(v)
         if isinstance(v, T):
@@ -116,6 +123,11 @@ class _Normalizer:
         if isinstance(v, dict):
             return {k: self.value(x) for k, x in v.items()}
         return v
+
+
+# A /zookeeper/config text (QuorumVerifier.toString()) and the ports in its server lines.
+_CONFIG_TEXT = re.compile(rb"(server\.\d+=[^\n]*\n)+version=[0-9a-f]+\Z")
+_PORT = re.compile(rb":\d+(?=[:;\n]|\Z)")
 
 
 def _sort_key(name: Any) -> Any:

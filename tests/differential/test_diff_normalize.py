@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from compat.differential.normalize import normalize
 from compat.differential.ops import Sid, StatV, T, Z
 from compat.differential.runner import compare
 
@@ -75,3 +76,19 @@ def test_java_transcripts_forgive_where_connection_events_land_but_not_which_com
     assert java_normalize(closed) != java_normalize(late)  # another event is a difference
     # A blank line of the commands' own output is kept.
     assert java_normalize("a\n\nb") == ["a", "", "b"]
+
+
+def test_configuration_texts_compare_without_their_ports() -> None:
+    """Two ensembles' /zookeeper/config differ in the ports they were given, not in members."""
+    one = (
+        b"server.1=127.0.0.1:47463:60697:participant\n"
+        b"server.2=127.0.0.1:43771:41231:observer;0.0.0.0:2181\nversion=0"
+    )
+    two = (
+        b"server.1=127.0.0.1:1111:2222:participant\n"
+        b"server.2=127.0.0.1:3333:4444:observer;0.0.0.0:5555\nversion=0"
+    )
+    assert normalize([one], {}) == normalize([two], {})
+    other_role = two.replace(b"observer", b"participant")
+    assert normalize([one], {}) != normalize([other_role], {})
+    assert normalize([b"hello:1234"], {}) == [b"hello:1234"]  # other data is left alone

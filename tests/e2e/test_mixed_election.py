@@ -12,6 +12,8 @@ counts: what happens on the quorum port afterwards (the sync with the leader) is
 from __future__ import annotations
 
 import re
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,10 @@ import pytest
 
 from testkit import apache_zk
 from testkit.rolling_ensemble import RollingEnsemble, Slot
+from trizab.config import parse as parse_zoo_cfg
+from trizab.server.replica import config_membership, render_config
+from trizab.zab.membership import render_membership
+from trizab.zab.messages import PeerState, decode_notification
 
 pytestmark = [pytest.mark.apache, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -30,6 +36,8 @@ _TRIZAB = re.compile(r"member (\d+): (leading|following|observing) \(leader (\d+
 _ZK_TOOK = re.compile(r"(LEADING|FOLLOWING|OBSERVING) - LEADER ELECTION TOOK")
 _ZK_LEADER = re.compile(r"Successfully connected to leader, using address: [^:]*:(\d+)")
 _ZK_OBSERVING = re.compile(r"Observing new leader sid=(\d+)")
+# FastLeaderElection.WorkerReceiver's line for a configuration in a notification it cannot parse.
+_ZK_BAD_CONFIG = "Something went wrong while processing config received from"
 
 
 def _first_decision(ens: RollingEnsemble, slot: Slot) -> int | None:
@@ -116,6 +124,44 @@ def test_a_member_switched_to_the_other_program_follows_the_running_leader(
     assert _decisions(ensemble, [follower.sid]) == {follower.sid: leader.sid}
     # Its election did not disturb the running ensemble: the same leader, still leading.
     assert ensemble.leader() is leader
+    if joining == "zookeeper":
+        # The established trizab members answered its notifications with their configuration,
+        # in ZooKeeper's text: it parsed every one.
+        assert _ZK_BAD_CONFIG not in follower.program_log("zookeeper"), follower.tail()
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "the ZooKeeper member closed the election connection"
+        data += chunk
+    return data
+
+
+def test_a_zookeeper_notification_carries_the_configuration_as_trizab_renders_it(tmp_path: Path) -> None:
+    """The configuration bytes a real ZooKeeper 3.8 member puts in its notifications are
+    exactly the text trizab renders for the same zoo.cfg (and sends in its own).  Server 2
+    runs ZooKeeper; this test listens on server 1's election port (ZooKeeper keeps only
+    connections from the higher id, so server 2 connects here) and reads what it sends."""
+    with RollingEnsemble(2, workdir=tmp_path) as ens:
+        with socket.create_server(("127.0.0.1", ens[1].election_port)) as listener:
+            listener.settimeout(40)
+            ens[2].start("zookeeper")
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(20)
+                # QuorumCnxManager's header: long protocol version, long sid, int length, address.
+                _version, sid, length = struct.unpack(">qqi", _read_exact(conn, 20))
+                _read_exact(conn, length)
+                assert sid == 2
+                (size,) = struct.unpack(">i", _read_exact(conn, 4))
+                note = decode_notification(_read_exact(conn, size), sid)
+    assert note.state == PeerState.LOOKING and not note.from_trizab
+    servers = parse_zoo_cfg(ens[2].config.read_text(), read_myid=False).servers
+    static = config_membership(render_config(servers, 0))
+    assert static is not None
+    assert note.config == render_membership(static), (note.config, render_membership(static))
 
 
 def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: Path) -> None:

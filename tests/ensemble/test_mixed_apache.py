@@ -19,6 +19,8 @@ import pytest
 from kazoo.client import KazooClient
 
 from testkit.mixed_ensemble import TRIZAB, ZOOKEEPER, MixedEnsemble
+from testkit.rolling_ensemble import RollingEnsemble
+from testkit.rolling_migration import RECONFIG_CONFIG, SUPER_PASSWORD, SUPER_USER
 
 pytestmark = [pytest.mark.apache, pytest.mark.slow]
 
@@ -252,6 +254,17 @@ def exists_everywhere(ens: MixedEnsemble, path: str) -> list[bool]:
     return out
 
 
+def _connected_to(c: KazooClient, port: int) -> bool:
+    """Whether ``c`` is connected to the member on ``port`` (kazoo's socket may be closing under us)."""
+    sock = c._connection._socket
+    if not c.connected or sock is None:
+        return False
+    try:
+        return bool(sock.getpeername()[1] == port)
+    except OSError:  # not connected (any more): the kazoo thread is between two connections
+        return False
+
+
 def _recorder(seen: list[bytes]) -> Callable[[bytes, Any], None]:
     def record(data: bytes, _stat: Any) -> None:  # two arguments: kazoo passes data and stat
         seen.append(data)
@@ -283,11 +296,7 @@ def test_sessions_cross_implementations(mixed: Callable[..., MixedEnsemble], kin
             if sock is not None:
                 sock.shutdown(2)
             wait_until(
-                lambda target=target: (
-                    c.connected
-                    and c._connection._socket is not None
-                    and c._connection._socket.getpeername()[1] == target.client_port
-                ),
+                lambda target=target: _connected_to(c, target.client_port),
                 30,
                 f"the client reconnected to {target.address}",
             )
@@ -407,3 +416,52 @@ def test_an_observer_of_the_other_kind(mixed: Callable[..., MixedEnsemble], kind
     one_leader(ens)
     write_through_each(ens, "c")
     assert {"/t/s01199", "/t/c-4", "/t/a-1"} <= set(converged(ens))
+
+
+def _membership(conf: str) -> list[str]:
+    """The ``server.N=`` and ``version=`` lines of ``conf``'s ``membership:`` section."""
+    _, sep, rest = conf.partition("membership:")
+    if not sep:
+        return []
+    return [line.strip() for line in rest.splitlines() if line.strip().startswith(("server.", "version="))]
+
+
+def test_a_zookeeper_follower_learns_a_trizab_leaders_reconfig_when_it_syncs(tmp_path: Any) -> None:
+    """A ZooKeeper follower that was down during a reconfig gets it in a DIFF with a plain
+    COMMIT, which ZooKeeper's learner applies to its tree only: its configuration
+    (``QuorumPeer.getQuorumVerifier``, what ``conf`` shows) comes from NEWLEADER's quorum
+    verifier text at UPTODATE, and from the election notifications' configuration before."""
+    with RollingEnsemble(3, observers=1, workdir=tmp_path, extra_config=RECONFIG_CONFIG) as ens:
+        ens.start(["zookeeper", "trizab", "trizab", "trizab"], timeout=START_S)
+        leader = ens.leader()
+        assert leader is not None and leader.kind == "trizab", ens.kinds()
+        ens[1].stop()
+        admin = KazooClient(hosts=leader.address, auth_data=[("digest", f"{SUPER_USER}:{SUPER_PASSWORD}")])
+        admin.start(timeout=30)
+        try:
+            admin.reconfig(joining=None, leaving="4", new_members=None)
+            text, _ = admin.get("/zookeeper/config")
+        finally:
+            admin.stop()
+            admin.close()
+        ens[4].stop()
+        want = [line for line in text.decode().splitlines() if line.startswith(("server.", "version="))]
+        assert not any(line.startswith("server.4=") for line in want), want
+        assert want[-1] != "version=0", want
+        ens[1].start("zookeeper")
+        ens.wait_one_ensemble(CONVERGE_S)
+        wait_until(
+            lambda: _membership(ens[1].four_letter_word("conf")) == want,
+            CONVERGE_S,
+            f"the ZooKeeper follower's conf membership to be {want}",
+        )
+        follower = client(ens[1])
+        try:
+            got, _ = follower.get("/zookeeper/config")
+        finally:
+            follower.stop()
+            follower.close()
+        assert got == text
+        log = ens[1].program_log("zookeeper")
+        assert "Something went wrong while processing config" not in log
+        assert "ConfigException" not in log  # NEWLEADER's text parsed (Learner prints the trace)

@@ -13,8 +13,13 @@ import trio
 from trizab.runtime.election import PROTOCOL_VERSION, PROTOCOL_VERSION_V2, ElectionTransport, parse_header
 from trizab.runtime.launcher import free_ports
 from trizab.runtime.quorum import FrameError
-from trizab.zab.membership import Membership, render_membership, sent_by_zookeeper
-from trizab.zab.messages import Notification, PeerState, encode_notification
+from trizab.zab.messages import (
+    TRIZAB_TRAILER,
+    Notification,
+    PeerState,
+    decode_notification,
+    encode_notification,
+)
 
 
 def _header(version: int, sid: int, address: bytes) -> bytes:
@@ -70,13 +75,20 @@ ZOOKEEPER_CONFIG = (
 )
 
 
-def test_zookeeper_configurations_are_told_from_trizab_ones() -> None:
-    assert sent_by_zookeeper(ZOOKEEPER_CONFIG)
-    assert sent_by_zookeeper(b"server.3=zk3.example.com:2888:3888:observer\nversion=100000000")
-    assert not sent_by_zookeeper(b"")
-    reconfigured = Membership(frozenset({1, 2}), frozenset({3}), 0x100000002)
-    assert not sent_by_zookeeper(render_membership(reconfigured))
-    assert not sent_by_zookeeper(render_membership(Membership(frozenset({1, 2, 3})), committed=True))
+def _as_zookeeper_sends(n: Notification) -> bytes:
+    """FastLeaderElection.buildMsg: the same fields, and nothing after the configuration."""
+    return encode_notification(n)[: -TRIZAB_TRAILER.size]
+
+
+def test_zookeeper_notifications_are_told_from_trizab_ones() -> None:
+    # Both carry the same configuration text; only trizab's trailer tells them apart.
+    note = Notification(6, 6, 0, 1, 0, PeerState.LOOKING, ZOOKEEPER_CONFIG)
+    from_zookeeper = decode_notification(_as_zookeeper_sends(note), 6)
+    assert not from_zookeeper.from_trizab
+    assert from_zookeeper.config == ZOOKEEPER_CONFIG
+    assert decode_notification(encode_notification(note), 6).from_trizab
+    without_config = _as_zookeeper_sends(Notification(6, 6, 0, 1, 0, PeerState.LOOKING))
+    assert not decode_notification(without_config, 6).from_trizab
 
 
 async def _notify_from_zookeeper_member(policy: str, caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -87,7 +99,7 @@ async def _notify_from_zookeeper_member(policy: str, caplog: pytest.LogCaptureFi
     send, recv = trio.open_memory_channel[Any](100)
     addresses = {5: ("127.0.0.1", port), 6: ("127.0.0.1", other)}
     et = ElectionTransport(5, addresses, send.send, retry_s=0.05, handshake_s=2.0, policy=policy)
-    note = encode_notification(Notification(6, 6, 0, 1, 0, PeerState.LOOKING, ZOOKEEPER_CONFIG))
+    note = _as_zookeeper_sends(Notification(6, 6, 0, 1, 0, PeerState.LOOKING, ZOOKEEPER_CONFIG))
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(et.serve)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,6 +54,10 @@ def test_packet_types_are_zookeepers() -> None:
     assert m.to_packet(m.FollowerInfo(3, 5, observer=True)).type == 16
     assert m.to_packet(m.Proposal(1, 7, b"x")).type == 2
     assert m.to_packet(m.NewLeader(1, 6)).zxid == zxid(6, 0)
+    # LearnerHandler: NEWLEADER's data is the leader's QuorumVerifier.toString().
+    qv = b"server.1=127.0.0.1:2888:3888:participant\nversion=100000002"
+    assert m.to_packet(m.NewLeader(1, 6, qv)).data == qv
+    assert m.from_packet(r.QuorumPacket(10, zxid(6, 0), qv, None), 1) == m.NewLeader(1, 6, qv)
     info = m.to_packet(m.FollowerInfo(3, 5))
     assert info.zxid == zxid(5, 0)
     assert decode(r.LearnerInfo, info.data) == r.LearnerInfo(3, 0x10000, 0)
@@ -68,11 +73,11 @@ def test_malformed_packets_raise_protocol_error(pkt: r.QuorumPacket) -> None:
 
 
 @settings(derandomize=True)
-@given(sid, sid, z, epoch, epoch, st.sampled_from(list(m.PeerState)), blob)
+@given(sid, sid, z, epoch, epoch, st.sampled_from(list(m.PeerState)), blob, st.booleans())
 def test_notification_round_trip(
-    s: int, leader: int, zz: int, ee: int, pe: int, state: m.PeerState, cfg: bytes
+    s: int, leader: int, zz: int, ee: int, pe: int, state: m.PeerState, cfg: bytes, proposed: bool
 ) -> None:
-    n = m.Notification(s, leader, zz, ee, pe, state, cfg)
+    n = m.Notification(s, leader, zz, ee, pe, state, cfg, config_proposed=proposed)
     data = m.encode_notification(n)
     # FastLeaderElection.buildMsg: int state, long leader, long zxid, long electionEpoch,
     # long peerEpoch, int version, int config length, config.
@@ -82,7 +87,9 @@ def test_notification_round_trip(
 
 def test_old_notification_format_and_garbage() -> None:
     old = struct.pack(">iqqq", 1, 3, zxid(2, 5), 7)
-    assert m.decode_notification(old, 3) == m.Notification(3, 3, zxid(2, 5), 7, 2, m.PeerState.FOLLOWING)
+    assert m.decode_notification(old, 3) == m.Notification(
+        3, 3, zxid(2, 5), 7, 2, m.PeerState.FOLLOWING, from_trizab=False
+    )
     for bad in (b"", b"\x00" * 10, struct.pack(">iqqqqii", 9, 0, 0, 0, 0, 2, 0)):
         with pytest.raises(m.ProtocolError):
             m.decode_notification(bad, 1)
@@ -104,8 +111,13 @@ def test_notification_bytes_are_fast_leader_election_build_msg() -> None:
         + len(cfg).to_bytes(4, "big")  # putInt(configData.length)
         + cfg
     )
-    assert m.encode_notification(n) == java
-    assert m.decode_notification(java, 1) == n
+    # trizab adds its trailer after the configuration (magic, flags), which WorkerReceiver
+    # never reads; ZooKeeper's own message is read as one from a ZooKeeper member.
+    assert m.encode_notification(n) == java + b"TZAB" + bytes(4)
+    assert m.decode_notification(java, 1) == attrs.evolve(n, from_trizab=False)
+    proposed = m.encode_notification(attrs.evolve(n, config_proposed=True))
+    assert proposed == java + b"TZAB" + bytes.fromhex("00000001")
+    assert m.decode_notification(proposed, 1).config_proposed
 
 
 def test_notifications_read_as_the_worker_receiver_reads_them() -> None:
@@ -113,7 +125,9 @@ def test_notifications_read_as_the_worker_receiver_reads_them() -> None:
     config are ignored; a config longer than what follows is malformed."""
     base = struct.pack(">iqqqq", 0, 2, zxid(1, 1), 3, 1)
     v1 = base + struct.pack(">i", 1) + b"\xff" * 8
-    assert m.decode_notification(v1, 2) == m.Notification(2, 2, zxid(1, 1), 3, 1, m.PeerState.LOOKING)
+    assert m.decode_notification(v1, 2) == m.Notification(
+        2, 2, zxid(1, 1), 3, 1, m.PeerState.LOOKING, from_trizab=False
+    )
     trailing = base + struct.pack(">ii", 2, 3) + b"abc" + b"zz"
     assert m.decode_notification(trailing, 2).config == b"abc"
     for bad in (base + struct.pack(">ii", 2, 9) + b"abc", base + struct.pack(">ii", 2, -1), base + b"\0\0"):

@@ -11,6 +11,7 @@ from trizab.testing.zabnet import ZabNet
 from trizab.txn import Txn
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
+from trizab.zab.membership import Membership, parse_config_text
 from trizab.zab.messages import (
     Ack,
     AckEpoch,
@@ -25,6 +26,7 @@ from trizab.zab.messages import (
     Proposal,
     Snap,
     Trunc,
+    UpToDate,
 )
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.ready import Role
@@ -118,6 +120,43 @@ def test_proposal_is_persisted_before_its_ack() -> None:
     assert rd.to_persist == (Entry(zxid(1, 1), b"x"),)
     assert rd.messages == ((2, Ack(1, zxid(1, 1))),)
     assert rd.committed == ()  # not applied before its COMMIT
+
+
+def test_a_learner_reads_newleaders_configuration_but_keeps_its_historys() -> None:
+    """NEWLEADER from a ZooKeeper leader carries its QuorumVerifier text; a trizab learner
+    accepts it, and its configuration stays the one its synced history gives (a leader's
+    last seen configuration can be a reconfig that never commits)."""
+    proposed = (
+        b"server.1=127.0.0.1:2888:3888:participant\nserver.2=127.0.0.1:2889:3889:participant\n"
+        b"server.3=127.0.0.1:2890:3890:participant\nserver.4=127.0.0.1:2891:3891:observer\n"
+        b"version=100000003"
+    )
+    p = follower(accepted=0, current=0)
+    p.step(LeaderInfo(2, epoch=1))
+    p.advance(p.ready())
+    p.step(Trunc(2, 0))
+    p.step(NewLeader(2, 1, proposed))
+    rd = p.ready()
+    assert rd.messages == ((2, Ack(1, zxid(1, 0))),)
+    p.advance(rd)
+    p.step(UpToDate(2, 0))
+    p.advance(p.ready())
+    assert p.established
+    assert p.active == Membership(frozenset({1, 2, 3}))
+
+
+def test_a_leader_sends_its_configuration_in_newleader() -> None:
+    net = ZabNet([1, 2, 3], fast, tick_ms=100)
+    elect(net)
+    sent = [
+        m[1]
+        for readies in net.readies.values()
+        for rd in readies
+        for m in rd.messages
+        if isinstance(m, tuple) and isinstance(m[1], NewLeader)
+    ]
+    assert len(sent) == 2, sent  # one to each follower
+    assert all(parse_config_text(msg.config) == Membership(frozenset({1, 2, 3})) for msg in sent)
 
 
 def test_commit_needs_a_quorum_and_counts_the_leader() -> None:

@@ -94,6 +94,12 @@ def test_config_text_and_reconfig_txns_give_the_membership() -> None:
     m = parse_config_text(text)
     assert m == Membership(frozenset({1, 2}), frozenset({7}), 0x100000003)
     assert parse_config_text(render_membership(m)) == m
+    # Rendered back as QuorumMaj.toString(): roles spelled out, a lone client port on the
+    # wildcard address, server-id order, no newline after the version.
+    assert render_membership(m) == (
+        b"server.1=127.0.0.1:1:2:participant;0.0.0.0:3\nserver.2=127.0.0.1:4:5:participant\n"
+        b"server.7=127.0.0.1:6:7:observer;0.0.0.0:8\nversion=100000003"
+    )
     header = r.TxnHeader(5, 6, 0x200000001, 0, OpCode.RECONFIG)
     data = Txn(header, r.SetDataTxn("/zookeeper/config", text, 3)).encode()
     assert Txn.decode(data).header.type == OpCode.RECONFIG  # the log round-trips the type
@@ -197,3 +203,22 @@ def test_discovery_waits_for_a_quorum_of_every_config_in_the_adopted_history() -
     net.tick(10)
     assert leader.established and leader.last_zxid == reconf.zxid
     assert leader.active.voters == {1, 2, 3, 4, 5}
+
+
+def test_rendered_configuration_is_zookeepers_text() -> None:
+    """What ZooKeeper 3.8 members put in their notifications (QuorumMaj.toString(), as a
+    static ensemble's member sends it) parses and renders back to the same bytes; so does an
+    IPv6 member's bracketed address.  Without addresses (the simulation) each member is
+    ``server.N=:::role``, which reads back as the same membership."""
+    zookeeper = (
+        b"server.1=127.0.0.1:2888:3888:participant\nserver.2=127.0.0.1:2889:3889:participant\n"
+        b"server.3=[::1]:2890:3890:observer;127.0.0.1:2183\nversion=0"
+    )
+    m = parse_config_text(zookeeper)
+    assert m == Membership(frozenset({1, 2}), frozenset({3}), 0)
+    assert render_membership(m) == zookeeper
+    bare = Membership(frozenset({1, 2}), frozenset({3}), 0x100000004)
+    assert render_membership(bare) == (
+        b"server.1=:::participant\nserver.2=:::participant\nserver.3=:::observer\nversion=100000004"
+    )
+    assert parse_config_text(render_membership(bare)) == bare

@@ -46,7 +46,6 @@ from trizab.runtime.events import ElectionReceived
 from trizab.runtime.quorum import FrameError, frame, peer_host, read_frame
 from trizab.runtime.quorum_auth import QuorumAuthError, QuorumSasl
 from trizab.runtime.tls import PeerTls
-from trizab.zab.membership import sent_by_zookeeper
 from trizab.zab.messages import Notification, ProtocolError, decode_notification, encode_notification
 
 __all__ = ["ElectionTransport", "parse_header", "peer_address"]
@@ -420,7 +419,7 @@ class ElectionTransport:
                 if malformed == 1:
                     log.warning("skipping a malformed election notification from %d: %s", p.sid, e)
                 continue
-            if note.config and p.sid not in self.zookeeper_peers and sent_by_zookeeper(note.config):
+            if not note.from_trizab and p.sid not in self.zookeeper_peers:
                 self._saw_zookeeper(p.sid)
             await self._post(ElectionReceived(note))
 

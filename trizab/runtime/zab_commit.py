@@ -72,6 +72,7 @@ from trizab.server.replica import (
     ReplicaCore,
     config_membership,
     encode_report,
+    render_config,
     snapshot_membership,
 )
 from trizab.storage import Recovered
@@ -141,7 +142,9 @@ def _recovered_membership(core: ReplicaCore, pc: PeerConfig) -> Membership:
     m = config_membership(node.data if node is not None else None)
     if m is not None and m.version > 0:
         return m
-    return Membership(pc.voters, pc.observers)
+    # zoo.cfg's server lines, with their addresses for the election notifications' text.
+    static = config_membership(render_config(core.ensemble, 0))
+    return Membership(pc.voters, pc.observers, servers=static.servers if static is not None else ())
 
 
 def _zxid_of(e: Entry) -> int:

@@ -574,7 +574,9 @@ def render_config(members: dict[int, cfg.QuorumServer], version: int) -> bytes:
     lines = []
     for sid in sorted(members):
         s = members[sid]
-        line = f"server.{sid}={s.host}:{s.quorum_port}:{s.election_port}:{s.role}"
+        # QuorumServer.delimitedHostString: an IPv6 address in brackets.
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        line = f"server.{sid}={host}:{s.quorum_port}:{s.election_port}:{s.role}"
         if s.client_port is not None:
             line += f";{s.client_host or '0.0.0.0'}:{s.client_port}"
         lines.append(line)

@@ -14,7 +14,10 @@ transactions; the simulation passes its own.
 
 :func:`parse_config_text` reads ZooKeeper's dynamic configuration format
 (``server.N=host:quorumPort:electionPort[:participant|:observer][;client]`` lines,
-then ``version=<hex>``) and keeps the roles only.
+then ``version=<hex>``): the roles decide quorums, and each member's line is kept as
+it was written so that :func:`render_membership` can give the text back as ZooKeeper's
+``QuorumVerifier.toString()`` renders it (election notifications carry that text, and
+ZooKeeper members parse it).
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ __all__ = [
     "SnapshotMembershipFn",
     "parse_config_text",
     "render_membership",
-    "sent_by_zookeeper",
     "txn_membership",
 ]
 
@@ -48,6 +50,11 @@ class Membership:
     # ZooKeeper's config version: the zxid of the reconfig txn that made it, 0 for a
     # static configuration (zoo.cfg); a higher version supersedes a lower one.
     version: int = 0
+    # Each member's ``server.N=`` value (``host:quorumPort:electionPort:role[;clientHost:clientPort]``)
+    # as ZooKeeper's ``QuorumServer.toString()`` writes it, in server-id order; empty where the
+    # addresses are not known (the simulation).  Not part of equality: a configuration is who
+    # votes and who observes, and one text may spell an address two ways.
+    servers: tuple[tuple[int, str], ...] = attrs.field(default=(), eq=False)
 
     @property
     def members(self) -> frozenset[int]:
@@ -73,6 +80,7 @@ def parse_config_text(text: bytes | str) -> Membership:
         text = text.decode("utf-8", "replace")
     voters: set[int] = set()
     observers: set[int] = set()
+    servers: dict[int, str] = {}
     version = 0
     for line in text.splitlines():
         key, sep, value = line.strip().partition("=")
@@ -82,43 +90,48 @@ def parse_config_text(text: bytes | str) -> Membership:
         if not sep or not key.startswith("server.") or not key[7:].isdigit():
             continue
         sid = int(key[7:])
-        parts = value.split(";", 1)[0].strip().split(":")
+        value = value.strip()
+        addr = value.split(";", 1)[0].strip()
+        # After an IPv6 host's brackets: "", quorumPort, electionPort[, role].
+        parts = addr[addr.find("]") + 1 :].split(":") if addr.startswith("[") else addr.split(":")
         role = parts[3].strip() if len(parts) >= 4 else "participant"
         (observers if role == "observer" else voters).add(sid)
+        if not value.startswith(":"):
+            servers[sid] = _with_role(value, role)
     if not voters:
         raise ValueError("a configuration without voters")
-    return Membership(frozenset(voters), frozenset(observers), version)
+    known = tuple(sorted(servers.items())) if servers.keys() == voters | observers else ()
+    return Membership(frozenset(voters), frozenset(observers), version, known)
 
 
-COMMITTED_LINE = b"committed=true"
+def _with_role(value: str, role: str) -> str:
+    """A ``server.N=`` value as ``QuorumServer.toString()`` writes it: the role always
+    spelled out, and a client port given alone bound to the wildcard address."""
+    addr, sep, client = (part.strip() for part in value.partition(";"))
+    host_end = addr.find("]") + 1 if addr.startswith("[") else 0
+    if len(addr[host_end:].split(":")) == 3:
+        addr = f"{addr}:{role}"
+    if client and ":" not in client:
+        client = f"0.0.0.0:{client}"
+    return addr + sep + client
 
 
-def render_membership(m: Membership, committed: bool = False) -> bytes:
-    """The roles of ``m`` in the config text format (no addresses): what election
-    notifications carry, so that a server with a stale configuration learns the newest
-    one from the others (ZooKeeper sends its config there too).  ``committed`` says the
-    sender knows it committed (a line the config parser ignores)."""
-    lines = [f"server.{sid}=:::participant" for sid in sorted(m.voters)]
-    lines += [f"server.{sid}=:::observer" for sid in sorted(m.observers)]
-    lines.append(f"version={m.version:x}")
-    if committed:
-        lines.append(COMMITTED_LINE.decode())
-    return "\n".join(lines).encode()
+def render_membership(m: Membership) -> bytes:
+    """``m`` as ZooKeeper's ``QuorumMaj.toString()`` renders it: one ``server.N=`` line per
+    member in server-id order (``host:quorumPort:electionPort:role[;clientHost:clientPort]``),
+    then ``version=<hex>`` with no newline after it.
 
-
-def sent_by_zookeeper(config: bytes) -> bool:
-    """Whether an election notification's configuration comes from an Apache ZooKeeper member.
-
-    ZooKeeper puts ``QuorumMaj.toString()`` in every notification it sends, with each
-    member's addresses (``server.1=10.0.0.1:2888:3888:participant;...``); trizab sends
-    nothing, or :func:`render_membership`'s roles without addresses (``server.1=:::...``).
-    So a server line with a host in it is ZooKeeper's.
+    This is what election notifications carry, so that a server with a stale configuration
+    learns the newest one from the others, and an Apache ZooKeeper member parses it
+    (``QuorumPeer.configFromString``).  Without addresses (the simulation's memberships)
+    each line is ``server.N=:::role``, which trizab reads and ZooKeeper would not.
     """
-    for line in config.decode("utf-8", "replace").splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key.startswith("server.") and not value.startswith(":"):
-            return True
-    return False
+    known = dict(m.servers)
+    lines = []
+    for sid in sorted(m.members):
+        role = "observer" if sid in m.observers else "participant"
+        lines.append(f"server.{sid}={known.get(sid, f':::{role}')}\n")
+    return ("".join(lines) + f"version={m.version:x}").encode()
 
 
 def txn_membership(data: bytes) -> Membership | None:

@@ -33,8 +33,9 @@ Ack                 the zxid (one per proposal);       -
                     and again for UPTODATE
 Commit              the zxid (one per proposal)        -
 CommitAndActivate   the reconfig's zxid                long designated leader
-NewLeader           zxid(newEpoch, 0)                  - (ZooKeeper's leader sends its quorum
-                                                       verifier text; ignored here)
+NewLeader           zxid(newEpoch, 0)                  the leader's last configuration text
+                                                       (QuorumVerifier.toString(), as ZooKeeper's
+                                                       leader sends it)
 UpToDate            the leader's commit point (-1      -
                     from ZooKeeper; ignored)
 Ping                leader: its heartbeat round (a     learner: the touched sessions as
@@ -195,6 +196,11 @@ class Snap:
 class NewLeader:
     sender: int
     epoch: int
+    # The leader's last configuration, ``QuorumVerifier.toString()`` as ZooKeeper's leader sends
+    # it (LearnerHandler: ``getQuorumVerifierBytes()``, its last seen verifier).  ZooKeeper's
+    # learners make it theirs at UPTODATE (Learner.syncWithLeader); trizab's read their
+    # configuration from the synced history instead.
+    config: bytes = b""
 
 
 @attrs.frozen
@@ -300,11 +306,25 @@ class Notification:
     election_epoch: int
     peer_epoch: int
     state: PeerState
+    # The sender's configuration as ZooKeeper's ``QuorumVerifier.toString()`` renders it.
     config: bytes = b""
+    # True when the sender does not know ``config`` committed (a reconfig it logged but has
+    # not seen committed); ZooKeeper members only ever send committed ones.
+    config_proposed: bool = False
+    # False for a notification from an Apache ZooKeeper member (no trizab trailer).
+    from_trizab: bool = True
 
 
 _NOTIFICATION = struct.Struct(">iqqqqii")
 NOTIFICATION_VERSION = 2
+# What a trizab member appends after the configuration: a magic and a flags word.
+# ZooKeeper's WorkerReceiver reads ``configLength`` bytes of configuration and ignores what
+# follows, so the configuration itself stays exactly ZooKeeper's text while trizab members
+# still learn whether the sender knows it committed (ZooKeeper has no such flag: it sends
+# only committed configurations, so a notification without the trailer is read as one).
+TRIZAB_TRAILER = struct.Struct(">4si")
+_TRAILER_MAGIC = b"TZAB"
+_FLAG_CONFIG_PROPOSED = 1
 
 
 def encode_notification(n: Notification) -> bytes:
@@ -319,6 +339,7 @@ def encode_notification(n: Notification) -> bytes:
             len(n.config),
         )
         + n.config
+        + TRIZAB_TRAILER.pack(_TRAILER_MAGIC, _FLAG_CONFIG_PROPOSED if n.config_proposed else 0)
     )
 
 
@@ -327,8 +348,10 @@ def decode_notification(data: bytes, sender: int) -> Notification:
 
     The 28-byte (no peer epoch) and 40-byte (no version) forms of older servers are accepted;
     a configuration follows only when the version is above 1, and bytes after it are ignored,
-    as ZooKeeper ignores them.  :class:`ProtocolError` for what ZooKeeper skips as malformed.
+    as ZooKeeper ignores them, except trizab's trailer (:data:`TRIZAB_TRAILER`).
+    :class:`ProtocolError` for what ZooKeeper skips as malformed.
     """
+    trailer: tuple[bytes, int] | None = None
     if len(data) in (28, 40):
         state, leader, z, ee = struct.unpack_from(">iqqq", data)
         pe = struct.unpack_from(">q", data, 28)[0] if len(data) == 40 else epoch_of(z)
@@ -344,13 +367,17 @@ def decode_notification(data: bytes, sender: int) -> Notification:
             if n < 0 or n != len(config):
                 follow = len(data) - _NOTIFICATION.size
                 raise ProtocolError(f"notification config length {n} but {follow} bytes follow")
+            rest = data[_NOTIFICATION.size + n :]
+            if len(rest) >= TRIZAB_TRAILER.size and rest.startswith(_TRAILER_MAGIC):
+                trailer = TRIZAB_TRAILER.unpack_from(rest)
     else:
         raise ProtocolError(f"notification of {len(data)} bytes")
     try:
         st = PeerState(state)
     except ValueError:
         raise ProtocolError(f"unknown peer state {state} in notification") from None
-    return Notification(sender, leader, z, ee, pe, st, bytes(config))
+    proposed = trailer is not None and bool(trailer[1] & _FLAG_CONFIG_PROPOSED)
+    return Notification(sender, leader, z, ee, pe, st, bytes(config), proposed, trailer is not None)
 
 
 # ---------------------------------------------------------------------------
@@ -426,8 +453,8 @@ def to_packet(msg: QuorumMessage) -> r.QuorumPacket:
         case Snap(_, z, snapshot):
             # The transport writes ``data`` after the packet (trizab.wire.quorum_stream).
             return pkt(T.SNAP, z, snapshot)
-        case NewLeader(_, epoch):
-            return pkt(T.NEWLEADER, zxid(epoch, 0))
+        case NewLeader(_, epoch, config):
+            return pkt(T.NEWLEADER, zxid(epoch, 0), config or None)
         case UpToDate(_, z):
             return pkt(T.UPTODATE, z)
         case Proposal(_, z, data):
@@ -488,7 +515,7 @@ def from_packet(p: r.QuorumPacket, sender: int) -> QuorumMessage:
             case T.SNAP:
                 return Snap(sender, p.zxid, data)
             case T.NEWLEADER:
-                return NewLeader(sender, epoch_of(p.zxid))
+                return NewLeader(sender, epoch_of(p.zxid), data)
             case T.UPTODATE:
                 return UpToDate(sender, p.zxid)
             case T.PROPOSAL:

@@ -160,7 +160,6 @@ from trizab.txn import Txn
 from trizab.wire.codes import QuorumPacketType as T
 from trizab.zab.election import Candidate, ElectionTiming, Elector
 from trizab.zab.membership import (
-    COMMITTED_LINE,
     Membership,
     MembershipFn,
     SnapshotMembershipFn,
@@ -595,8 +594,9 @@ class Peer:
         latest = self.latest
         if latest.version == 0 or not notes:
             return notes
-        text = render_membership(latest, committed=latest == self.active)
-        return [(to, attrs.evolve(n, config=text)) for to, n in notes]
+        text = render_membership(latest)
+        proposed = latest != self.active
+        return [(to, attrs.evolve(n, config=text, config_proposed=proposed)) for to, n in notes]
 
     def _check_learner_membership(self) -> None:
         """After a commit: a follower removed from the voters re-joins as observer or leaves."""
@@ -1015,7 +1015,6 @@ class Peer:
                 self._answered[n.sender] = self.ticks
                 v = self.elector.vote
                 latest = self.latest
-                config = render_membership(latest, committed=latest == self.active)
                 reply = Notification(
                     self.id,
                     v.leader,
@@ -1023,12 +1022,13 @@ class Peer:
                     self.elector.logical_clock,
                     v.peer_epoch,
                     PeerState.LOOKING,
-                    config,
+                    render_membership(latest),
+                    config_proposed=latest != self.active,
                 )
                 self._notes.append((n.sender, reply))
             return
         if self.role == Role.LOOKING:
-            if n.config and n.config.endswith(COMMITTED_LINE):
+            if n.config and not n.config_proposed:
                 self._adopt_config(n.config)
             elif n.config:
                 self._see_config(n.config)
@@ -1053,9 +1053,16 @@ class Peer:
             # Our last configuration (said committed if it is the active one): a server
             # with a newer or older one learns which to vote with.
             latest = self.latest
-            config = render_membership(latest, committed=latest == self.active) if self.established else b""
+            config = render_membership(latest) if self.established else b""
             reply = Notification(
-                self.id, leader, v.zxid, self.elector.logical_clock, peer_epoch, state, config
+                self.id,
+                leader,
+                v.zxid,
+                self.elector.logical_clock,
+                peer_epoch,
+                state,
+                config,
+                config_proposed=bool(config) and latest != self.active,
             )
             self._notes.append((n.sender, reply))
 
@@ -1229,7 +1236,7 @@ class Peer:
             upto = e.zxid
             if e.zxid <= committed:
                 self._msgs.append((sid, Commit(self.id, e.zxid)))
-        self._msgs.append((sid, NewLeader(self.id, lead.new_epoch)))
+        self._msgs.append((sid, NewLeader(self.id, lead.new_epoch, render_membership(self.latest))))
         lr.newleader_upto = upto
         # What the learner had before (it committed that itself) or got a COMMIT for.
         lr.commit_sent = max(plan.zxid, min(committed, upto))
@@ -1470,6 +1477,10 @@ class Peer:
         elif isinstance(msg, NewLeader):
             if msg.epoch != self.accepted_epoch:
                 raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
+            # NEWLEADER's configuration text is for ZooKeeper learners (Learner.syncWithLeader
+            # makes it theirs at UPTODATE); we take configurations from the synced history
+            # only: the leader's last seen one may be a reconfig it proposed after it was
+            # established and that never commits.
             self.current_epoch = msg.epoch  # persisted with the synced history before the ACK
             self._msgs.append((f.leader, Ack(self.id, zxid(msg.epoch, 0))))
             f.phase = "broadcast"
