@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trizab.tree.datatree import DataTree, Node
+from trizab.tree.datatree import DataTree
 from trizab.tree.snapshot import serialize_snapshot
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
@@ -22,8 +22,7 @@ LIMIT = packet_limit(4096)
 def _snapshot() -> bytes:
     tree = DataTree()
     acl = (r.ACL(31, r.Id("digest", "u:hash")),)
-    tree.nodes["/a"] = Node(b"x" * 3000, acl)
-    tree.nodes["/"].children["a"] = None
+    tree.create_node("/a", b"x" * 3000, acl, 0, -1, 1, 0)
     tree.sessions = {0x100000001: 30000, 0x200000002: 4000}
     return serialize_snapshot(tree)
 
