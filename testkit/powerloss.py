@@ -433,7 +433,7 @@ def _crash_point(
         try:
             server.start(timeout=rng.uniform(0.05, 1.5))
         except ServerStartError as exc:
-            if "did not answer ruok" not in str(exc):
+            if "was not ready within" not in str(exc):  # TrizabProcess.wait_ready's timeout
                 figures.start_failures += 1
                 figures.anomalies.append(f"start-up failed: {exc}")
                 return {"start": "failed"}
