@@ -68,33 +68,21 @@ def test_rfc2831_example_response_value() -> None:
     # RFC 2831 section 4: chris / secret on elwood.innosoft.com, imap service.
     from trizab.server import sasl_digest
 
-    value = sasl_digest._response_value(
-        username="chris",
-        realm="elwood.innosoft.com",
-        password="secret",
-        nonce="OA6MG9tEQGm2hh",
-        cnonce="OA6MHXh6VqTrRk",
-        nc="00000001",
-        qop="auth",
-        digest_uri="imap/elwood.innosoft.com",
-        authzid=None,
-        utf8=True,
-        for_rspauth=False,
-    )
+    example = {
+        "username": "chris",
+        "realm": "elwood.innosoft.com",
+        "password": "secret",
+        "nonce": "OA6MG9tEQGm2hh",
+        "cnonce": "OA6MHXh6VqTrRk",
+        "nc": "00000001",
+        "qop": "auth",
+        "digest_uri": "imap/elwood.innosoft.com",
+        "authzid": None,
+        "utf8": True,
+    }
+    value = sasl_digest._response_value(**example, for_rspauth=False)
     assert value == "d388dad90d4bbd760a152321f2143af7"
-    rspauth = sasl_digest._response_value(
-        username="chris",
-        realm="elwood.innosoft.com",
-        password="secret",
-        nonce="OA6MG9tEQGm2hh",
-        cnonce="OA6MHXh6VqTrRk",
-        nc="00000001",
-        qop="auth",
-        digest_uri="imap/elwood.innosoft.com",
-        authzid=None,
-        utf8=True,
-        for_rspauth=True,
-    )
+    rspauth = sasl_digest._response_value(**example, for_rspauth=True)
     assert rspauth == "ea40f60335c427b5527b84dbabcdfffd"
 
 
