@@ -7,6 +7,7 @@ import logging
 import struct
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -14,7 +15,6 @@ from trizab.runtime.election import PROTOCOL_VERSION, PROTOCOL_VERSION_V2, Elect
 from trizab.runtime.launcher import free_ports
 from trizab.runtime.quorum import FrameError
 from trizab.zab.messages import (
-    TRIZAB_TRAILER,
     Notification,
     PeerState,
     decode_notification,
@@ -76,19 +76,37 @@ ZOOKEEPER_CONFIG = (
 
 
 def _as_zookeeper_sends(n: Notification) -> bytes:
-    """FastLeaderElection.buildMsg: the same fields, and nothing after the configuration."""
-    return encode_notification(n)[: -TRIZAB_TRAILER.size]
+    """FastLeaderElection.buildMsg: the same fields, and nothing after the configuration
+    (what a trizab member with election=fast sends too)."""
+    return encode_notification(attrs.evolve(n, policy_marker=False))
 
 
-def test_zookeeper_notifications_are_told_from_trizab_ones() -> None:
-    # Both carry the same configuration text; only trizab's trailer tells them apart.
+def test_zookeeper_notifications_are_told_from_marked_ones() -> None:
+    # Both carry the same configuration text; only the marker of a member with another
+    # policy than fast tells them apart.
     note = Notification(6, 6, 0, 1, 0, PeerState.LOOKING, ZOOKEEPER_CONFIG)
     from_zookeeper = decode_notification(_as_zookeeper_sends(note), 6)
-    assert not from_zookeeper.from_trizab
+    assert not from_zookeeper.policy_marker
     assert from_zookeeper.config == ZOOKEEPER_CONFIG
-    assert decode_notification(encode_notification(note), 6).from_trizab
+    assert decode_notification(encode_notification(attrs.evolve(note, policy_marker=True)), 6).policy_marker
     without_config = _as_zookeeper_sends(Notification(6, 6, 0, 1, 0, PeerState.LOOKING))
-    assert not decode_notification(without_config, 6).from_trizab
+    assert not decode_notification(without_config, 6).policy_marker
+
+
+@pytest.mark.parametrize("policy", ["fast", "priority", "static"])
+async def test_only_policies_other_than_fast_mark_their_notifications(policy: str) -> None:
+    """What goes on the wire: with fast, exactly FastLeaderElection's bytes."""
+    port, other = free_ports(2)
+    send, _recv = trio.open_memory_channel[Any](100)
+    addresses = {5: ("127.0.0.1", port), 6: ("127.0.0.1", other)}
+    et = ElectionTransport(5, addresses, send.send, retry_s=0.05, handshake_s=2.0, policy=policy)
+    note = Notification(5, 5, 0, 1, 0, PeerState.LOOKING, ZOOKEEPER_CONFIG)
+    et.send(6, note)
+    (queued,) = et.peers[6].queue
+    marker = b"TZAB" + bytes(4) if policy != "fast" else b""
+    assert queued == struct.pack(">i", len(_as_zookeeper_sends(note)) + len(marker)) + (
+        _as_zookeeper_sends(note) + marker
+    )
 
 
 async def _notify_from_zookeeper_member(policy: str, caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -122,7 +140,8 @@ async def test_priority_and_static_say_once_that_a_zookeeper_member_ignores_them
 ) -> None:
     lines = await _notify_from_zookeeper_member(policy, caplog)
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"server 6 is an Apache ZooKeeper member, but election={policy}")
+    assert lines[0].startswith("server 6 sends Apache ZooKeeper's election notifications (an Apache")
+    assert f"but election={policy}" in lines[0]
     assert "use election=fast" in lines[0]
 
 

@@ -75,21 +75,20 @@ def test_malformed_packets_raise_protocol_error(pkt: r.QuorumPacket) -> None:
 @settings(derandomize=True)
 @given(sid, sid, z, epoch, epoch, st.sampled_from(list(m.PeerState)), blob, st.booleans())
 def test_notification_round_trip(
-    s: int, leader: int, zz: int, ee: int, pe: int, state: m.PeerState, cfg: bytes, proposed: bool
+    s: int, leader: int, zz: int, ee: int, pe: int, state: m.PeerState, cfg: bytes, marker: bool
 ) -> None:
-    n = m.Notification(s, leader, zz, ee, pe, state, cfg, config_proposed=proposed)
+    n = m.Notification(s, leader, zz, ee, pe, state, cfg, policy_marker=marker)
     data = m.encode_notification(n)
     # FastLeaderElection.buildMsg: int state, long leader, long zxid, long electionEpoch,
     # long peerEpoch, int version, int config length, config.
     assert struct.unpack_from(">iqqqqii", data) == (int(state), leader, zz, ee, pe, 2, len(cfg))
+    assert len(data) == 44 + len(cfg) + (m.POLICY_MARKER.size if marker else 0)
     assert m.decode_notification(data, s) == n
 
 
 def test_old_notification_format_and_garbage() -> None:
     old = struct.pack(">iqqq", 1, 3, zxid(2, 5), 7)
-    assert m.decode_notification(old, 3) == m.Notification(
-        3, 3, zxid(2, 5), 7, 2, m.PeerState.FOLLOWING, from_trizab=False
-    )
+    assert m.decode_notification(old, 3) == m.Notification(3, 3, zxid(2, 5), 7, 2, m.PeerState.FOLLOWING)
     for bad in (b"", b"\x00" * 10, struct.pack(">iqqqqii", 9, 0, 0, 0, 0, 2, 0)):
         with pytest.raises(m.ProtocolError):
             m.decode_notification(bad, 1)
@@ -98,7 +97,7 @@ def test_old_notification_format_and_garbage() -> None:
 def test_notification_bytes_are_fast_leader_election_build_msg() -> None:
     """The exact bytes ``FastLeaderElection.buildMsg(state, leader, zxid, electionEpoch, epoch,
     configData)`` writes for a FOLLOWING vote for 3 at 0x200000005, round 7, epoch 2, with
-    ZooKeeper's own configuration text (``QuorumMaj.toString()``)."""
+    ZooKeeper's own configuration text (``QuorumMaj.toString()``): nothing after it."""
     cfg = b"server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\nversion=0"
     n = m.Notification(1, 3, zxid(2, 5), 7, 2, m.PeerState.FOLLOWING, cfg)
     java = (
@@ -111,13 +110,13 @@ def test_notification_bytes_are_fast_leader_election_build_msg() -> None:
         + len(cfg).to_bytes(4, "big")  # putInt(configData.length)
         + cfg
     )
-    # trizab adds its trailer after the configuration (magic, flags), which WorkerReceiver
-    # never reads; ZooKeeper's own message is read as one from a ZooKeeper member.
-    assert m.encode_notification(n) == java + b"TZAB" + bytes(4)
-    assert m.decode_notification(java, 1) == attrs.evolve(n, from_trizab=False)
-    proposed = m.encode_notification(attrs.evolve(n, config_proposed=True))
-    assert proposed == java + b"TZAB" + bytes.fromhex("00000001")
-    assert m.decode_notification(proposed, 1).config_proposed
+    assert m.encode_notification(n) == java
+    assert m.decode_notification(java, 1) == n
+    # Only a member with election=priority/static appends its marker, which WorkerReceiver
+    # never reads (it reads configLength bytes and stops).
+    marked = m.encode_notification(attrs.evolve(n, policy_marker=True))
+    assert marked == java + b"TZAB" + bytes(4)
+    assert m.decode_notification(marked, 1) == attrs.evolve(n, policy_marker=True)
 
 
 def test_notifications_read_as_the_worker_receiver_reads_them() -> None:
@@ -125,9 +124,7 @@ def test_notifications_read_as_the_worker_receiver_reads_them() -> None:
     config are ignored; a config longer than what follows is malformed."""
     base = struct.pack(">iqqqq", 0, 2, zxid(1, 1), 3, 1)
     v1 = base + struct.pack(">i", 1) + b"\xff" * 8
-    assert m.decode_notification(v1, 2) == m.Notification(
-        2, 2, zxid(1, 1), 3, 1, m.PeerState.LOOKING, from_trizab=False
-    )
+    assert m.decode_notification(v1, 2) == m.Notification(2, 2, zxid(1, 1), 3, 1, m.PeerState.LOOKING)
     trailing = base + struct.pack(">ii", 2, 3) + b"abc" + b"zz"
     assert m.decode_notification(trailing, 2).config == b"abc"
     for bad in (base + struct.pack(">ii", 2, 9) + b"abc", base + struct.pack(">ii", 2, -1), base + b"\0\0"):

@@ -14,7 +14,7 @@ from trizab.txn import Txn
 from trizab.wire import records as r
 from trizab.wire.codes import OpCode
 from trizab.zab.membership import Membership, parse_config_text, render_membership, txn_membership
-from trizab.zab.messages import Entry
+from trizab.zab.messages import Entry, NewLeader, Notification, PeerState
 from trizab.zab.peer import PeerConfig
 from trizab.zab.quorum import commit_point, is_quorum
 from trizab.zab.ready import Role
@@ -222,3 +222,78 @@ def test_rendered_configuration_is_zookeepers_text() -> None:
         b"server.1=:::participant\nserver.2=:::participant\nserver.3=:::observer\nversion=100000004"
     )
     assert parse_config_text(render_membership(bare)) == bare
+
+
+# --- the configuration in election notifications --------------------------------------
+
+
+def _looking(sender: int) -> Notification:
+    return Notification(sender, sender, 0, 1, 0, PeerState.LOOKING)
+
+
+def test_notifications_carry_the_committed_configuration_never_a_proposed_one() -> None:
+    """As ZooKeeper sends ``getQuorumVerifier()`` (committed), never its last seen verifier: a
+    LOOKING ZooKeeper member makes any newer configuration a notification brings its own."""
+    net = ZabNet([1, 2, 3], fast, membership_fn=config_membership, tick_ms=100)
+    leader = settle(net, {1, 2, 3})
+    committed = Membership(frozenset({1, 2, 3}), frozenset({9}), 1)
+    leader.propose(cfg({1, 2, 3}, {9}, version=1))
+    net.stabilize()
+    # 6 and 7 do not exist: this one is logged everywhere and never commits.
+    leader.propose(cfg({1, 6, 7}, version=2))
+    net.stabilize()
+    assert leader.reconfig_in_flight
+    for i in (1, 2, 3):
+        peer = net.peers[i]
+        assert peer.latest.voters == {1, 6, 7} and peer.active == committed
+        # A LOOKING server asks: every member answers with the committed configuration.
+        peer.step(_looking(4))
+        rd = net.process(i)
+        assert rd is not None
+        answers = [n for to, n in rd.notifications if to == 4]
+        assert answers and {n.config for n in answers} == {render_membership(committed)}, i
+    # A follower restarted with the reconfig in its log votes with what it knows committed.
+    follower = next(i for i in (1, 2, 3) if i != leader.id)
+    net.crash(follower)
+    restarted = net.start(follower)
+    assert restarted.latest.voters == {1, 6, 7}
+    rd = net.process(follower)
+    assert rd is not None and rd.notifications
+    for _, n in rd.notifications:
+        assert parse_config_text(n.config).version < 2 and n.config == render_membership(restarted.active)
+
+
+def test_a_newer_configuration_in_newleader_is_voted_with_not_made_active() -> None:
+    """Learner.syncWithLeader: NEWLEADER's configuration becomes the learner's last seen one
+    (it votes with it); it becomes active only once the synced history commits it."""
+    net = ZabNet([1, 2, 3], fast, membership_fn=config_membership, tick_ms=100)
+    leader = settle(net, {1, 2, 3})
+    follower = next(i for i in (1, 2, 3) if i != leader.id)
+    net.crash(follower)
+    learner = net.start(follower)
+    # A leader whose last seen configuration is not in the history it syncs (a ZooKeeper
+    # leader's can come from its own dynamic configuration file): rewrite NEWLEADER in flight.
+    newer = Membership(frozenset({1, 2, 3, 4}), frozenset(), 0x500000001)
+    rewritten = 0
+    for _ in range(10_000):
+        if learner.established:
+            break
+        for i in list(net.peers):
+            net.process(i)
+        for (a, b), q in net.links.items():
+            for k, m in enumerate(q):
+                if isinstance(m, NewLeader):
+                    q[k] = attrs.evolve(m, config=render_membership(newer))
+                    rewritten += 1
+            if b in net.peers:
+                net.deliver(a, b)
+        for p in list(net.peers.values()):
+            p.tick()  # (ZabNet.tick would deliver before the rewrite)
+    assert learner.established and rewritten == 1
+    assert learner.active.version == 0 and learner.active.voters == {1, 2, 3}
+    assert learner.elector.voters == newer.voters  # type: ignore[attr-defined]
+    # What it tells a LOOKING server is still its committed configuration.
+    learner.step(_looking(5))
+    rd = net.process(follower)
+    assert rd is not None
+    assert [n.config for to, n in rd.notifications if to == 5] == [render_membership(learner.active)]

@@ -153,7 +153,9 @@ class ElectionTransport:
         # The election policy's name (None: the default, fast): only ``fast`` orders votes as
         # ZooKeeper's members do.
         self.policy = policy or "fast"
-        self.zookeeper_peers: set[int] = set()  # senders seen with ZooKeeper's notifications
+        # Senders seen with ZooKeeper's notifications (no policy marker): ZooKeeper members,
+        # or trizab members with election=fast; only told apart by a policy other than fast.
+        self.zookeeper_peers: set[int] = set()
         self.my_id = my_id
         self.addresses = addresses
         self._post = post
@@ -214,6 +216,8 @@ class ElectionTransport:
         p = self.peers.get(to)
         if p is None:
             return
+        if self.policy != "fast":
+            n = attrs.evolve(n, policy_marker=True)  # see POLICY_MARKER; fast sends ZooKeeper's bytes
         p.queue.append(frame(encode_notification(n)))
         p.wakeup.set()
         if to > self.my_id and not p.connected.is_set():
@@ -419,20 +423,23 @@ class ElectionTransport:
                 if malformed == 1:
                     log.warning("skipping a malformed election notification from %d: %s", p.sid, e)
                 continue
-            if not note.from_trizab and p.sid not in self.zookeeper_peers:
+            if not note.policy_marker and p.sid not in self.zookeeper_peers:
                 self._saw_zookeeper(p.sid)
             await self._post(ElectionReceived(note))
 
     def _saw_zookeeper(self, sid: int) -> None:
-        """An Apache ZooKeeper member takes part in our elections: say once what that means
-        for a policy other than ``fast`` (ZooKeeper's members order votes by epoch, zxid and
-        server id only, and know nothing of ``election.prefer`` or ``election.leader``)."""
+        """A member that sends ZooKeeper's notifications takes part in our elections: say once
+        what that means for a policy other than ``fast`` (ZooKeeper's members order votes by
+        epoch, zxid and server id only, and know nothing of ``election.prefer`` or
+        ``election.leader``; a trizab member with ``fast`` neither).  The two cannot be told
+        apart: a trizab member with ``fast`` sends exactly ZooKeeper's bytes."""
         self.zookeeper_peers.add(sid)
         if self.policy != "fast":
             log.error(
-                "server %d is an Apache ZooKeeper member, but election=%s: in a mixed ensemble the "
-                "ZooKeeper members ignore this policy and may elect a leader it would not, or leave "
-                "this member out; use election=fast until every member runs trizab",
+                "server %d sends Apache ZooKeeper's election notifications (an Apache ZooKeeper "
+                "member, or a trizab member with election=fast), but election=%s: such members "
+                "ignore this policy and may elect a leader it would not, or leave this member out; "
+                "use election=fast until every member runs trizab with the same policy",
                 sid,
                 self.policy,
             )

@@ -407,6 +407,9 @@ class Simulation:
         # Positions in the global delivered sequence where a reconfig took effect.
         self.ref_cfgs: list[tuple[int, Membership]] = []
         self.cfg_zxid: dict[int, int] = {}  # reconfig version -> the zxid it was proposed at
+        # reconfig version -> the proposing leader's active configuration (its commit needs
+        # a durable quorum of that one and of the new one).
+        self.cfg_prev: dict[int, Membership] = {}
         self.reconfigs = 0
         self.reconfigs_committed = 0
         # checker state
@@ -592,6 +595,7 @@ class Simulation:
             else:
                 self.net.send(i, m[0], m[1])
         for to, n in rd.notifications:
+            self._check_notified_config(i, n)
             self.net.send_election(i, to, n)
 
     def _carry_out(self, i: int, rd: Ready) -> None:
@@ -695,6 +699,33 @@ class Simulation:
         if z not in self.quorum_stored and self.ref and z < self.ref[-1]:
             raise InvariantViolation(f"{node.id} holds {active} active, a reconfig that never committed")
 
+    def _check_notified_config(self, i: int, n: Notification) -> None:
+        """An election notification carries a committed configuration (or the sender's
+        zoo.cfg's), never a reconfig only proposed: a LOOKING ZooKeeper member makes any
+        newer one its own.  Committed here means durable at a quorum of the configuration it
+        replaces and of itself when sent (a commit is such a quorum's acknowledgement)."""
+        if not n.config:
+            raise InvariantViolation(f"{i} sent a notification without its configuration")
+        m = replica_config_membership(n.config)
+        if m is None:
+            raise InvariantViolation(f"{i} sent a configuration nobody can read: {n.config!r}")
+        if m.version == 0:
+            if m not in (self.initial, self.nodes[i].static):
+                raise InvariantViolation(f"{i} sent a static configuration it was not given: {m}")
+            return
+        z = self.cfg_zxid.get(m.version)
+        if z is None:
+            raise InvariantViolation(f"{i} sent {m}, never proposed")
+        if z in self.quorum_stored:
+            return
+        for needed in (self.cfg_prev[m.version], m):
+            stored = [v for v in needed.voters if self.nodes[v].storage.has(z)]
+            if not is_quorum(stored, needed.voters):
+                raise InvariantViolation(
+                    f"{i} sent {m} (reconfig {fmt(z)}) in a notification before it committed:"
+                    f" durable at only {sorted(stored)} of voters {sorted(needed.voters)}"
+                )
+
     def _snapshot_after_reconfig(self, i: int, incarnation: int) -> None:
         node = self.nodes[i]
         if node.peer is None or node.incarnation != incarnation:
@@ -766,6 +797,7 @@ class Simulation:
         m = config_membership(payload)
         if m is not None:
             self.cfg_zxid[m.version] = z
+            self.cfg_prev[m.version] = peer.active
         self._pump(i)
 
     def client_sync(self) -> None:

@@ -306,28 +306,28 @@ class Notification:
     election_epoch: int
     peer_epoch: int
     state: PeerState
-    # The sender's configuration as ZooKeeper's ``QuorumVerifier.toString()`` renders it.
+    # The sender's committed configuration as ZooKeeper's ``QuorumVerifier.toString()``
+    # renders it (members of either implementation never send one they do not know committed).
     config: bytes = b""
-    # True when the sender does not know ``config`` committed (a reconfig it logged but has
-    # not seen committed); ZooKeeper members only ever send committed ones.
-    config_proposed: bool = False
-    # False for a notification from an Apache ZooKeeper member (no trizab trailer).
-    from_trizab: bool = True
+    # The sender appended :data:`POLICY_MARKER`: a trizab member whose election policy is not
+    # ``fast``.  Members with ``fast`` (and ZooKeeper's) send FastLeaderElection's bytes only.
+    policy_marker: bool = False
 
 
 _NOTIFICATION = struct.Struct(">iqqqqii")
 NOTIFICATION_VERSION = 2
-# What a trizab member appends after the configuration: a magic and a flags word.
-# ZooKeeper's WorkerReceiver reads ``configLength`` bytes of configuration and ignores what
-# follows, so the configuration itself stays exactly ZooKeeper's text while trizab members
-# still learn whether the sender knows it committed (ZooKeeper has no such flag: it sends
-# only committed configurations, so a notification without the trailer is read as one).
-TRIZAB_TRAILER = struct.Struct(">4si")
-_TRAILER_MAGIC = b"TZAB"
-_FLAG_CONFIG_PROPOSED = 1
+# What a trizab member with ``election=priority`` or ``static`` appends after the
+# configuration: a magic and a (zero) flags word.  ZooKeeper's WorkerReceiver reads
+# ``configLength`` bytes of configuration and ignores what follows; such a member uses the
+# marker's absence to tell that a sender does not run its policy (a ZooKeeper member, or a
+# trizab member with ``fast``, whose notifications are exactly ZooKeeper's).
+POLICY_MARKER = struct.Struct(">4si")
+_MARKER_MAGIC = b"TZAB"
 
 
 def encode_notification(n: Notification) -> bytes:
+    """``FastLeaderElection.buildMsg(state, leader, zxid, electionEpoch, epoch, configData)``,
+    then the policy marker if ``n.policy_marker``."""
     return (
         _NOTIFICATION.pack(
             int(n.state),
@@ -339,7 +339,7 @@ def encode_notification(n: Notification) -> bytes:
             len(n.config),
         )
         + n.config
-        + TRIZAB_TRAILER.pack(_TRAILER_MAGIC, _FLAG_CONFIG_PROPOSED if n.config_proposed else 0)
+        + (POLICY_MARKER.pack(_MARKER_MAGIC, 0) if n.policy_marker else b"")
     )
 
 
@@ -348,10 +348,10 @@ def decode_notification(data: bytes, sender: int) -> Notification:
 
     The 28-byte (no peer epoch) and 40-byte (no version) forms of older servers are accepted;
     a configuration follows only when the version is above 1, and bytes after it are ignored,
-    as ZooKeeper ignores them, except trizab's trailer (:data:`TRIZAB_TRAILER`).
+    as ZooKeeper ignores them, except trizab's policy marker (:data:`POLICY_MARKER`).
     :class:`ProtocolError` for what ZooKeeper skips as malformed.
     """
-    trailer: tuple[bytes, int] | None = None
+    marker = False
     if len(data) in (28, 40):
         state, leader, z, ee = struct.unpack_from(">iqqq", data)
         pe = struct.unpack_from(">q", data, 28)[0] if len(data) == 40 else epoch_of(z)
@@ -368,16 +368,14 @@ def decode_notification(data: bytes, sender: int) -> Notification:
                 follow = len(data) - _NOTIFICATION.size
                 raise ProtocolError(f"notification config length {n} but {follow} bytes follow")
             rest = data[_NOTIFICATION.size + n :]
-            if len(rest) >= TRIZAB_TRAILER.size and rest.startswith(_TRAILER_MAGIC):
-                trailer = TRIZAB_TRAILER.unpack_from(rest)
+            marker = len(rest) >= POLICY_MARKER.size and rest.startswith(_MARKER_MAGIC)
     else:
         raise ProtocolError(f"notification of {len(data)} bytes")
     try:
         st = PeerState(state)
     except ValueError:
         raise ProtocolError(f"unknown peer state {state} in notification") from None
-    proposed = trailer is not None and bool(trailer[1] & _FLAG_CONFIG_PROPOSED)
-    return Notification(sender, leader, z, ee, pe, st, bytes(config), proposed, trailer is not None)
+    return Notification(sender, leader, z, ee, pe, st, bytes(config), marker)
 
 
 # ---------------------------------------------------------------------------

@@ -351,11 +351,13 @@ class Peer:
         # without a vote until the reconfig that adds it commits).
         self._listed = self._base_cfg.version > 0 and self.id in self._base_cfg.members
         self.removed = False
+        # The last configuration a leader's NEWLEADER named, when newer than our history's
+        # (ZooKeeper's lastSeenQuorumVerifier from Learner.syncWithLeader): elections only.
         self._seen: Membership | None = None
         self._answered: dict[int, int] = {}  # removed: when we last answered each server
-        # What an established member told us while we look: its last configuration.  The
-        # ensemble it belongs to has adopted every committed one, so ours, if newer, is
-        # an uncommitted leftover that its leader will truncate: vote like the ensemble.
+        # What an established member told us while we look: its committed configuration.
+        # Ours, if newer, is a reconfig not committed yet (its leader will commit or
+        # truncate it): vote like the ensemble meanwhile.
         self._leader_cfg: Membership | None = None
         self._leader_cfg_at = 0
         self.snapshot_fn = snapshot_fn
@@ -564,9 +566,10 @@ class Peer:
 
     @property
     def _election_cfg(self) -> Membership:
-        """Who votes in elections: the newest configuration we have seen, in our log or in a
-        LOOKING peer's notification (ZooKeeper's lastSeenQuorumVerifier).  Liveness only:
-        quorums for ZAB itself always come from our own history."""
+        """Who votes in elections: the configuration an established member reports, else the
+        newest we have seen, in our log or in a leader's NEWLEADER (ZooKeeper's
+        lastSeenQuorumVerifier).  Liveness only: quorums for ZAB itself always come from our
+        own history."""
         if self._leader_cfg is not None:
             return self._leader_cfg
         seen = self._seen
@@ -581,7 +584,9 @@ class Peer:
             reconfigure(m.voters, m.observers)
 
     def _see_config(self, text: bytes) -> None:
-        """A LOOKING peer's last seen configuration: a newer one makes us vote like it."""
+        """The leader's last seen configuration (NEWLEADER): a newer one than we hold makes
+        us vote like it (Learner.syncWithLeader: ``setLastSeenQuorumVerifier``).  Liveness
+        only; it becomes active when our history commits it."""
         try:
             m = parse_config_text(text)
         except ValueError:
@@ -590,13 +595,20 @@ class Peer:
             self._seen = m
             self._reconfigure_elector()
 
+    @property
+    def notified_config(self) -> bytes:
+        """The configuration our election notifications carry: the active one, which we
+        know committed, as ZooKeeper sends ``getQuorumVerifier().toString()`` and never its
+        last seen one.  A LOOKING ZooKeeper member makes a newer one its own at once
+        (``processReconfig`` from FastLeaderElection), and so do we (:meth:`_adopt_config`):
+        a reconfig we logged but do not know committed must never travel here."""
+        return render_membership(self.active)
+
     def _with_config(self, notes: list[tuple[int, Notification]]) -> list[tuple[int, Notification]]:
-        latest = self.latest
-        if latest.version == 0 or not notes:
+        if not notes:
             return notes
-        text = render_membership(latest)
-        proposed = latest != self.active
-        return [(to, attrs.evolve(n, config=text, config_proposed=proposed)) for to, n in notes]
+        text = self.notified_config
+        return [(to, attrs.evolve(n, config=text)) for to, n in notes]
 
     def _check_learner_membership(self) -> None:
         """After a commit: a follower removed from the voters re-joins as observer or leaves."""
@@ -1014,7 +1026,6 @@ class Peer:
             if n.state == PeerState.LOOKING and self._answered.get(n.sender) != self.ticks:
                 self._answered[n.sender] = self.ticks
                 v = self.elector.vote
-                latest = self.latest
                 reply = Notification(
                     self.id,
                     v.leader,
@@ -1022,16 +1033,14 @@ class Peer:
                     self.elector.logical_clock,
                     v.peer_epoch,
                     PeerState.LOOKING,
-                    render_membership(latest),
-                    config_proposed=latest != self.active,
+                    self.notified_config,
                 )
                 self._notes.append((n.sender, reply))
             return
         if self.role == Role.LOOKING:
-            if n.config and not n.config_proposed:
+            if n.config:
+                # Every member, of either implementation, sends only its committed one.
                 self._adopt_config(n.config)
-            elif n.config:
-                self._see_config(n.config)
             if n.config and n.state in (PeerState.LEADING, PeerState.FOLLOWING):
                 try:
                     self._leader_cfg = parse_config_text(n.config)
@@ -1050,10 +1059,8 @@ class Peer:
             peer_epoch = self.current_epoch if self.established else v.peer_epoch
             leader = self.leader if self.leader is not None else v.leader
             state = _STATE_OF_ROLE[self.role]
-            # Our last configuration (said committed if it is the active one): a server
-            # with a newer or older one learns which to vote with.
-            latest = self.latest
-            config = render_membership(latest) if self.established else b""
+            # Our committed configuration (WorkerReceiver answers with getQuorumVerifier()):
+            # a server with an older one learns which to vote with.
             reply = Notification(
                 self.id,
                 leader,
@@ -1061,8 +1068,7 @@ class Peer:
                 self.elector.logical_clock,
                 peer_epoch,
                 state,
-                config,
-                config_proposed=bool(config) and latest != self.active,
+                self.notified_config,
             )
             self._notes.append((n.sender, reply))
 
@@ -1477,10 +1483,17 @@ class Peer:
         elif isinstance(msg, NewLeader):
             if msg.epoch != self.accepted_epoch:
                 raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
-            # NEWLEADER's configuration text is for ZooKeeper learners (Learner.syncWithLeader
-            # makes it theirs at UPTODATE); we take configurations from the synced history
-            # only: the leader's last seen one may be a reconfig it proposed after it was
-            # established and that never commits.
+            # The leader's last seen configuration: we vote with it from now on if it is
+            # newer than ours (Learner.syncWithLeader: setLastSeenQuorumVerifier).  A
+            # ZooKeeper learner also makes it its committed one at UPTODATE; we activate a
+            # configuration only when our synced history commits it: the leader's last seen
+            # one may be a reconfig it proposed after it was established that never commits
+            # (see docs/mixed-ensembles.md).
+            # (What members told us while we looked is superseded by the leader's own word.)
+            self._leader_cfg = None
+            if msg.config:
+                self._see_config(msg.config)
+            self._reconfigure_elector()
             self.current_epoch = msg.epoch  # persisted with the synced history before the ACK
             self._msgs.append((f.leader, Ack(self.id, zxid(msg.epoch, 0))))
             f.phase = "broadcast"
