@@ -23,9 +23,13 @@ import pytest
 from testkit import apache_zk
 from testkit.rolling_ensemble import RollingEnsemble, Slot
 from trizab.config import parse as parse_zoo_cfg
+from trizab.plugin import load_plugin
+from trizab.runtime.election import ElectionTransport
+from trizab.runtime.zab_commit import peer_config
 from trizab.server.replica import config_membership, render_config
-from trizab.zab.membership import render_membership
+from trizab.zab.membership import Membership, render_membership
 from trizab.zab.messages import PeerState, decode_notification
+from trizab.zab.peer import Peer
 
 pytestmark = [pytest.mark.apache, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -139,11 +143,38 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def test_a_zookeeper_notification_carries_the_configuration_as_trizab_renders_it(tmp_path: Path) -> None:
-    """The configuration bytes a real ZooKeeper 3.8 member puts in its notifications are
-    exactly the text trizab renders for the same zoo.cfg (and sends in its own).  Server 2
-    runs ZooKeeper; this test listens on server 1's election port (ZooKeeper keeps only
-    connections from the higher id, so server 2 connects here) and reads what it sends."""
+def _trizab_first_notification(cfg_text: str, sid: int, to: int) -> bytes:
+    """The framed bytes a freshly started trizab member ``sid`` with this zoo.cfg (and an
+    empty data directory) queues for ``to`` on its election port: its Peer built as the
+    runtime builds it, its first notification encoded by the election transport."""
+    config = parse_zoo_cfg(cfg_text, read_myid=False).evolve(server_id=sid)
+    pc = peer_config(config)
+    static = config_membership(render_config(config.servers, 0))
+    assert static is not None
+    plugin = load_plugin("trizab.election", "fast", {})
+    peer = Peer(
+        pc,
+        plugin.elector(pc.my_id, pc.voters, pc.observers, pc.election_timing()),
+        membership=Membership(pc.voters, pc.observers, servers=static.servers),
+    )
+    notes = [n for dest, n in peer.ready().notifications if dest == to]
+    addresses = {s.sid: ("127.0.0.1", s.election_port) for s in config.servers.values()}
+    transport = ElectionTransport(sid, addresses, _ignore, policy="fast")
+    transport.send(to, notes[0])
+    return transport.peers[to].queue[0]
+
+
+async def _ignore(_: object) -> None:
+    return None
+
+
+def test_a_zookeeper_notification_is_byte_for_byte_what_trizab_sends(tmp_path: Path) -> None:
+    """A real ZooKeeper 3.8 member's first notification, read off the wire (frame and all),
+    is byte for byte what a trizab member in the same state sends: LOOKING, voting for itself
+    at zxid 0, round 1, epoch 0, with its configuration as ``QuorumVerifier.toString()``
+    renders it, and nothing after it.  Server 2 runs ZooKeeper; this test listens on server
+    1's election port (ZooKeeper keeps only connections from the higher id, so server 2
+    connects here) and reads what it sends."""
     with RollingEnsemble(2, workdir=tmp_path) as ens:
         with socket.create_server(("127.0.0.1", ens[1].election_port)) as listener:
             listener.settimeout(40)
@@ -155,13 +186,19 @@ def test_a_zookeeper_notification_carries_the_configuration_as_trizab_renders_it
                 _version, sid, length = struct.unpack(">qqi", _read_exact(conn, 20))
                 _read_exact(conn, length)
                 assert sid == 2
-                (size,) = struct.unpack(">i", _read_exact(conn, 4))
-                note = decode_notification(_read_exact(conn, size), sid)
-    assert note.state == PeerState.LOOKING and not note.from_trizab
-    servers = parse_zoo_cfg(ens[2].config.read_text(), read_myid=False).servers
+                size_bytes = _read_exact(conn, 4)
+                (size,) = struct.unpack(">i", size_bytes)
+                message = _read_exact(conn, size)
+        cfg_text = ens[2].config.read_text()
+    note = decode_notification(message, sid)
+    assert note.state == PeerState.LOOKING and not note.policy_marker
+    assert (note.leader, note.zxid, note.election_epoch, note.peer_epoch) == (2, 0, 1, 0)
+    servers = parse_zoo_cfg(cfg_text, read_myid=False).servers
     static = config_membership(render_config(servers, 0))
     assert static is not None
     assert note.config == render_membership(static), (note.config, render_membership(static))
+    trizab = _trizab_first_notification(cfg_text, 2, 1)
+    assert trizab == size_bytes + message, (trizab, size_bytes + message)
 
 
 def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: Path) -> None:
@@ -175,7 +212,8 @@ def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: P
         for sid in (1, 2):
             lines = [line for line in ens[sid].log_text().splitlines() if "Apache ZooKeeper member" in line]
             assert len(lines) == 1, lines
-            assert "server 3 is an Apache ZooKeeper member, but election=priority" in lines[0]
+            assert "server 3 sends Apache ZooKeeper's election notifications" in lines[0]
+            assert "but election=priority" in lines[0]
             assert "use election=fast" in lines[0]
 
 
