@@ -30,9 +30,10 @@ why this interface lives in :mod:`trizab.zab`, beside the peer that drives it:
 the ZAB core depends on it, and plugins depend on the core, never the reverse.
 
 Optionally an elector has ``reconfigure(voters, observers)``: the peer calls it
-with the voters to elect among when a reconfig commits (dynamic
-reconfiguration) and when a notification brings a newer configuration (before
-``step`` of that notification), so that it counts the new voters; an elector
+with the voters to elect among when a reconfig commits or is logged (dynamic
+reconfiguration), when a notification brings a newer committed configuration
+(before ``step`` of that notification) and when a leader's NEWLEADER names a
+newer one, so that it counts the new voters; an elector
 without it keeps the voters it was built with.  A member learns of a reconfig
 it missed only from notifications, as in ZooKeeper: an elector that sends none
 never does.

@@ -139,12 +139,14 @@ its commit point (**pending**, ``pending_configs``).
   agreed on, from gathering a quorum of servers that do not know it.  (A known
   limit: new servers whose zoo.cfgs list each other may follow one another; give
   each new server a zoo.cfg of the running ensemble plus itself only.)
-* **Elections** count the voters of the newest configuration seen (our log, a
-  LOOKING peer's notification, or the one an established member reports), and
-  never vote for a server outside them; notifications carry the configuration
-  text (ZooKeeper's do too).  A configuration another server reports committed and
-  newer than ours becomes our configuration at ``base``.  All of this only
-  decides whom to follow; the quorum rule above decides what commits.
+* **Elections** count the voters of the newest configuration seen (our log, the
+  leader's NEWLEADER, or the committed one an established member reports), and
+  never vote for a server outside them.  Notifications carry the sender's
+  *committed* configuration only (``notified_config``; ZooKeeper sends
+  ``getQuorumVerifier()``), so a configuration a notification brings that is newer
+  than ours becomes our configuration at ``base``, as ZooKeeper's FastLeaderElection
+  makes it its own.  All of this only decides whom to follow; the quorum rule
+  above decides what commits.
 """
 
 from __future__ import annotations
