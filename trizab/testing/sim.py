@@ -410,6 +410,7 @@ class Simulation:
         # reconfig version -> the proposing leader's active configuration (its commit needs
         # a durable quorum of that one and of the new one).
         self.cfg_prev: dict[int, Membership] = {}
+        self.notified_reconfigs = 0  # notifications sent with a reconfigured configuration
         self.reconfigs = 0
         self.reconfigs_committed = 0
         # checker state
@@ -716,6 +717,7 @@ class Simulation:
         z = self.cfg_zxid.get(m.version)
         if z is None:
             raise InvariantViolation(f"{i} sent {m}, never proposed")
+        self.notified_reconfigs += 1
         if z in self.quorum_stored:
             return
         for needed in (self.cfg_prev[m.version], m):

@@ -1045,12 +1045,16 @@ class Peer:
                 self._adopt_config(n.config)
             if n.config and n.state in (PeerState.LEADING, PeerState.FOLLOWING):
                 try:
-                    self._leader_cfg = parse_config_text(n.config)
+                    reported = parse_config_text(n.config)
                 except ValueError:
                     pass
                 else:
-                    self._leader_cfg_at = self.ticks
-                    self._reconfigure_elector()
+                    # One older than what we know committed comes from a member still
+                    # syncing with its leader (the leader holds every committed one).
+                    if reported.version >= self.active.version:
+                        self._leader_cfg = reported
+                        self._leader_cfg_at = self.ticks
+                        self._reconfigure_elector()
             self.elector.step(n)
             self._check_decision()
         elif n.state == PeerState.LOOKING:
