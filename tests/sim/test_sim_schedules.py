@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +22,7 @@ from trizab.server.replica import config_membership
 from trizab.testing import sim as S
 from trizab.zab import peer as P
 from trizab.zab.membership import Membership, render_membership
-from trizab.zab.messages import Proposal
+from trizab.zab.messages import NewLeader, Proposal, UpToDate
 
 # CI: 1,000 schedules per ensemble size, i.e. 2,000 per election plugin.
 SCHEDULES = int(os.environ.get("TRIZAB_SIM_SCHEDULES", "1000"))
@@ -262,6 +263,33 @@ def test_the_checker_catches_a_proposed_configuration_in_a_notification(
     _, failed = S.soak(range(100), 3, "fast", out=out, reconfig=True)
     assert failed, "the bug went unnoticed"
     assert "in a notification before it committed" in out.getvalue()
+
+
+def test_zookeepers_uptodate_step_would_commit_without_a_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why a trizab learner does not make NEWLEADER's configuration its committed one at
+    UPTODATE, as ZooKeeper's Learner.syncWithLeader does (docs/mixed-ensembles.md): with that
+    step, seed 713 delivers a transaction only one voter of the configuration in force held."""
+    S.run_schedule(713, 3, "fast", reconfig=True)  # as trizab is: fine
+    step_sync, step_broadcast = P.Peer._step_sync_learner, P.Peer._step_broadcast_learner
+    newleader_config: dict[int, bytes] = {}
+
+    def sync(peer: P.Peer, f: Any, msg: Any) -> None:
+        if isinstance(msg, NewLeader):
+            newleader_config[id(peer)] = msg.config  # setLastSeenQuorumVerifier
+        step_sync(peer, f, msg)
+
+    def broadcast(peer: P.Peer, f: Any, msg: Any) -> None:
+        step_broadcast(peer, f, msg)
+        config = newleader_config.pop(id(peer), b"")
+        if isinstance(msg, UpToDate) and config:
+            peer._adopt_config(config)  # processReconfig(newLeaderQV)
+
+    monkeypatch.setattr(P.Peer, "_step_sync_learner", sync)
+    monkeypatch.setattr(P.Peer, "_step_broadcast_learner", broadcast)
+    # (The notification check would catch it earlier, when the learner announces it.)
+    monkeypatch.setattr(S.Simulation, "_check_notified_config", lambda sim, i, n: None)
+    with pytest.raises(S.InvariantViolation, match="no quorum"):
+        S.run_schedule(713, 3, "fast", reconfig=True)
 
 
 @given(
