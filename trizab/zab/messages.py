@@ -198,8 +198,8 @@ class NewLeader:
     epoch: int
     # The leader's last configuration, ``QuorumVerifier.toString()`` as ZooKeeper's leader sends
     # it (LearnerHandler: ``getQuorumVerifierBytes()``, its last seen verifier).  ZooKeeper's
-    # learners make it theirs at UPTODATE (Learner.syncWithLeader); trizab's read their
-    # configuration from the synced history instead.
+    # learners make it their last seen one, then theirs at UPTODATE (Learner.syncWithLeader);
+    # trizab's vote with it and make a configuration theirs when the synced history commits it.
     config: bytes = b""
 
 
