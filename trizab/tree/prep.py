@@ -26,7 +26,7 @@ from trizab.tree.datatree import NORMAL, TTL, DataTree, ephemeral_kind
 from trizab.tree.paths import InvalidPath, validate_path
 from trizab.txn import encode_multi_member
 from trizab.wire import records as r
-from trizab.wire.codes import CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, CreateMode, Err, OpCode, Perms
+from trizab.wire.codes import CONTAINER_EPHEMERAL_OWNER, CREATE_MODES, MAX_TTL_MS, Err, OpCode, Perms
 from trizab.wire.requests import MultiOp
 
 __all__ = ["ChangeRecord", "Prep", "PrepError"]
@@ -254,10 +254,9 @@ class Prep:
             # to CreateTTLRequest (ClassCastException), failing the whole multi.
             raise PrepError(Err.MARSHALLING_ERROR)
         ttl = req.ttl if op == OpCode.CREATE_TTL else -1
-        try:
-            mode = CreateMode(req.flags)
-        except ValueError:
-            raise PrepError(Err.BAD_ARGUMENTS) from None
+        mode = CREATE_MODES.get(req.flags)
+        if mode is None:
+            raise PrepError(Err.BAD_ARGUMENTS)
         # validateCreateRequest
         if mode.is_ttl and not self.extended_types:
             raise PrepError(Err.UNIMPLEMENTED)
