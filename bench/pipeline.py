@@ -13,12 +13,17 @@ the figure is the CPU a request costs the event loop thread, minus the system
 calls.  Run it before and after a change to the hot path::
 
     python -m bench.pipeline --op setData --requests 200000
+
+``--op create`` makes every request a new child of one znode, so the directory grows to
+``--requests`` children; the CPU per request by tenth of the run shows whether a create costs
+more as the directory grows.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import pstats
 import tempfile
 import time
@@ -71,16 +76,42 @@ def run(op: str, requests: int, clients: int, batch: int, data_size: int, profil
         core.committed(rd.to_log, T0)
         core.ready()
         data = b"x" * data_size
-        if op == "setData":
-            opcode, body = OpCode.SET_DATA, encode(r.SetDataRequest(path, data, -1))
-        else:
-            opcode, body = OpCode.GET_DATA, encode(r.GetDataRequest(path, False))
         per_client = batch // clients or 1
-        chunks = [b"".join(_req(10 + i, opcode, body) for i in range(per_client)) for _ in range(clients)]
         rounds = max(1, requests // (per_client * clients))
+        if op == "create":
+            # Every request a new child of /bench: the directory grows to --requests children.
+            names = iter(range(rounds * per_client * clients))
+            acl = [r.ACL(31, r.Id("world", "anyone"))]
+            chunks_by_round = [
+                [
+                    b"".join(
+                        _req(
+                            10 + i,
+                            OpCode.CREATE,
+                            encode(r.CreateRequest(f"{path}/{next(names):07d}", data, acl, 0)),
+                        )
+                        for i in range(per_client)
+                    )
+                    for _ in range(clients)
+                ]
+                for _ in range(rounds)
+            ]
+        else:
+            if op == "setData":
+                opcode, body = OpCode.SET_DATA, encode(r.SetDataRequest(path, data, -1))
+            else:
+                opcode, body = OpCode.GET_DATA, encode(r.GetDataRequest(path, False))
+            chunks = [b"".join(_req(10 + i, opcode, body) for i in range(per_client)) for _ in range(clients)]
+            chunks_by_round = [chunks] * rounds
+        # CPU time at the end of each tenth of the rounds: does a request cost more as the run goes
+        # on (for create: as the directory grows)?
+        tenth = -(-rounds // 10)  # rounds per tenth, rounded up: ten marks at most
+        cpu_marks: list[tuple[int, float]] = []  # (rounds done, CPU time)
 
         def work() -> None:
-            for _ in range(rounds):
+            for round_no, chunks in enumerate(chunks_by_round):
+                if round_no % tenth == 0:
+                    cpu_marks.append((round_no, time.process_time()))
                 for cid, conn in enumerate(conns):
                     conn.receive_data(chunks[cid])
                     events: list[object] = []
@@ -106,6 +137,7 @@ def run(op: str, requests: int, clients: int, batch: int, data_size: int, profil
                         encode_output(outbufs[cid], out)
                 for out in outbufs:
                     out.clear()
+            cpu_marks.append((rounds, time.process_time()))
 
         started = time.perf_counter()
         cpu_started = time.process_time()
@@ -122,6 +154,9 @@ def run(op: str, requests: int, clients: int, batch: int, data_size: int, profil
             f"{op}: {done} requests, batch {per_client * clients}: {elapsed / done * 1e6:.2f} us/request"
             f" wall, {cpu / done * 1e6:.2f} us/request CPU"
         )
+        per_round = per_client * clients
+        steps = [(c1 - c0) / ((r1 - r0) * per_round) for (r0, c0), (r1, c1) in itertools.pairwise(cpu_marks)]
+        print("CPU per request by tenth of the run: " + ", ".join(f"{d * 1e6:.1f}" for d in steps) + " us")
         storage.close()
 
 
@@ -132,7 +167,7 @@ def _req(xid: int, opcode: int, body: bytes) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--op", choices=["setData", "getData"], default="setData")
+    parser.add_argument("--op", choices=["setData", "getData", "create"], default="setData")
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=256, help="requests per round, over all clients")

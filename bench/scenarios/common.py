@@ -8,6 +8,7 @@ notifications expected, sessions back, errors) and the CPU its client processes 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -69,7 +70,7 @@ SCALES: dict[str, Scale] = {
 class Figure:
     name: str
     value: float
-    unit: str  # "ms", "s", "/s", "MB/s"
+    unit: str  # "ms", "us", "s", "/s", "MB/s"
     lower_is_better: bool
 
     def text(self) -> str:
@@ -108,6 +109,29 @@ class Outcome:
             f"({share:.0f}% of one core, {self.client_processes} process"
             f"{'es' if self.client_processes > 1 else ''})"
         )
+
+
+def scheduler_times(pids: Sequence[int]) -> tuple[float, float] | None:
+    """Seconds ``pids`` (every thread of each) have run on a CPU, and waited runnable for one.
+
+    From Linux's ``/proc/<pid>/task/<tid>/schedstat``; None where it cannot be read. The wait
+    is how long the machine's other load kept the server from running: on a shared machine it
+    explains a slow figure that the server's own CPU time does not.
+    """
+    ran = waited = 0
+    try:
+        for pid in pids:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        run_ns, wait_ns, _slices = f.read().split()
+                except FileNotFoundError:
+                    continue  # the thread ended since the listing
+                ran += int(run_ns)
+                waited += int(wait_ns)
+    except (OSError, ValueError):
+        return None
+    return ran / 1e9, waited / 1e9
 
 
 def latency_figures(prefix: str, values_s: Sequence[float], unit: str = "ms") -> list[Figure]:

@@ -180,3 +180,58 @@ def test_multi_decoding_of_garbage(payload: bytes, read: bool) -> None:
         decode_multi(payload, read=read)
     except JuteError:
         pass
+
+
+def one_string_at_a_time(values: list[str | None]) -> bytes:
+    """``vector<ustring>`` as BinaryOutputArchive writes it: the count, then each string."""
+    out = bytearray(len(values).to_bytes(4, "big"))
+    for value in values:
+        jute._write_ustring(out, value)
+    return bytes(out)
+
+
+def uniform_vectors() -> st.SearchStrategy[list[str | None]]:
+    """Vectors long enough for the one-length fast path, mostly of one length, sometimes spoilt."""
+    lengths = st.sampled_from([0, 1, 5, 15, 127, 128, 200, 300])
+    spoilers = st.sampled_from([None, "é", "\udcff", "ab", "", "\x7f"])
+
+    @st.composite
+    def build(draw: st.DrawFn) -> list[str | None]:
+        length = draw(lengths)
+        count = draw(st.integers(jute._UNIFORM_MIN - 1, 3 * jute._UNIFORM_MIN))
+        alphabet = st.characters(min_codepoint=0, max_codepoint=0x7F)
+        values: list[str | None] = [
+            draw(st.text(alphabet, min_size=length, max_size=length)) for _ in range(count)
+        ]
+        for _ in range(draw(st.integers(0, 2))):
+            values[draw(st.integers(0, count - 1))] = draw(spoilers)
+        return values
+
+    return build()
+
+
+@settings(max_examples=200, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(values=uniform_vectors() | st.lists(st.none() | TEXT, max_size=80))
+def test_string_vector_encoding_matches_one_string_at_a_time(values: list[str | None]) -> None:
+    """The fast path for strings of one length writes exactly the bytes of the plain loop."""
+    out = bytearray()
+    jute._write_ustring_vector(out, values)
+    assert bytes(out) == one_string_at_a_time(values)
+    assert decode(r.GetChildrenResponse, bytes(out)).children == [
+        v if v is None else v.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+        for v in values
+    ]
+
+
+def test_string_vector_fast_path_is_taken_for_sequential_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names like a sequential znode's are written in one go, never one string at a time."""
+    names = [f"lock-{i:010d}" for i in range(100)]
+    expected = one_string_at_a_time(names)
+
+    def per_string(out: bytearray, value: str | None) -> None:
+        raise AssertionError("wrote one string at a time")
+
+    monkeypatch.setattr(jute, "_write_ustring", per_string)
+    out = bytearray()
+    jute._write_ustring_vector(out, names)
+    assert bytes(out) == expected
