@@ -251,12 +251,13 @@ class Connections:
                 if sent == len(c.outbuf):
                     c.outbuf.clear()
                     continue
-                del c.outbuf[:sent]
-            chunk = bytes(c.outbuf)
-            c.outbuf.clear()
+                del c.outbuf[:sent]  # O(1): a bytearray drops its head by moving its start
+            # The writer takes the buffer itself: a copy (bytes(outbuf)) would cost as much as
+            # the send for a large reply (a 1 MiB getData).
+            chunk, c.outbuf = c.outbuf, bytearray()
             self._enqueue(c, chunk)
 
-    def _enqueue(self, c: Connection, chunk: bytes) -> None:
+    def _enqueue(self, c: Connection, chunk: bytes | bytearray) -> None:
         c.queued_bytes += len(chunk)
         if c.queued_bytes > self.max_outbound_bytes:
             log.warning(
@@ -339,7 +340,9 @@ async def write_out(stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel[Any
                 except trio.WouldBlock:
                     break
             if chunks:
-                data = b"".join(chunks)
+                # One chunk (the common case, and every large reply) is sent as it is: join
+                # would copy it.
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 await stream.send_all(data)
                 c.queued_bytes -= len(data)
             if close:
