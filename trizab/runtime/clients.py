@@ -156,6 +156,17 @@ def _take_events(
     return events, None
 
 
+async def _between_slices(sink: RequestSink, gate: Gate, fed: bool) -> bool:
+    """The socket reader read READ_SLICE connections: hand on what they sent and let the
+    commit path run (see READ_SLICE); False: nothing fed since."""
+    if fed:
+        sink.handed_on()
+    await trio.lowlevel.checkpoint()
+    if not gate.is_open:
+        await gate.wait()
+    return False
+
+
 class ClientPort:
     """The client listeners and every client connection's I/O (see the module docstring)."""
 
@@ -499,13 +510,7 @@ class ClientPort:
                 fed = False
                 for index, (fd, w) in enumerate(batch):
                     if index and index % READ_SLICE == 0:
-                        # Let the commit path run between slices (see READ_SLICE).
-                        if fed:
-                            fed = False
-                            sink.handed_on()
-                        await trio.lowlevel.checkpoint()
-                        if not gate.is_open:
-                            await gate.wait()
+                        fed = await _between_slices(sink, gate, fed)
                     c = w.conn
                     if not ready.holds(fd, w):
                         # Unwatched since wait() returned (the slow path below awaits, and a
