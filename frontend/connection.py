@@ -328,6 +328,33 @@ def encode_output(out: bytearray, output: Output) -> None:
     _LEN.pack_into(out, start, len(out) - start - 4)
 
 
+# A getData reply's value at least this large is not copied into the connection's buffer: the
+# server sends it from the tree's own bytes (writev), see encode_around_value.
+LARGE_VALUE = 64 * 1024
+
+
+def encode_around_value(out: bytearray, output: Output) -> bytes | None:
+    """For a getData reply with a value of ``LARGE_VALUE`` bytes or more: append its frame up to
+    the value to ``out`` and return what follows the value (the Stat); the caller sends the value
+    itself in between.  None (nothing appended) for any other output.
+
+    Copying a 1 MiB value into the buffer cost about 200 us per reply, a third of the server's
+    CPU for getData of 1 MiB values (bench/scenarios large-values)."""
+    if output.__class__ is not Reply:
+        return None
+    body = output.body  # type: ignore[union-attr]
+    if body.__class__ is not r.GetDataResponse or len(body.data or b"") < LARGE_VALUE:
+        return None
+    start = len(out)
+    out += b"\0\0\0\0"
+    output.header.jute_encode(out)  # type: ignore[union-attr]
+    out += _LEN.pack(len(body.data))
+    rest = bytearray()
+    body.stat.jute_encode(rest)
+    _LEN.pack_into(out, start, len(out) - start - 4 + len(body.data) + len(rest))
+    return bytes(rest)
+
+
 def encode_outputs(outputs: list[Output]) -> bytes:
     out = bytearray()
     for o in outputs:

@@ -156,6 +156,15 @@ def ratio(reference: Figure | None, other: Figure | None) -> float | None:
     return a / b if reference.lower_is_better else b / a
 
 
+def ratio_verdict(value: float, server: str) -> str:
+    """``x0.75: trizab worse``: the ratio, and in words which way it goes (no column to misread)."""
+    if value >= 1.005:
+        return f"x{value:.2f}: {server} better"
+    if value <= 0.995:
+        return f"x{value:.2f}: {server} worse"
+    return f"x{value:.2f}: same"
+
+
 def format_outcomes(title: str, outcomes: Mapping[str, Outcome]) -> str:
     """One table: a row per figure, a column per server, and each later server's ratio to the first."""
     names = list(outcomes)
@@ -169,7 +178,7 @@ def format_outcomes(title: str, outcomes: Mapping[str, Outcome]) -> str:
     width = max([len(n) for n in order] + [6])
     header = f"{'figure':<{width}}" + "".join(f" | {n:>22}" for n in names)
     if len(names) > 1:
-        header += "".join(f" | {'ratio ' + n:>18}" for n in names[1:])
+        header += "".join(f" | {n + ' vs ' + names[0]:>30}" for n in names[1:])
     lines.append(header)
     base = outcomes[names[0]]
     for figure_name in order:
@@ -179,7 +188,7 @@ def format_outcomes(title: str, outcomes: Mapping[str, Outcome]) -> str:
             row += f" | {figure.text() if figure else '-':>22}"
         for name in names[1:]:
             value = ratio(base.figure(figure_name), outcomes[name].figure(figure_name))
-            row += f" | {f'x{value:.2f}' if value is not None else '-':>18}"
+            row += f" | {ratio_verdict(value, name) if value is not None else '-':>30}"
         lines.append(row)
     for name, outcome in outcomes.items():
         counts = ", ".join(f"{k} {v:,}" for k, v in outcome.counts.items())
@@ -187,7 +196,7 @@ def format_outcomes(title: str, outcomes: Mapping[str, Outcome]) -> str:
         lines.append(f"{name}: client {outcome.client_cpu_text()}")
     if len(names) > 1:
         lines.append(
-            f"(ratio: how many times better than {names[0]}: its time / this one's, "
-            "or this one's throughput / its throughput)"
+            f"(x: how many times better than {names[0]}, whatever the figure: its time / this one's, "
+            "or this one's throughput / its throughput; below 1 the named server is worse)"
         )
     return "\n".join(lines)

@@ -316,3 +316,19 @@ def test_bulk_request_parsing_gives_the_same_events_as_next_event(
         if bulk and isinstance(bulk[-1], (ProtocolError, FourLetterWord)):
             break
     assert normalise(bulk) == one_by_one
+
+
+def test_a_large_value_is_framed_around_for_the_server_to_send_it_uncopied() -> None:
+    from trizab.frontend.connection import LARGE_VALUE, encode_around_value, encode_output
+
+    stat = r.Stat(1, 2, 3, 4, 5, 6, 7, 8, 9, LARGE_VALUE, 11)
+    large = Reply(r.ReplyHeader(7, 99, 0), r.GetDataResponse(b"v" * LARGE_VALUE, stat))
+    whole = bytearray()
+    encode_output(whole, large)
+    head = bytearray(b"earlier")
+    rest = encode_around_value(head, large)
+    assert rest is not None
+    assert bytes(head) + b"v" * LARGE_VALUE + rest == b"earlier" + bytes(whole)
+    small = Reply(r.ReplyHeader(8, 99, 0), r.GetDataResponse(b"v" * (LARGE_VALUE - 1), stat))
+    untouched = bytearray()
+    assert encode_around_value(untouched, small) is None and not untouched

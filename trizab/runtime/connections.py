@@ -39,7 +39,7 @@ import attrs
 import trio
 
 from trizab.frontend import fourletter
-from trizab.frontend.connection import encode_output
+from trizab.frontend.connection import LARGE_VALUE, encode_around_value, encode_output
 from trizab.server.api import Connected, Output, Reply
 from trizab.server.distribution import EXACT, UPDATE_OPCODES, Distribution
 
@@ -49,6 +49,7 @@ log = logging.getLogger("trizab.server")
 
 MAX_OUTBOUND_BYTES = 32 * 1024 * 1024
 CLOSE = object()  # in a writer's queue: flush, then close the connection
+_WRITEV_PARTS = 512  # at most this many buffers in one writev (Linux takes 1,024)
 
 
 @attrs.define(eq=False)
@@ -61,6 +62,9 @@ class Connection:
     send: trio.MemorySendChannel[Any]  # to the connection's writer task
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     outbuf: bytearray = attrs.Factory(bytearray)
+    # What goes out before ``outbuf``: buffers, and the large values of getData replies sent from
+    # the tree's own bytes (frontend.connection.encode_around_value), in order.
+    parts: list[bytes | bytearray] = attrs.Factory(list)
     queued_bytes: int = 0
     closing: bool = False  # we asked for the close (core, overload, 4lw): no connection_lost
     interest_ops: int = 1  # as ZooKeeper shows it in cons: 0 once we stopped reading
@@ -149,6 +153,7 @@ class Connections:
             return
         c.closing = True
         c.outbuf.clear()
+        c.parts.clear()
         c.scope.cancel()
         self.forget(c.conn_id)
         self.lost.append(c.conn_id)
@@ -176,7 +181,12 @@ class Connections:
             c = by_id.get(conn_id)
             if c is None or c.closing:
                 continue
-            encode_output(c.outbuf, output)
+            rest = encode_around_value(c.outbuf, output) if c.encrypt is None else None
+            if rest is None:
+                encode_output(c.outbuf, output)
+            else:
+                c.parts += (c.outbuf, output.body.data)  # type: ignore[union-attr]
+                c.outbuf = bytearray(rest)
             c.sent += 1
             sent += 1
             dirty.add(conn_id)
@@ -238,6 +248,9 @@ class Connections:
             c = self.by_id.get(conn_id)
             if c is None or not c.outbuf or c.closing:
                 continue
+            if c.parts:
+                self._flush_parts(c)
+                continue
             if c.encrypt is not None:
                 c.outbuf[:] = c.encrypt(c.outbuf)
             if c.queued_bytes == 0 and c.fd >= 0:
@@ -251,12 +264,31 @@ class Connections:
                 if sent == len(c.outbuf):
                     c.outbuf.clear()
                     continue
-                del c.outbuf[:sent]
-            chunk = bytes(c.outbuf)
-            c.outbuf.clear()
+                del c.outbuf[:sent]  # O(1): a bytearray drops its head by moving its start
+            # The writer takes the buffer itself: a copy (bytes(outbuf)) would cost as much as
+            # the send for a large reply (a 1 MiB getData).
+            chunk, c.outbuf = c.outbuf, bytearray()
             self._enqueue(c, chunk)
 
-    def _enqueue(self, c: Connection, chunk: bytes) -> None:
+    def _flush_parts(self, c: Connection) -> None:
+        """:meth:`flush` for a connection with large values to send: one writev, the rest queued."""
+        parts = [*c.parts, c.outbuf]
+        c.parts = []
+        c.outbuf = bytearray()
+        if c.queued_bytes == 0 and c.fd >= 0 and len(parts) <= _WRITEV_PARTS:
+            try:
+                sent = os.writev(c.fd, parts)
+            except OSError:
+                sent = 0
+            while parts and sent >= len(parts[0]):
+                sent -= len(parts.pop(0))
+            if parts and sent:
+                parts[0] = memoryview(parts[0])[sent:]  # type: ignore[call-overload]
+        for part in parts:
+            if not c.closing:
+                self._enqueue(c, part)
+
+    def _enqueue(self, c: Connection, chunk: bytes | bytearray | memoryview) -> None:
         c.queued_bytes += len(chunk)
         if c.queued_bytes > self.max_outbound_bytes:
             log.warning(
@@ -272,10 +304,13 @@ class Connections:
             c = self.by_id.get(conn_id)
             if c is None or c.closing:
                 continue
-            if c.outbuf:
-                chunk = bytes(c.outbuf) if c.encrypt is None else c.encrypt(c.outbuf)
+            if c.outbuf or c.parts:
+                chunks = [*c.parts, bytes(c.outbuf) if c.encrypt is None else c.encrypt(c.outbuf)]
+                c.parts = []
                 c.outbuf.clear()
-                self._enqueue(c, chunk)
+                for chunk in chunks:
+                    if not c.closing:
+                        self._enqueue(c, chunk)
                 if c.closing:
                     continue
             c.closing = True
@@ -338,7 +373,12 @@ async def write_out(stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel[Any
                     item = recv.receive_nowait()
                 except trio.WouldBlock:
                     break
-            if chunks:
+            if len(chunks) == 1 or any(len(chunk) >= LARGE_VALUE for chunk in chunks):
+                # Sent as they are: join would copy a large reply (or value) once more.
+                for chunk in chunks:
+                    await stream.send_all(chunk)
+                    c.queued_bytes -= len(chunk)
+            elif chunks:
                 data = b"".join(chunks)
                 await stream.send_all(data)
                 c.queued_bytes -= len(data)

@@ -343,6 +343,10 @@ class Server:
         self.snapshots.start_walk = core.start_snapshot
         self.core_task = CoreTask(core, self.clock, self.connections, self.admin, self.snapshots)
         self.clients.sink = self.core_task
+        if self.replicated:  # a member serves no clients while it elects (see runtime/accept.py)
+            from trizab.server.replica import Mode
+
+            self.clients.serving = lambda: core.mode is not Mode.OFF
         self._tree_settled()
         log.info(
             "recovered snapshot 0x%x + %d logged txns (last zxid 0x%x), epochs %d/%d",
