@@ -239,7 +239,6 @@ def _serve(args: argparse.Namespace) -> int:
     replica_spec = replicas.ReplicaSpec.from_json(args.replica_of) if args.replica_of else None
     supervisor: replicas.ReplicaSupervisor | None = None
     if replica_spec is not None:
-        replicas.die_with_parent(replica_spec.parent_pid)
         # Only the main process answers Ctrl-C; it stops its replicas itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         config = replicas.replica_config(config, replica_spec)

@@ -24,24 +24,25 @@ One trizab process runs its requests on one core.  With ``readReplicas=N``,
 * The main process keeps its replicas running (:class:`ReplicaSupervisor`): one
   that exits is started again after :data:`RESTART_DELAY_S`, with one log line.
   A replica stops when the main process exits, however it exits: it watches the
-  read end of a pipe whose write end only the main process holds (end of file
-  once that process is gone), and on Linux it also asks the kernel for SIGTERM
-  when its parent dies (``PR_SET_PDEATHSIG``).
+  read end of a pipe whose write end only the main process holds: end of file
+  once that process is gone, even killed.  (Not ``PR_SET_PDEATHSIG``: it fires
+  when the *thread* that forked the child ends, and trio forks from a worker
+  thread that ends when idle.)
 
 The key is refused (:func:`refusal`) where this cannot work: on a member of a
-configured ensemble (its observers are configured with ``server.N`` lines),
-with ``reconfigEnabled=true`` (the replicas are not members a reconfig could
-change), and off Linux (the shared port needs Linux's ``SO_REUSEPORT``
-balancing).
+configured ensemble (its observers are configured with ``server.N`` lines) and
+off Linux (the shared port needs Linux's ``SO_REUSEPORT`` balancing).  To its
+clients the server stays a standalone server where it can: ``srvr``, ``stat``
+and ``mntr`` say ``standalone`` in every process, ``/zookeeper/config`` stays
+empty and ``reconfig`` is answered ``ZUNIMPLEMENTED`` (``ZRECONFIGDISABLED``
+unless ``reconfigEnabled=true``), as a standalone ZooKeeper's.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -59,7 +60,6 @@ __all__ = [
     "ReplicaPlan",
     "ReplicaSpec",
     "ReplicaSupervisor",
-    "die_with_parent",
     "open_shared_listeners",
     "plan_replicas",
     "refusal",
@@ -72,7 +72,6 @@ log = logging.getLogger("trizab.server")
 RESTART_DELAY_S = 1.0
 STOP_GRACE_S = 10.0
 LOOPBACK = "127.0.0.1"
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def refusal(config: cfg.ServerConfig, platform: str = sys.platform) -> str | None:
@@ -88,11 +87,6 @@ def refusal(config: cfg.ServerConfig, platform: str = sys.platform) -> str | Non
         return (
             f"readReplicas={config.read_replicas} is for a standalone server; an ensemble member cannot "
             "have read replicas yet (add observers with server.N=...:observer lines instead)"
-        )
-    if config.reconfig_enabled:
-        return (
-            f"readReplicas={config.read_replicas} cannot be combined with reconfigEnabled=true "
-            "(the replicas are not members a reconfig could change)"
         )
     return None
 
@@ -145,8 +139,7 @@ class ReplicaSpec:
     servers: tuple[tuple[int, int, int], ...]  # (sid, quorum port, election port)
     client_port: int | None
     secure_client_port: int | None
-    parent_fd: int
-    parent_pid: int
+    parent_fd: int  # the read end of the pipe that tells the main process's exit
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self, recurse=False), separators=(",", ":"))
@@ -272,7 +265,7 @@ class ReplicaSupervisor:
         # which happens when this process exits, however it exits.
         read_end, write_end = os.pipe()
         servers = tuple((s.sid, s.quorum_port, s.election_port) for s in self.plan.servers.values())
-        spec = ReplicaSpec(sid, self.plan.leader_id, servers, client_port, secure_port, read_end, os.getpid())
+        spec = ReplicaSpec(sid, self.plan.leader_id, servers, client_port, secure_port, read_end)
         try:
             proc = await trio.lowlevel.open_process(
                 self.argv(spec), pass_fds=(read_end,), stdin=subprocess.DEVNULL
@@ -294,15 +287,6 @@ class ReplicaSupervisor:
                     await proc.wait()
                 if proc.returncode is None:
                     proc.kill()
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel for SIGTERM when the parent dies (Linux), then check it is still there."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != parent_pid:
-        raise cfg.ConfigError("the main server exited before this read replica started")
 
 
 async def watch_parent(fd: int, stop: Any) -> None:

@@ -113,6 +113,7 @@ def core_config(
         jute_max_buffer=config.jute_max_buffer,
         read_only=False,
         reconfig_enabled=config.reconfig_enabled,
+        hide_membership=config.read_replicas > 0,
         container_check_interval_ms=config.container_check_interval_ms,
         reap_containers_immediately=config.reap_containers_immediately,
     )
