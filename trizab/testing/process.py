@@ -264,11 +264,12 @@ class TrizabProcess:
         pid = self.pid
         if pid is None:
             return []
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        found: list[int] = []
+        # Per thread: the replicas are forked by a worker thread, not the main one.
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in children.read_text().split()]
+        return sorted(found)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM, wait, then SIGKILL; returns the exit status."""
