@@ -9,6 +9,7 @@ on different processes.  New clients are made until both processes hold one.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -268,3 +269,10 @@ def test_plan_and_replica_config() -> None:
     assert (replica.server_id, replica.storage_name, replica.data_dir) == (3, "memory", None)
     assert replica.is_read_replica and not replica.admin_enable_server
     assert replica.servers == plan.servers
+
+
+def test_loopback_ports_are_free_and_below_the_ephemeral_range() -> None:
+    ports = replicas.loopback_ports(6, random.Random(7))
+    assert len(set(ports)) == 6
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(10_000 <= p < max(low, 10_001) for p in ports)

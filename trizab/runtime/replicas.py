@@ -8,7 +8,8 @@ One trizab process runs its requests on one core.  With ``readReplicas=N``,
 
 * The main process becomes the leader of a one-voter ensemble
   (:func:`plan_replicas`): ``server.S=127.0.0.1:q:e`` for itself and an
-  ``:observer`` line for each replica, on free loopback ports.  Its storage and
+  ``:observer`` line for each replica, on loopback ports free at start-up and
+  below the ephemeral range (:func:`loopback_ports`).  Its storage and
   its fsync are unchanged, and it alone decides what is committed.
 * Each replica (:func:`replica_config`) keeps its tree in memory
   (``storage=memory``, no dataDir, no AdminServer, no metrics endpoint) and
@@ -43,6 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -103,15 +105,42 @@ class ReplicaPlan:
         return tuple(sid for sid in sorted(self.servers) if sid != self.leader_id)
 
 
+def loopback_ports(count: int, rng: random.Random | None = None) -> list[int]:
+    """``count`` ports free on 127.0.0.1 now, below the kernel's ephemeral range.
+
+    Outside that range no outgoing connection takes one of them between now and the bind (a
+    busy machine's clients would), nor while a restarted replica binds its ports again.
+    """
+    rng = rng or random.SystemRandom()
+    low = _ephemeral_low()
+    found: list[int] = []
+    while len(found) < count:
+        port = rng.randrange(10_000, max(low, 10_001))
+        if port in found:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        found.append(port)
+    return found
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default range starts here
+
+
 def plan_replicas(config: cfg.ServerConfig, ports: Sequence[int] | None = None) -> ReplicaPlan:
     """The main server's id (its myid, else 1), its replicas' ids, and loopback quorum ports."""
-    from trizab.runtime.launcher import free_ports
-
     count = config.read_replicas
     leader_id = config.server_id or 1
     others = [sid for sid in range(1, count + 2) if sid != leader_id][:count]
     ids = [leader_id, *others]
-    ports = list(ports) if ports is not None else free_ports(2 * len(ids))
+    ports = list(ports) if ports is not None else loopback_ports(2 * len(ids))
     servers = {
         sid: cfg.QuorumServer(
             sid,
