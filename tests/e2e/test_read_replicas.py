@@ -118,6 +118,12 @@ def test_both_processes_serve_and_look_standalone(
         assert type(raised.value).__name__ == "ReconfigDisabledError"
     for _ in range(10):
         assert "Mode: standalone" in server.command("srvr")
+    # The differences docs/architecture.md lists: an epoch in zxids, the creating process's id
+    # in session ids, and conf's membership, every port of it on the loopback address.
+    assert a.create("/z") and a.exists("/z").czxid >> 32 >= 1
+    assert {a.client_id[0] >> 56, b.client_id[0] >> 56} == {1, 2}  # made on different processes
+    members = re.findall(r"^server\.\d+=([^:]+):", server.command("conf"), re.MULTILINE)
+    assert members == ["127.0.0.1", "127.0.0.1"]
 
 
 def test_writes_seen_across_processes_after_sync(
