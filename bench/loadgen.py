@@ -466,8 +466,11 @@ def format_results(results: Sequence[Result]) -> str:
 
 
 @contextmanager
-def trizab_servers(storage: str, size: int = 1) -> Iterator[tuple[list[Address], list[int]]]:
-    """`trizab serve` (one, or an ensemble of `size`) on free ports with fresh dataDirs.
+def trizab_servers(
+    storage: str, size: int = 1, replicas: int = 0
+) -> Iterator[tuple[list[Address], list[int]]]:
+    """`trizab serve` (one, or an ensemble of `size`) on free ports with fresh dataDirs; one
+    server with `replicas` read replicas (`readReplicas`) has them all on its one port.
 
     Yields the members' addresses and pids once every member serves (an ensemble member reports
     `Mode: leader` or `Mode: follower`).
@@ -494,7 +497,7 @@ def trizab_servers(storage: str, size: int = 1) -> Iterator[tuple[list[Address],
                 storage=storage,
                 extra_config=["maxClientCnxns=0", "initLimit=5", "syncLimit=2", *quorum]
                 if quorum
-                else ["maxClientCnxns=0", *secure_lines],
+                else ["maxClientCnxns=0", *secure_lines, *([f"readReplicas={replicas}"] if replicas else [])],
                 log_level="WARNING",
             )
             if quorum:
@@ -531,6 +534,14 @@ def _wait_modes(ports: Iterator[int | None], timeout: float = 60.0) -> None:
             time.sleep(0.1)
 
 
+def read_replicas_of(target: str) -> tuple[str, int]:
+    """`trizab-txnlog-r1` -> (`trizab-txnlog`, 1): a standalone trizab with `readReplicas=1`."""
+    name, _, last = target.rpartition("-")
+    if name.startswith("trizab") and last[:1] == "r" and last[1:].isdigit():
+        return name, int(last[1:])
+    return target, 0
+
+
 def parse_server(target: str) -> tuple[str, int, str]:
     """`apache`, `apache-3`, `trizab-txnlog`, `trizab-3-memory` -> (kind, size, storage)."""
     parts = target.split("-")
@@ -548,7 +559,10 @@ def compare(targets: Sequence[str], *, loads: Sequence[int], ops: Sequence[str],
     for target in targets:
         started = time.monotonic()
         try:
-            kind, size, storage = parse_server(target)
+            plain, replicas = read_replicas_of(target)
+            kind, size, storage = parse_server(plain)
+            if replicas and size > 1:
+                raise ValueError("readReplicas (-rN) is for a standalone server")
             if kind == "apache" and size == 1:
                 secure = apache_zk.free_ports(1)[0]
                 extra = _TLS.server_lines(secure) if _TLS is not None else []
@@ -563,7 +577,7 @@ def compare(targets: Sequence[str], *, loads: Sequence[int], ops: Sequence[str],
                     pids = [m.pid for m in ensemble]
                     columns[target] = run_all(addresses, loads=loads, ops=ops, pids=pids, **kw)  # type: ignore[arg-type]
             else:
-                with trizab_servers(storage, size) as (addresses, pids):
+                with trizab_servers(storage, size, replicas) as (addresses, pids):
                     columns[target] = run_all(addresses, loads=loads, ops=ops, pids=pids, **kw)  # type: ignore[arg-type]
         except Exception as exc:
             columns[target] = f"failed: {exc!r}"[:500]
@@ -622,7 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--servers",
         default="apache,trizab-txnlog,trizab-memory",
-        help="with --compare: comma list of apache, apache-3, trizab-<storage>, trizab-3-<storage>",
+        help="with --compare: comma list of apache, apache-3, trizab-<storage>, trizab-3-<storage>, "
+        "trizab-<storage>-r<N> (N read replicas)",
     )
     parser.add_argument("--loads", default=",".join(map(str, LOADS)), help="total outstanding requests")
     parser.add_argument("--ops", default=",".join(OPS))

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="json: one object a line"
     )
+    # Internal: how the main process of a server with readReplicas starts each replica.
+    serve.add_argument("--replica-of", help=argparse.SUPPRESS)
     status = sub.add_parser("status", help="each member's role, zxid, lag and the leader (srvr)")
     status.add_argument(
         "--server", action="append", metavar="HOST:PORT", help="a member's client address (repeat it)"
@@ -209,6 +211,7 @@ def jaas_from_jvm_flags(environ: Mapping[str, str]) -> Path | None:
 def _serve(args: argparse.Namespace) -> int:
     from trizab.plugin import PluginError
     from trizab.progress import ProgressReporter
+    from trizab.runtime import replicas
     from trizab.runtime.disk import DiskFailed
     from trizab.runtime.server import Server, StartupError
     from trizab.runtime.tuning import freeze_big_tree, tune_process
@@ -233,6 +236,19 @@ def _serve(args: argparse.Namespace) -> int:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise cfg.ConfigError(f"cannot create {key} {d.absolute()}: {exc.strerror or exc}") from None
+    replica_spec = replicas.ReplicaSpec.from_json(args.replica_of) if args.replica_of else None
+    supervisor: replicas.ReplicaSupervisor | None = None
+    if replica_spec is not None:
+        # Only the main process answers Ctrl-C; it stops its replicas itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        config = replicas.replica_config(config, replica_spec)
+    elif config.read_replicas:
+        refused = replicas.refusal(config)
+        if refused is not None:
+            raise cfg.ConfigError(refused)
+        plan = replicas.plan_replicas(config)
+        config = replicas.leader_config(config, plan)
+        supervisor = replicas.ReplicaSupervisor(plan, _replica_argv(args), args.log_file)
     try:
         # server.N lines (more than one): a replicated member, as ZooKeeper's QuorumPeerMain.
         server = Server(config, on_tree_settled=freeze_big_tree, progress=progress)
@@ -253,7 +269,16 @@ def _serve(args: argparse.Namespace) -> int:
                         return
 
             nursery.start_soon(stop_on_signal)
+            if replica_spec is not None:
+                nursery.start_soon(replicas.watch_parent, replica_spec.parent_fd, nursery.cancel_scope.cancel)
             await nursery.start(server.run)
+            if supervisor is not None:
+                secure = server.clients.secure_addresses
+                await nursery.start(
+                    supervisor.run,
+                    server.addresses[0][1] if server.addresses else None,
+                    secure[0][1] if secure else None,
+                )
 
     try:
         trio.run(main)
@@ -274,6 +299,23 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         raise cfg.ConfigError(str(_first_leaf(match))) from None
     return 0
+
+
+def _replica_argv(args: argparse.Namespace) -> list[str]:
+    """``trizab serve`` as a read replica runs it: the main process's config and log options.
+
+    The client ports, the quorum ports and the replica's id come in ``--replica-of``.
+    """
+    argv = [sys.executable, "-m", "trizab", "serve", "--log-level", args.log_level]
+    argv += ["--log-format", args.log_format, "--log-max-bytes", str(args.log_max_bytes)]
+    argv += ["--log-backups", str(args.log_backups)]
+    if args.config is not None:
+        argv += ["--config", str(args.config.absolute())]
+    if args.host is not None:
+        argv += ["--host", args.host]
+    if args.log_config is not None:
+        argv += ["--log-config", str(args.log_config.absolute())]
+    return argv
 
 
 def _status(args: argparse.Namespace) -> int:

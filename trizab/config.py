@@ -272,6 +272,11 @@ class ServerConfig:
     storage_options: dict[str, str] = attrs.Factory(dict)
     election_name: str | None = None
     election_options: dict[str, str] = attrs.Factory(dict)
+    # trizab only: readReplicas=N starts N sibling processes serving reads on the same client
+    # port, observers of this (standalone) server over loopback (trizab.runtime.replicas).
+    read_replicas: int = 0
+    # Set by the launcher, never by a key: this process is one of those read replicas.
+    is_read_replica: bool = False
     # dataDir/myid; 0 for a standalone server without one.
     server_id: int = 0
     # Where the config came from (for `conf` and log lines); None for defaults.
@@ -564,6 +569,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "zookeeper.DigestAuthenticationProvider.superDigest": ("super_digest", str),
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _int(1)),
     "reapContainersImmediately": ("reap_containers_immediately", _bool),
+    "readReplicas": ("read_replicas", _int(0, 64)),
     "storage": ("storage_name", _plugin_name),
     "election": ("election_name", _plugin_name),
 }

@@ -34,6 +34,10 @@ def test_server_names_and_addresses() -> None:
     with pytest.raises(ValueError):
         loadgen.parse_server("etcd")
     assert loadgen.parse_addresses("127.0.0.1:1,h:2") == [("127.0.0.1", 1), ("h", 2)]
+    assert loadgen.read_replicas_of("trizab-txnlog-r1") == ("trizab-txnlog", 1)
+    assert loadgen.read_replicas_of("trizab-3-memory-r12") == ("trizab-3-memory", 12)
+    assert loadgen.read_replicas_of("trizab-txnlog") == ("trizab-txnlog", 0)
+    assert loadgen.read_replicas_of("apache-r1") == ("apache-r1", 0)
 
 
 def test_request_template_is_a_framed_request() -> None:

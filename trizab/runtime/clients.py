@@ -73,6 +73,7 @@ from trizab.runtime.connections import Connection, Connections, write_out
 from trizab.runtime.disk import StartupError
 from trizab.runtime.limits import ConnectionThrottle
 from trizab.runtime.ready_sockets import ReadySockets, open_ready_sockets
+from trizab.runtime.replicas import open_shared_listeners
 from trizab.runtime.tls import ServerTls, TlsSession
 from trizab.runtime.tls_accept import accept_tls, client_ids
 
@@ -210,7 +211,10 @@ class ClientPort:
             ports.append((config.secure_client_port, config.secure_client_port_address, TLS))
         for port, host, kind in ports:
             try:
-                tcp = await trio.open_tcp_listeners(port, host=host)
+                if config.read_replicas:  # every process of the server listens on the port
+                    tcp = await open_shared_listeners(port, host)
+                else:
+                    tcp = await trio.open_tcp_listeners(port, host=host)
             except OSError as exc:
                 for ln in listeners:
                     await trio.aclose_forcefully(ln)

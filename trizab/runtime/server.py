@@ -113,6 +113,7 @@ def core_config(
         jute_max_buffer=config.jute_max_buffer,
         read_only=False,
         reconfig_enabled=config.reconfig_enabled,
+        hide_membership=config.read_replicas > 0,
         container_check_interval_ms=config.container_check_interval_ms,
         reap_containers_immediately=config.reap_containers_immediately,
     )
@@ -234,7 +235,9 @@ class Server:
         config = self.config
         # Bind first: a taken port is the commonest start-up failure, and should stop us
         # before the storage is even opened.
-        listeners = listeners if listeners is not None else await self.clients.bind()
+        # A read replica listens only once synced: the kernel gives it connections at once.
+        late_bind = listeners is None and config.is_read_replica and self.zab is not None
+        listeners = listeners if listeners is not None else [] if late_bind else await self.clients.bind()
         try:
             recovered = await self.disk.open(self._progress)
         except BaseException:
@@ -271,6 +274,9 @@ class Server:
                     nursery.start_soon(self._ticker, core_task)
                 if config.metrics_provider is not None:
                     self.metrics_port = await nursery.start(self._serve_metrics)
+                if late_bind and self.zab is not None:
+                    await self.zab.serving.wait()
+                    listeners.extend(await self.clients.bind())
                 await nursery.start(self.clients.serve, listeners)
                 self.admin_server.port = await nursery.start(self.admin_server.serve, core_task.post)
                 self._log_started()

@@ -208,6 +208,7 @@ class ZabCommit:
         self.peer: Peer = None  # type: ignore[assignment]
         self.snapshots: Snapshotter | None = None
         self.storage: ZabStorage = None  # type: ignore[assignment]
+        self.serving = trio.Event()  # set once first leading or synced (a read replica listens then)
         self.quorum: QuorumTransport = None  # type: ignore[assignment]
         self.election: ElectionTransport = None  # type: ignore[assignment]
         self.sessions = ZabSessions(self)
@@ -546,6 +547,8 @@ class ZabCommit:
             mode = Mode.READ_ONLY  # still cut off: keep serving read-only clients
         else:
             mode = Mode.OFF
+        if mode in (Mode.LEADER, Mode.LEARNER):
+            self.serving.set()
         core.zxid_source = self._next_zxid if mode == Mode.LEADER else None
         if mode != core.mode:
             self.sessions.mode_changed()

@@ -42,7 +42,12 @@ def member_status(zab: ZabCommit) -> Status:
     extra = {"ensemble_metrics": tuple(metrics), "ensemble_conf": _conf_lines(zab)}
     if mode == Mode.READ_ONLY:
         return Status("read-only", serving=True, read_only=True, **extra)
-    return Status(_MODE_NAMES.get(zab.role, "looking"), serving=mode != Mode.OFF, **extra)
+    name = _MODE_NAMES.get(zab.role, "looking")
+    if zab.config.read_replicas and mode != Mode.OFF:
+        # A standalone server with read replicas (trizab.runtime.replicas) is one server to its
+        # clients, whichever of its processes answers.
+        name = "standalone"
+    return Status(name, serving=mode != Mode.OFF, **extra)
 
 
 def _conf_lines(zab: ZabCommit) -> tuple[tuple[str, str | None], ...]:

@@ -188,6 +188,9 @@ class CoreConfig:
     read_only: bool = False
     # Standalone ZooKeeper answers reconfig with ReconfigDisabled, or Unimplemented when enabled.
     reconfig_enabled: bool = False
+    # A standalone server with read replicas: /zookeeper/config stays empty, as a standalone
+    # server's, although its processes form a loopback ensemble (trizab.runtime.replicas).
+    hide_membership: bool = False
     jute_max_buffer: int = 0xFFFFF
     max_queued_events: int = _MAX_QUEUED_EVENTS
 

@@ -206,7 +206,7 @@ class ReplicaCore(ServerCore):
         members = dict(servers)
         self.ensemble = members
         self.config_version = 0
-        if node is not None:
+        if node is not None and not self.config.hide_membership:
             node.data = render_config(members, 0)
 
     def _load_config_text(self, data: bytes) -> None:
@@ -234,6 +234,9 @@ class ReplicaCore(ServerCore):
             raise PrepError(Err.MARSHALLING_ERROR) from None
         if not self.config.reconfig_enabled:
             raise PrepError(Err.RECONFIG_DISABLED)
+        if self.config.hide_membership:
+            # A standalone server with read replicas answers as a standalone server does.
+            raise PrepError(Err.UNIMPLEMENTED)
         view = self.quorum_view() if self.quorum_view is not None else None
         if self._reconfig_pending or (view is not None and view[1]):
             raise PrepError(Err.RECONFIG_IN_PROGRESS)

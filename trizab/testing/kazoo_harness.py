@@ -38,6 +38,8 @@ gets `authProvider.1=...SASLAuthenticationProvider` and a JAAS file: empty, or w
 `jaasuser`), named by `java.security.auth.login.config` (the harness passes it to Java as
 `-Djava.security.auth.login.config`).  With `TRIZAB_QUORUM_SASL=true` the members also
 authenticate each other with SASL (`quorum.auth.*`, `QuorumServer`/`QuorumLearner` sections).
+With `TRIZAB_READ_REPLICAS=N` a standalone server (size 1) gets `readReplicas=N`: N read-replica
+processes share its client port, and kazoo's clients land on any of them.
 Keys trizab has no use for are accepted and logged by trizab's config loader, exactly as they
 would be by ZooKeeper.
 """
@@ -301,6 +303,7 @@ CONF_KEYS = (
     "TRIZAB_STORAGE",
     "TRIZAB_SSL_QUORUM",
     "TRIZAB_QUORUM_SASL",
+    "TRIZAB_READ_REPLICAS",
 )
 DEFAULTS = {
     "ZOOKEEPER_CLUSTER_SIZE": "3",
@@ -308,6 +311,7 @@ DEFAULTS = {
     "TRIZAB_STORAGE": "txnlog",
     "TRIZAB_SSL_QUORUM": "false",
     "TRIZAB_QUORUM_SASL": "false",
+    "TRIZAB_READ_REPLICAS": "0",
 }
 
 
@@ -323,6 +327,12 @@ def cluster_configuration(conf: dict[str, str | None]) -> list[str]:
     ]
 
 
+def replica_configuration(conf: dict[str, str | None], size: int) -> list[str]:
+    """``readReplicas=N`` for a standalone server (``TRIZAB_READ_REPLICAS=N``; not for members)."""
+    replicas = int(conf["TRIZAB_READ_REPLICAS"] or "0")
+    return [f"readReplicas={replicas}"] if replicas and size == 1 else []
+
+
 def get_global_cluster() -> TrizabCluster:
     """Same contract as kazoo's: one cluster per configuration, rebuilt when the env changes."""
     global CLUSTER, CLUSTER_CONF
@@ -333,9 +343,10 @@ def get_global_cluster() -> TrizabCluster:
         log.info("Config change detected. Reconfiguring cluster...")
         CLUSTER.terminate()
         CLUSTER = None
+    size = int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "3")
     cluster = TrizabCluster(
-        size=int(conf["ZOOKEEPER_CLUSTER_SIZE"] or "3"),
-        configuration_entries=cluster_configuration(conf),
+        size=size,
+        configuration_entries=cluster_configuration(conf) + replica_configuration(conf, size),
         ssl_quorum=conf["TRIZAB_SSL_QUORUM"] == "true",
         # ZOOKEEPER_JAAS_AUTH=gssapi gets kazoo's Kerberos section, which trizab refuses at
         # start-up (DIGEST-MD5 only); kazoo skips those tests unless a test KDC is set up.

@@ -229,8 +229,47 @@ class TrizabProcess:
         except OSError as exc:
             return False, str(exc)
         if answer == "imok" or "whitelist" in answer:
-            return True, ""
+            return self._replicas_ready()
         return False, f"ruok answered {answer!r}"
+
+    @property
+    def read_replicas(self) -> int:
+        """The ``readReplicas=N`` of the extra config lines (0 without)."""
+        found = 0
+        for line in self.extra_config:
+            key, _, value = line.partition("=")
+            if key.strip() == "readReplicas":
+                found = int(value.strip())
+        return found
+
+    def _replicas_ready(self) -> tuple[bool, str]:
+        """With read replicas, ready once the main process counts every one synced (``mntr``;
+        a replica answering instead has no such line, and is asked again)."""
+        wanted = self.read_replicas
+        if not wanted:
+            return True, ""
+        assert self.port is not None
+        try:
+            answer = four_letter_word(self.host, self.port, "mntr", timeout=1.0)
+        except OSError as exc:
+            return False, str(exc)
+        for line in answer.splitlines():
+            key, _, value = line.partition("\t")
+            if key == "zk_synced_observers" and value.strip() == str(wanted):
+                return True, ""
+        return False, f"not every read replica synced yet ({wanted} wanted)"
+
+    def replica_pids(self) -> list[int]:
+        """The pids of the read replicas the server process runs now (Linux: its children)."""
+        pid = self.pid
+        if pid is None:
+            return []
+        found: list[int] = []
+        # Per thread: the replicas are forked by a worker thread, not the main one.
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in children.read_text().split()]
+        return sorted(found)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM, wait, then SIGKILL; returns the exit status."""
