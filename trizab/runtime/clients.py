@@ -171,6 +171,13 @@ async def _between_slices(sink: RequestSink, gate: Gate, fed: bool) -> bool:
     return False
 
 
+async def _open_client_listeners(port: int, host: str, *, shared: bool) -> list[trio.SocketListener]:
+    """The TCP listeners of one client port; ``shared``: every process of the server listens on it."""
+    if shared:
+        return await open_shared_listeners(port, host)
+    return await trio.open_tcp_listeners(port, host=host)
+
+
 class ClientPort:
     """The client listeners and every client connection's I/O (see the module docstring)."""
 
@@ -211,10 +218,7 @@ class ClientPort:
             ports.append((config.secure_client_port, config.secure_client_port_address, TLS))
         for port, host, kind in ports:
             try:
-                if config.read_replicas:  # every process of the server listens on the port
-                    tcp = await open_shared_listeners(port, host)
-                else:
-                    tcp = await trio.open_tcp_listeners(port, host=host)
+                tcp = await _open_client_listeners(port, host, shared=bool(config.read_replicas))
             except OSError as exc:
                 for ln in listeners:
                     await trio.aclose_forcefully(ln)
