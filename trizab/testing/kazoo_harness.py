@@ -49,7 +49,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trizab.testing.process import TrizabProcess, free_ports
@@ -57,7 +57,14 @@ from trizab.testing.process import TrizabProcess, free_ports
 if TYPE_CHECKING:
     import pytest
 
-__all__ = ["TrizabCluster", "TrizabMember", "get_global_cluster", "install", "uninstall"]
+__all__ = [
+    "TrizabCluster",
+    "TrizabMember",
+    "get_global_cluster",
+    "install",
+    "set_member_factory",
+    "uninstall",
+]
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +215,20 @@ class TrizabMember:
         return [line + "\n" for line in self.process.log_tail(num_lines).splitlines()]
 
 
+# Builds one member: called with TrizabMember's arguments, returns an object with its surface.
+MemberFactory = Callable[..., Any]
+# None: every member is a TrizabMember. A test runner may set another factory (set_member_factory)
+# to run some members as other servers in the SAME ensemble: the compat runner's mixed ensembles
+# start Apache ZooKeeper for chosen server ids, with the same ports and server.N lines.
+MEMBER_FACTORY: MemberFactory | None = None
+
+
+def set_member_factory(factory: MemberFactory | None) -> None:
+    """Build later clusters' members with ``factory`` (None: trizab members only, the default)."""
+    global MEMBER_FACTORY
+    MEMBER_FACTORY = factory
+
+
 class TrizabCluster:
     """Duck-types `kazoo.testing.common.ZookeeperCluster` with trizab members."""
 
@@ -227,8 +248,9 @@ class TrizabCluster:
             else []
         )
         self._ssl_configuration: dict[str, Any] = ssl_configuration or _generate_ssl_configuration()
+        factory = MEMBER_FACTORY or TrizabMember
         self._servers = [
-            TrizabMember(
+            factory(
                 i + 1,
                 ports[4 * i],
                 ports[4 * i + 1],
@@ -242,10 +264,10 @@ class TrizabCluster:
             for i in range(size)
         ]
 
-    def __getitem__(self, k: int) -> TrizabMember:
+    def __getitem__(self, k: int) -> Any:
         return self._servers[k]
 
-    def __iter__(self) -> Iterator[TrizabMember]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._servers)
 
     def __len__(self) -> int:
