@@ -14,6 +14,9 @@ whole cluster and read `get_logs()` on failure. `TrizabCluster` offers the same 
 members that are `trizab serve` processes (`trizab.testing.process.TrizabProcess`), so the tests
 run unmodified; :func:`install` swaps `kazoo.testing.harness.get_global_cluster` for the function
 below (kazoo looks it up in the module at call time, so nothing else needs patching).
+:func:`set_member_factory` lets a test runner build some members differently (the compat
+runner's mixed ensembles run chosen server ids as Apache ZooKeeper); by default every member is
+a :class:`TrizabMember`.
 
 The environment it reads is kazoo's: `ZOOKEEPER_CLUSTER_SIZE` (default 3, as kazoo's),
 `ZOOKEEPER_LOCAL_SESSION_RO`, `ZOOKEEPER_JAAS_AUTH`; and trizab's own: `TRIZAB_STORAGE` (default
