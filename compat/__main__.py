@@ -40,7 +40,9 @@ from pathlib import Path
 
 import attrs
 
+from compat.plugin import ZOOKEEPER_MEMBERS_ENV
 from testkit import apache_zk
+from testkit.kazoo_zookeeper import parse_server_ids
 
 COMPAT_DIR = Path(__file__).resolve().parent
 REPO_ROOT = COMPAT_DIR.parent
@@ -79,15 +81,24 @@ class ColumnResult:
         return {f"{e['file']}::{e['test']}": str(e["outcome"]) for e in self.outcomes}
 
 
-def load_expected_failures(path: Path = EXPECTED_FAILURES, size: int | None = None) -> dict[str, str]:
-    """`file::Class::test | reason [| sizes=1,2]` lines -> {test: reason} (for `size`, if given).
+def load_expected_failures(
+    path: Path = EXPECTED_FAILURES,
+    size: int | None = None,
+    zookeeper_members: frozenset[int] | None = None,
+) -> dict[str, str]:
+    """`file::Class::test | reason [| sizes=1,2] [| mixed=1,2/3]` lines -> {test: reason}.
 
     Blank lines and # comments are ignored. An entry with `sizes=` applies only to clusters of those
-    sizes (e.g. tests that need a second server are expected to fail only with one server).
+    sizes (e.g. tests that need a second server are expected to fail only with one server); given no
+    `size`, every entry applies. An entry with `mixed=` applies only to mixed ensembles whose
+    ZooKeeper members are one of the `/`-separated sets of server ids (`mixed=any`: every mixed
+    ensemble), never to trizab alone; `zookeeper_members` is the run's set (None or empty: trizab
+    only).
     """
     expected: dict[str, str] = {}
     if not path.exists():
         return expected
+    usage = "expected 'test | reason [| sizes=N,M] [| mixed=N,M/K]'"
     for raw in path.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -95,22 +106,47 @@ def load_expected_failures(path: Path = EXPECTED_FAILURES, size: int | None = No
         fields = [f.strip() for f in line.split("|")]
         if len(fields) < 2 or not fields[1]:
             raise ValueError(f"{path.name}: every entry needs '| reason': {raw!r}")
-        if len(fields) > 3 or (len(fields) == 3 and not fields[2].startswith("sizes=")):
-            raise ValueError(f"{path.name}: expected 'test | reason [| sizes=N,M]': {raw!r}")
-        if len(fields) == 3 and size is not None:
-            sizes = {int(n) for n in fields[2].removeprefix("sizes=").split(",")}
-            if size not in sizes:
-                continue
+        scopes: dict[str, str] = {}
+        for field in fields[2:]:
+            key, sep, value = field.partition("=")
+            if not sep or key not in ("sizes", "mixed") or key in scopes or not value:
+                raise ValueError(f"{path.name}: {usage}: {raw!r}")
+            scopes[key] = value
+        try:
+            sizes = {int(n) for n in scopes["sizes"].split(",")} if "sizes" in scopes else None
+            mixed = _mixed_scope(scopes["mixed"]) if "mixed" in scopes else None
+        except ValueError:
+            raise ValueError(f"{path.name}: {usage}: {raw!r}") from None
+        if sizes is not None and size is not None and size not in sizes:
+            continue
+        if mixed is not None and not (zookeeper_members and (mixed == "any" or zookeeper_members in mixed)):
+            continue
         expected[fields[0]] = fields[1]
     return expected
 
 
-def child_env(target: str, size: int, storage: str, results: Path) -> dict[str, str]:
+def _mixed_scope(value: str) -> str | set[frozenset[int]]:
+    """`any`, or `1,2/3` -> {{1, 2}, {3}}."""
+    if value == "any":
+        return value
+    return {frozenset(int(n) for n in variant.split(",")) for variant in value.split("/")}
+
+
+def child_env(
+    target: str, size: int, storage: str, results: Path, zookeeper_members: str = ""
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         # The apache column must keep kazoo's own harness whatever the caller's setting.
-        if k not in ("CI", "ZOOKEEPER_JAAS_AUTH", "ZOOKEEPER_LOCAL_SESSION_RO", "TRIZAB_KAZOO_HARNESS")
+        if k
+        not in (
+            "CI",
+            "ZOOKEEPER_JAAS_AUTH",
+            "ZOOKEEPER_LOCAL_SESSION_RO",
+            "TRIZAB_KAZOO_HARNESS",
+            ZOOKEEPER_MEMBERS_ENV,
+        )
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["TRIZAB_COMPAT_TARGET"] = target
@@ -124,6 +160,8 @@ def child_env(target: str, size: int, storage: str, results: Path) -> dict[str, 
     else:
         env["TRIZAB_STORAGE"] = storage
         env.pop("ZOOKEEPER_VERSION", None)
+        if zookeeper_members:
+            env[ZOOKEEPER_MEMBERS_ENV] = zookeeper_members
     return env
 
 
@@ -137,6 +175,7 @@ def run_kazoo(
     select: str | None,
     verbose: bool,
     reuse: bool = False,
+    zookeeper_members: str = "",
 ) -> ColumnResult:
     results = workdir / f"kazoo-{target}.json"
     if reuse and results.exists():
@@ -166,7 +205,7 @@ def run_kazoo(
     with log_path.open("wb") as log:
         proc = subprocess.run(
             args,
-            env=child_env(target, size, storage, results),
+            env=child_env(target, size, storage, results, zookeeper_members if target == "trizab" else ""),
             cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -260,6 +299,17 @@ def differences(
     return rows
 
 
+def mixed_label(zookeeper_ids: frozenset[int], size: int) -> str:
+    """`mixed: ZooKeeper 1,2 + trizab 3` for a mixed ensemble; "" for trizab alone."""
+    if not zookeeper_ids:
+        return ""
+    trizab_ids = [i for i in range(1, size + 1) if i not in zookeeper_ids]
+    return (
+        f"mixed: ZooKeeper {','.join(map(str, sorted(zookeeper_ids)))}"
+        f" + trizab {','.join(map(str, trizab_ids))}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compat", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -283,13 +333,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="render results already in --workdir, run nothing new"
     )
+    parser.add_argument(
+        "--zookeeper-members",
+        metavar="IDS",
+        help="mixed ensembles: these server ids (e.g. 1,2) run Apache ZooKeeper 3.8, the others trizab",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    zookeeper_ids: frozenset[int] = frozenset()
+    if args.zookeeper_members is not None:
+        if args.apache_only:
+            parser.error("--zookeeper-members needs the trizab column (not with --apache-only)")
+        try:
+            zookeeper_ids = parse_server_ids(args.zookeeper_members, args.size)
+        except ValueError as exc:
+            parser.error(f"--zookeeper-members: {exc}")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="trizab-compat-"))
     workdir.mkdir(parents=True, exist_ok=True)
     run_apache = args.apache or args.apache_only
-    if run_apache:
+    if run_apache or zookeeper_ids:
         apache_zk.require_available()
     kw = dict(
         size=args.size,
@@ -299,7 +362,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         select=args.select,
         reuse=args.reuse,
     )
-    trizab = None if args.apache_only else run_kazoo("trizab", verbose=args.verbose, **kw)
+    trizab = (
+        None
+        if args.apache_only
+        else run_kazoo(
+            "trizab",
+            verbose=args.verbose,
+            zookeeper_members=",".join(map(str, sorted(zookeeper_ids))),
+            **kw,
+        )
+    )
     apache = run_kazoo("apache", verbose=args.verbose, **kw) if run_apache else None
     extras: list[tuple[str, SuiteCell | None, SuiteCell | None]] = []
     for name, module in [] if args.no_extra else EXTRA_SUITES:
@@ -310,14 +382,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref = run_extra_suite(module, target_trizab=False, examples=args.examples) if run_apache else None
         extras.append((name, tri, ref))
 
+    mixed = mixed_label(zookeeper_ids, args.size)
     names = [
-        f"trizab ({args.size} server{'s' if args.size > 1 else ''}, {args.storage})",
+        f"{mixed} ({args.storage})"
+        if mixed
+        else f"trizab ({args.size} server{'s' if args.size > 1 else ''}, {args.storage})",
         f"Apache ZooKeeper 3.8 ({args.size})",
     ]
+    if mixed:
+        print(f"\n{mixed}")
     print(f"\nkazoo 2.11 test suite, per file (logs in {workdir})\n")
     print(render_table([trizab, apache], names, args.markdown))
 
-    expected = load_expected_failures(size=args.size)
+    expected = load_expected_failures(size=args.size, zookeeper_members=zookeeper_ids)
     unexpected = 0
     if trizab is not None:
         diff = differences(trizab, apache, expected)

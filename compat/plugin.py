@@ -7,6 +7,9 @@ subprocess. This plugin
   ships in the package (`trizab.testing.kazoo_harness.install()`, which users turn on with one
   setting) before any test runs, so kazoo's tests get trizab servers without being modified. For
   the Apache ZooKeeper column the target is `apache` and the harness is left untouched.
+- when `TRIZAB_COMPAT_ZOOKEEPER_MEMBERS` names server ids as well (`1,2`; `python -m compat
+  --zookeeper-members`), those members of every cluster run Apache ZooKeeper 3.8 in the same
+  ensemble as the trizab ones (`testkit.kazoo_zookeeper`): a mixed ensemble.
 - records one outcome per test (passed, failed, skipped or error; an error is a failure outside
   the test body, in setUp/tearDown or collection) and writes them as JSON to
   `TRIZAB_COMPAT_RESULTS`, which the runner turns into the per-file table.
@@ -23,6 +26,7 @@ import pytest
 
 TARGET_ENV = "TRIZAB_COMPAT_TARGET"
 RESULTS_ENV = "TRIZAB_COMPAT_RESULTS"
+ZOOKEEPER_MEMBERS_ENV = "TRIZAB_COMPAT_ZOOKEEPER_MEMBERS"
 
 # Later phases never downgrade an earlier verdict: a failed call stays "failed" even if teardown
 # also fails; a passed call followed by a failing teardown becomes "error".
@@ -86,4 +90,11 @@ def pytest_configure(config: pytest.Config) -> None:
         from trizab.testing import kazoo_harness
 
         kazoo_harness.install()
+        zookeeper_members = os.environ.get(ZOOKEEPER_MEMBERS_ENV, "")
+        if zookeeper_members:
+            from testkit import kazoo_zookeeper
+
+            size = int(os.environ.get("ZOOKEEPER_CLUSTER_SIZE", "3"))
+            kazoo_zookeeper.install(kazoo_zookeeper.parse_server_ids(zookeeper_members, size))
+            config.add_cleanup(kazoo_zookeeper.uninstall)
     config.pluginmanager.register(ResultCollector(), "trizab-compat-results")

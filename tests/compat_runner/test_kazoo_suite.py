@@ -2,8 +2,11 @@
 
 The runner exits non-zero when a kazoo test fails against trizab that
 ``compat/expected_failures.txt`` does not list (each entry there has its reason),
-so this is the regression gate for client compatibility: a single server, and a
-3-member ensemble.
+so this is the regression gate for client compatibility: a single server, a
+3-member ensemble, and two mixed 3-member ensembles (``--zookeeper-members``: those
+server ids run Apache ZooKeeper 3.8 in the same ensemble as the trizab members), one
+with ZooKeeper followers under a trizab leader (1,2) and one with a ZooKeeper leader
+(3, the highest id, which the members started first elect).
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", [1, 3])
-def test_kazoo_suite_has_no_unexpected_failure(size: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param([], id="size1"),
+        pytest.param(["--size", "3"], id="size3"),
+        pytest.param(
+            ["--size", "3", "--zookeeper-members", "1,2"], id="mixed-zk12", marks=pytest.mark.apache
+        ),
+        pytest.param(["--size", "3", "--zookeeper-members", "3"], id="mixed-zk3", marks=pytest.mark.apache),
+    ],
+)
+def test_kazoo_suite_has_no_unexpected_failure(variant: list[str], tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "compat", "--no-extra", "--size", str(size), "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "compat", "--no-extra", *variant, "--workdir", str(tmp_path)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -50,6 +50,44 @@ def test_expected_failures_parser(tmp_path: Path) -> None:
         load_expected_failures(path)
 
 
+def test_expected_failures_mixed_scope(tmp_path: Path) -> None:
+    path = tmp_path / "expected.txt"
+    path.write_text(
+        "test_a.py::T::zk_leads | leader is ZooKeeper | sizes=3 | mixed=3\n"
+        "test_b.py::T::either | either mix | mixed=1,2/3\n"
+        "test_c.py::T::any_mix | any mix | mixed=any\n"
+        "test_d.py::T::always | everywhere\n"
+    )
+    assert set(load_expected_failures(path, size=3)) == {"test_d.py::T::always"}
+    assert set(load_expected_failures(path, size=3, zookeeper_members=frozenset())) == {
+        "test_d.py::T::always"
+    }
+    assert set(load_expected_failures(path, size=3, zookeeper_members=frozenset({3}))) == {
+        "test_a.py::T::zk_leads",
+        "test_b.py::T::either",
+        "test_c.py::T::any_mix",
+        "test_d.py::T::always",
+    }
+    assert set(load_expected_failures(path, size=3, zookeeper_members=frozenset({2, 1}))) == {
+        "test_b.py::T::either",
+        "test_c.py::T::any_mix",
+        "test_d.py::T::always",
+    }
+    assert set(load_expected_failures(path, size=5, zookeeper_members=frozenset({3}))) == {
+        "test_b.py::T::either",
+        "test_c.py::T::any_mix",
+        "test_d.py::T::always",
+    }
+    assert set(load_expected_failures(path, size=3, zookeeper_members=frozenset({1}))) == {
+        "test_c.py::T::any_mix",
+        "test_d.py::T::always",
+    }
+    for bad in ("mixed=", "mixed=one", "sizes=3 | sizes=3", "mixed=1 | mixed=2"):
+        path.write_text(f"test_a.py::T::x | reason | {bad}\n")
+        with pytest.raises(ValueError, match="mixed="):
+            load_expected_failures(path)
+
+
 def test_table_totals_and_differences() -> None:
     trizab = column(
         "trizab",

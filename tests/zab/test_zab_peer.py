@@ -24,6 +24,7 @@ from trizab.zab.messages import (
     NewLeader,
     Ping,
     Proposal,
+    QuorumMessage,
     Snap,
     Trunc,
     UpToDate,
@@ -359,3 +360,38 @@ def test_leader_pings_a_learner_only_once_its_sync_is_out() -> None:
     sent = to(2)
     kinds = [type(m) for m in sent]
     assert kinds[:2] == [Diff, NewLeader] and Ping in kinds[2:]
+
+
+def _rejoin(history: tuple[Entry, ...], sync: QuorumMessage, uptodate_zxid: int) -> tuple[int, ...]:
+    """A follower restarted with ``history`` (nothing known committed) rejoins an established
+    epoch-1 leader: ``sync`` (DIFF or TRUNC), NEWLEADER, UPTODATE; the zxids it may now apply."""
+    p = follower(accepted=1, current=1, history=history)
+    p.step(LeaderInfo(2, epoch=1))
+    p.advance(p.ready())
+    p.step(sync)
+    p.step(NewLeader(2, 1))
+    p.advance(p.ready())
+    p.step(UpToDate(2, uptodate_zxid))
+    rd = p.ready()
+    p.advance(rd)
+    assert p.established
+    return tuple(e.zxid for e in rd.committed)
+
+
+def test_a_zookeeper_leaders_sync_commits_the_history_it_kept() -> None:
+    """ZooKeeper's leader sends an empty DIFF at our last zxid (or TRUNC to a committed one) and
+    UPTODATE with zxid -1, and never a COMMIT for that history; a trizab learner that waited for
+    one served its snapshot's state (and refused clients that had seen later zxids) until the
+    next write (kazoo's test_request_queuing_session_expired, ZooKeeper leading)."""
+    history = tuple(Entry(zxid(1, n), b"t%d" % n) for n in (1, 2, 3))
+    assert _rejoin(history, Diff(2, zxid(1, 3)), -1) == (zxid(1, 1), zxid(1, 2), zxid(1, 3))
+    # DIFF at the leader's last committed zxid, beyond ours (its proposals follow): ours only.
+    assert _rejoin(history, Diff(2, zxid(1, 9)), -1) == (zxid(1, 1), zxid(1, 2), zxid(1, 3))
+    assert _rejoin(history, Trunc(2, zxid(1, 2)), -1) == (zxid(1, 1), zxid(1, 2))
+
+
+def test_a_trizab_leaders_uptodate_names_the_commit_point() -> None:
+    """A trizab leader's DIFF may end at a proposal it has not committed yet; its UPTODATE says
+    how far is committed, and the learner goes no further."""
+    history = tuple(Entry(zxid(1, n), b"t%d" % n) for n in (1, 2, 3))
+    assert _rejoin(history, Diff(2, zxid(1, 3)), zxid(1, 1)) == (zxid(1, 1),)

@@ -14,6 +14,9 @@ whole cluster and read `get_logs()` on failure. `TrizabCluster` offers the same 
 members that are `trizab serve` processes (`trizab.testing.process.TrizabProcess`), so the tests
 run unmodified; :func:`install` swaps `kazoo.testing.harness.get_global_cluster` for the function
 below (kazoo looks it up in the module at call time, so nothing else needs patching).
+:func:`set_member_factory` lets a test runner build some members differently (the compat
+runner's mixed ensembles run chosen server ids as Apache ZooKeeper); by default every member is
+a :class:`TrizabMember`.
 
 The environment it reads is kazoo's: `ZOOKEEPER_CLUSTER_SIZE` (default 3, as kazoo's),
 `ZOOKEEPER_LOCAL_SESSION_RO`, `ZOOKEEPER_JAAS_AUTH`; and trizab's own: `TRIZAB_STORAGE` (default
@@ -51,7 +54,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trizab.testing.process import TrizabProcess, free_ports
@@ -59,7 +62,14 @@ from trizab.testing.process import TrizabProcess, free_ports
 if TYPE_CHECKING:
     import pytest
 
-__all__ = ["TrizabCluster", "TrizabMember", "get_global_cluster", "install", "uninstall"]
+__all__ = [
+    "TrizabCluster",
+    "TrizabMember",
+    "get_global_cluster",
+    "install",
+    "set_member_factory",
+    "uninstall",
+]
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +220,20 @@ class TrizabMember:
         return [line + "\n" for line in self.process.log_tail(num_lines).splitlines()]
 
 
+# Builds one member: called with TrizabMember's arguments, returns an object with its surface.
+MemberFactory = Callable[..., Any]
+# None: every member is a TrizabMember. A test runner may set another factory (set_member_factory)
+# to run some members as other servers in the SAME ensemble: the compat runner's mixed ensembles
+# start Apache ZooKeeper for chosen server ids, with the same ports and server.N lines.
+MEMBER_FACTORY: MemberFactory | None = None
+
+
+def set_member_factory(factory: MemberFactory | None) -> None:
+    """Build later clusters' members with ``factory`` (None: trizab members only, the default)."""
+    global MEMBER_FACTORY
+    MEMBER_FACTORY = factory
+
+
 class TrizabCluster:
     """Duck-types `kazoo.testing.common.ZookeeperCluster` with trizab members."""
 
@@ -229,8 +253,9 @@ class TrizabCluster:
             else []
         )
         self._ssl_configuration: dict[str, Any] = ssl_configuration or _generate_ssl_configuration()
+        factory = MEMBER_FACTORY or TrizabMember
         self._servers = [
-            TrizabMember(
+            factory(
                 i + 1,
                 ports[4 * i],
                 ports[4 * i + 1],
@@ -244,10 +269,10 @@ class TrizabCluster:
             for i in range(size)
         ]
 
-    def __getitem__(self, k: int) -> TrizabMember:
+    def __getitem__(self, k: int) -> Any:
         return self._servers[k]
 
-    def __iter__(self) -> Iterator[TrizabMember]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._servers)
 
     def __len__(self) -> int:

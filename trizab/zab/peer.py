@@ -317,6 +317,9 @@ class _Follow:
     silence: int = 0
     # Ticks until FOLLOWERINFO is sent again after the leader refused the connection.
     retry_in: int | None = None
+    # The end of our own history that the leader's DIFF or TRUNC kept: part of the leader's
+    # history. A ZooKeeper leader never commits it explicitly (see _step_broadcast_learner).
+    synced_upto: int | None = None
 
 
 class Peer:
@@ -1469,9 +1472,13 @@ class Peer:
 
     def _step_sync_learner(self, f: _Follow, msg: QuorumMessage) -> None:
         if isinstance(msg, Diff):
+            # A ZooKeeper leader's DIFF zxid is our last zxid or its last committed one (which
+            # may be beyond ours); either way our history up to the smaller is the leader's.
+            f.synced_upto = min(msg.zxid, self.last_zxid)
             return
         if isinstance(msg, Trunc):
             self._truncate_after(msg.zxid)
+            f.synced_upto = self.last_zxid
         elif isinstance(msg, Snap):
             self._install_snapshot(msg.zxid, msg.snapshot)
         elif isinstance(msg, Proposal):
@@ -1523,6 +1530,14 @@ class Peer:
             if msg.zxid > self.last_zxid:
                 raise ProtocolError(f"commit of {msg.zxid:#x} beyond our last {self.last_zxid:#x}")
             self._set_committed(msg.zxid)
+            if isinstance(msg, UpToDate) and msg.zxid < 0 and f.synced_upto is not None:
+                # ZooKeeper's leader sends UPTODATE with zxid -1 and never COMMITs the history
+                # its DIFF or TRUNC kept: a ZooKeeper learner applied its whole log at start-up.
+                # That history is in the leader's, which is committed once it is established
+                # (UPTODATE); without this a trizab learner would serve its snapshot's state
+                # until the next write's COMMIT. A trizab leader names its commit point here
+                # instead (its DIFF may end at a proposal still outstanding).
+                self._set_committed(f.synced_upto)
             if isinstance(msg, UpToDate) and not self.established:
                 self.established = True
                 self._soft_dirty = True
