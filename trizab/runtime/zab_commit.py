@@ -27,6 +27,10 @@ peer and the member's core are touched by one task::
   PROPOSAL/COMMIT/INFORM/PING before its own barrier (``Ready.may_send_early``),
   and committed transactions that an *earlier* barrier made durable are applied
   (and answered) without waiting for the one in flight (:meth:`_apply_durable`).
+  While that early-sent Ready's barrier runs, the proposals and COMMITs made
+  meanwhile leave at the end of every batch (``Peer.early_messages``) instead of
+  waiting for it, as ZooKeeper's leader sends a proposal before logging it: the
+  followers' fsyncs never wait for the leader's.
   A Ready's messages go out as one chunk per destination.
 * **Role → service**: the Ready's soft state sets the core's mode: an
   established leader preps writes and proposes them, an established follower or
@@ -410,7 +414,7 @@ class ZabCommit:
             self._inflight = rd
             if rd.must_sync:
                 if rd.may_send_early(peer.is_leader_established):
-                    self._send_messages(rd)
+                    self._send_messages(rd.messages, rd.notifications)
                     self._sent_early = True
                 if self.storage.persist_inline(rd):
                     self._carry_out(rd)
@@ -418,8 +422,13 @@ class ZabCommit:
                 if rd.snapshot is not None and self.snapshots is not None:
                     self.snapshots.abandon()  # the tree a walk in progress reads is replaced
                 self.storage.hand_over(rd)
-                return
+                break
             self._carry_out(rd)
+        if self._inflight is not None and self._sent_early:
+            # While our barrier runs, new proposals and commits leave at once (Peer.early_messages).
+            early = peer.early_messages(inflight_sent=True)
+            if early:
+                self._send_messages(early)
 
     def _carry_out(self, rd: Ready) -> None:
         """Steps 6-8 of the Ready contract (its writes are durable)."""
@@ -428,7 +437,7 @@ class ZabCommit:
         if self._sent_early:
             self._sent_early = False
         else:
-            self._send_messages(rd)
+            self._send_messages(rd.messages, rd.notifications)
         if rd.snapshot is not None or rd.truncate_after is not None or len(self.storage.decoded) > 100_000:
             self.storage.forget_decoded()  # what was truncated is never applied: do not keep it
         if rd.snapshot is not None:
@@ -484,7 +493,8 @@ class ZabCommit:
         if lo < hi:
             self._apply_committed(history[lo:hi])
 
-    def _send_messages(self, rd: Ready) -> None:
+    def _send_messages(self, messages: Sequence[Any], notifications: Sequence[Any] = ()) -> None:
+        """A Ready's (or :meth:`Peer.early_messages`') messages, then election notifications."""
         peer = self.peer
         seq = self.ready_seq
         # One chunk (one socket write) per destination: per-destination order is all ZAB needs.
@@ -501,7 +511,7 @@ class ZabCommit:
             if not self.quorum.send_frames(to, b"".join(frames), seq, connect=connect):
                 peer.step(Disconnected(to))
 
-        for m in rd.messages:  # ACKs and COMMITs are per zxid: none is coalesced (see _log_sync)
+        for m in messages:  # ACKs and COMMITs are per zxid: none is coalesced (see _log_sync)
             if isinstance(m, Disconnect):
                 flush(m.peer)
                 log.debug("member %d: disconnect %d", self.my_id, m.peer)
@@ -511,7 +521,7 @@ class ZabCommit:
             kind = type(msg)
             if kind is Proposal or (kind is Commit and msg.activate is None):
                 data = msg.data if kind is Proposal else None
-                key = (kind, msg.zxid, id(data))  # id: the very same bytes, alive in rd.messages
+                key = (kind, msg.zxid, id(data))  # id: the very same bytes, alive in messages
                 f = encoded.get(key)
                 if f is None:
                     f = encoded[key] = encode_simple(_SIMPLE[kind], msg.zxid, data)
@@ -524,7 +534,7 @@ class ZabCommit:
             batches.setdefault(to, []).append(f)
         for to in list(batches):
             flush(to)
-        for to, n in rd.notifications:
+        for to, n in notifications:
             self.election.send(to, n)
 
     def _on_soft_state(self, rd: Ready) -> None:
