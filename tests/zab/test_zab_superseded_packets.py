@@ -1,12 +1,12 @@
-"""Runs of per-zxid ACKs or COMMITs read together are stepped once (``zab_commit.superseded``)."""
+"""Runs of per-zxid ACKs or COMMITs read together are stepped once (``trizab.zab.messages.superseded``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from trizab.runtime.zab_commit import superseded
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
+from trizab.zab.messages import superseded
 from trizab.zab.zxid import zxid
 
 
