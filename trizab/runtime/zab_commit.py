@@ -441,12 +441,13 @@ class ZabCommit:
         """Steps 6-8 of the Ready contract (its writes are durable)."""
         peer, core = self.peer, self.core
         assert rd is self._inflight
-        if self._sent_early:
-            self._sent_early = False
-        else:
+        if not self._sent_early:
             self._send_messages(rd.messages, rd.notifications)
+        self._sent_early = False
         if rd.snapshot is not None or rd.truncate_after is not None or len(self.storage.decoded) > 100_000:
             self.storage.forget_decoded()  # what was truncated is never applied: do not keep it
+        elif rd.to_persist and rd.to_persist[0].zxid <= self._applied_zxid:  # applied before durable
+            self.storage.forget_applied(rd.to_persist, self._applied_zxid)
         if rd.snapshot is not None:
             core.load(Recovered(rd.snapshot.data, rd.snapshot.zxid, [], 0, 0))
             core.init_ensemble(self.config.servers, self.my_id, self._client_port)
@@ -476,21 +477,20 @@ class ZabCommit:
         self.core_task.committed(txns)
 
     def _apply_durable(self) -> None:
-        """Apply what is committed *and* already durable here, without waiting for a Ready.
+        """Apply what is committed (the leader: and in its own log) without waiting for a Ready.
 
-        A committed transaction that an earlier barrier made durable needs nothing from
-        the Ready in flight (which only persists newer proposals), so its reply need not
-        wait for that fsync.  Entries applied here are skipped when a Ready hands them out
-        later (``_applied_zxid``).  Committed transactions are never truncated by a later
-        leader, so applying them early is safe; a snapshot being installed (the peer's
-        history no longer starts at what we applied) or a Ready in flight that installs
-        one or truncates waits for that Ready.
+        A quorum holds it durably, so its reply need not wait for the fsync in flight; an
+        established learner applies it even before its own barrier, as ZooKeeper's followers
+        do (a slow fsync here held up our client's reply to a write already committed).
+        A Ready skips them later (``_applied_zxid``).  Committed transactions are never truncated;
+        a Ready in flight that installs a snapshot or truncates (only while syncing) is waited for.
         """
         peer = self.peer
         rd = self._inflight
         if rd is not None and (rd.snapshot is not None or rd.truncate_after is not None):
             return
-        upto = min(peer.committed, peer.persisted)
+        upto = peer.committed if peer.established and peer.role != Role.LEADING else peer.persisted
+        upto = min(upto, peer.committed)
         applied = self._applied_zxid
         if upto <= applied or peer.base > applied:
             return
