@@ -13,7 +13,7 @@ from trizab.tree.datatree import DataTree
 from trizab.tree.snapshot import serialize_snapshot
 from trizab.wire import records as r
 from trizab.wire.codes import QuorumPacketType as T
-from trizab.wire.jute import encode
+from trizab.wire.jute import decode, encode
 from trizab.wire.quorum_stream import SIGNATURE, FrameError, PacketReader, encode_packet, packet_limit
 
 LIMIT = packet_limit(4096)
@@ -69,6 +69,20 @@ def test_packets_cut_in_any_chunks_come_back_whole(seed: int) -> None:
         (p.type, p.zxid, p.data or None, p.authinfo or None) for p in pkts
     ]
     assert reader.buffered() == 0
+
+
+@pytest.mark.parametrize("data", [None, b"", b"txn" * 50])
+@pytest.mark.parametrize("authinfo", [None, [], [r.Id("ip", "127.0.0.1")]])
+def test_each_packet_comes_back_as_the_codec_decodes_it(
+    data: bytes | None, authinfo: list[r.Id] | None
+) -> None:
+    # Packets without authentication ids take a shortcut past the Jute codec: same record.
+    pkt = r.QuorumPacket(int(T.PROPOSAL), 0x500000007, data, authinfo)
+    reader = PacketReader(LIMIT)
+    reader.feed(encode_packet(pkt) * 2)
+    got = [reader.next_packet(), reader.next_packet(), reader.next_packet()]
+    assert got == [decode(r.QuorumPacket, encode_packet(pkt))] * 2 + [None]
+    assert got[0] == pkt
 
 
 def test_a_packet_over_the_limit_is_refused_on_its_header() -> None:

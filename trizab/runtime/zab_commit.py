@@ -27,6 +27,10 @@ peer and the member's core are touched by one task::
   PROPOSAL/COMMIT/INFORM/PING before its own barrier (``Ready.may_send_early``),
   and committed transactions that an *earlier* barrier made durable are applied
   (and answered) without waiting for the one in flight (:meth:`_apply_durable`).
+  While that early-sent Ready's barrier runs, the proposals and COMMITs made
+  meanwhile leave at the end of every batch (``Peer.early_messages``) instead of
+  waiting for it, as ZooKeeper's leader sends a proposal before logging it: the
+  followers' fsyncs never wait for the leader's.
   A Ready's messages go out as one chunk per destination.
 * **Role → service**: the Ready's soft state sets the core's mode: an
   established leader preps writes and proposes them, an established follower or
@@ -90,6 +94,7 @@ from trizab.zab.messages import (
     Proposal,
     ProtocolError,
     from_packet,
+    superseded,
     to_packet,
 )
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
@@ -355,10 +360,16 @@ class ZabCommit:
             self._step_packet(link, ev.packet)
 
     def _received(self, ev: QuorumReceived) -> None:
-        for pkt in ev.packets:
+        pkts = ev.packets
+        last = len(pkts) - 1
+        peer = self.peer
+        for i, pkt in enumerate(pkts):
             # A packet can end the link (protocol error, overflow): drop the rest then.
             if not self.quorum.current(ev.link):
                 break
+            # Under load a read brings runs of per-zxid ACKs or COMMITs: only the last counts.
+            if i < last and superseded(pkt, pkts[i + 1]) and peer.established and not peer.reconfig_in_flight:
+                continue
             self._step_packet(ev.link, pkt)
 
     def _step_packet(self, link: Link, pkt: r.QuorumPacket) -> None:
@@ -411,7 +422,7 @@ class ZabCommit:
             self._inflight = rd
             if rd.must_sync:
                 if rd.may_send_early(peer.is_leader_established):
-                    self._send_messages(rd)
+                    self._send_messages(rd.messages, rd.notifications)
                     self._sent_early = True
                 if self.storage.persist_inline(rd):
                     self._carry_out(rd)
@@ -419,19 +430,25 @@ class ZabCommit:
                 if rd.snapshot is not None and self.snapshots is not None:
                     self.snapshots.abandon()  # the tree a walk in progress reads is replaced
                 self.storage.hand_over(rd)
-                return
+                break
             self._carry_out(rd)
+        if self._inflight is not None and self._sent_early:
+            # While our barrier runs, new proposals and commits leave at once (Peer.early_messages).
+            early = peer.early_messages(inflight_sent=True)
+            if early:
+                self._send_messages(early)
 
     def _carry_out(self, rd: Ready) -> None:
         """Steps 6-8 of the Ready contract (its writes are durable)."""
         peer, core = self.peer, self.core
         assert rd is self._inflight
-        if self._sent_early:
-            self._sent_early = False
-        else:
-            self._send_messages(rd)
+        if not self._sent_early:
+            self._send_messages(rd.messages, rd.notifications)
+        self._sent_early = False
         if rd.snapshot is not None or rd.truncate_after is not None or len(self.storage.decoded) > 100_000:
             self.storage.forget_decoded()  # what was truncated is never applied: do not keep it
+        elif rd.to_persist and rd.to_persist[0].zxid <= self._applied_zxid:  # applied before durable
+            self.storage.forget_applied(rd.to_persist, self._applied_zxid)
         if rd.snapshot is not None:
             core.load(Recovered(rd.snapshot.data, rd.snapshot.zxid, [], 0, 0))
             core.init_ensemble(self.config.servers, self.my_id, self._client_port)
@@ -461,21 +478,20 @@ class ZabCommit:
         self.core_task.committed(txns)
 
     def _apply_durable(self) -> None:
-        """Apply what is committed *and* already durable here, without waiting for a Ready.
+        """Apply what is committed (the leader: and in its own log) without waiting for a Ready.
 
-        A committed transaction that an earlier barrier made durable needs nothing from
-        the Ready in flight (which only persists newer proposals), so its reply need not
-        wait for that fsync.  Entries applied here are skipped when a Ready hands them out
-        later (``_applied_zxid``).  Committed transactions are never truncated by a later
-        leader, so applying them early is safe; a snapshot being installed (the peer's
-        history no longer starts at what we applied) or a Ready in flight that installs
-        one or truncates waits for that Ready.
+        A quorum holds it durably, so its reply need not wait for the fsync in flight; an
+        established learner applies it even before its own barrier, as ZooKeeper's followers
+        do (a slow fsync here held up our client's reply to a write already committed).
+        A Ready skips them later (``_applied_zxid``).  Committed transactions are never truncated;
+        a Ready in flight that installs a snapshot or truncates (only while syncing) is waited for.
         """
         peer = self.peer
         rd = self._inflight
         if rd is not None and (rd.snapshot is not None or rd.truncate_after is not None):
             return
-        upto = min(peer.committed, peer.persisted)
+        upto = peer.committed if peer.established and peer.role != Role.LEADING else peer.persisted
+        upto = min(upto, peer.committed)
         applied = self._applied_zxid
         if upto <= applied or peer.base > applied:
             return
@@ -485,7 +501,7 @@ class ZabCommit:
         if lo < hi:
             self._apply_committed(history[lo:hi])
 
-    def _send_messages(self, rd: Ready) -> None:
+    def _send_messages(self, messages: Sequence[Any], notifications: Sequence[Any] = ()) -> None:
         peer = self.peer
         seq = self.ready_seq
         # One chunk (one socket write) per destination: per-destination order is all ZAB needs.
@@ -502,7 +518,7 @@ class ZabCommit:
             if not self.quorum.send_frames(to, b"".join(frames), seq, connect=connect):
                 peer.step(Disconnected(to))
 
-        for m in rd.messages:  # ACKs and COMMITs are per zxid: none is coalesced (see _log_sync)
+        for m in messages:  # ACKs and COMMITs are per zxid: none is coalesced (see _log_sync)
             if isinstance(m, Disconnect):
                 flush(m.peer)
                 log.debug("member %d: disconnect %d", self.my_id, m.peer)
@@ -512,7 +528,7 @@ class ZabCommit:
             kind = type(msg)
             if kind is Proposal or (kind is Commit and msg.activate is None):
                 data = msg.data if kind is Proposal else None
-                key = (kind, msg.zxid, id(data))  # id: the very same bytes, alive in rd.messages
+                key = (kind, msg.zxid, id(data))  # id: the very same bytes, alive in messages
                 f = encoded.get(key)
                 if f is None:
                     f = encoded[key] = encode_simple(_SIMPLE[kind], msg.zxid, data)
@@ -525,7 +541,7 @@ class ZabCommit:
             batches.setdefault(to, []).append(f)
         for to in list(batches):
             flush(to)
-        for to, n in rd.notifications:
+        for to, n in notifications:
             self.election.send(to, n)
 
     def _on_soft_state(self, rd: Ready) -> None:

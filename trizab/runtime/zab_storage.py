@@ -35,6 +35,7 @@ from trizab.runtime.disk import Disk, is_full
 from trizab.runtime.events import Persisted
 from trizab.storage import BackgroundSync
 from trizab.txn import Txn
+from trizab.zab.messages import Entry
 from trizab.zab.ready import Ready
 
 __all__ = ["INLINE_PERSIST_MAX", "ZabStorage"]
@@ -114,6 +115,13 @@ class ZabStorage:
 
     def forget_decoded(self) -> None:
         self.decoded.clear()
+
+    def forget_applied(self, entries: tuple[Entry, ...], applied: int) -> None:
+        """Drop what the worker decoded for ``entries`` that a learner applied before they were
+        durable (decoding them itself meanwhile): nobody takes those any more."""
+        for e in entries:
+            if e.zxid <= applied:
+                self.decoded.pop(e.zxid, None)
 
     async def run(self) -> None:
         """The storage worker: persists each Ready, retrying while the disk is full."""

@@ -11,7 +11,10 @@ schedule and replays exactly.
   out in its documented order.  Storage writes are asynchronous: a Ready's writes
   become durable only when its simulated fsync completes (1-5 ms later); only
   then are its messages sent, its committed txns applied and ``advance`` called.
-  Inputs keep arriving meanwhile (group commit).
+  Inputs keep arriving meanwhile (group commit).  In half of the schedules an
+  established leader sends its Ready's broadcast before the fsync, and the
+  proposals and COMMITs it makes meanwhile at once (``Ready.may_send_early``,
+  ``Peer.early_messages``), as the runtime does.
 * **Storage** (:class:`SimStorage`) keeps a durable part and the writes of the
   Ready in flight.  A crash keeps a random *prefix* of the in-flight writes, in
   the order the Ready contract prescribes (truncate, snapshot, appends, epochs
@@ -560,8 +563,14 @@ class Simulation:
     def _pump(self, i: int) -> None:
         node = self.nodes[i]
         peer = node.peer
-        if peer is None or node.busy or node.paused_until > self.now or not peer.has_ready():
+        if peer is None or node.paused_until > self.now or not peer.has_ready():
             return  # (a paused server carries out nothing; _resume pumps)
+        if node.busy:
+            if node.inflight is not None:
+                # The Ready in flight went out early: so do the broadcast messages made since.
+                for to, msg in peer.early_messages(inflight_sent=True):
+                    self.net.send(i, to, msg)
+            return
         rd = peer.ready()
         if rd.soft_state is not None:
             self._on_soft_state(i, rd)

@@ -257,13 +257,25 @@ class PacketReader:
             (type_,) = _I.unpack_from(buf, self.pos)
             if type_ in self.big_types:
                 limit = self.big_limit
-        end = _packet_end(buf, self.pos, limit)
+        pos = self.pos
+        end = _packet_end(buf, pos, limit)
         if end is None:
             return None
-        try:
-            pkt = decode(r.QuorumPacket, bytes(buf[self.pos : end]))
-        except JuteError as e:
-            raise FrameError(f"malformed QuorumPacket: {e}") from None
+        type_, zxid, n = _HEAD.unpack_from(buf, pos)
+        data_end = pos + _HEAD.size + max(n, 0)
+        if end == data_end + 4:
+            # No authentication ids (all but a forwarded request with a client's identities):
+            # the record is what _packet_end just read.  Built here rather than decoded again
+            # by the Jute codec: 1.0 instead of 1.3 us per ACK or PROPOSAL parsed, and a
+            # member parses several per write.
+            (count,) = _I.unpack_from(buf, data_end)
+            data = bytes(buf[pos + _HEAD.size : data_end]) if n >= 0 else None
+            pkt = r.QuorumPacket(type_, zxid, data, None if count < 0 else [])
+        else:
+            try:
+                pkt = decode(r.QuorumPacket, bytes(buf[pos:end]))
+            except JuteError as e:
+                raise FrameError(f"malformed QuorumPacket: {e}") from None
         self.pos = end
         if pkt.type == _SNAP:
             if pkt.data:

@@ -194,7 +194,7 @@ from trizab.zab.messages import (
     UpToDate,
 )
 from trizab.zab.quorum import commit_point, is_quorum
-from trizab.zab.ready import HardState, Ready, Role, SnapshotInstall, SoftState
+from trizab.zab.ready import EARLY_MESSAGES, HardState, Ready, Role, SnapshotInstall, SoftState
 from trizab.zab.zxid import MAX_COUNTER, epoch_of, zxid
 
 SnapshotFn = Callable[[], tuple[int, bytes]]
@@ -772,6 +772,44 @@ class Peer:
             or self.committed > self._handed
             or self._notes
         )
+
+    def early_messages(self, inflight_sent: bool) -> tuple[tuple[int, QuorumMessage], ...]:
+        """Established leader: the pending broadcast messages that may leave now, between Readies.
+
+        ZooKeeper's leader sends a PROPOSAL as soon as it makes it and a COMMIT as soon as a
+        quorum acknowledged; here they would otherwise wait for the next Ready, that is for
+        the storage barrier of the Ready in flight.  ``inflight_sent`` is whether the driver
+        has sent the messages of the Ready in flight (before its barrier, as
+        :meth:`Ready.may_send_early` allowed it; or no Ready is in flight): only then can
+        newer messages leave without overtaking older ones.  Returns the longest prefix of
+        the pending messages made only of what ``may_send_early`` lets an established
+        leader send before its barrier, and takes them out of the next Ready; sent now and
+        in order, they keep every destination's FIFO order.  Anything else pending (a
+        learner's sync, a Disconnect) stops the prefix and waits for the next Ready, as does
+        everything while epochs, a truncation or a snapshot wait to be written.  Safe for the
+        reasons ``may_send_early`` gives: the leader counts its own acknowledgement only
+        once ``advance`` reports its barrier, so a COMMIT still needs a durable quorum.
+        """
+        msgs = self._msgs
+        if (
+            not inflight_sent
+            or not msgs
+            or not self.is_leader_established
+            or self._truncate is not None
+            or self._snapshot is not None
+            or self._hard_state() != self._durable
+        ):
+            return ()
+        n = 0
+        for m in msgs:
+            if isinstance(m, Disconnect) or not isinstance(m[1], EARLY_MESSAGES):
+                break
+            n += 1
+        if n == 0:
+            return ()
+        taken = tuple(msgs[:n])
+        del msgs[:n]
+        return taken
 
     def ready(self) -> Ready:
         """Collect everything to do; see :mod:`trizab.zab.ready` for the order."""

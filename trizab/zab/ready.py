@@ -33,7 +33,12 @@ One relaxation, ZooKeeper's own: an *established leader* may send a Ready's
 ``messages`` while its appends are still being synced (the leader logs a proposal
 and sends it in parallel), because it counts its own acknowledgement only at
 ``advance``.  :meth:`Ready.may_send_early` is the one rule for when (the Trio
-runtime and the simulation both ask it).
+runtime and the simulation both ask it).  And while such a Ready's barrier runs,
+the leader's *new* broadcast messages need not wait for it either:
+:meth:`~trizab.zab.peer.Peer.early_messages` hands them out between Readies, so
+that a proposal leaves as soon as it is made and a COMMIT as soon as a quorum
+acknowledged (ZooKeeper's leader sends from the proposing and acknowledging
+threads, never behind its own log's fsync).
 
 The driver may keep calling ``step``/``tick`` while it works on a Ready (that is
 how group commit happens), but must not call ``ready()`` again before ``advance``.
@@ -49,8 +54,9 @@ import attrs
 
 from trizab.zab.messages import Commit, Disconnect, Entry, Inform, Notification, Ping, Proposal, QuorumMessage
 
-# What an established leader may send before its own storage barrier (Ready.may_send_early).
-_EARLY = (Proposal, Commit, Inform, Ping)
+# What an established leader may send before its own storage barrier (Ready.may_send_early,
+# Peer.early_messages).
+EARLY_MESSAGES = (Proposal, Commit, Inform, Ping)
 
 
 class Role(enum.Enum):
@@ -147,4 +153,4 @@ class Ready:
             return False
         if self.notifications:
             return False
-        return all(not isinstance(m, Disconnect) and isinstance(m[1], _EARLY) for m in self.messages)
+        return all(not isinstance(m, Disconnect) and isinstance(m[1], EARLY_MESSAGES) for m in self.messages)
