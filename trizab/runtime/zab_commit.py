@@ -94,8 +94,8 @@ from trizab.zab.messages import (
     Proposal,
     ProtocolError,
     from_packet,
-    superseded,
     to_packet,
+    worth_stepping,
 )
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.ready import Ready, Role
@@ -360,16 +360,11 @@ class ZabCommit:
             self._step_packet(link, ev.packet)
 
     def _received(self, ev: QuorumReceived) -> None:
-        pkts = ev.packets
-        last = len(pkts) - 1
         peer = self.peer
-        for i, pkt in enumerate(pkts):
-            # A packet can end the link (protocol error, overflow): drop the rest then.
-            if not self.quorum.current(ev.link):
+        # Under load a read brings runs of per-zxid ACKs or COMMITs: only the last counts.
+        for pkt in worth_stepping(ev.packets, lambda: peer.established and not peer.reconfig_in_flight):
+            if not self.quorum.current(ev.link):  # a packet can end the link: drop the rest then
                 break
-            # Under load a read brings runs of per-zxid ACKs or COMMITs: only the last counts.
-            if i < last and superseded(pkt, pkts[i + 1]) and peer.established and not peer.reconfig_in_flight:
-                continue
             self._step_packet(ev.link, pkt)
 
     def _step_packet(self, link: Link, pkt: r.QuorumPacket) -> None:

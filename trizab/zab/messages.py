@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
@@ -565,3 +566,16 @@ def superseded(pkt: r.QuorumPacket, nxt: r.QuorumPacket) -> bool:
         return False
     z, z_next = pkt.zxid, nxt.zxid
     return z_next >= z and epoch_of(z) == epoch_of(z_next) and counter_of(z) != 0 and counter_of(z_next) != 0
+
+
+def worth_stepping(pkts: Sequence[r.QuorumPacket], may_skip: Callable[[], bool]) -> Iterator[r.QuorumPacket]:
+    """The packets of one read, less each one :func:`superseded` by the next while ``may_skip()``.
+
+    ``may_skip`` (the peer is established, no reconfiguration in flight) is asked when the
+    packet's turn comes, after the ones before it were stepped.
+    """
+    last = len(pkts) - 1
+    for i, pkt in enumerate(pkts):
+        if i < last and superseded(pkt, pkts[i + 1]) and may_skip():
+            continue
+        yield pkt
