@@ -242,7 +242,7 @@ class ZabCommit:
         self._client_port = client_port
         self.storage = ZabStorage(self.disk, core_task.post)
         self.quorum, self.election = _transports(config, self.my_id, core_task, self.tls, self.auth)
-        self.core.init_ensemble(config.servers, self.my_id, client_port)
+        self.core.init_ensemble(config.servers, self.my_id, client_port, self.clock.now_ms())
         self._apply_ensemble()
         self._applied_zxid = recovered.snapshot_zxid
         plugin = load_plugin("trizab.election", config.election_name or "fast", config.election_options)
@@ -373,6 +373,8 @@ class ZabCommit:
             self.sessions.forwarded(link.sid, pkt.data, tuple(pkt.authinfo or ()), link)
             self.core_task.handle_ready()
             return
+        if pkt.type == T.NEWLEADER:
+            core.newleader_config(pkt.data)  # its configuration's version, see ReplicaCore
         try:
             m = from_packet(pkt, link.sid)
         except ProtocolError as e:
@@ -433,7 +435,9 @@ class ZabCommit:
             self.storage.forget_decoded()  # what was truncated is never applied: do not keep it
         if rd.snapshot is not None:
             core.load(Recovered(rd.snapshot.data, rd.snapshot.zxid, [], 0, 0))
-            core.init_ensemble(self.config.servers, self.my_id, self._client_port)
+            core.init_ensemble(
+                self.config.servers, self.my_id, self._client_port, self.clock.now_ms(), reinstall=True
+            )
             self._apply_ensemble()
             self._applied_zxid = rd.snapshot.zxid
         self._apply_committed([e for e in rd.committed if e.zxid > self._applied_zxid])
