@@ -158,6 +158,7 @@ def test_quorum_sasl_across_implementations(sasl_ensemble: Any, kinds: tuple[str
         rounds += 1
     for sid in others:
         got = refusals(ens, sid) - counted[sid]
+        print(f"member {sid} ({ens.kinds[sid - 1]}): {got} refusals of member {wrong} in {WINDOW_S} s")
         kind = ens.kinds[sid - 1]
         assert got <= MAX_REFUSALS, f"member {sid} ({kind}) logged {got} refusals in {WINDOW_S} s"
     assert victim.running, "the member with the wrong password exited"
