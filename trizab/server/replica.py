@@ -636,7 +636,6 @@ def render_config(members: dict[int, cfg.QuorumServer], version: int) -> bytes:
     return "\n".join(lines).encode()
 
 
-
 def _parse_config_text(data: bytes) -> tuple[dict[int, cfg.QuorumServer], int]:
     """The members and version of a ``/zookeeper/config`` text (lines it cannot read skipped)."""
     members: dict[int, cfg.QuorumServer] = {}
@@ -655,6 +654,7 @@ def _parse_config_text(data: bytes) -> tuple[dict[int, cfg.QuorumServer], int]:
 
 def _server_lines(data: bytes) -> list[bytes]:
     return [line for line in data.splitlines() if line.startswith(b"server.")]
+
 
 def config_membership(data: bytes | None) -> Membership | None:
     """The ZAB membership a ``/zookeeper/config`` text describes (None if it has no voter)."""
