@@ -78,14 +78,20 @@ def test_a_learner_takes_zookeepers_renumbering_of_the_static_config_at_uptodate
     """ZOOKEEPER-1783: a ZooKeeper leader's established version-0 config gets the NEWLEADER zxid
     as its version; a learner takes that renumbering, and only that, when it is in sync."""
     mine = _servers({1: 5000, 2: 5010, 3: 5020})
-    learner = ReplicaCore(CoreConfig(tick_time_ms=2000, server_id=2), now_ms=T0)
+    renumbered = render_config(mine, 0x200000000)
+    # Without reconfigEnabled, ZooKeeper's processReconfig takes nothing; nor do we.
+    fixed = ReplicaCore(CoreConfig(tick_time_ms=2000, server_id=2), now_ms=T0)
+    fixed.init_ensemble(mine, 2, 2182, T0)
+    fixed.newleader_config(renumbered)
+    fixed.set_mode(Mode.LEARNER, T0 + 1)
+    assert fixed.config_version == 0 and fixed.tree.nodes[CONFIG_PATH].data == render_config(mine, 0)
+    learner = ReplicaCore(CoreConfig(tick_time_ms=2000, server_id=2, reconfig_enabled=True), now_ms=T0)
     learner.init_ensemble(mine, 2, 2182, T0)
     # A leader's text with other members (a reconfig it has only proposed) is not taken.
     learner.newleader_config(render_config(_servers({1: 5000, 2: 5010}), 0x100000000))
     learner.set_mode(Mode.LEARNER, T0 + 1)
     assert learner.config_version == 0 and learner.tree.nodes[CONFIG_PATH].data == render_config(mine, 0)
     learner.set_mode(Mode.OFF, T0 + 2)
-    renumbered = render_config(mine, 0x200000000)
     learner.newleader_config(renumbered)
     learner.set_mode(Mode.LEARNER, T0 + 3)
     assert learner.config_version == 0x200000000 and learner.ensemble == mine

@@ -245,16 +245,19 @@ class ReplicaCore(ServerCore):
         self._newleader_text = text
 
     def _take_established_version(self, now_ms: int) -> None:
-        """ZOOKEEPER-1783: a ZooKeeper leader whose configuration still has version 0 (never
-        reconfigured) gives it the NEWLEADER zxid as version once established (``Leader.lead``),
-        and its learners install the text at UPTODATE (``Learner.syncWithLeader``,
-        ``QuorumPeer.processReconfig``), so every ZooKeeper member then shows
-        ``version=<that zxid>``.  A learner takes the same: only that renumbering, when the
-        leader's text names exactly our members; a membership of its own comes from the synced
-        history (a leader's last seen configuration may be a reconfig that never commits)."""
+        """ZOOKEEPER-1783: with reconfigEnabled, a ZooKeeper leader whose configuration still
+        has version 0 (never reconfigured) gives it the NEWLEADER zxid as version once
+        established (``Leader.lead``), and its learners install the text at UPTODATE
+        (``Learner.syncWithLeader``, ``QuorumPeer.processReconfig``), so every ZooKeeper member
+        then shows ``version=<that zxid>``.  A learner takes the same: only that renumbering,
+        when the leader's text names exactly our members; a membership of its own comes from
+        the synced history (a leader's last seen configuration may be a reconfig that never
+        commits)."""
         text, self._newleader_text = self._newleader_text, None
         node = self.tree.nodes.get(CONFIG_PATH)
-        if not text or node is None or not node.data:
+        # Without reconfigEnabled ZooKeeper neither renumbers nor takes a renumbering
+        # (setLastSeenQuorumVerifier and processReconfig return at once).
+        if not text or node is None or not node.data or not self.config.reconfig_enabled:
             return
         members, version = _parse_config_text(text)
         if version <= self.config_version or _server_lines(text) != _server_lines(node.data):
