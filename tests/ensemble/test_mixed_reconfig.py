@@ -24,8 +24,10 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
 
+from testkit.apache_zk import ApacheZooKeeper
 from testkit.rolling_ensemble import HOST, Kind, RollingEnsemble, Slot
 from testkit.rolling_migration import RECONFIG_CONFIG, SUPER_PASSWORD, SUPER_USER
+from trizab.testing.process import TrizabProcess
 
 pytestmark = [pytest.mark.apache, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -165,6 +167,10 @@ def test_a_running_follower_of_the_other_kind_follows_the_leaders_reconfigs(
             data, stat = config_of(slot)
             assert data == start_text, (slot.describe(), data, start_text)
             check_static_stat(data, stat)
+        # A ZooKeeper leader renumbers the static configuration to its NEWLEADER zxid once
+        # established (ZOOKEEPER-1783), and every follower, the trizab one included, takes that
+        # (the loop above); a trizab leader keeps version 0 (docs/mixed-ensembles.md).
+        assert (version_of(start_text) == 0) == (kinds[2] == "trizab"), start_text
         elected = decisions(other)
         moved_line = next(line for line in ens.server_lines if line.startswith("server.2="))
         admin = connect(leader, auth_data=[("digest", f"{SUPER_USER}:{SUPER_PASSWORD}")])
@@ -208,3 +214,23 @@ def test_a_running_follower_of_the_other_kind_follows_the_leaders_reconfigs(
             admin.close()
         assert decisions(other) == elected, f"{other.describe()} ran a new election:\n{other.tail()}"
         assert other.mode() == "follower"
+
+
+def test_a_standalone_servers_config_node_is_zookeepers(tmp_path: Any) -> None:
+    """``ZooKeeperServerMain`` never installs a configuration: the node ``DataTree.addConfigNode``
+    made stays empty, its Stat all zero but ``aversion`` -1 (its READ ACL was set with -1)."""
+    with (
+        ApacheZooKeeper(workdir=tmp_path / "zookeeper") as zookeeper,
+        TrizabProcess(tmp_path / "trizab", storage="memory") as trizab,
+    ):
+        seen = {}
+        for name, address in (("zookeeper", zookeeper.address), ("trizab", trizab.address)):
+            c = KazooClient(hosts=address, timeout=10.0)
+            c.start(timeout=30)
+            try:
+                seen[name] = c.get("/zookeeper/config")
+            finally:
+                c.stop()
+                c.close()
+    assert seen["zookeeper"] == (b"", ZnodeStat(0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0)), seen
+    assert seen["trizab"] == seen["zookeeper"]
