@@ -98,3 +98,12 @@ def test_a_learner_takes_zookeepers_renumbering_of_the_static_config_at_uptodate
     assert learner.tree.nodes[CONFIG_PATH].data == renumbered
     assert _config_stat(learner) == (0, 0x200000000, 0, T0 + 3, -1, len(renumbered))
     assert learner.ready().ensemble_changed
+
+
+def test_a_newleader_text_that_does_not_parse_changes_nothing() -> None:
+    mine = _servers({1: 5000, 2: 5010, 3: 5020})
+    learner = ReplicaCore(CoreConfig(tick_time_ms=2000, server_id=2, reconfig_enabled=True), now_ms=T0)
+    learner.init_ensemble(mine, 2, 2182, T0)
+    learner.newleader_config(render_config(mine, 0).replace(b"version=0", b"version=zz"))
+    learner.set_mode(Mode.LEARNER, T0 + 1)
+    assert learner.config_version == 0 and learner.tree.nodes[CONFIG_PATH].data == render_config(mine, 0)

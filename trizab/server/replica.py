@@ -651,7 +651,10 @@ def _parse_config_text(data: bytes) -> tuple[dict[int, cfg.QuorumServer], int]:
             except ValueError:
                 continue
         elif key == "version":
-            version = int(value, 16)
+            try:
+                version = int(value, 16)
+            except ValueError:
+                continue  # a leader's NEWLEADER text is not ours to trust: read it as version 0
     return members, version
 
 
