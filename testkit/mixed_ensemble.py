@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from testkit.apache_zk import QUORUM_MAIN, _Member, free_ports, require_available
@@ -42,10 +42,14 @@ class MixedEnsemble(ProcessEnsemble[Any]):
         init_limit: int = 10,
         sync_limit: int = 5,
         extra_config: Sequence[str] = (),
+        member_config: Mapping[int, Sequence[str]] | None = None,
+        java_properties: Mapping[int, Sequence[str]] | None = None,
         workdir: str | os.PathLike[str] | None = None,
         start_timeout: float = 90.0,
         log_level: str = "INFO",
     ) -> None:
+        """``member_config`` adds zoo.cfg lines for one server id (a JAAS file of its own, say);
+        ``java_properties`` (``-D...``) go to that member's JVM when it runs ZooKeeper."""
         super().__init__(workdir, prefix="mixed-ens-", start_timeout=start_timeout)
         self.kinds = list(kinds)
         n = len(kinds)
@@ -72,6 +76,7 @@ class MixedEnsemble(ProcessEnsemble[Any]):
             sid, port = k + 1, ports[3 * k]
             d = self.workdir / f"member{sid}"
             own = ["peerType=observer"] if sid in self.observers else []
+            own += (member_config or {}).get(sid, ())
             if kind == ZOOKEEPER:
                 self.members.append(
                     _Member(
@@ -80,7 +85,7 @@ class MixedEnsemble(ProcessEnsemble[Any]):
                         config_lines=[f"clientPort={port}", *own, *common],
                         myid=sid,
                         client_port=port,
-                        java_properties=[],
+                        java_properties=list((java_properties or {}).get(sid, ())),
                         jvm_args=["-Xmx256m"],
                     )
                 )

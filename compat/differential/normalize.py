@@ -14,7 +14,11 @@ Two servers given the same operations legitimately differ in a few values:
   plausibility (0, or within an hour of the run) and for consistency (every
   Stat of one server that names the same zxid names the same time), then
   replaced by ``t@<rank of its zxid>``; an implausible or inconsistent time
-  stays raw and therefore shows up as a difference.
+  stays raw and therefore shows up as a difference.  A time whose zxid has
+  counter 0 (no transaction has one) is ``/zookeeper/config``'s install time:
+  ``ZKDatabase.initConfigInZKDatabase`` stamps the configuration (mzxid its
+  version: 0, or a NEWLEADER zxid) with each member's own wall clock when it
+  starts or syncs, so it is checked for plausibility only (``install-time``).
 * **session ids** (``Sid``, ConnectResponse ``session_id``): replaced by the
   slot label the runner gave that session; 0 stays 0; an unknown id stays raw.
 * **children order** (``("children", ...)``): ZooKeeper returns a child list in
@@ -79,6 +83,8 @@ class _Normalizer:
             return 0
         if abs(t - self.now_ms) > _HOUR_MS:
             return ("implausible-time", int(t))
+        if z & 0xFFFFFFFF == 0:
+            return "install-time"  # per member, not a transaction's (see the module docstring)
         seen = self.time_of.setdefault(int(z), int(t))
         if seen != t:
             return ("inconsistent-time", int(t), "for", self.zxid(z), "also", seen)

@@ -92,3 +92,20 @@ def test_configuration_texts_compare_without_their_ports() -> None:
     other_role = two.replace(b"observer", b"participant")
     assert normalize([one], {}) != normalize([other_role], {})
     assert normalize([b"hello:1234"], {}) == [b"hello:1234"]  # other data is left alone
+
+
+def test_the_config_nodes_install_time_is_per_member() -> None:
+    """/zookeeper/config's mtime (mzxid 0, or a NEWLEADER zxid with counter 0) is each member's
+    own install time: two members' differ, and only a missing or implausible one is a difference."""
+    for version in (0, 0x100000000):
+        two_members = transcript(("r", stat(0, version, 0, NOW)), ("r", stat(0, version, 0, NOW + 700)))
+        others = transcript(("r", stat(0, version, 0, NOW + 3)), ("r", stat(0, version, 0, NOW + 9)))
+        assert compare(two_members, others) is None
+        never = transcript(("r", stat(0, version, 0, 0)), ("r", stat(0, version, 0, NOW)))
+        assert compare(two_members, never) is not None
+        seconds = transcript(("r", stat(0, version, 0, NOW // 1000)), ("r", stat(0, version, 0, NOW)))
+        assert compare(two_members, seconds) is not None
+    # A transaction's time (counter > 0) is still one time per zxid.
+    txn = transcript(("r", stat(5, 0x100000001, NOW, NOW)), ("r", stat(5, 0x100000001, NOW, NOW + 1)))
+    same = transcript(("r", stat(5, 0x100000001, NOW, NOW)), ("r", stat(5, 0x100000001, NOW, NOW)))
+    assert compare(txn, same) is not None

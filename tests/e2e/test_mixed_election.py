@@ -208,7 +208,15 @@ def test_priority_says_once_per_zookeeper_member_that_they_ignore_it(tmp_path: P
         ens[1].start("trizab")
         ens[2].start("trizab")
         _decisions(ens, [1, 2, 3])
-        time.sleep(2)  # more notifications from the ZooKeeper member: still one line
+        # More notifications from the ZooKeeper member: restarted, it is LOOKING and sends its
+        # vote to both trizab members; it decides again only once they have answered, so once
+        # its log shows a second decision both have read its new notifications.
+        ens[3].stop()
+        ens[3].start("zookeeper")
+        deadline = time.monotonic() + 40
+        while len(_ZK_TOOK.findall(ens[3].program_log("zookeeper"))) < 2:
+            assert time.monotonic() < deadline, f"member 3 did not decide again:\n{ens[3].tail()}"
+            time.sleep(0.2)
         for sid in (1, 2):
             lines = [line for line in ens[sid].log_text().splitlines() if "Apache ZooKeeper member" in line]
             assert len(lines) == 1, lines

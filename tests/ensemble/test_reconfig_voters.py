@@ -62,6 +62,24 @@ def config_of(member: Any) -> bytes:
     return member.core.tree.nodes["/zookeeper/config"].data
 
 
+def config_stat(member: Any) -> tuple[int, ...]:
+    """``/zookeeper/config``'s Stat on ``member``, in ZnodeStat's field order."""
+    st = member.core.tree.nodes["/zookeeper/config"].stat()
+    return (
+        st.czxid,
+        st.mzxid,
+        st.ctime,
+        st.mtime,
+        st.version,
+        st.cversion,
+        st.aversion,
+        st.ephemeral_owner,
+        st.data_length,
+        st.num_children,
+        st.pzxid,
+    )
+
+
 def voters_in(text: bytes) -> set[int]:
     return {int(m.group(1)) for m in re.finditer(rb"server\.(\d+)=[^\n]*:participant", text)}
 
@@ -214,18 +232,28 @@ async def test_a_restarted_member_comes_back_with_the_new_membership(make_cluste
             await cl.start(sid)
         await cl.wait_serving([1, 2, 3])
         await cl.wait_for(lambda: cl.members[4].established, WAIT)
+        # Installed as ZKDatabase.initConfigInZKDatabase does: version -1, the configuration's
+        # version (0) as mzxid, the wall time of the install as mtime.
+        for m in cl.members.values():
+            czxid, mzxid, ctime, mtime, version, *rest = config_stat(m)
+            assert (czxid, mzxid, ctime, version) == (0, 0, 0, -1) and mtime > 0, config_stat(m)
+            assert rest == [0, -1, 0, len(config_of(m)), 0, 0], config_stat(m)
 
-        def add() -> bytes:
+        def add() -> tuple[bytes, tuple[int, ...]]:
             admin = client(cl.address(1), auth_data=[("digest", "super:test")])
             try:
-                return admin.reconfig(joining=server_line(cl, 4), leaving=None, new_members=None)[0]
+                text, stat = admin.reconfig(joining=server_line(cl, 4), leaving=None, new_members=None)
+                return text, tuple(stat)
             finally:
                 admin.stop()
                 admin.close()
 
         with trio.fail_after(WAIT):
-            new = await in_thread(add)
+            new, stat = await in_thread(add)
+        # PrepRequestProcessor's setData of version -1: the reconfig's zxid and time everywhere.
+        assert stat[4] == -1 and stat[1] == int(new.rsplit(b"version=", 1)[1], 16), stat
         await cl.wait_for(lambda: all(config_of(m) == new for m in cl.members.values()), WAIT)
+        await cl.wait_for(lambda: all(config_stat(m) == stat for m in cl.members.values()), WAIT)
         # Restart every member (its zoo.cfg still lists the old ensemble, or itself plus it).
         for sid in (1, 2, 3, 4):
             cl.crash(sid)
@@ -234,4 +262,5 @@ async def test_a_restarted_member_comes_back_with_the_new_membership(make_cluste
             assert member.peer.voters == {1, 2, 3, 4}, sid
         await cl.wait_serving([1, 2, 3, 4])
         assert all(config_of(m) == new for m in cl.members.values())
+        assert all(config_stat(m) == stat for m in cl.members.values())
         nursery.cancel_scope.cancel()

@@ -30,8 +30,7 @@ peer and the member's core are touched by one task::
   While that early-sent Ready's barrier runs, the proposals and COMMITs made
   meanwhile leave at the end of every batch (``Peer.early_messages``) instead of
   waiting for it, as ZooKeeper's leader sends a proposal before logging it: the
-  followers' fsyncs never wait for the leader's.
-  A Ready's messages go out as one chunk per destination.
+  followers' fsyncs never wait for the leader's.  A Ready's messages go out as one chunk per destination.
 * **Role → service**: the Ready's soft state sets the core's mode: an
   established leader preps writes and proposes them, an established follower or
   observer forwards them, anything else closes every client (they reconnect to a
@@ -41,7 +40,6 @@ peer and the member's core are touched by one task::
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -152,10 +150,6 @@ def _recovered_membership(core: ReplicaCore, pc: PeerConfig) -> Membership:
     return Membership(pc.voters, pc.observers, servers=static.servers if static is not None else ())
 
 
-def _zxid_of(e: Entry) -> int:
-    return e.zxid
-
-
 def _peer_tls(config: cfg.ServerConfig) -> PeerTls | None:
     """TLS on the quorum and election ports, if sslQuorum or portUnification asks for it."""
     if not (config.ssl_quorum or config.quorum_port_unification):
@@ -248,7 +242,7 @@ class ZabCommit:
         self._client_port = client_port
         self.storage = ZabStorage(self.disk, core_task.post)
         self.quorum, self.election = _transports(config, self.my_id, core_task, self.tls, self.auth)
-        self.core.init_ensemble(config.servers, self.my_id, client_port)
+        self.core.init_ensemble(config.servers, self.my_id, client_port, self.clock.now_ms())
         self._apply_ensemble()
         self._applied_zxid = recovered.snapshot_zxid
         plugin = load_plugin("trizab.election", config.election_name or "fast", config.election_options)
@@ -380,6 +374,8 @@ class ZabCommit:
             self.sessions.forwarded(link.sid, pkt.data, tuple(pkt.authinfo or ()), link)
             self.core_task.handle_ready()
             return
+        if pkt.type == T.NEWLEADER:
+            core.newleader_config(pkt.data)  # its configuration's version, see ReplicaCore
         try:
             m = from_packet(pkt, link.sid)
         except ProtocolError as e:
@@ -446,7 +442,9 @@ class ZabCommit:
             self.storage.forget_applied(rd.to_persist, self._applied_zxid)
         if rd.snapshot is not None:
             core.load(Recovered(rd.snapshot.data, rd.snapshot.zxid, [], 0, 0))
-            core.init_ensemble(self.config.servers, self.my_id, self._client_port)
+            core.init_ensemble(
+                self.config.servers, self.my_id, self._client_port, self.clock.now_ms(), reinstall=True
+            )
             self._apply_ensemble()
             self._applied_zxid = rd.snapshot.zxid
         self._apply_committed([e for e in rd.committed if e.zxid > self._applied_zxid])
@@ -475,26 +473,15 @@ class ZabCommit:
     def _apply_durable(self) -> None:
         """Apply what is committed (the leader: and in its own log) without waiting for a Ready.
 
-        A quorum holds it durably, so its reply need not wait for the fsync in flight; an
-        established learner applies it even before its own barrier, as ZooKeeper's followers
-        do (a slow fsync here held up our client's reply to a write already committed).
-        A Ready skips them later (``_applied_zxid``).  Committed transactions are never truncated;
-        a Ready in flight that installs a snapshot or truncates (only while syncing) is waited for.
+        A quorum holds it durably, so its reply need not wait for the fsync in flight (see
+        ``Peer.applicable``; a slow fsync here held up our client's reply to a write already
+        committed).  A Ready skips them later (``_applied_zxid``).  Committed transactions are
+        never truncated; a Ready in flight that installs a snapshot or truncates (only while
+        syncing) is waited for.
         """
-        peer = self.peer
         rd = self._inflight
-        if rd is not None and (rd.snapshot is not None or rd.truncate_after is not None):
-            return
-        upto = peer.committed if peer.established and peer.role != Role.LEADING else peer.persisted
-        upto = min(upto, peer.committed)
-        applied = self._applied_zxid
-        if upto <= applied or peer.base > applied:
-            return
-        history = peer.history
-        lo = bisect.bisect_right(history, applied, key=_zxid_of)
-        hi = bisect.bisect_right(history, upto, key=_zxid_of)
-        if lo < hi:
-            self._apply_committed(history[lo:hi])
+        if rd is None or (rd.snapshot is None and rd.truncate_after is None):
+            self._apply_committed(self.peer.applicable(self._applied_zxid))
 
     def _send_messages(self, messages: Sequence[Any], notifications: Sequence[Any] = ()) -> None:
         peer = self.peer

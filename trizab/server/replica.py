@@ -75,7 +75,7 @@ from trizab import config as cfg
 from trizab.server.api import ConnId, Ready, Reply
 from trizab.server.core import ServerCore
 from trizab.server.pending import CONNECT_KIND, FIXED_KIND, WRITE_KIND, CoreConnection, PendingRequest
-from trizab.tree.datatree import Result
+from trizab.tree.datatree import Node, Result
 from trizab.tree.prep import PrepError
 from trizab.txn import Txn
 from trizab.wire import records as r
@@ -174,6 +174,7 @@ class ReplicaCore(ServerCore):
         self.config_version = 0
         self._ensemble_changed = False
         self._reconfig_pending = False
+        self._newleader_text: bytes | None = None  # learner: NEWLEADER's configuration text
         # Leader: (voters synced with us, whether the ZAB core holds an uncommitted reconfig).
         self.quorum_view: Callable[[], tuple[frozenset[int], bool]] | None = None
         # Leader: sessions resumed by a reconnect here since the driver last looked (the
@@ -189,40 +190,85 @@ class ReplicaCore(ServerCore):
 
     # -- dynamic configuration ------------------------------------------------------------
 
-    def init_ensemble(self, servers: dict[int, cfg.QuorumServer], my_id: int, client_port: int) -> None:
+    def init_ensemble(
+        self,
+        servers: dict[int, cfg.QuorumServer],
+        my_id: int,
+        client_port: int,
+        now_ms: int,
+        *,
+        reinstall: bool = False,
+    ) -> None:
         """At start-up and after a SNAP: the config the tree holds once a reconfig made one
         (version > 0), else this member's own server lines.
 
         Before any reconfig the text in a leader's snapshot is the leader's view; as ZooKeeper's
         ``Learner`` (``initConfigInZKDatabase`` with its own ``QuorumVerifier`` after a SNAP),
         a learner keeps its own, so members whose zoo.cfg reach each other by different
-        addresses (through a proxy, a NAT) keep using theirs."""
+        addresses (through a proxy, a NAT) keep using theirs.
+
+        The node's Stat is the one ``ZKDatabase.initConfigInZKDatabase`` leaves (a
+        ``DataTree.setData`` with version -1, the configuration's version as mzxid, the wall
+        time as mtime): installed at the first start, kept from the snapshot on a restart (a
+        ZooKeeper member reloads it from its own), and installed again after a SNAP
+        (``reinstall``), as ZooKeeper's learner does after syncing."""
         node = self.tree.nodes.get(CONFIG_PATH)
         if node is not None and node.data:
             self._load_config_text(node.data)
             if self.config_version > 0:
+                if reinstall:
+                    self._install_config(node, node.data, now_ms)
                 return
         # Only what the server lines say, so that every member holds the same text.
         members = dict(servers)
         self.ensemble = members
         self.config_version = 0
+        # A standalone server with read replicas shows a standalone server's empty node.
         if node is not None and not self.config.hide_membership:
-            node.data = render_config(members, 0)
+            text = render_config(members, 0)
+            installed = node.data == text and node.version == -1 and node.mzxid == 0 and node.mtime != 0
+            if reinstall or not installed:
+                self._install_config(node, text, now_ms)
+
+    def _install_config(self, node: Node, text: bytes, now_ms: int) -> None:
+        """``ZKDatabase.initConfigInZKDatabase``: ``setData(CONFIG_NODE, qv.toString(), -1,
+        qv.getVersion(), Time.currentWallTime())`` (no watch fires: nobody is connected yet,
+        or the tree was just replaced by a snapshot)."""
+        node.data = text
+        node.version = -1
+        node.mzxid = self.config_version
+        node.mtime = now_ms
+        node._stat = None
+
+    def newleader_config(self, text: bytes | None) -> None:
+        """A learner: the configuration text the leader's NEWLEADER carries, for
+        :meth:`_take_established_version` once the sync ends (UPTODATE)."""
+        self._newleader_text = text
+
+    def _take_established_version(self, now_ms: int) -> None:
+        """ZOOKEEPER-1783: with reconfigEnabled, a ZooKeeper leader whose configuration still
+        has version 0 (never reconfigured) gives it the NEWLEADER zxid as version once
+        established (``Leader.lead``), and its learners install the text at UPTODATE
+        (``Learner.syncWithLeader``, ``QuorumPeer.processReconfig``), so every ZooKeeper member
+        then shows ``version=<that zxid>``.  A learner takes the same: only that renumbering,
+        when the leader's text names exactly our members; a membership of its own comes from
+        the synced history (a leader's last seen configuration may be a reconfig that never
+        commits)."""
+        text, self._newleader_text = self._newleader_text, None
+        node = self.tree.nodes.get(CONFIG_PATH)
+        # Without reconfigEnabled ZooKeeper neither renumbers nor takes a renumbering
+        # (setLastSeenQuorumVerifier and processReconfig return at once).
+        if not text or node is None or not node.data or not self.config.reconfig_enabled:
+            return
+        members, version = _parse_config_text(text)
+        if version <= self.config_version or _server_lines(text) != _server_lines(node.data):
+            return
+        self.ensemble, self.config_version = members, version
+        self._install_config(node, text, now_ms)
+        self._ensemble_changed = True  # snapshot it, so that a restart starts from it
 
     def _load_config_text(self, data: bytes) -> None:
-        members: dict[int, cfg.QuorumServer] = {}
-        version = 0
-        for line in data.decode("utf-8", "replace").splitlines():
-            key, _, value = line.partition("=")
-            if key.startswith("server.") and key[7:].isdigit():
-                try:
-                    members[int(key[7:])] = cfg._server_line(int(key[7:]), value)
-                except ValueError:
-                    continue
-            elif key == "version":
-                version = int(value, 16)
-        self.ensemble = members
-        self.config_version = version
+        self.ensemble, self.config_version = _parse_config_text(data)
 
     def _prep_reconfig(
         self, conn: CoreConnection, payload: bytes | memoryview, zxid: int, now_ms: int
@@ -271,7 +317,14 @@ class ReplicaCore(ServerCore):
         )
         self._reconfig_pending = True
         if txn_type == OpCode.SET_DATA:
-            txn_type = OpCode.RECONFIG  # DataTree.processTxn applies it as the setData
+            # DataTree.processTxn applies it as the setData.  PrepRequestProcessor writes version
+            # -1 into the txn and its change record (not the node's version plus one), so every
+            # member, of either implementation, shows version -1 after a reconfig.
+            txn_type = OpCode.RECONFIG
+            body = r.SetDataTxn(CONFIG_PATH, data, -1)
+            rec = self.prep.changes.get(CONFIG_PATH)
+            if rec is not None:
+                rec.version = -1
         return txn_type, body
 
     def committed(self, txns: list[Txn], now_ms: int) -> None:
@@ -326,6 +379,9 @@ class ReplicaCore(ServerCore):
             return
         self.mode = mode
         self.now_ms = now_ms
+        if mode == Mode.LEARNER:
+            self._take_established_version(now_ms)
+        self._newleader_text = None
         # ReadOnlyZooKeeperServer: only read-only clients, local sessions, writes get NotReadOnly.
         self.config.read_only = mode == Mode.READ_ONLY
         for conn in list(self.conns.values()):
@@ -585,6 +641,29 @@ def render_config(members: dict[int, cfg.QuorumServer], version: int) -> bytes:
         lines.append(line)
     lines.append(f"version={version:x}")
     return "\n".join(lines).encode()
+
+
+def _parse_config_text(data: bytes) -> tuple[dict[int, cfg.QuorumServer], int]:
+    """The members and version of a ``/zookeeper/config`` text (lines it cannot read skipped)."""
+    members: dict[int, cfg.QuorumServer] = {}
+    version = 0
+    for line in data.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.startswith("server.") and key[7:].isdigit():
+            try:
+                members[int(key[7:])] = cfg._server_line(int(key[7:]), value)
+            except ValueError:
+                continue
+        elif key == "version":
+            try:
+                version = int(value, 16)
+            except ValueError:
+                continue  # a leader's NEWLEADER text is not ours to trust: read it as version 0
+    return members, version
+
+
+def _server_lines(data: bytes) -> list[bytes]:
+    return [line for line in data.splitlines() if line.startswith(b"server.")]
 
 
 def config_membership(data: bytes | None) -> Membership | None:

@@ -811,6 +811,20 @@ class Peer:
         del msgs[:n]
         return taken
 
+    def applicable(self, applied: int) -> list[Entry]:
+        """The history after ``applied`` that a member may apply now, before the next Ready.
+
+        What is committed and, on the leader, in its own log (its applied state never runs
+        ahead of its disk); an established learner applies a committed entry even before its
+        own barrier covers it, as ZooKeeper's followers do: a quorum holds it durably.
+        """
+        upto = self.committed if self.established and self.role != Role.LEADING else self.persisted
+        upto = min(upto, self.committed)
+        if upto <= applied or self.base > applied:
+            return []
+        lo = bisect.bisect_right(self._zxids, applied)
+        return self.history[lo : bisect.bisect_right(self._zxids, upto)]
+
     def ready(self) -> Ready:
         """Collect everything to do; see :mod:`trizab.zab.ready` for the order."""
         if self._inflight is not None:
