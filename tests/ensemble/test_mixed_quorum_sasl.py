@@ -135,9 +135,15 @@ def test_quorum_sasl_across_implementations(sasl_ensemble: Any, kinds: tuple[str
         # election connections at every member.
         assert ACCEPTED[kind] in log_text(ens[sid - 1]), f"member {sid} ({kind}) logged no SASL login"
 
-    # The follower whose two neighbours are one of each implementation gets a wrong password:
-    # member 1 (ZooKeeper) in the first ensemble, member 2 (trizab) in the second.
-    wrong = 1 if kinds[1] == ZOOKEEPER else 2
+    # A member whose two neighbours are one of each implementation gets a wrong QuorumLearner
+    # password: member 1 (ZooKeeper) in the first ensemble, member 3 (trizab) in the second.
+    # Only connections it opens carry its learner credentials, and it opens election
+    # connections to both neighbours only if it has the highest id of the three: a trizab
+    # member keeps its own connection to every lower-id member (authenticated by that member's
+    # QuorumServer section, which is right here), so a lower-id victim stays LOOKING without
+    # ever knocking at a higher trizab member, as a ZooKeeper member whose election it cannot
+    # win never reaches the leader's quorum port either.
+    wrong = 1 if kinds[1] == ZOOKEEPER else 3
     others = [sid for sid in (1, 2, 3) if sid != wrong]
     assert {kinds[sid - 1] for sid in others} == {ZOOKEEPER, TRIZAB}
     victim = ens[wrong - 1]
