@@ -97,7 +97,7 @@ def _ensemble(config: RunConfig, workdir: Path) -> Any:
     return ApacheEnsemble(config.members, **common)
 
 
-def _srvr_zxid(member: Any) -> int | None:
+def srvr_zxid(member: Any) -> int | None:
     try:
         text = member.four_letter_word("srvr", timeout=2.0)
     except OSError:
@@ -136,7 +136,7 @@ def read_final_state(ensemble: Any, keys: Sequence[str], *, settle: float = 30.0
         deadline = time.monotonic() + settle
         while True:
             views = {sid: _read_member(zk, keys) for sid, zk in readers.items()}
-            zxids = {sid: _srvr_zxid(m) for sid, m in enumerate(ensemble, start=1)}
+            zxids = {sid: srvr_zxid(m) for sid, m in enumerate(ensemble, start=1)}
             agreed = len({json.dumps(repr(v)) for v in views.values()}) == 1 and len(set(zxids.values())) == 1
             if agreed or time.monotonic() > deadline:
                 break

@@ -33,7 +33,7 @@ from kazoo.client import KazooClient, KazooState
 from compat.chaos.firewall import Firewall
 from compat.chaos.nemesis import member_mode, member_ports
 from compat.chaos.netns import NetnsUnavailable, reexec_in_private_netns
-from compat.chaos.runner import GID_BASE
+from compat.chaos.runner import GID_BASE, srvr_zxid
 from testkit.apache_zk import ApacheEnsemble
 from testkit.trizab_ensemble import TrizabEnsemble
 
@@ -113,6 +113,12 @@ def _half_open(ensemble: Any, firewall: Firewall) -> dict[str, Any]:
         observer.close()
 
 
+def _caught_up(member: Any, leader: Any) -> bool:
+    """Whether ``member`` has applied everything ``leader`` has (``srvr`` Zxid)."""
+    last = srvr_zxid(leader)
+    return last is not None and srvr_zxid(member) == last
+
+
 def _expired_snap(ensemble: Any, firewall: Firewall) -> dict[str, Any]:
     leader, f = _roles(ensemble)
     c = _Watched(ensemble[f - 1].address)
@@ -140,7 +146,10 @@ def _expired_snap(ensemble: Any, firewall: Firewall) -> dict[str, Any]:
         told = _wait(lambda: c.lost() or (c.zk.connected and c.zk.client_id[0] == old_session), 40.0)
         resumed_old = c.zk.connected and c.zk.client_id is not None and c.zk.client_id[0] == old_session
         ok_on_old = _write_on_session(c, old_session, "/after-heal", 20)
-        # Kill the leader: F (the follower with the highest id) leads next.
+        # Kill the leader: F (the follower with the highest id) leads next, once it has all the
+        # leader has: a member whose last zxid is behind the other follower's loses the election
+        # (under load F can still be applying the session closes that followed the heal).
+        _wait(lambda: _caught_up(ensemble[f - 1], ensemble[leader - 1]), 30.0)
         ensemble[leader - 1].kill()
         f_leads = _wait(lambda: member_mode(ensemble[f - 1]) == "leader", 60.0)
         _wait(lambda: c.zk.connected, 30.0)
