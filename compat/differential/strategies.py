@@ -49,9 +49,7 @@ FEATURES = (
 # its followers drop out ("Unsupported Txn with type=%d13") and the leader cannot load its own
 # log again (seen).  A standalone ZooKeeper has no follower to fall out of step (and answers the
 # check without a log entry reread), so standalone comparisons keep all of these.
-ENSEMBLE_EXCLUDED = frozenset(
-    {"unknown-opcode", "write-multi-reads", "multi-null-path", "standalone-check"}
-)
+ENSEMBLE_EXCLUDED = frozenset({"unknown-opcode", "write-multi-reads", "multi-null-path", "standalone-check"})
 
 
 def excluded() -> frozenset[str]:

@@ -23,6 +23,7 @@ if not apache_zk.available():
 
 ZK, TZ = "zookeeper", "trizab"
 
+
 def _check(report: Report) -> None:
     print(report.summary())
     assert not report.problems, report.summary()

@@ -53,7 +53,10 @@ def test_an_electing_member_answers_only_the_commands_that_need_no_server() -> N
     assert ac.run("srvr", lambda: electing, {}) == {"command": "srvr", "error": ac.NOT_SERVING}
     assert ac.run("envi", lambda: electing, {})["command"] == "environment"
     assert ac.run("zabstate", lambda: electing, {}) == {
-        "voting": False, "zabstate": "", "command": "zabstate", "error": None,
+        "voting": False,
+        "zabstate": "",
+        "command": "zabstate",
+        "error": None,
     }
     assert ac.run("mntr", lambda: electing, {})["server_state"] == "follower"
 
@@ -64,7 +67,11 @@ def test_member_commands() -> None:
     assert zab["quorum_address"]["one"] == "[::1]:2889"
     assert zab["quorum_address"]["all_host_strings"] == ["::1"]
     assert ac.run("lead", _view, {}) == {
-        "is_leader": False, "leader_id": 1, "leader_ip": "10.0.0.1", "command": "leader", "error": None,
+        "is_leader": False,
+        "leader_id": 1,
+        "leader_ip": "10.0.0.1",
+        "command": "leader",
+        "error": None,
     }
     view = ac.run("voting_view", _view, {})["current_config"]
     assert view == {
@@ -88,7 +95,11 @@ def test_member_commands() -> None:
 def test_connections_without_a_session_are_brief_and_conf_is_typed() -> None:
     cons = ac.run("cons", _view, {})["connections"]
     assert set(cons[0]) == {
-        "remote_socket_address", "interest_ops", "outstanding_requests", "packets_received", "packets_sent",
+        "remote_socket_address",
+        "interest_ops",
+        "outstanding_requests",
+        "packets_received",
+        "packets_sent",
     }
     conf = ac.run("config", _view, {})
     assert (conf["client_port"], conf["data_dir"], conf["server_id"]) == (2181, "/d", 2)
@@ -103,6 +114,7 @@ def test_trace_mask_and_unknown_commands() -> None:
     assert ac.run("stmk", lambda: view, {})["error"] == "setTraceMask requires long traceMask argument"
     called = []
     assert ac.run("nope", lambda: called.append(1) or view, {}) == {
-        "command": "nope", "error": "Unknown command: nope",
+        "command": "nope",
+        "error": "Unknown command: nope",
     }
     assert called == []

@@ -120,8 +120,11 @@ async def test_commands_answer_with_zookeepers_keys(server: Server) -> None:
         assert by_path["path_to_session_ids"]["/eph"] == [session]
         summary = await _command(port, "wchs")
         assert summary == {
-            "num_connections": 1, "num_paths": 2, "num_total_watches": 2,
-            "command": "watch_summary", "error": None,
+            "num_connections": 1,
+            "num_paths": 2,
+            "num_total_watches": 2,
+            "command": "watch_summary",
+            "error": None,
         }
 
         monitor = await _command(port, "mntr")
@@ -138,7 +141,10 @@ async def test_commands_answer_with_zookeepers_keys(server: Server) -> None:
         assert (await _command(port, "leader"))["error"] == "server is not initialized"
         assert (await _command(port, "voting_view"))["current_config"] == {}
         assert (await _command(port, "zabstate")) == {
-            "voting": False, "zabstate": "", "command": "zabstate", "error": None,
+            "voting": False,
+            "zabstate": "",
+            "command": "zabstate",
+            "error": None,
         }
         env = await _command(port, "envi")
         assert env["command"] == "environment" and env["zookeeper.version"] == srvr["version"]

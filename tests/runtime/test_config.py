@@ -498,8 +498,7 @@ def test_a_zoo_cfg_zookeeper_rewrote_for_reconfig_is_read_with_its_dynamic_file(
     )
     static = tmp_path / "zoo.cfg"
     static.write_text(
-        f"dataDir={data}\nreconfigEnabled=true\ninitLimit=10\ntickTime=1000\n"
-        f"dynamicConfigFile={dynamic}\n"
+        f"dataDir={data}\nreconfigEnabled=true\ninitLimit=10\ntickTime=1000\ndynamicConfigFile={dynamic}\n"
     )
     config = cfg.load(static)
     assert sorted(config.servers) == [1, 2, 3]

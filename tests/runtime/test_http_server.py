@@ -36,8 +36,15 @@ async def port(nursery: trio.Nursery) -> AsyncIterator[int]:
 
 async def _serve_small(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     await serve_http(
-        "127.0.0.1", 0, _echo, name="test", idle_timeout=30.0, head_timeout=10.0,
-        max_head_bytes=4096, max_connections=64, task_status=task_status,
+        "127.0.0.1",
+        0,
+        _echo,
+        name="test",
+        idle_timeout=30.0,
+        head_timeout=10.0,
+        max_head_bytes=4096,
+        max_connections=64,
+        task_status=task_status,
     )
 
 

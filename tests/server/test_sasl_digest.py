@@ -225,7 +225,7 @@ def test_jaas_errors(text: str, fragment: str) -> None:
 
 def test_jaas_errors_do_not_echo_values() -> None:
     with pytest.raises(JaasError) as info:
-        parse_jaas('Server { m required user_bob=my secret words; };')
+        parse_jaas("Server { m required user_bob=my secret words; };")
     assert "secret" not in str(info.value) and "words" not in str(info.value)
     with pytest.raises(JaasError) as info:
         parse_jaas('Server { m required user_bob=sec"ret-part"; };')

@@ -170,8 +170,10 @@ def kerberos_login(section: JaasSection) -> KerberosLogin:
         raise JaasError(f"section {section.name}: a Kerberos section must have {KRB5_LOGIN_MODULE} only")
     options = section.entries[0].options
     if options.get("useKeyTab", "false").lower() != "true":
-        raise JaasError(f"section {section.name}: {KRB5_LOGIN_MODULE} needs useKeyTab=true (a server logs in "
-                        "from its keytab)")
+        raise JaasError(
+            f"section {section.name}: {KRB5_LOGIN_MODULE} needs useKeyTab=true (a server logs in "
+            "from its keytab)"
+        )
     for key in ("keyTab", "principal"):
         if not options.get(key):
             raise JaasError(f"section {section.name}: {KRB5_LOGIN_MODULE} needs {key}=...")
