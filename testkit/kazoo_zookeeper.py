@@ -109,29 +109,19 @@ class ZooKeeperMember:
             "admin.enableServer=false",
             "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
             "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-            f"ssl.keyStore.location={keystore}",
-            "ssl.keyStore.password=apassword",
-            f"ssl.trustStore.location={truststore}",
-            "ssl.trustStore.password=apassword",
             *(
                 line
                 for line in configuration_entries
                 if line.partition("=")[0].strip() not in TRIZAB_ONLY_KEYS
             ),
+            *kazoo_harness.member_lines(
+                str(keystore),
+                str(truststore),
+                self.quorum_lines,
+                ssl_quorum=ssl_quorum,
+                quorum_sasl=quorum_sasl,
+            ),
         ]
-        if ssl_quorum and with_quorum:
-            lines += [
-                "sslQuorum=true",
-                f"ssl.quorum.keyStore.location={keystore}",
-                "ssl.quorum.keyStore.password=apassword",
-                f"ssl.quorum.trustStore.location={truststore}",
-                "ssl.quorum.trustStore.password=apassword",
-                "ssl.quorum.hostnameVerification=false",
-            ]
-        if quorum_sasl and with_quorum:
-            lines += kazoo_harness.QUORUM_SASL_LINES
-        if with_quorum:
-            lines += ["initLimit=4", "syncLimit=2", *self.quorum_lines]
         self.process = _Member(
             workdir,
             main_class=QUORUM_MAIN,

@@ -104,6 +104,36 @@ QUORUM_SASL_LINES = [
 START_TIMEOUT = float(os.environ.get("TRIZAB_HARNESS_START_TIMEOUT", "30"))
 
 
+def member_lines(
+    keystore: str, truststore: str, quorum_lines: Sequence[str], *, ssl_quorum: bool, quorum_sasl: bool
+) -> list[str]:
+    """The zoo.cfg lines every member gets, whichever implementation runs it: kazoo's key and
+    trust stores, and with ``quorum_lines`` the ensemble's (TLS and SASL between members when
+    asked for, the harness's limits, the ``server.N`` lines)."""
+    lines = [
+        f"ssl.keyStore.location={keystore}",
+        "ssl.keyStore.password=apassword",
+        f"ssl.trustStore.location={truststore}",
+        "ssl.trustStore.password=apassword",
+    ]
+    if not quorum_lines:
+        return lines
+    if ssl_quorum:
+        # TLS between members too (TRIZAB_SSL_QUORUM=true), with the same stores; kazoo's server
+        # certificate names localhost, not 127.0.0.1, so without host name verification.
+        lines += [
+            "sslQuorum=true",
+            f"ssl.quorum.keyStore.location={keystore}",
+            "ssl.quorum.keyStore.password=apassword",
+            f"ssl.quorum.trustStore.location={truststore}",
+            "ssl.quorum.trustStore.password=apassword",
+            "ssl.quorum.hostnameVerification=false",
+        ]
+    if quorum_sasl:
+        lines += QUORUM_SASL_LINES
+    return [*lines, "initLimit=4", "syncLimit=2", *quorum_lines]
+
+
 class TrizabMember:
     """One `trizab serve` process (a `TrizabProcess`) with the surface of kazoo's `ManagedZooKeeper`."""
 
@@ -140,27 +170,11 @@ class TrizabMember:
             "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
             "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
             f"java.security.auth.login.config={self.jaas_path}",
-            f"ssl.keyStore.location={keystore}",
-            "ssl.keyStore.password=apassword",
-            f"ssl.trustStore.location={truststore}",
-            "ssl.trustStore.password=apassword",
             *configuration_entries,
+            *member_lines(
+                keystore, truststore, self.quorum_lines, ssl_quorum=ssl_quorum, quorum_sasl=quorum_sasl
+            ),
         ]
-        if ssl_quorum and quorum_lines:
-            # TLS between members too (TRIZAB_SSL_QUORUM=true), with the same stores; kazoo's server
-            # certificate names localhost, not 127.0.0.1, so without host name verification.
-            lines += [
-                "sslQuorum=true",
-                f"ssl.quorum.keyStore.location={keystore}",
-                "ssl.quorum.keyStore.password=apassword",
-                f"ssl.quorum.trustStore.location={truststore}",
-                "ssl.quorum.trustStore.password=apassword",
-                "ssl.quorum.hostnameVerification=false",
-            ]
-        if quorum_sasl and quorum_lines:
-            lines += QUORUM_SASL_LINES
-        if self.quorum_lines:
-            lines += ["initLimit=4", "syncLimit=2", *self.quorum_lines]
         self.process = TrizabProcess(self.working_path, port=client_port, extra_config=lines)
 
     @property
