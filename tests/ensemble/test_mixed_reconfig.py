@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,6 +26,7 @@ from kazoo.protocol.states import ZnodeStat
 from testkit.apache_zk import ApacheZooKeeper
 from testkit.rolling_ensemble import HOST, Kind, RollingEnsemble, Slot
 from testkit.rolling_migration import RECONFIG_CONFIG, SUPER_PASSWORD, SUPER_USER
+from tests.ensemble.test_mixed_apache import wait_until
 from trizab.testing.process import TrizabProcess
 
 pytestmark = [pytest.mark.apache, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -37,17 +37,6 @@ HOUR_MS = 3_600_000
 
 _ZK_TOOK = re.compile(r"(LEADING|FOLLOWING|OBSERVING) - LEADER ELECTION TOOK")
 _TRIZAB_DECIDED = re.compile(r"member \d+: (leading|following|observing) \(leader \d+")
-
-
-def wait_until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 def connect(slot: Slot, **kw: Any) -> KazooClient:
