@@ -50,6 +50,10 @@ SUPER_AUTH = f"{SUPER_USER}:{SUPER_PASSWORD}".encode()
 SUPER_DIGEST_CONFIG = f"DigestAuthenticationProvider.superDigest={o.digest_id(SUPER_USER, SUPER_PASSWORD)}"
 RESERVED = ("/zookeeper", "/zookeeper/quota", "/zookeeper/config")
 SESSION_TIMEOUT_MS = 10_000
+# A sync always gets a reply, so waiting long for it costs nothing when the members are healthy;
+# three seconds (the reply timeout) were once too few for a ZooKeeper 3.8 ensemble of six JVMs on
+# a loaded 2-core machine, and the ZooKeeper-against-ZooKeeper comparison saw a "no-reply".
+SYNC_TIMEOUT_S = 15.0
 GRACE_S = 0.1
 CLOSE_WAIT_S = 2.0  # for a close both servers make (closeSession, failed auth)
 UNIMPLEMENTED = -6
@@ -261,7 +265,8 @@ class Executor:
         xid = client.next_xid()
         if not client.send(xid, OpCode.SYNC, jute.encode(r.SyncRequest("/"))):
             return []
-        return [f for f in client.read_until_xid(xid) if not (isinstance(f, Frame) and f.header.xid == xid)]
+        frames = client.read_until_xid(xid, timeout=SYNC_TIMEOUT_S)
+        return [f for f in frames if not (isinstance(f, Frame) and f.header.xid == xid)]
 
     def _barrier(self, sessions: Sequence[_Session], unordered: bool) -> list[Any]:
         out: list[Any] = []
