@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from testkit.ensemble_base import OwnedWorkdir, ProcessEnsemble, clear_directory
 from testkit.procs import ChildProcess
+from trizab.free_ports import free_ports
 from trizab.runtime.launcher import four_letter
 
 JAVA_DIR = "/usr/share/java"
@@ -125,20 +125,6 @@ def require_available() -> None:
             "Apache ZooKeeper is not available: install the Debian package `zookeeper` (and a JRE) "
             "or set ZOOKEEPER_CLASSPATH; classpath tried: " + (classpath() or "<empty>")
         )
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct currently free TCP ports on 127.0.0.1 (bound together, then released)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def four_letter_word(port: int, command: str, *, host: str = HOST, timeout: float = 2.0) -> str:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from trizab.free_ports import free_port
+
 __all__ = ["KdcError", "MitKdc", "kerberos_missing", "require_kerberos"]
 
 REALM = "TRIZAB.TEST"
@@ -60,12 +62,6 @@ def require_kerberos() -> None:
         raise KdcError(f"the Kerberos tests need {missing}")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class MitKdc:
     def __init__(self, base: Path, realm: str = REALM) -> None:
         self.base = base
@@ -102,7 +98,7 @@ class MitKdc:
         require_kerberos()
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "rcache").mkdir(exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         b = self.base
         self.krb5_conf.write_text(
             "[libdefaults]\n"

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from compat.chaos.firewall import Firewall, MemberPorts
 from compat.chaos.netns import in_private_netns
+from trizab.free_ports import free_ports
 
 HOST = "127.0.0.1"
 SIDS = (1, 2, 3)
@@ -172,16 +173,6 @@ class Member:
 
 
 # -- the experiments ----------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind((HOST, 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def pairs() -> list[tuple[int, int]]:

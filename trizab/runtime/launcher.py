@@ -10,7 +10,7 @@ killing one is a real crash), waits until each answers on its client port,
 prints every member's client address and who leads (from ``srvr``), and on
 Ctrl-C (or SIGTERM) stops them all with SIGTERM, then SIGKILL after a grace
 period.  :func:`write_configs`, :func:`four_letter`, :func:`member_mode` and
-:func:`free_ports` are shared with the tests, the benchmarks and the test
+:func:`free_ports` (from :mod:`trizab.free_ports`) are shared with the tests, the benchmarks and the test
 launchers.
 """
 
@@ -27,20 +27,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from trizab.free_ports import free_ports
+
 __all__ = ["four_letter", "free_ports", "member_mode", "run_ensemble", "write_configs"]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def write_configs(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from trizab.runtime.launcher import four_letter, free_ports
+from trizab.free_ports import free_port, free_ports
+from trizab.runtime.launcher import four_letter
 
 __all__ = [
     "ServerStartError",
@@ -52,13 +52,6 @@ STOP_TIMEOUT_S = 10.0
 
 class ServerStartError(RuntimeError):
     """The server process exited or did not answer ``ruok`` in time; the message has its log tail."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the server binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 5.0) -> str:
