@@ -35,7 +35,7 @@ from pathlib import Path
 
 from testkit.ensemble_base import OwnedWorkdir, ProcessEnsemble, clear_directory
 from testkit.procs import ChildProcess
-from trizab.free_ports import free_ports
+from trizab.runtime.free_ports import free_ports
 from trizab.runtime.launcher import four_letter
 
 JAVA_DIR = "/usr/share/java"

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from trizab.free_ports import free_port
+from trizab.runtime.free_ports import free_port
 
 __all__ = ["KdcError", "MitKdc", "kerberos_missing", "require_kerberos"]
 

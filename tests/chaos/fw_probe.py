@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from compat.chaos.firewall import Firewall, MemberPorts
 from compat.chaos.netns import in_private_netns
-from trizab.free_ports import free_ports
+from trizab.runtime.free_ports import free_ports
 
 HOST = "127.0.0.1"
 SIDS = (1, 2, 3)

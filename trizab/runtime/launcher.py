@@ -10,8 +10,8 @@ killing one is a real crash), waits until each answers on its client port,
 prints every member's client address and who leads (from ``srvr``), and on
 Ctrl-C (or SIGTERM) stops them all with SIGTERM, then SIGKILL after a grace
 period.  :func:`write_configs`, :func:`four_letter`, :func:`member_mode` and
-:func:`free_ports` (from :mod:`trizab.free_ports`) are shared with the tests, the benchmarks and the test
-launchers.
+:func:`free_ports` (:mod:`trizab.runtime.free_ports`) are shared with the tests, the
+benchmarks and the test launchers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from trizab.free_ports import free_ports
+from trizab.runtime.free_ports import free_ports
 
 __all__ = ["four_letter", "free_ports", "member_mode", "run_ensemble", "write_configs"]
 

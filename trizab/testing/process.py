@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from trizab.free_ports import free_port, free_ports
+from trizab.runtime.free_ports import free_port, free_ports
 from trizab.runtime.launcher import four_letter
 
 __all__ = [
