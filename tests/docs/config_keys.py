@@ -1,4 +1,4 @@
-"""The zoo.cfg keys trizab/config.py knows (read from its key tables) and those docs/configuration.md lists.
+"""The zoo.cfg keys trizab.config knows (read from its key tables) and those docs/configuration.md lists.
 
 The reference is written by hand (meaning, what trizab does differently) but its list of keys is
 checked against this one by ``tests/docs/test_config_reference.py``, both ways, so it cannot drift.
@@ -30,7 +30,7 @@ __all__ = [
     "unread_tables",
 ]
 
-# The tables of config.py this module reads; a new table (a module-level *_KEYS, *_PREFIXES or
+# The tables of trizab.config this module reads; a new table (a module-level *_KEYS, *_PREFIXES or
 # *_SUFFIXES) is reported by unread_tables() so that its keys cannot go unnoticed.
 KNOWN_TABLES = (
     "_KEYS",
@@ -56,7 +56,7 @@ DYNAMIC_FORMS = {
 
 
 def unread_tables() -> list[str]:
-    """Key tables of config.py that this module does not read (should be empty)."""
+    """Key tables of trizab.config that this module does not read (should be empty)."""
     found = [
         name
         for name, value in vars(cfg).items()
@@ -74,7 +74,7 @@ def unread_prefixes() -> list[str]:
 
 
 def known_keys() -> dict[str, str]:
-    """Every key config.py knows -> what it does with it (parsed, tls, refused, ignored, ...)."""
+    """Every key trizab.config knows -> what it does with it (parsed, tls, refused, ignored, ...)."""
     keys: dict[str, str] = {}
     for key in cfg._KEYS:
         keys[key] = "parsed"

@@ -1,7 +1,7 @@
-"""docs/configuration.md lists exactly the keys trizab/config.py knows, with config.py's defaults.
+"""docs/configuration.md lists exactly the keys trizab.config knows, with trizab.config's defaults.
 
 Both directions: a key the code knows and the reference does not list fails (add a row), and so
-does a key the reference lists that config.py does not know; the latter is also checked by
+does a key the reference lists that trizab.config does not know; the latter is also checked by
 behaviour, parsing each listed key and watching for the "unknown key" warning.
 """
 
@@ -24,9 +24,9 @@ from trizab import config as cfg
 
 REFERENCE = DOCS / "configuration.md"
 
-# Defaults the reference states in words rather than as config.py's sentinel.
+# Defaults the reference states in words rather than as trizab.config's sentinel.
 DERIVED_DEFAULTS = {
-    "minSessionTimeout": "2 x tickTime",  # -1 in config.py
+    "minSessionTimeout": "2 x tickTime",  # -1 in trizab.config
     "maxSessionTimeout": "20 x tickTime",
     "4lw.commands.whitelist": ",".join(sorted(cfg.DEFAULT_4LW_WHITELIST)),  # None: ZooKeeper's default
 }
@@ -47,24 +47,24 @@ def reference_keys_in(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
-def test_config_py_has_no_key_table_this_test_does_not_read() -> None:
+def test_trizab_config_has_no_key_table_this_test_does_not_read() -> None:
     assert unread_tables() == [], "teach tests/docs/config_keys.py (KNOWN_TABLES) the new table"
     assert unread_prefixes() == [], "teach tests/docs/config_keys.py (DYNAMIC_FORMS) the new prefix"
 
 
-def test_every_key_config_py_knows_is_in_the_reference() -> None:
+def test_every_key_trizab_config_knows_is_in_the_reference() -> None:
     listed = reference_keys(REFERENCE)
     missing = sorted(set(known_keys()) - set(listed), key=str.lower)
     assert missing == [], (
-        f"{len(missing)} key(s) known to trizab/config.py are missing from docs/configuration.md "
+        f"{len(missing)} key(s) known to trizab.config are missing from docs/configuration.md "
         f"(add a row; `python -m tests.docs.config_keys` prints them with defaults): {', '.join(missing)}"
     )
 
 
-def test_every_key_in_the_reference_is_known_to_config_py() -> None:
+def test_every_key_in_the_reference_is_known_to_trizab_config() -> None:
     listed = reference_keys(REFERENCE)
     unknown = sorted(set(listed) - set(known_keys()), key=str.lower)
-    assert unknown == [], f"docs/configuration.md lists keys trizab/config.py does not know: {unknown}"
+    assert unknown == [], f"docs/configuration.md lists keys trizab.config does not know: {unknown}"
 
 
 def _example(key: str) -> str:
@@ -74,7 +74,7 @@ def _example(key: str) -> str:
     return key[:-1] + "example" if key.endswith("*") else key
 
 
-def test_config_py_does_not_call_a_listed_key_unknown(caplog: pytest.LogCaptureFixture) -> None:
+def test_trizab_config_does_not_call_a_listed_key_unknown(caplog: pytest.LogCaptureFixture) -> None:
     """Behaviour, not tables: parsing each listed key never logs 'unknown key'."""
     for key in reference_keys(REFERENCE):
         caplog.clear()
@@ -99,7 +99,7 @@ def _same(doc: str, default: object) -> bool:
     return doc == str(default)
 
 
-def test_the_reference_gives_config_py_defaults() -> None:
+def test_the_reference_gives_trizab_config_defaults() -> None:
     rows = _rows()
     defaults = config_defaults()
     wrong = []
@@ -120,17 +120,18 @@ def test_the_reference_gives_config_py_defaults() -> None:
         else:
             ok = _same(doc, default)
         if not ok:
-            wrong.append(f"{key}: reference says {doc!r}, config.py {default!r}")
+            wrong.append(f"{key}: reference says {doc!r}, trizab.config {default!r}")
     assert wrong == []
 
 
 def test_the_plugin_defaults_the_reference_names_are_the_loaders() -> None:
-    """storage and election are None in config.py; the reference names what the loaders pick."""
+    """storage and election are None in trizab.config; the reference names what the loaders pick."""
     from pathlib import Path
 
+    from trizab.runtime import zab_commit
     from trizab.runtime.disk import storage_name
 
     rows = _rows()
     assert rows["storage"][1] == storage_name(cfg.ServerConfig(data_dir=Path("data")))
-    source = Path(cfg.__file__).parent.joinpath("runtime", "zab_commit.py").read_text()
+    source = Path(zab_commit.__file__).read_text()
     assert f'config.election_name or "{rows["election"][1]}"' in source

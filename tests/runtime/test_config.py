@@ -178,7 +178,7 @@ def test_security_settings_trizab_lacks_stop_start_up(line: str) -> None:
 
 
 def test_every_security_key_trizab_lacks_is_in_the_refused_list() -> None:
-    """REFUSED covers each key and each prefix of the one list config.py refuses from."""
+    """REFUSED covers each key and each prefix of the one list trizab.config refuses from."""
     names = [line.split("=", 1)[0].removeprefix("zookeeper.") for line in REFUSED]
     for key, harmless in cfg._SECURITY_KEYS.items():
         refusing = [line for line, name in zip(REFUSED, names, strict=True) if name == key]
