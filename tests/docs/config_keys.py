@@ -11,10 +11,13 @@ prefix with ``*`` (``admin.*``: every key starting with ``admin.``).
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -55,11 +58,18 @@ DYNAMIC_FORMS = {
 }
 
 
+def _config_modules() -> list[ModuleType]:
+    """trizab.config and each of its modules: a table there need not be re-exported to be seen."""
+    names = [info.name for info in pkgutil.iter_modules(cfg.__path__)]
+    return [cfg, *(importlib.import_module(f"{cfg.__name__}.{name}") for name in names)]
+
+
 def unread_tables() -> list[str]:
     """Key tables of trizab.config that this module does not read (should be empty)."""
     found = [
         name
-        for name, value in vars(cfg).items()
+        for module in _config_modules()
+        for name, value in vars(module).items()
         if re.fullmatch(r"_[A-Z0-9_]*(KEYS|PREFIXES|SUFFIXES)", name)
         and isinstance(value, dict | frozenset | tuple)
     ]
