@@ -50,22 +50,14 @@ from trizab.server.pending import (
     CoreConnection,
     PendingRequest,
 )
+from trizab.server.reaping import Reaping
 from trizab.server.sasl_digest import DigestMD5Server, SaslCompleteError, SaslError
 from trizab.server.sasl_gssapi import GssapiServer, KerberosAcceptor
 from trizab.server.sessions import SessionTracker, generate_password, initial_session_id
 from trizab.tree import acl as acls
 from trizab.tree import watches as wm
 from trizab.tree.acl import OPEN_ACL_UNSAFE
-from trizab.tree.datatree import (
-    NORMAL,
-    TTL,
-    DataTree,
-    Result,
-    TreeError,
-    child_names,
-    ephemeral_kind,
-    ttl_of,
-)
+from trizab.tree.datatree import DataTree, Result, TreeError, child_names
 from trizab.tree.prep import Prep, PrepError
 from trizab.tree.snapshot import (
     ProgressCallback,
@@ -207,7 +199,7 @@ class CoreConfig:
         )
 
 
-class ServerCore:
+class ServerCore(Reaping):
     """See the module docstring.  Feed it events, then act on :meth:`ready`."""
 
     def __init__(self, config: CoreConfig, *, now_ms: int) -> None:
@@ -1183,92 +1175,6 @@ class ServerCore:
         a = t.child_watches.remove(path, sid, None)
         b = t.data_watches.remove(path, sid, None)
         return a or b
-
-    # -- time -------------------------------------------------------------------------
-
-    def tick(self, now_ms: int) -> None:
-        """Expire sessions (closeSession txns) and reap containers and TTL nodes."""
-        self.now_ms = now_ms
-        for sid in self.tracker.expired(now_ms):
-            session = self.tracker.sessions.get(sid)
-            timeout = session.timeout if session is not None else 0
-            log.info(
-                "expiring session 0x%x, timeout of %d ms exceeded",
-                sid,
-                timeout,
-                extra={"session_id": f"0x{sid:x}"},
-            )
-            zxid = self.next_zxid()
-            txn_type, body = self.prep.close_session(sid, zxid)
-            self._log(sid, 0, txn_type, body, None, now_ms, zxid)
-        if now_ms >= self._next_container_check:
-            self._next_container_check = now_ms + self.config.container_check_interval_ms
-            self._reap(self._candidates(now_ms), now_ms)
-
-    def _candidates(self, now_ms: int) -> list[str]:
-        """``ContainerManager.getCandidates``."""
-        tree = self.tree
-        out = []
-        for path in tree.containers:
-            node = tree.nodes.get(path)
-            if node is not None and not node.children and node.cversion > 0:
-                out.append(path)
-        for path in tree.ttls:
-            node = tree.nodes.get(path)
-            if node is not None and not node.children:
-                if ephemeral_kind(node.ephemeral_owner, self.config.extended_types_enabled) == TTL:
-                    ttl = ttl_of(node.ephemeral_owner)
-                    if ttl and now_ms - node.mtime > ttl:
-                        out.append(path)
-        return out
-
-    def _reap(self, paths: list[str], now_ms: int) -> None:
-        if self.config.read_only:
-            return
-        for path in paths:
-            if path in self._reaping:
-                continue
-            try:
-                rec = self.prep.record(path)
-            except PrepError:
-                continue
-            if rec.child_count or ephemeral_kind(rec.owner, self.config.extended_types_enabled) == NORMAL:
-                continue
-            zxid = self.next_zxid()
-            try:
-                txn_type, body = self.prep.delete_container(path, zxid)
-            except PrepError:  # pragma: no cover - checked just above
-                continue
-            self._reaping.add(path)
-            self._log(0, 0, txn_type, body, None, now_ms, zxid)
-
-    def _check_containers_after(self, txn: Txn) -> None:
-        """Reap a container as soon as its last child goes (beside the periodic check)."""
-        tree = self.tree
-        t = txn.header.type
-        body = txn.body
-        if t == OpCode.DELETE_CONTAINER:
-            self._reaping.discard(body.path)
-        paths: list[str] = []
-        if t in (OpCode.DELETE, OpCode.DELETE_CONTAINER):
-            paths = [body.path]
-        elif t == OpCode.CLOSE_SESSION:
-            paths = list(body.paths2_delete or ()) if body else []
-        elif t == OpCode.MULTI:
-            for sub in body.txns or ():
-                if sub.type == OpCode.DELETE:
-                    try:
-                        paths.append(decode_request(OpCode.DELETE, sub.data or b"").path)
-                    except JuteError:
-                        pass
-        candidates = []
-        for p in paths:
-            parent = p[: p.rfind("/")] or "/"
-            node = tree.nodes.get(parent)
-            if node is not None and parent in tree.containers and not node.children and node.cversion > 0:
-                candidates.append(parent)
-        if candidates:
-            self._reap(candidates, self.now_ms)
 
 
 _EMPTY_STAT = r.Stat(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
