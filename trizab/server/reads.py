@@ -34,7 +34,7 @@ from trizab.wire.codes import Err, OpCode, Perms, WatcherType
 from trizab.wire.jute import JuteError
 from trizab.wire.requests import MultiResponse, OpResult, decode_multi, decode_request
 
-# Plain ints for the per-request paths (see the note at _CREATE in trizab.server.core).
+# Plain ints for the per-request paths (see the note at _CREATE in trizab.server.writes).
 _GET_DATA = int(OpCode.GET_DATA)
 _PING = int(OpCode.PING)
 _MARSHALLING_ERROR = int(Err.MARSHALLING_ERROR)
