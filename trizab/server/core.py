@@ -10,17 +10,29 @@ and ``SessionTrackerImpl`` (:mod:`trizab.server.sessions`).  It does no I/O and
 reads no clock: every entry point gets ``now_ms`` (wall-clock milliseconds since
 the epoch; they become ctime/mtime and seed session ids).
 
-A write is decoded, prepared against the tree plus the outstanding changes, and
-becomes a transaction (failures too: an ``ErrorTxn``, as ZooKeeper logs them and
-spends a zxid on them).  The transaction goes out in ``Ready.to_log``; once the
-driver reports it committed, :meth:`committed` applies it, emits the watch events
-it fired, and completes the waiting request.
+A request enters through :meth:`ServerCore.receive` (``processPacket``), which hands it
+to the part that owns it.  The parts are classes that :class:`ServerCore` inherits,
+one module each; they share its state (built in ``__init__``; each part's docstring
+says what it reads and writes), and a call between them is an ordinary method call:
+
+- :mod:`trizab.server.session_handling` (``SessionHandling``): connect, reconnects,
+  lost connections, a session's end;
+- :mod:`trizab.server.auth` (``Authentication``): addauth, SASL, enforce.auth;
+- :mod:`trizab.server.writes` (``Writes``): prep, log, :meth:`~ServerCore.committed`
+  and :meth:`~ServerCore.abandon`, watch events, and replies in request order;
+- :mod:`trizab.server.reads` (``Reads``): the reads, watches set and removed;
+- :mod:`trizab.server.reaping` (``Reaping``): :meth:`~ServerCore.tick`, session
+  expiry, containers and TTL nodes.
+
+This module keeps the configuration, the construction, what the four-letter words
+read, and the driver API (:meth:`~ServerCore.ready`, :meth:`~ServerCore.next_zxid`,
+the snapshots and :meth:`~ServerCore.load`).  :class:`~trizab.server.replica.ReplicaCore`
+extends :class:`ServerCore` for an ensemble member.
 
 Each connection has a FIFO of requests (``CommitProcessor``'s per-session queue):
 a read behind an uncommitted write of the same connection waits and runs after
-it, so replies leave in request order and a read sees its own session's writes.
-Notifications are appended to the outputs the moment their transaction is
-applied, hence before any later reply (event-before-reply).
+it, so replies leave in request order and a read sees its own session's writes;
+notifications leave before any later reply (event-before-reply).
 
 Watches belong to sessions, not TCP connections; events for a session that has
 no live connection are queued (bounded) and flushed after its reconnect's
@@ -165,6 +177,7 @@ class ServerCore(SessionHandling, Authentication, Writes, Reads, Reaping):
         )
         # Standalone ZooKeeper seeds session ids with server id 1 (createSessionTrackerServerId).
         self.tracker = SessionTracker(config.tick_time_ms, initial_session_id(now_ms, config.server_id or 1))
+        # The state the parts share (each part's class lists, annotated, what it uses of it).
         self.conns: dict[ConnId, CoreConnection] = {}
         self.session_conn: dict[int, CoreConnection] = {}
         self._queued_events: dict[int, deque[r.WatcherEvent]] = {}
