@@ -107,7 +107,7 @@ class Writes:
     _reaping: set[str]  # see trizab.server.reaping
     now_ms: int
 
-    # -- writes (PrepRequestProcessor) -------------------------------------------------
+    # -- writes (PrepRequestProcessor) --------------------------------------------------
 
     def _log(
         self,
@@ -208,7 +208,7 @@ class Writes:
             txn_type, body = OpCode.ERROR, r.ErrorTxn(e.code)
         self._log(sid, xid, txn_type, body, entry, now_ms, zxid)
 
-    # -- commit / apply -----------------------------------------------------------
+    # -- commit / apply (FinalRequestProcessor) -------------------------------------------
 
     def committed(self, txns: list[Txn], now_ms: int) -> None:
         """Apply durable transactions in zxid order; reply and notify (``FinalRequestProcessor``)."""
@@ -388,7 +388,8 @@ class Writes:
                 out.append(OpResult(OpCode.SET_DATA, 0, r.SetDataResponse(sub.stat)))
         return out
 
-    # -- replies in request order --------------------------------------------------
+    # -- replies in request order ---------------------------------------------------
+
     def _fixed(self, conn: CoreConnection, reply: Reply, *, stamp: bool = False) -> None:
         """Send ``reply`` in order; ``stamp``: with the last zxid at sending time, as
         FinalRequestProcessor would (the request waits behind the connection's earlier writes)."""
