@@ -1256,7 +1256,3 @@ def main(argv: list[str] | None = None) -> int:
         f" bound {LIVENESS_BOUND_MS} ms)"
     )
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
