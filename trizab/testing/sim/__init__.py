@@ -63,7 +63,6 @@ import pickle
 import random
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -71,6 +70,9 @@ import attrs
 
 from trizab.plugins.election.fast import FastElector
 from trizab.server.replica import config_membership as replica_config_membership
+from trizab.testing.sim.invariants import LIVENESS_BOUND_MS, InvariantViolation
+from trizab.testing.sim.network import SimNetwork
+from trizab.testing.sim.storage import SimStorage
 from trizab.zab.election import Elector
 from trizab.zab.membership import Membership, render_membership
 from trizab.zab.messages import Disconnect, Disconnected, Entry, Notification, QuorumMessage
@@ -79,22 +81,6 @@ from trizab.zab.quorum import is_quorum
 from trizab.zab.ready import Ready, Role
 from trizab.zab.vote import Vote
 from trizab.zab.zxid import counter_of, epoch_of, fmt
-
-# Once faults stop (everything healed and restarted), this much simulated time is
-# allowed for a leader to be established and every pending write to be applied
-# everywhere.  Derivation for the defaults (tickTime 2 s, initLimit 10, syncLimit 5):
-# stale followers notice a silent leader within syncLimit (10 s); an election
-# then needs a notification round (a LOOKING peer re-sends after at most the
-# 60 s maxNotificationInterval in ZooKeeper, capped here by the backoff reached
-# during the fault phase) and finalizeWait; a failed discovery costs initLimit
-# (20 s) before the next try; the slowest path measured in soaks is well under
-# this bound.
-LIVENESS_BOUND_MS = 120_000
-
-
-class InvariantViolation(AssertionError):
-    """A Zab property failed; the message says which and where."""
-
 
 # Reconfig entries of the simulation: b"cfg:" + a configuration text (render_membership).
 _CFG = b"cfg:"
@@ -159,184 +145,6 @@ def electors(name: str, options: dict[str, str] | None = None) -> Callable[[Peer
         return plugin.elector(cfg.my_id, cfg.voters, cfg.observers, cfg.election_timing())
 
     return make
-
-
-# ---------------------------------------------------------------------------
-# storage
-
-
-@attrs.define
-class SimStorage:
-    """Durable state of one simulated server plus the in-flight (unsynced) writes."""
-
-    snap_zxid: int = 0
-    snap_data: bytes = pickle.dumps([])
-    log: list[Entry] = attrs.Factory(list)
-    accepted_epoch: int = 0
-    current_epoch: int = 0
-    inflight: list[tuple[str, Any]] = attrs.Factory(list)
-    zxids: set[int] = attrs.Factory(set)
-
-    def has(self, z: int) -> bool:
-        """Whether transaction ``z`` is durable here (in the log or under the snapshot)."""
-        return z in self.zxids or 0 < z <= self.snap_zxid
-
-    def write(self, rd: Ready) -> None:
-        """Queue a Ready's writes in the order the Ready contract prescribes."""
-        ops: list[tuple[str, Any]] = []
-        if rd.snapshot is not None:
-            ops.append(("truncate", rd.snapshot.zxid))
-            ops.append(("snapshot", (rd.snapshot.zxid, rd.snapshot.data)))
-        if rd.truncate_after is not None:
-            ops.append(("truncate", rd.truncate_after))
-        ops.extend(("append", e) for e in rd.to_persist)
-        if rd.hard_state is not None:
-            ops.append(("accepted", rd.hard_state.accepted_epoch))
-            ops.append(("current", rd.hard_state.current_epoch))
-        self.inflight.extend(ops)
-
-    def sync(self) -> None:
-        self._apply(self.inflight)
-        self.inflight = []
-
-    def crash(self, rng: random.Random) -> None:
-        """Keep a random prefix of the unsynced writes, lose the rest."""
-        keep = rng.randint(0, len(self.inflight))
-        self._apply(self.inflight[:keep])
-        self.inflight = []
-
-    def _apply(self, ops: Iterable[tuple[str, Any]]) -> None:
-        for op, arg in ops:
-            if op == "truncate":
-                self.log = [e for e in self.log if e.zxid <= arg]
-                self.zxids = {e.zxid for e in self.log}
-            elif op == "snapshot":
-                self.snap_zxid, self.snap_data = arg
-            elif op == "append":
-                if self.log and arg.zxid <= self.log[-1].zxid:
-                    raise InvariantViolation(f"log append out of order {fmt(arg.zxid)}")
-                self.log.append(arg)
-                self.zxids.add(arg.zxid)
-            elif op == "accepted":
-                self.accepted_epoch = arg
-            elif op == "current":
-                self.current_epoch = arg
-
-    def save_snapshot(self, z: int, data: bytes) -> None:
-        # Taken between Readys, as ZooKeeper's SyncRequestProcessor does between batches.
-        assert not self.inflight, "snapshot while a Ready's writes are in flight"
-        self.snap_zxid, self.snap_data = z, data
-        self.log = [e for e in self.log if e.zxid > z]
-        self.zxids = {e.zxid for e in self.log}
-
-    def recovered_history(self) -> list[Entry]:
-        return [e for e in self.log if e.zxid > self.snap_zxid]
-
-
-# ---------------------------------------------------------------------------
-# network
-
-
-@attrs.frozen
-class _Marker:
-    """The end of a quorum connection, travelling behind the data sent before it."""
-
-    gen: int
-
-
-class SimNetwork:
-    """Per-pair FIFO quorum channels with connection generations, and lossy election channels."""
-
-    def __init__(self, sim: Simulation, ids: list[int]) -> None:
-        self.sim = sim
-        self.q: dict[tuple[int, int], deque[tuple[int, int, Any]]] = {
-            (a, b): deque() for a in ids for b in ids if a != b
-        }
-        self.last: dict[tuple[int, int], int] = dict.fromkeys(self.q, 0)
-        self.elast: dict[tuple[int, int], int] = dict.fromkeys(self.q, 0)
-        self.view: dict[tuple[int, int], int] = dict.fromkeys(self.q, 0)
-        self.counter: dict[frozenset[int], int] = {frozenset(k): 0 for k in self.q}
-        self.cut: set[tuple[int, int]] = set()
-        self.slow: dict[tuple[int, int], int] = {}
-
-    def _delay(self, a: int, b: int) -> int:
-        return self.sim.rng.randint(1, 4) + self.slow.get((a, b), 0)
-
-    def send(self, a: int, b: int, msg: Any, tag: int | None = None) -> None:
-        key = (a, b)
-        t = max(self.sim.now + self._delay(a, b), self.last[key])
-        self.last[key] = t
-        self.q[key].append((t, self.view[key] if tag is None else tag, msg))
-        self.sim.schedule(t, self._deliver, key)
-
-    def send_election(self, a: int, b: int, n: Notification) -> None:
-        key = (a, b)
-        if key in self.cut:
-            return
-        t = max(self.sim.now + self._delay(a, b), self.elast[key])
-        self.elast[key] = t
-        self.sim.schedule(t, self._deliver_election, key, n)
-
-    def disconnect(self, a: int, b: int, notify_a: bool = False) -> None:
-        """``a`` closes its connection to ``b`` (or the network breaks it: notify_a)."""
-        pair = frozenset((a, b))
-        self.counter[pair] += 1
-        g = self.counter[pair]
-        if not notify_a:
-            self.view[(a, b)] = g
-        else:
-            self.send(b, a, _Marker(g), tag=g)
-        self.send(a, b, _Marker(g), tag=g)
-
-    def reset_node(self, a: int) -> None:
-        """``a`` restarted: its new connections start a new generation."""
-        for (x, y), _ in self.q.items():
-            if x == a:
-                self.view[(x, y)] = self.counter[frozenset((x, y))]
-
-    def _deliver(self, key: tuple[int, int]) -> None:
-        # Deliver everything due at the head of the channel (an earlier event may
-        # have found the channel cut; its messages are still first in line).
-        q = self.q[key]
-        a, b = key
-        resume = self.sim.nodes[b].paused_until
-        if q and resume > self.sim.now:
-            # Paused: the bytes wait in its socket buffer until it runs again.
-            self.sim.schedule(resume, self._deliver, key)
-            return
-        while q and key not in self.cut and q[0][0] <= self.sim.now:
-            _, tag, msg = q.popleft()
-            node = self.sim.nodes[b]
-            if node.peer is None:
-                continue
-            if isinstance(msg, _Marker):
-                if msg.gen > self.view[(b, a)]:
-                    self.view[(b, a)] = msg.gen
-                    self.sim.step(b, Disconnected(a))
-            elif tag == self.view[(b, a)]:
-                self.sim.step(b, msg)
-
-    def _deliver_election(self, key: tuple[int, int], n: Notification) -> None:
-        if key in self.cut or self.sim.nodes[key[1]].peer is None:
-            return
-        resume = self.sim.nodes[key[1]].paused_until
-        if resume > self.sim.now:
-            self.sim.schedule(resume, self._deliver_election, key, n)
-            return
-        self.sim.step(key[1], n)
-
-    def partition(self, groups: list[set[int]]) -> None:
-        self._set_cut({(a, b) for a, b in self.q if not any(a in g and b in g for g in groups)})
-
-    def heal(self) -> None:
-        self.slow = {}
-        self._set_cut(set())
-
-    def _set_cut(self, cut: set[tuple[int, int]]) -> None:
-        reopened = [k for k in self.cut - cut if self.q[k]]
-        self.cut = cut
-        for k in reopened:
-            self.sim.schedule(self.sim.now + 1, self._deliver, k)
 
 
 # ---------------------------------------------------------------------------
