@@ -17,7 +17,7 @@ import attrs
 from trizab.zab.messages import Disconnected, Notification
 
 if TYPE_CHECKING:
-    from trizab.testing.sim import Simulation
+    from trizab.testing.sim.simulation import Simulation
 
 
 @attrs.frozen
