@@ -14,9 +14,8 @@ from typing import Any
 
 import attrs
 
-from trizab.server.replica import config_membership as replica_config_membership
 from trizab.testing.sim.configuration import config_membership, electors, encode_config, snapshot_membership
-from trizab.testing.sim.invariants import LIVENESS_BOUND_MS, InvariantViolation
+from trizab.testing.sim.invariants import LIVENESS_BOUND_MS, InvariantChecks, InvariantViolation
 from trizab.testing.sim.network import SimNetwork
 from trizab.testing.sim.storage import SimStorage
 from trizab.zab.election import Elector
@@ -25,7 +24,7 @@ from trizab.zab.messages import Disconnect, Disconnected, Entry, Notification, Q
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
 from trizab.zab.quorum import is_quorum
 from trizab.zab.ready import Ready, Role
-from trizab.zab.zxid import counter_of, epoch_of, fmt
+from trizab.zab.zxid import fmt
 
 
 @attrs.define
@@ -70,7 +69,7 @@ class SimParams:
     reconfig: bool = False
 
 
-class Simulation:
+class Simulation(InvariantChecks):
     """One schedule: ``Simulation(params, seed).run()`` raises InvariantViolation or returns stats."""
 
     def __init__(
@@ -92,28 +91,15 @@ class Simulation:
         self.nodes = {i: Node(i, SimStorage()) for i in self.ids}
         for i in range(1, n + 1):
             self.nodes[i].static = self.initial
-        # Positions in the global delivered sequence where a reconfig took effect.
-        self.ref_cfgs: list[tuple[int, Membership]] = []
-        self.cfg_zxid: dict[int, int] = {}  # reconfig version -> the zxid it was proposed at
-        # reconfig version -> the proposing leader's active configuration (its commit needs
-        # a durable quorum of that one and of the new one).
-        self.cfg_prev: dict[int, Membership] = {}
-        self.notified_reconfigs = 0  # notifications sent with a reconfigured configuration
-        self.reconfigs = 0
-        self.reconfigs_committed = 0
-        # checker state
-        self.ref: list[int] = []
-        self.proposals: dict[int, bytes] = {}
-        self.quorum_stored: set[int] = set()
-        self.leaders: dict[int, int] = {}
+        self._init_checks()
+        self.reconfigs = 0  # reconfigs proposed (reconfigs_committed: those delivered)
+        # The clients: every payload written, those not yet acknowledged (-> when written),
+        # those acknowledged (-> their zxid), and the highest acknowledged zxid.
         self.submitted: set[bytes] = set()
         self.pending: dict[bytes, int] = {}
         self.acked: dict[bytes, int] = {}
         self.writes = 0
-        # Syncs: token -> (leader, its last zxid at the call, the highest acknowledged zxid then).
-        self.reads: dict[int, tuple[int, int, int]] = {}
         self.reads_asked = 0
-        self.reads_confirmed = 0
         self.max_acked = 0
         # Syncs and pauses draw from their own generator: the times of a seed's writes and
         # faults stay what they were before syncs existed (the rest still moves with them).
@@ -310,7 +296,7 @@ class Simulation:
         for _, payload, _auth in rd.requests:
             self._propose(i, payload)
         for token in rd.reads_confirmed:
-            self._read_confirmed(i, token)
+            self._check_sync_confirmed(i, token)
         self._pump(i)
 
     def _on_soft_state(self, i: int, rd: Ready) -> None:
@@ -318,56 +304,15 @@ class Simulation:
         assert ss is not None
         self.log(f"{i} soft {ss}")
         if ss.role == Role.LEADING and ss.established:
-            other = self.leaders.get(ss.epoch)
-            if other is not None and other != i:
-                raise InvariantViolation(f"two established leaders in epoch {ss.epoch}: {other} and {i}")
-            self.leaders[ss.epoch] = i
+            self._check_one_leader(i, ss.epoch)
             self.established_at.append((self.now, i, ss.epoch))
 
-    # -- application and checks ---------------------------------------------
+    # -- application ---------------------------------------------------------
 
     def _apply(self, node: Node, e: Entry) -> None:
         app = node.app
         z = e.zxid
-        if e.data not in self.submitted:
-            raise InvariantViolation(f"{node.id} delivered {fmt(z)} that no client submitted")
-        if self.proposals.get(z) != e.data:
-            raise InvariantViolation(f"{node.id} delivered {fmt(z)} that no leader proposed with that data")
-        new_cfg = config_membership(e.data)
-        if z not in self.quorum_stored:
-            # A commit is a durable quorum of the configuration in force (and, for a
-            # reconfig, of the new one too).
-            for m in [self.config_before(len(app))] + ([new_cfg] if new_cfg is not None else []):
-                stored = [v for v in m.voters if self.nodes[v].storage.has(z)]
-                if not is_quorum(stored, m.voters):
-                    raise InvariantViolation(
-                        f"{node.id} delivered {fmt(z)} while only {len(stored)} of voters"
-                        f" {sorted(m.voters)} had it durably (no quorum)"
-                    )
-            self.quorum_stored.add(z)
-        if app:
-            pz = app[-1][0]
-            if epoch_of(z) == epoch_of(pz):
-                ok = counter_of(z) == counter_of(pz) + 1
-            else:
-                ok = epoch_of(z) > epoch_of(pz) and counter_of(z) == 1
-        else:
-            ok = counter_of(z) == 1
-        if not ok:
-            prev = fmt(app[-1][0]) if app else "nothing"
-            raise InvariantViolation(f"primary order: {node.id} delivered {fmt(z)} after {prev}")
-        k = len(app)
-        if k < len(self.ref):
-            if self.ref[k] != z:
-                raise InvariantViolation(
-                    f"agreement: {node.id} delivered {fmt(z)} at position {k}, others {fmt(self.ref[k])}"
-                )
-        else:
-            self.ref.append(z)
-            if new_cfg is not None:
-                self.ref_cfgs.append((k, new_cfg))
-                self.reconfigs_committed += 1
-                self.log(f"reconfig committed at {fmt(z)}: {new_cfg}")
+        new_cfg = self._check_delivery(node, e)
         app.append((z, e.data))
         if new_cfg is not None:
             # As the runtime does: a snapshot right after a reconfig is applied, so that a
@@ -380,48 +325,6 @@ class Simulation:
                 self.max_acked = max(self.max_acked, z)
                 self.pending.pop(e.data, None)
 
-    def _check_active(self, node: Node, peer: Peer) -> None:
-        """A peer's active configuration is a committed one (or its zoo.cfg's): one whose
-        reconfig entry was skipped by the delivered sequence never committed."""
-        active = peer.active
-        if active.version == 0:
-            if active not in (self.initial, node.static):
-                raise InvariantViolation(f"{node.id} holds a static configuration it was not given: {active}")
-            return
-        z = self.cfg_zxid.get(active.version)
-        if z is None:
-            raise InvariantViolation(f"{node.id} holds {active} active, never proposed")
-        if z not in self.quorum_stored and self.ref and z < self.ref[-1]:
-            raise InvariantViolation(f"{node.id} holds {active} active, a reconfig that never committed")
-
-    def _check_notified_config(self, i: int, n: Notification) -> None:
-        """An election notification carries a committed configuration (or the sender's
-        zoo.cfg's), never a reconfig only proposed: a LOOKING ZooKeeper member makes any
-        newer one its own.  Committed here means durable at a quorum of the configuration it
-        replaces and of itself when sent (a commit is such a quorum's acknowledgement)."""
-        if not n.config:
-            raise InvariantViolation(f"{i} sent a notification without its configuration")
-        m = replica_config_membership(n.config)
-        if m is None:
-            raise InvariantViolation(f"{i} sent a configuration nobody can read: {n.config!r}")
-        if m.version == 0:
-            if m not in (self.initial, self.nodes[i].static):
-                raise InvariantViolation(f"{i} sent a static configuration it was not given: {m}")
-            return
-        z = self.cfg_zxid.get(m.version)
-        if z is None:
-            raise InvariantViolation(f"{i} sent {m}, never proposed")
-        self.notified_reconfigs += 1
-        if z in self.quorum_stored:
-            return
-        for needed in (self.cfg_prev[m.version], m):
-            stored = [v for v in needed.voters if self.nodes[v].storage.has(z)]
-            if not is_quorum(stored, needed.voters):
-                raise InvariantViolation(
-                    f"{i} sent {m} (reconfig {fmt(z)}) in a notification before it committed:"
-                    f" durable at only {sorted(stored)} of voters {sorted(needed.voters)}"
-                )
-
     def _snapshot_after_reconfig(self, i: int, incarnation: int) -> None:
         node = self.nodes[i]
         if node.peer is None or node.incarnation != incarnation:
@@ -430,26 +333,6 @@ class Simulation:
             self.schedule(self.now + 1, self._snapshot_after_reconfig, i, incarnation)
             return
         node.storage.save_snapshot(node.app_zxid, pickle.dumps(node.app))
-
-    def config_before(self, k: int) -> Membership:
-        """The configuration in force before position ``k`` of the delivered sequence."""
-        cfg = self.initial
-        for pos, m in self.ref_cfgs:
-            if pos >= k:
-                break
-            cfg = m
-        return cfg
-
-    @property
-    def current_config(self) -> Membership:
-        return self.ref_cfgs[-1][1] if self.ref_cfgs else self.initial
-
-    def _check_prefix(self, node: Node, why: str) -> None:
-        for k, (z, data) in enumerate(node.app):
-            if k >= len(self.ref):
-                raise InvariantViolation(f"{why}: {node.id} has {fmt(z)} at {k} that was never delivered")
-            if self.ref[k] != z or self.proposals.get(z) != data:
-                raise InvariantViolation(f"{why}: {node.id} disagrees at position {k}")
 
     # -- clients -------------------------------------------------------------
 
@@ -487,13 +370,7 @@ class Simulation:
             z = peer.propose(payload)
         except NotLeader:
             return
-        prior = self.proposals.setdefault(z, payload)
-        if prior != payload:
-            raise InvariantViolation(f"two proposals at {fmt(z)}")
-        m = config_membership(payload)
-        if m is not None:
-            self.cfg_zxid[m.version] = z
-            self.cfg_prev[m.version] = peer.active
+        self._check_proposal(z, payload, peer.active)
         self._pump(i)
 
     def client_sync(self) -> None:
@@ -519,20 +396,8 @@ class Simulation:
             peer.read_index(token)
         except NotLeader:
             return
-        self.reads[token] = (i, peer.last_zxid, self.max_acked)
+        self._record_sync(i, token, peer.last_zxid)
         self.log(f"sync #{token} at {i}: last {fmt(peer.last_zxid)}, acked up to {fmt(self.max_acked)}")
-
-    def _read_confirmed(self, i: int, token: object) -> None:
-        assert isinstance(token, int)
-        leader, last, acked = self.reads.pop(token)
-        if leader != i:
-            raise InvariantViolation(f"sync #{token} asked of {leader} confirmed by {i}")
-        if acked > last:
-            raise InvariantViolation(
-                f"linearizability: {i} confirmed sync #{token} at {fmt(last)} although"
-                f" {fmt(acked)} was acknowledged before it was asked (a stale leader)"
-            )
-        self.reads_confirmed += 1
 
     def _retry(self) -> None:
         for payload in list(self.pending):
@@ -731,38 +596,3 @@ class Simulation:
             "reconfigs": self.reconfigs_committed,
             "syncs": self.reads_confirmed,
         }
-
-    def _quiet(self) -> bool:
-        if self.pending:
-            return False
-        leader = [n for n in self.nodes.values() if n.peer is not None and n.peer.is_leader_established]
-        if len(leader) != 1:
-            return False
-        target = len(self.ref)
-        return all(
-            len(n.app) == target and n.peer is not None and n.peer.established for n in self._members()
-        )
-
-    def _members(self) -> list[Node]:
-        """The servers of the final configuration (removed ones and never-added spares stop)."""
-        m = self.current_config.members
-        return [n for n in self.nodes.values() if n.id in m]
-
-    def _final_check(self) -> None:
-        for node in self._members():
-            have = {data for _, data in node.app}
-            lost = [d for d in self.acked if d not in have]
-            if lost:
-                raise InvariantViolation(f"durability: {node.id} lacks acknowledged writes {lost[:3]}")
-
-    def _describe(self) -> str:
-        parts = []
-        for n in self.nodes.values():
-            if n.peer is None:
-                parts.append(f"{n.id}:down")
-            else:
-                pr = n.peer
-                parts.append(
-                    f"{n.id}:{pr.role.value}/{pr.leader}/e{pr.epoch}/est={pr.established}/app={len(n.app)}"
-                )
-        return f"pending={len(self.pending)} ref={len(self.ref)} " + " ".join(parts)
