@@ -1,7 +1,11 @@
 """The simulation driver: the simulated servers (:class:`Node`), a schedule's parameters
 (:class:`SimParams`) and :class:`Simulation`, which runs one schedule on its event heap.
 
-See the package docstring (:mod:`trizab.testing.sim`) for the theory of operation.
+:class:`Simulation` owns the clock, the event heap, the servers and the clients, and
+drives each peer as the Trio runtime does.  It mixes in the faults a schedule is made of
+(:class:`~trizab.testing.sim.faults.FaultSchedule`) and the Zab property checker
+(:class:`~trizab.testing.sim.invariants.InvariantChecks`), whose checks it calls at each
+step.  See the package docstring (:mod:`trizab.testing.sim`) for the theory of operation.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 
 import attrs
 
-from trizab.testing.sim.configuration import config_membership, electors, encode_config, snapshot_membership
+from trizab.testing.sim.configuration import config_membership, electors, snapshot_membership
+from trizab.testing.sim.faults import FaultSchedule
 from trizab.testing.sim.invariants import LIVENESS_BOUND_MS, InvariantChecks, InvariantViolation
 from trizab.testing.sim.network import SimNetwork
 from trizab.testing.sim.storage import SimStorage
@@ -22,7 +27,6 @@ from trizab.zab.election import Elector
 from trizab.zab.membership import Membership
 from trizab.zab.messages import Disconnect, Disconnected, Entry, Notification, QuorumMessage
 from trizab.zab.peer import NotLeader, Peer, PeerConfig
-from trizab.zab.quorum import is_quorum
 from trizab.zab.ready import Ready, Role
 from trizab.zab.zxid import fmt
 
@@ -69,7 +73,7 @@ class SimParams:
     reconfig: bool = False
 
 
-class Simulation(InvariantChecks):
+class Simulation(FaultSchedule, InvariantChecks):
     """One schedule: ``Simulation(params, seed).run()`` raises InvariantViolation or returns stats."""
 
     def __init__(
@@ -404,141 +408,7 @@ class Simulation(InvariantChecks):
             self.write(payload)
         self.schedule(self.now + 1000, self._retry)
 
-    # -- schedules -----------------------------------------------------------
-
-    def random_action(self) -> tuple[Any, ...]:
-        """A fault chosen by the schedule's generator."""
-        rng = self.rng
-        if self.p.reconfig and rng.random() < 0.2:
-            r = rng.random()
-            if r < 0.4:
-                return ("add_voter",)
-            if r < 0.65:
-                return ("remove_voter", rng.choice(self.ids))
-            if r < 0.8:
-                return ("remove_leader",)
-            return ("demote", rng.choice(self.ids))
-        r = rng.random()
-        if r < 0.25:
-            return ("crash", rng.choice(self.ids))
-        if r < 0.45:
-            return ("restart", rng.choice(self.ids))
-        if r < 0.5:
-            return ("crash_leader",)
-        if r < 0.55:
-            # Correlated failure (a rack, a power feed): the leader and one more.
-            return ("crash_leader", rng.choice(self.ids))
-        if r < 0.7:
-            ids = self.ids[:]
-            rng.shuffle(ids)
-            return ("partition", tuple(sorted(ids[: rng.randint(1, len(ids) - 1)])))
-        if r < 0.8:
-            return ("heal",)
-        if r < 0.88:
-            return ("break", *rng.sample(self.ids, 2))
-        if r < 0.94:
-            return ("slow", *rng.sample(self.ids, 2), rng.choice([50, 200, 1000, 3000]))
-        return ("snapshot", rng.choice(self.ids))
-
-    def do(self, action: tuple[Any, ...]) -> None:
-        """Carry out one fault; actions that do not apply right now (crash a dead peer) do nothing."""
-        kind = action[0]
-        nodes = self.nodes
-        if kind == "crash":
-            self.crash(action[1])
-        elif kind == "restart":
-            if nodes[action[1]].peer is None and nodes[action[1]].incarnation > 0:
-                self.start(action[1])
-        elif kind == "crash_leader":
-            # Crash whoever leads right now: the interesting moment.
-            for n in nodes.values():
-                if n.peer is not None and n.peer.role == Role.LEADING:
-                    self.crash(n.id)
-                    break
-            for other in action[1:]:
-                self.crash(other)
-        elif kind == "partition":
-            side = set(action[1]) & set(self.ids)
-            self.log(f"partition {sorted(side)} | {sorted(set(self.ids) - side)}")
-            self.net.partition([side, set(self.ids) - side])
-        elif kind == "heal":
-            self.log("heal")
-            self.net.heal()
-        elif kind == "break":
-            a, b = action[1], action[2]
-            if a != b and a in nodes and b in nodes:
-                self.log(f"break {a}-{b}")
-                self.net.disconnect(a, b, notify_a=True)
-        elif kind == "slow":
-            self.net.slow[(action[1], action[2])] = action[3]
-        elif kind == "pause":
-            self.pause(action[1], action[2])
-        elif kind == "pause_leader":
-            for n in nodes.values():
-                if n.peer is not None and n.peer.is_leader_established:
-                    self.pause(n.id, action[1])
-                    break
-        elif kind == "snapshot":
-            node = nodes[action[1]]
-            if node.peer is not None and not node.busy:
-                self.log(f"snapshot {node.id} at {fmt(node.app_zxid)}")
-                node.storage.save_snapshot(node.app_zxid, pickle.dumps(node.app))
-        elif kind == "add_voter":
-            # As an operator does: start a new server whose zoo.cfg lists the current
-            # ensemble plus itself, then ask for the reconfig.
-            spare = next((n for n in nodes.values() if n.incarnation == 0), None)
-            if spare is not None:
-                cur = self.current_config
-                spare.static = Membership(cur.voters | {spare.id}, cur.observers - {spare.id})
-                self.start(spare.id)
-                self.schedule(self.now + self.rng.randint(0, 3000), self.reconfig, ("add", spare.id), 8)
-        elif kind in ("remove_voter", "demote"):
-            self.reconfig((kind, action[1]), 8)
-        elif kind == "remove_leader":
-            self.reconfig(("remove_voter", None), 8)
-        else:
-            raise ValueError(f"unknown action {action!r}")
-
-    def reconfig(self, op: tuple[str, int | None], tries: int) -> None:
-        """A client's reconfig, prepped at the established leader as ZooKeeper's PrepRequestProcessor
-        does: one in flight at a time, and refused unless the new voters hold a synced quorum.
-        Refusals are retried a few times (every 500 ms), never once proposed."""
-        leader = next(
-            (n for n in self.nodes.values() if n.peer is not None and n.peer.is_leader_established), None
-        )
-        if leader is None or leader.peer is None or leader.peer.reconfig_in_flight:
-            if tries > 1:
-                self.schedule(self.now + 500, self.reconfig, op, tries - 1)
-            return
-        peer = leader.peer
-        cur = peer.active
-        kind, sid = op
-        if sid is None:
-            sid = leader.id
-        if kind == "add":
-            new = (cur.voters | {sid}, cur.observers - {sid})
-        elif kind == "remove_voter":
-            new = (cur.voters - {sid}, cur.observers - {sid})
-        else:
-            new = (cur.voters - {sid}, cur.observers | {sid} if sid in cur.voters else cur.observers)
-        if new == (cur.voters, cur.observers) or len(new[0]) < 2:
-            return
-        static_leader = dict(self.p.election_options).get("leader")
-        if static_leader is not None and int(static_leader) not in new[0]:
-            return  # the static plugin would wait for a leader that no longer votes
-        if not is_quorum(peer.synced_voters(), new[0]):
-            # Err.NEW_CONFIG_NO_QUORUM
-            if tries > 1:
-                self.schedule(self.now + 500, self.reconfig, op, tries - 1)
-            return
-        self.reconfigs += 1
-        payload = encode_config(Membership(new[0], new[1], self.reconfigs))
-        self.submitted.add(payload)
-        self.log(f"reconfig {op} at {leader.id}: {payload!r}")
-        self._propose(leader.id, payload)
-
-    def _random_fault(self) -> None:
-        self.do(self.random_action())
+    # -- one schedule --------------------------------------------------------
 
     def run(self, actions: Iterable[tuple[int, tuple[Any, ...]]] | None = None) -> dict[str, int]:
         """Fault phase, then heal everything and require liveness and durability.
