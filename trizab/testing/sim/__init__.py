@@ -53,6 +53,20 @@ on every peer, and all peers must agree exactly (durability and liveness).
 
 Run a soak with ``python -m trizab.testing.sim --schedules 100000 --peers 5
 --election fast``; a failure prints its seed and the one-line replay command.
+
+Layout (every name is imported from here)
+-----------------------------------------
+* ``storage.py`` (:class:`SimStorage`) and ``network.py`` (:class:`SimNetwork`): the
+  simulated disk and network;
+* ``configuration.py``: reconfig entries (:func:`encode_config`,
+  :func:`config_membership`, :func:`snapshot_membership`) and electors
+  (:func:`electors`, :class:`PerverseElector`);
+* ``simulation.py``: the driver (:class:`Simulation`, :class:`Node`, :class:`SimParams`),
+  which mixes in ``faults.py`` (the actions a schedule is made of, reconfigs) and
+  ``invariants.py`` (the checker, :class:`InvariantViolation`, ``LIVENESS_BOUND_MS``);
+* ``runner.py``: schedules from seeds and the command line (:func:`params_for`,
+  :func:`run_schedule`, :func:`soak`, :func:`measure_failover`, :func:`main`);
+  ``__main__.py`` runs :func:`main`.
 """
 
 from trizab.testing.sim.configuration import (
