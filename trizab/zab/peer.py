@@ -153,14 +153,14 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from trizab.txn import Txn
 from trizab.wire.codes import QuorumPacketType as T
-from trizab.zab.election import Candidate, ElectionTiming, Elector
+from trizab.zab.election import Candidate, Elector
 from trizab.zab.membership import (
     Membership,
     MembershipFn,
@@ -193,11 +193,19 @@ from trizab.zab.messages import (
     Trunc,
     UpToDate,
 )
+from trizab.zab.peer_base import (
+    LeaderView,
+    NotLeader,
+    PeerBase,
+    PeerConfig,
+    SnapshotFn,
+    _Follow,
+    _Lead,
+    _Learner,
+)
 from trizab.zab.quorum import commit_point, is_quorum
 from trizab.zab.ready import EARLY_MESSAGES, HardState, Ready, Role, SnapshotInstall, SoftState
 from trizab.zab.zxid import MAX_COUNTER, epoch_of, zxid
-
-SnapshotFn = Callable[[], tuple[int, bytes]]
 
 _STATE_OF_ROLE = {
     Role.LOOKING: PeerState.LOOKING,
@@ -207,122 +215,7 @@ _STATE_OF_ROLE = {
 }
 
 
-class NotLeader(Exception):
-    """``propose``/``forward`` called on a peer that cannot take it; ``leader`` is who might."""
-
-    def __init__(self, leader: int | None) -> None:
-        super().__init__(f"not the established leader (leader: {leader})")
-        self.leader = leader
-
-
-@attrs.frozen
-class PeerConfig:
-    """Static configuration.  Limits are in tickTimes, as in zoo.cfg; ``tick_ms`` is one ``tick()``."""
-
-    my_id: int
-    voters: frozenset[int]
-    observers: frozenset[int] = frozenset()
-    tick_ms: int = 100
-    tick_time_ms: int = 2000
-    init_limit: int = 10
-    sync_limit: int = 5
-    finalize_wait_ms: int = 200
-    max_notification_interval_ms: int = 60_000
-    committed_log_size: int = 500
-    # Learner.connectToLeader: a follower that reaches its leader before the leader
-    # has finished its own election is refused; it retries after this long
-    # (ZooKeeper's leaderConnectDelayDuringRetryMs), within initLimit.
-    connect_retry_ms: int = 100
-
-    @property
-    def ticks_per_tick_time(self) -> int:
-        return max(1, self.tick_time_ms // self.tick_ms)
-
-    @property
-    def ping_ticks(self) -> int:
-        return max(1, self.ticks_per_tick_time // 2)
-
-    @property
-    def connect_retry_ticks(self) -> int:
-        return max(1, -(-self.connect_retry_ms // self.tick_ms))
-
-    @property
-    def init_limit_ticks(self) -> int:
-        return self.init_limit * self.ticks_per_tick_time
-
-    @property
-    def sync_limit_ticks(self) -> int:
-        return self.sync_limit * self.ticks_per_tick_time
-
-    def election_timing(self) -> ElectionTiming:
-        def ticks(ms: int) -> int:
-            return max(1, -(-ms // self.tick_ms))
-
-        return ElectionTiming(
-            finalize_ticks=ticks(self.finalize_wait_ms),
-            min_notify_ticks=ticks(self.finalize_wait_ms),
-            max_notify_ticks=ticks(self.max_notification_interval_ms),
-        )
-
-
-@attrs.define
-class _Learner:
-    """The leader's view of one learner connection (ZooKeeper's ``LearnerHandler``)."""
-
-    sid: int
-    observer: bool
-    last_heard: int
-    ackepoch: AckEpoch | None = None
-    # The last zxid the learner was sent before NEWLEADER; its NEWLEADER ACK covers it.
-    newleader_upto: int | None = None
-    newleader_acked: bool = False
-    acked: int = 0
-    uptodate: bool = False
-    # The highest heartbeat round this learner echoed (ReadIndex, see read_index).
-    echoed: int = 0
-    # The highest zxid this learner was sent a COMMIT for, or had before its sync: ZooKeeper's
-    # learners need exactly one COMMIT per proposal they were sent, in order
-    # (FollowerZooKeeperServer.commit), so COMMITs are per zxid and never repeated.
-    commit_sent: int = 0
-
-
-@attrs.frozen
-class LeaderView:
-    """What a leader reports about its learners (``mntr``'s leader-only keys)."""
-
-    learners: int  # connected learners, followers and observers
-    synced_followers: int  # followers that acknowledged NEWLEADER
-    synced_observers: int  # observers that are up to date
-    pending_syncs: int  # syncs (ReadIndex requests) waiting for a quorum's confirmation
-
-
-@attrs.define
-class _Lead:
-    phase: str = "epoch"  # epoch -> ackepoch -> sync -> broadcast
-    new_epoch: int | None = None
-    infos: dict[int, int] = attrs.Factory(dict)
-    learners: dict[int, _Learner] = attrs.Factory(dict)
-    initial_last: int = 0
-    counter: int = 0
-    since: int = 0
-    # The last heartbeat round started in this term: PING's zxid field (see read_index).
-    round: int = 0
-
-
-@attrs.define
-class _Follow:
-    leader: int
-    observer: bool
-    phase: str = "discovery"  # discovery -> sync -> broadcast (after NEWLEADER)
-    silence: int = 0
-    # Ticks until FOLLOWERINFO is sent again after the leader refused the connection.
-    retry_in: int | None = None
-    # The end of our own history that the leader's DIFF or TRUNC kept: part of the leader's
-    # history. A ZooKeeper leader never commits it explicitly (see _step_broadcast_learner).
-    synced_upto: int | None = None
-
-
-class Peer:
+class Peer(PeerBase):
     """One ZAB server.  See the module docstring; inputs never block, outputs come from ``ready()``."""
 
     def __init__(
