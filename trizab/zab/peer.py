@@ -107,7 +107,6 @@ from trizab.zab.membership import (
     Membership,
     MembershipFn,
     SnapshotMembershipFn,
-    parse_config_text,
     txn_membership,
 )
 from trizab.zab.messages import (
@@ -116,7 +115,6 @@ from trizab.zab.messages import (
     Entry,
     FollowerInfo,
     Notification,
-    PeerState,
     Proposal,
     QuorumMessage,
     Request,
@@ -125,19 +123,13 @@ from trizab.zab.peer_base import LeaderView as LeaderView  # re-exported (leader
 from trizab.zab.peer_base import NotLeader, PeerConfig, SnapshotFn, _Follow, _Lead
 from trizab.zab.peer_leader import LeaderRole
 from trizab.zab.peer_learner import LearnerRole
+from trizab.zab.peer_looking import LookingRole
 from trizab.zab.peer_membership import PeerMembership
 from trizab.zab.ready import EARLY_MESSAGES, HardState, Ready, Role, SnapshotInstall, SoftState
 from trizab.zab.zxid import MAX_COUNTER, zxid
 
-_STATE_OF_ROLE = {
-    Role.LOOKING: PeerState.LOOKING,
-    Role.FOLLOWING: PeerState.FOLLOWING,
-    Role.LEADING: PeerState.LEADING,
-    Role.OBSERVING: PeerState.OBSERVING,
-}
 
-
-class Peer(LeaderRole, LearnerRole, PeerMembership):
+class Peer(LookingRole, LeaderRole, LearnerRole, PeerMembership):
     """One ZAB server.  See the module docstring; inputs never block, outputs come from ``ready()``."""
 
     def __init__(
@@ -297,15 +289,7 @@ class Peer(LeaderRole, LearnerRole, PeerMembership):
         """One tick of abstract time (``config.tick_ms``)."""
         self.ticks += 1
         if self.role == Role.LOOKING:
-            if (
-                self._leader_cfg is not None
-                and self.ticks - self._leader_cfg_at > self.config.sync_limit_ticks
-            ):
-                # That ensemble has not answered for a while: it may be gone.
-                self._leader_cfg = None
-                self._reconfigure_elector()
-            self.elector.tick()
-            self._check_decision()
+            self._tick_looking()
         elif self.role == Role.LEADING:
             self._tick_leader()
         else:
@@ -606,36 +590,6 @@ class Peer(LeaderRole, LearnerRole, PeerMembership):
             return [self._follow.leader]
         return []
 
-    def _check_decision(self) -> None:
-        self._notes.extend(self._with_config(self.elector.take_notifications()))
-        leader = self.elector.decision
-        if self.role != Role.LOOKING or leader is None:
-            return
-        if self.removed:
-            return
-        voters = self._all_voters()
-        if leader not in voters and leader not in self._election_cfg.voters:
-            # A leader outside every logged configuration we know of cannot hold a quorum
-            # we would recognise: following it could split the ensemble.  Vote again.
-            self.elector.start(Candidate(self.current_epoch, self.last_zxid))
-            self._notes.extend(self._with_config(self.elector.take_notifications()))
-            return
-        if leader == self.id:
-            in_logged = self.active.version > 0 or self.id in voters
-            if not in_logged or self.id not in self._election_cfg.voters:
-                # A removed server that does not know it yet may vote for itself; only a
-                # voter of the newest configuration we have seen leads.  (It then needs a
-                # quorum of every configuration it holds, the active one included.)
-                self.elector.start(Candidate(self.current_epoch, self.last_zxid))
-                self._notes.extend(self._with_config(self.elector.take_notifications()))
-                return
-            self._become_leading()
-        elif self.id in voters or self.id not in self._all_members():
-            # A new server not yet in any logged configuration follows without a vote.
-            self._become_learner(leader, observer=False)
-        else:
-            self._become_learner(leader, observer=True)
-
     def _become_leading(self) -> None:
         self._set_role(Role.LEADING, self.id)
         self._lead = _Lead(since=self.ticks)
@@ -646,66 +600,6 @@ class Peer(LeaderRole, LearnerRole, PeerMembership):
         self._set_role(Role.OBSERVING if observer else Role.FOLLOWING, leader)
         self._follow = _Follow(leader, observer)
         self._msgs.append((leader, FollowerInfo(self.id, self.accepted_epoch, observer)))
-
-    # ------------------------------------------------------------------ election
-
-    def _step_election(self, n: Notification) -> None:
-        if self.role == Role.LOOKING and self.removed:
-            # Removed: we take part in no election, but a server that has not heard of
-            # the configuration that removed us learns it from our answer (at most one
-            # answer per tick to each, so that two such servers cannot echo forever).
-            if n.state == PeerState.LOOKING and self._answered.get(n.sender) != self.ticks:
-                self._answered[n.sender] = self.ticks
-                v = self.elector.vote
-                reply = Notification(
-                    self.id,
-                    v.leader,
-                    v.zxid,
-                    self.elector.logical_clock,
-                    v.peer_epoch,
-                    PeerState.LOOKING,
-                    self.notified_config,
-                )
-                self._notes.append((n.sender, reply))
-            return
-        if self.role == Role.LOOKING:
-            if n.config:
-                # Every member, of either implementation, sends only its committed one.
-                self._adopt_config(n.config)
-            if n.config and n.state in (PeerState.LEADING, PeerState.FOLLOWING):
-                try:
-                    reported = parse_config_text(n.config)
-                except ValueError:
-                    pass
-                else:
-                    # One older than what we know committed comes from a member still
-                    # syncing with its leader (the leader holds every committed one).
-                    if reported.version >= self.active.version:
-                        self._leader_cfg = reported
-                        self._leader_cfg_at = self.ticks
-                        self._reconfigure_elector()
-            self.elector.step(n)
-            self._check_decision()
-        elif n.state == PeerState.LOOKING:
-            # Tell a LOOKING peer who leads (FastLeaderElection.WorkerReceiver).  Once
-            # established, every member reports the same (leader, epoch), whichever
-            # round it joined in, so that a quorum of answers agrees.
-            v = self.elector.vote
-            peer_epoch = self.current_epoch if self.established else v.peer_epoch
-            leader = self.leader if self.leader is not None else v.leader
-            state = _STATE_OF_ROLE[self.role]
-            # Our committed configuration (WorkerReceiver answers with getQuorumVerifier()):
-            # a server with an older one learns which to vote with.
-            reply = Notification(
-                self.id,
-                leader,
-                v.zxid,
-                self.elector.logical_clock,
-                peer_epoch,
-                state,
-                self.notified_config,
-            )
-            self._notes.append((n.sender, reply))
 
     def _step_disconnected(self, peer: int) -> None:
         if self._lead is not None:
