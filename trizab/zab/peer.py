@@ -124,12 +124,11 @@ from trizab.zab.peer_base import NotLeader, PeerConfig, SnapshotFn, _Follow, _Le
 from trizab.zab.peer_leader import LeaderRole
 from trizab.zab.peer_learner import LearnerRole
 from trizab.zab.peer_looking import LookingRole
-from trizab.zab.peer_membership import PeerMembership
 from trizab.zab.ready import EARLY_MESSAGES, HardState, Ready, Role, SnapshotInstall, SoftState
 from trizab.zab.zxid import MAX_COUNTER, zxid
 
 
-class Peer(LookingRole, LeaderRole, LearnerRole, PeerMembership):
+class Peer(LookingRole, LeaderRole, LearnerRole):
     """One ZAB server.  See the module docstring; inputs never block, outputs come from ``ready()``."""
 
     def __init__(

@@ -8,10 +8,19 @@ bookkeeping (:mod:`trizab.zab.peer_membership`), the LOOKING role
 (:mod:`trizab.zab.peer_looking`), the leader role (:mod:`trizab.zab.peer_leader`), the
 learner role (:mod:`trizab.zab.peer_learner`), and the peer itself (construction,
 dispatch, the public inputs, ``ready``/``advance`` and the history).  Each part is a
-mixin class that :class:`~trizab.zab.peer.Peer` inherits, so every field stays where it
-was, on the peer; :class:`PeerBase`, which they all derive from, declares those fields
-with their types (``Peer.__init__`` sets them all) and, for type checkers only, the
-methods one part calls in another.  Nothing here holds state or runs.
+mixin class that :class:`~trizab.zab.peer.Peer` inherits, so every field stays on the
+peer.  :class:`PeerBase` declares those fields with their types (``Peer.__init__``
+sets them all); ``PeerMembership`` derives from it and the three roles from
+``PeerMembership`` (every role counts quorums), so a reader or a type checker of any
+part sees every field and every membership method.  The few methods a role calls on
+the peer itself or on another role are declared here for type checkers only.
+Nothing here holds state or runs.
+
+Why mixins rather than role objects holding a reference to the peer: the roles share
+nearly all of the peer's state (history, epochs, commit point, outputs), which a role
+object would reach through its reference at every line, and a role change stays what
+it is in etcd raft, a switch of the functions ``step`` and ``tick`` dispatch to, with
+the role's own state in ``_lead`` or ``_follow``.
 
 The role records live here too: ``_Lead`` (a leader's term: discovery, its learners,
 heartbeat rounds) with a ``_Learner`` per connection (ZooKeeper's ``LearnerHandler``),
@@ -28,7 +37,7 @@ import attrs
 
 from trizab.zab.election import ElectionTiming, Elector
 from trizab.zab.membership import Membership, MembershipFn, SnapshotMembershipFn
-from trizab.zab.messages import AckEpoch, Entry, Notification
+from trizab.zab.messages import AckEpoch, Entry, Notification, SyncPlan
 from trizab.zab.ready import HardState, Ready, Role, SnapshotInstall
 
 SnapshotFn = Callable[[], tuple[int, bytes]]
@@ -212,5 +221,15 @@ class PeerBase:
     _inflight_upto: int | None
 
     if TYPE_CHECKING:
-        # @@STUBS@@
-        pass
+        # What the roles call on the peer itself (trizab.zab.peer) and on one another; the
+        # membership methods they all use come from PeerMembership, their common base.
+
+        @property
+        def last_zxid(self) -> int: ...
+        def _append(self, e: Entry) -> None: ...
+        def _truncate_after(self, z: int) -> None: ...
+        def _install_snapshot(self, z: int, data: bytes) -> None: ...
+        def _become_looking(self) -> None: ...
+        def _become_leading(self) -> None: ...
+        def _become_learner(self, leader: int, observer: bool) -> None: ...
+        def plan_for(self, peer_last: int) -> SyncPlan: ...  # peer_leader; a follower's ACKEPOCH too

@@ -51,12 +51,13 @@ from trizab.zab.messages import (
     Trunc,
     UpToDate,
 )
-from trizab.zab.peer_base import LeaderView, PeerBase, _Learner
+from trizab.zab.peer_base import LeaderView, _Learner
+from trizab.zab.peer_membership import PeerMembership
 from trizab.zab.quorum import commit_point
 from trizab.zab.zxid import zxid
 
 
-class LeaderRole(PeerBase):
+class LeaderRole(PeerMembership):
     """The leader's steps and ticks: a mixin of :class:`~trizab.zab.peer.Peer` (see ``peer_base``).
 
     Owns ``_lead`` (set by ``Peer._become_leading``) and its ``_Learner`` records; starts

@@ -44,11 +44,12 @@ from trizab.zab.messages import (
     Trunc,
     UpToDate,
 )
-from trizab.zab.peer_base import PeerBase, _Follow
+from trizab.zab.peer_base import _Follow
+from trizab.zab.peer_membership import PeerMembership
 from trizab.zab.zxid import epoch_of, zxid
 
 
-class LearnerRole(PeerBase):
+class LearnerRole(PeerMembership):
     """A follower's or observer's steps and ticks: a mixin of :class:`~trizab.zab.peer.Peer`.
 
     Owns ``_follow`` (set by ``Peer._become_learner``).  Writes ``accepted_epoch``

@@ -19,7 +19,7 @@ from __future__ import annotations
 from trizab.zab.election import Candidate
 from trizab.zab.membership import parse_config_text
 from trizab.zab.messages import Notification, PeerState
-from trizab.zab.peer_base import PeerBase
+from trizab.zab.peer_membership import PeerMembership
 from trizab.zab.ready import Role
 
 _STATE_OF_ROLE = {
@@ -30,7 +30,7 @@ _STATE_OF_ROLE = {
 }
 
 
-class LookingRole(PeerBase):
+class LookingRole(PeerMembership):
     """Election while LOOKING, and answers to LOOKING servers: a mixin of :class:`~trizab.zab.peer.Peer`.
 
     Drives ``elector`` and queues its notifications (``_notes``, with our committed
