@@ -90,6 +90,27 @@ and the zxid it reflects, for SNAP.
 
 Dynamic reconfiguration (ZooKeeper 3.5+) is in :mod:`trizab.zab.peer_membership`: which
 configurations are in force where in the history, and the quorum rule over them.
+
+Layout
+------
+:class:`Peer` is one object whose code is split by owner into mixins it inherits
+(:mod:`trizab.zab.peer_base` says why, and declares the fields they share):
+
+* this module: construction and recovery, ``step``/``tick`` dispatch, the public
+  inputs (``propose``, ``forward``, ``read_index``, ``report_sessions``), the outputs
+  (``has_ready``, ``ready``, ``early_messages``, ``applicable``, ``advance``), the
+  history helpers (append, truncate, install a snapshot, trim) and the role changes
+  (``_become_*``);
+* :mod:`trizab.zab.peer_looking`: the LOOKING role (``_step_election``,
+  ``_tick_looking``, ``_check_decision``);
+* :mod:`trizab.zab.peer_leader`: the leader role (``_step_leader`` and its phases,
+  ``_leader_progress``, ``_tick_leader``, heartbeat rounds, ``plan_for``);
+* :mod:`trizab.zab.peer_learner`: the learner role (``_step_learner`` and its phases,
+  ``_tick_learner``);
+* :mod:`trizab.zab.peer_membership`: the configurations in force and the quorum rule;
+* :mod:`trizab.zab.peer_base`: ``PeerConfig``, ``NotLeader``, ``LeaderView`` (all
+  importable from here, as before) and the role records ``_Lead``, ``_Learner``,
+  ``_Follow``.
 """
 
 from __future__ import annotations
