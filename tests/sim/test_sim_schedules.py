@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from trizab.server.replica import config_membership
 from trizab.testing import sim as S
 from trizab.zab import peer as P
+from trizab.zab import peer_leader
 from trizab.zab.membership import Membership, render_membership
 from trizab.zab.messages import NewLeader, Proposal, UpToDate
 
@@ -165,8 +166,9 @@ def test_liveness_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def commit_without_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The leader's commit point is computed in peer_leader (_leader_progress).
     monkeypatch.setattr(
-        P, "commit_point", lambda acked, active, pending: max(acked.values()) if acked else None
+        peer_leader, "commit_point", lambda acked, active, pending: max(acked.values()) if acked else None
     )
 
 
@@ -236,7 +238,9 @@ def test_the_checker_catches_a_reconfig_committed_without_the_new_voters(
     # The deliberate bug: commits count only the active voters, not the pending config's.
     from trizab.zab.quorum import quorum_acked
 
-    monkeypatch.setattr(P, "commit_point", lambda acked, active, pending: quorum_acked(acked, active))
+    monkeypatch.setattr(
+        peer_leader, "commit_point", lambda acked, active, pending: quorum_acked(acked, active)
+    )
     out = io.StringIO()
     _, failed = S.soak(range(60), 5, "fast", out=out, reconfig=True)
     assert failed, "the bug went unnoticed"

@@ -88,241 +88,68 @@ History is kept in memory above ``base`` (the zxid covered by the last snapshot
 or trimmed committed prefix); ``snapshot_fn`` returns the state machine's bytes
 and the zxid it reflects, for SNAP.
 
-Dynamic reconfiguration (ZooKeeper 3.5+; ``Leader.tryToCommit``, ``QuorumPeer.processReconfig``)
--------------------------------------------------------------------------------------------------
-A configuration change is an ordinary proposal of the log; ``membership_fn`` tells
-which entries are reconfigs and the :class:`~trizab.zab.membership.Membership`
-(voters, observers, version) each installs.  So every peer knows, for every
-position of its history, which configurations are in force there: the **active**
-one (of the last reconfig it knows committed, or the configuration at ``base``:
-zoo.cfg's, or what the snapshot holds) and those of the reconfig entries above
-its commit point (**pending**, ``pending_configs``).
+Dynamic reconfiguration (ZooKeeper 3.5+) is in :mod:`trizab.zab.peer_membership`: which
+configurations are in force where in the history, and the quorum rule over them.
 
-* **Quorum rule.**  Wherever ZAB needs a quorum (commit of a proposal, choosing the
-  epoch, the ACKEPOCH quorum of discovery, NEWLEADER, the leader's "I still hear a
-  quorum" check) it needs a quorum of *every* configuration in force at that point:
-  the active one and each pending one at or before it (``commit_point``).  A
-  reconfig entry itself needs its own new voters too, which is why the prep step
-  refuses a new configuration without a synced quorum (NewConfigNoQuorum).
-* **Discovery reaches a fixpoint.**  The leader picks the best history among every
-  acknowledging follower (voter of some configuration or not) and proceeds only once
-  the acknowledgements hold a quorum of its active configuration and of every
-  configuration in force in the history it would adopt; otherwise it waits for more
-  (and picks again).
-* **Why this is safe.**  A committed transaction t was acknowledged by a quorum of
-  every configuration in force at t.  Let C be the newest configuration committed
-  at or before t: t was acknowledged by a quorum of C (t is C's reconfig entry, or
-  comes after it).  A later leader's discovery hears from a quorum of its active
-  configuration A.  If A is C or newer, induction over committed reconfigs gives
-  a quorum of A that intersects every quorum of C's successors up to A, each
-  committed by quorums of both itself and its predecessor; if A is older than C,
-  then C's reconfig entry R was committed by a quorum of A's successors down to A
-  (same induction), so the best history of the discovery quorum contains R, and
-  the fixpoint then requires a quorum of C too.  Either way some acknowledging
-  follower had t (or a later-epoch history, which by induction on epochs contains
-  t), and the best history contains t.  Requiring more quorums never breaks this:
-  it can only cost liveness.  A configuration older than the newest one known
-  committed is superseded and no longer required.
-* **Activation and hand-over.**  When the commit point passes a reconfig the new
-  configuration becomes active (on the leader at commit, on learners with COMMIT,
-  UPTODATE or INFORM, and from a snapshot).  A leader that is not a voter of it
-  steps down once its COMMITs are out (the remaining voters elect a new one); a
-  follower demoted to observer re-joins as one; a member that a logged
-  configuration listed and a committed one no longer does is **removed**: it stays
-  LOOKING and serves nobody.
-* **New servers** start with zoo.cfg listing the ensemble plus themselves.  A server
-  that is not yet a voter of any configuration in its log follows without a vote:
-  it gets PROPOSAL/COMMIT, and its ACKs count for no configuration until the
-  reconfig adding it is in the leader's history.  A follower refuses a leader
-  that is a voter of no configuration it knows (logged, or reported in election
-  notifications): that keeps a new server's own zoo.cfg, which no quorum ever
-  agreed on, from gathering a quorum of servers that do not know it.  (A known
-  limit: new servers whose zoo.cfgs list each other may follow one another; give
-  each new server a zoo.cfg of the running ensemble plus itself only.)
-* **Elections** count the voters of the newest configuration seen (our log, the
-  leader's NEWLEADER, or the committed one an established member reports), and
-  never vote for a server outside them.  Notifications carry the sender's
-  *committed* configuration only (``notified_config``; ZooKeeper sends
-  ``getQuorumVerifier()``), so a configuration a notification brings that is newer
-  than ours becomes our configuration at ``base``, as ZooKeeper's FastLeaderElection
-  makes it its own.  All of this only decides whom to follow; the quorum rule
-  above decides what commits.
+Layout
+------
+:class:`Peer` is one object whose code is split by owner into mixins it inherits
+(:mod:`trizab.zab.peer_base` says why, and declares the fields they share):
+
+* this module: construction and recovery, ``step``/``tick`` dispatch, the public
+  inputs (``propose``, ``forward``, ``read_index``, ``report_sessions``), the outputs
+  (``has_ready``, ``ready``, ``early_messages``, ``applicable``, ``advance``), the
+  history helpers (append, truncate, install a snapshot, trim) and the role changes
+  (``_become_*``);
+* :mod:`trizab.zab.peer_looking`: the LOOKING role (``_step_election``,
+  ``_tick_looking``, ``_check_decision``);
+* :mod:`trizab.zab.peer_leader`: the leader role (``_step_leader`` and its phases,
+  ``_leader_progress``, ``_tick_leader``, heartbeat rounds, ``plan_for``);
+* :mod:`trizab.zab.peer_learner`: the learner role (``_step_learner`` and its phases,
+  ``_tick_learner``);
+* :mod:`trizab.zab.peer_membership`: the configurations in force and the quorum rule;
+* :mod:`trizab.zab.peer_base`: ``PeerConfig``, ``NotLeader``, ``LeaderView`` (all
+  importable from here, as before) and the role records ``_Lead``, ``_Learner``,
+  ``_Follow``.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from trizab.txn import Txn
-from trizab.wire.codes import QuorumPacketType as T
-from trizab.zab.election import Candidate, ElectionTiming, Elector
+from trizab.zab.election import Candidate, Elector
 from trizab.zab.membership import (
     Membership,
     MembershipFn,
     SnapshotMembershipFn,
-    parse_config_text,
-    render_membership,
     txn_membership,
 )
 from trizab.zab.messages import (
-    Ack,
-    AckEpoch,
-    Commit,
-    Diff,
     Disconnect,
     Disconnected,
     Entry,
     FollowerInfo,
-    Inform,
-    LeaderInfo,
-    NewLeader,
     Notification,
-    PeerState,
-    Ping,
     Proposal,
-    ProtocolError,
     QuorumMessage,
     Request,
-    Snap,
-    SyncPlan,
-    Trunc,
-    UpToDate,
 )
-from trizab.zab.quorum import commit_point, is_quorum
+from trizab.zab.peer_base import LeaderView as LeaderView  # re-exported (leader_view's type)
+from trizab.zab.peer_base import NotLeader, PeerConfig, SnapshotFn, _Follow, _Lead
+from trizab.zab.peer_leader import LeaderRole
+from trizab.zab.peer_learner import LearnerRole
+from trizab.zab.peer_looking import LookingRole
 from trizab.zab.ready import EARLY_MESSAGES, HardState, Ready, Role, SnapshotInstall, SoftState
-from trizab.zab.zxid import MAX_COUNTER, epoch_of, zxid
-
-SnapshotFn = Callable[[], tuple[int, bytes]]
-
-_STATE_OF_ROLE = {
-    Role.LOOKING: PeerState.LOOKING,
-    Role.FOLLOWING: PeerState.FOLLOWING,
-    Role.LEADING: PeerState.LEADING,
-    Role.OBSERVING: PeerState.OBSERVING,
-}
+from trizab.zab.zxid import MAX_COUNTER, zxid
 
 
-class NotLeader(Exception):
-    """``propose``/``forward`` called on a peer that cannot take it; ``leader`` is who might."""
-
-    def __init__(self, leader: int | None) -> None:
-        super().__init__(f"not the established leader (leader: {leader})")
-        self.leader = leader
-
-
-@attrs.frozen
-class PeerConfig:
-    """Static configuration.  Limits are in tickTimes, as in zoo.cfg; ``tick_ms`` is one ``tick()``."""
-
-    my_id: int
-    voters: frozenset[int]
-    observers: frozenset[int] = frozenset()
-    tick_ms: int = 100
-    tick_time_ms: int = 2000
-    init_limit: int = 10
-    sync_limit: int = 5
-    finalize_wait_ms: int = 200
-    max_notification_interval_ms: int = 60_000
-    committed_log_size: int = 500
-    # Learner.connectToLeader: a follower that reaches its leader before the leader
-    # has finished its own election is refused; it retries after this long
-    # (ZooKeeper's leaderConnectDelayDuringRetryMs), within initLimit.
-    connect_retry_ms: int = 100
-
-    @property
-    def ticks_per_tick_time(self) -> int:
-        return max(1, self.tick_time_ms // self.tick_ms)
-
-    @property
-    def ping_ticks(self) -> int:
-        return max(1, self.ticks_per_tick_time // 2)
-
-    @property
-    def connect_retry_ticks(self) -> int:
-        return max(1, -(-self.connect_retry_ms // self.tick_ms))
-
-    @property
-    def init_limit_ticks(self) -> int:
-        return self.init_limit * self.ticks_per_tick_time
-
-    @property
-    def sync_limit_ticks(self) -> int:
-        return self.sync_limit * self.ticks_per_tick_time
-
-    def election_timing(self) -> ElectionTiming:
-        def ticks(ms: int) -> int:
-            return max(1, -(-ms // self.tick_ms))
-
-        return ElectionTiming(
-            finalize_ticks=ticks(self.finalize_wait_ms),
-            min_notify_ticks=ticks(self.finalize_wait_ms),
-            max_notify_ticks=ticks(self.max_notification_interval_ms),
-        )
-
-
-@attrs.define
-class _Learner:
-    """The leader's view of one learner connection (ZooKeeper's ``LearnerHandler``)."""
-
-    sid: int
-    observer: bool
-    last_heard: int
-    ackepoch: AckEpoch | None = None
-    # The last zxid the learner was sent before NEWLEADER; its NEWLEADER ACK covers it.
-    newleader_upto: int | None = None
-    newleader_acked: bool = False
-    acked: int = 0
-    uptodate: bool = False
-    # The highest heartbeat round this learner echoed (ReadIndex, see read_index).
-    echoed: int = 0
-    # The highest zxid this learner was sent a COMMIT for, or had before its sync: ZooKeeper's
-    # learners need exactly one COMMIT per proposal they were sent, in order
-    # (FollowerZooKeeperServer.commit), so COMMITs are per zxid and never repeated.
-    commit_sent: int = 0
-
-
-@attrs.frozen
-class LeaderView:
-    """What a leader reports about its learners (``mntr``'s leader-only keys)."""
-
-    learners: int  # connected learners, followers and observers
-    synced_followers: int  # followers that acknowledged NEWLEADER
-    synced_observers: int  # observers that are up to date
-    pending_syncs: int  # syncs (ReadIndex requests) waiting for a quorum's confirmation
-
-
-@attrs.define
-class _Lead:
-    phase: str = "epoch"  # epoch -> ackepoch -> sync -> broadcast
-    new_epoch: int | None = None
-    infos: dict[int, int] = attrs.Factory(dict)
-    learners: dict[int, _Learner] = attrs.Factory(dict)
-    initial_last: int = 0
-    counter: int = 0
-    since: int = 0
-    # The last heartbeat round started in this term: PING's zxid field (see read_index).
-    round: int = 0
-
-
-@attrs.define
-class _Follow:
-    leader: int
-    observer: bool
-    phase: str = "discovery"  # discovery -> sync -> broadcast (after NEWLEADER)
-    silence: int = 0
-    # Ticks until FOLLOWERINFO is sent again after the leader refused the connection.
-    retry_in: int | None = None
-    # The end of our own history that the leader's DIFF or TRUNC kept: part of the leader's
-    # history. A ZooKeeper leader never commits it explicitly (see _step_broadcast_learner).
-    synced_upto: int | None = None
-
-
-class Peer:
+class Peer(LookingRole, LeaderRole, LearnerRole):
     """One ZAB server.  See the module docstring; inputs never block, outputs come from ``ready()``."""
 
     def __init__(
@@ -342,7 +169,7 @@ class Peer:
         self.config = config
         self.id = config.my_id
         self.elector = elector
-        # Membership (see the module docstring): the configuration in force at `base`
+        # Membership (see trizab.zab.peer_membership): the configuration in force at `base`
         # (the static one, or what the snapshot holds), and every reconfig entry of the
         # history above it with the configuration it installs, in zxid order.
         self.membership_fn = membership_fn
@@ -438,204 +265,6 @@ class Peer:
             **membership,
         )
 
-    # ------------------------------------------------------------------ membership
-
-    @property
-    def active(self) -> Membership:
-        """The configuration of the last committed reconfig (or the initial one)."""
-        cfg = self._base_cfg
-        committed = self.committed
-        for z, m in self._cfgs:
-            if z > committed:
-                break
-            if m.version >= cfg.version:  # a configuration learned elsewhere may be newer
-                cfg = m
-        return cfg
-
-    @property
-    def voters(self) -> frozenset[int]:
-        return self.active.voters
-
-    def pending_configs(self, upto: int | None = None) -> list[tuple[int, Membership]]:
-        """Reconfig entries of the history not known committed (up to ``upto``), in zxid order.
-
-        One older than the active configuration (learned from a snapshot or another
-        server) is superseded: a committed configuration's quorums contain everything
-        committed under its predecessors, so requiring those too would add nothing.
-        """
-        committed = self.committed
-        floor = self.active.version
-        return [
-            (z, m)
-            for z, m in self._cfgs
-            if z > committed and m.version > floor and (upto is None or z <= upto)
-        ]
-
-    @property
-    def reconfig_in_flight(self) -> bool:
-        """Whether the history holds a reconfig not yet known committed."""
-        return bool(self._cfgs) and self._cfgs[-1][0] > self.committed and bool(self.pending_configs())
-
-    def leader_view(self) -> LeaderView | None:
-        """Leader: its learners as ZooKeeper's ``mntr`` counts them (None unless leading)."""
-        lead = self._lead
-        if lead is None:
-            return None
-        learners = lead.learners.values()
-        return LeaderView(
-            learners=len(lead.learners),
-            synced_followers=sum(1 for lr in learners if lr.newleader_acked and not lr.observer),
-            synced_observers=sum(1 for lr in learners if lr.uptodate and lr.observer),
-            pending_syncs=len(self._reads),
-        )
-
-    def synced_voters(self) -> frozenset[int]:
-        """Leader: itself and the followers that acknowledged NEWLEADER (ZooKeeper's
-        ``isQuorumSynced`` looks at the same set), for the NewConfigNoQuorum check."""
-        lead = self._lead
-        if lead is None:
-            return frozenset()
-        out = {self.id}
-        out.update(sid for sid, lr in lead.learners.items() if lr.newleader_acked and not lr.observer)
-        return frozenset(out)
-
-    def _configs_in_force(self, upto: int | None = None) -> list[Membership]:
-        return [self.active] + [m for _, m in self.pending_configs(upto)]
-
-    def _quorum_of_all(self, ids: Any, configs: Sequence[Membership]) -> bool:
-        ids = set(ids)
-        return all(is_quorum(ids, m.voters) for m in configs)
-
-    def _all_voters(self) -> frozenset[int]:
-        out = set(self.active.voters)
-        for _, m in self.pending_configs():
-            out |= m.voters
-        return frozenset(out)
-
-    def _all_members(self) -> frozenset[int]:
-        out = set(self.active.members)
-        for _, m in self.pending_configs():
-            out |= m.members
-        return frozenset(out)
-
-    def _note_config(self, e: Entry) -> None:
-        m = self.membership_fn(e.data)
-        if m is not None:
-            self._cfgs.append((e.zxid, m))
-            self._reconfigure_elector()
-
-    def _set_committed(self, c: int) -> None:
-        """Advance the commit point; a reconfig it covers becomes active (QuorumPeer.processReconfig)."""
-        if c <= self.committed:
-            return
-        before = self.active
-        self.committed = c
-        if self._cfgs and self.active != before:
-            self._activated(self.active)
-
-    def _activated(self, m: Membership) -> None:
-        self._reconfigure_elector()
-        self._soft_dirty = True
-        if m.version > 0:
-            if self.id in m.members:
-                self._listed = True
-                self.removed = False
-            elif self._listed:
-                self.removed = True
-
-    @property
-    def latest(self) -> Membership:
-        """The last configuration of the history, committed or not (ZooKeeper's lastSeenQuorumVerifier)."""
-        cfg = self._base_cfg
-        for _, m in self._cfgs:
-            if m.version >= cfg.version:
-                cfg = m
-        return cfg
-
-    def _adopt_config(self, text: bytes) -> None:
-        """LOOKING: another server told us a configuration it knows committed (its
-        notification's config); a newer one than ours replaces what we hold at ``base``
-        (QuorumPeer.processReconfig from FastLeaderElection).  Safe: a committed config
-        was acknowledged by quorums of itself and of its predecessor, so every later
-        discovery that hears from a quorum of it finds it and all that came before."""
-        try:
-            m = parse_config_text(text)
-        except ValueError:
-            return
-        before = self.active
-        if m.version <= max(before.version, self._base_cfg.version):
-            return
-        self._base_cfg = m
-        if self.active != before:
-            self._activated(self.active)
-
-    @property
-    def _election_cfg(self) -> Membership:
-        """Who votes in elections: the configuration an established member reports, else the
-        newest we have seen, in our log or in a leader's NEWLEADER (ZooKeeper's
-        lastSeenQuorumVerifier).  Liveness only: quorums for ZAB itself always come from our
-        own history."""
-        if self._leader_cfg is not None:
-            return self._leader_cfg
-        seen = self._seen
-        latest = self.latest
-        return seen if seen is not None and seen.version > latest.version else latest
-
-    def _reconfigure_elector(self) -> None:
-        # Optional in the Elector protocol: plugins that count votes learn the voters.
-        reconfigure = getattr(self.elector, "reconfigure", None)
-        if reconfigure is not None:
-            m = self._election_cfg
-            reconfigure(m.voters, m.observers)
-
-    def _see_config(self, text: bytes) -> None:
-        """The leader's last seen configuration (NEWLEADER): a newer one than we hold makes
-        us vote like it (Learner.syncWithLeader: ``setLastSeenQuorumVerifier``).  Liveness
-        only; it becomes active when our history commits it."""
-        try:
-            m = parse_config_text(text)
-        except ValueError:
-            return
-        if m.version > self._election_cfg.version:
-            self._seen = m
-            self._reconfigure_elector()
-
-    @property
-    def notified_config(self) -> bytes:
-        """The configuration our election notifications carry: the active one, which we
-        know committed, as ZooKeeper sends ``getQuorumVerifier().toString()`` and never its
-        last seen one.  A LOOKING ZooKeeper member makes a newer one its own at once
-        (``processReconfig`` from FastLeaderElection), and so do we (:meth:`_adopt_config`):
-        a reconfig we logged but do not know committed must never travel here."""
-        return render_membership(self.active)
-
-    def _with_config(self, notes: list[tuple[int, Notification]]) -> list[tuple[int, Notification]]:
-        if not notes:
-            return notes
-        text = self.notified_config
-        return [(to, attrs.evolve(n, config=text)) for to, n in notes]
-
-    def _check_learner_membership(self) -> None:
-        """After a commit: a follower removed from the voters re-joins as observer or leaves."""
-        f = self._follow
-        if f is None:
-            return
-        if self.removed:
-            # A committed reconfig removed us: stop serving, stay LOOKING.
-            self._become_looking()
-            return
-        if self.id not in self._all_members():
-            # A new server syncing history older than its own addition: it follows
-            # without a vote (its ACKs count for no configuration).
-            return
-        voter = self.id in self._all_voters()
-        if voter == (not f.observer):
-            return
-        leader = f.leader
-        self._msgs.append(Disconnect(leader))
-        self._follow = None
-        self._become_learner(leader, observer=not voter)
-
     # ------------------------------------------------------------------ public API
 
     @property
@@ -680,15 +309,7 @@ class Peer:
         """One tick of abstract time (``config.tick_ms``)."""
         self.ticks += 1
         if self.role == Role.LOOKING:
-            if (
-                self._leader_cfg is not None
-                and self.ticks - self._leader_cfg_at > self.config.sync_limit_ticks
-            ):
-                # That ensemble has not answered for a while: it may be gone.
-                self._leader_cfg = None
-                self._reconfigure_elector()
-            self.elector.tick()
-            self._check_decision()
+            self._tick_looking()
         elif self.role == Role.LEADING:
             self._tick_leader()
         else:
@@ -941,49 +562,6 @@ class Peer:
         if cfg != before:
             self._activated(cfg)
 
-    def _install_plan(self, plan: SyncPlan) -> None:
-        """Make our history the plan sender's (a learner from its leader, or a leader from a learner)."""
-        if plan.kind == T.SNAP:
-            if plan.snapshot is None:
-                raise ProtocolError("SNAP without a snapshot")
-            self._install_snapshot(plan.zxid, plan.snapshot)
-        elif plan.kind == T.TRUNC:
-            self._truncate_after(plan.zxid)
-        elif plan.kind != T.DIFF:
-            raise ProtocolError(f"unknown sync kind {plan.kind}")
-        for e in plan.entries:
-            if e.zxid > self.last_zxid:
-                self._append(e)
-
-    def plan_for(self, peer_last: int) -> SyncPlan:
-        """How to bring a history ending at ``peer_last`` to ours (LearnerHandler.syncFollower)."""
-        last = self.last_zxid
-        if peer_last == last:
-            return SyncPlan(T.DIFF, last)
-        if peer_last > last:
-            # The peer has proposals we never committed: drop them.
-            return SyncPlan(T.TRUNC, last)
-        if peer_last == self.base:
-            return SyncPlan(T.DIFF, peer_last, tuple(self.history))
-        if peer_last > self.base:
-            i = bisect.bisect_left(self._zxids, peer_last)
-            if self._zxids[i] == peer_last:
-                return SyncPlan(T.DIFF, peer_last, tuple(self.history[i + 1 :]))
-            if i > 0:
-                # The peer's last proposal is not ours: truncate to our previous one.
-                return SyncPlan(T.TRUNC, self._zxids[i - 1], tuple(self.history[i:]))
-        # Too old for the in-memory committed log (or diverged before it): snapshot.
-        if self._unapplied_snapshot is not None:
-            sz, data = self._unapplied_snapshot.zxid, self._unapplied_snapshot.data
-        elif self.snapshot_fn is not None:
-            sz, data = self.snapshot_fn()
-        else:
-            raise AssertionError("a SNAP is needed but the peer has no snapshot_fn")
-        if sz < self.base or sz > last:
-            raise AssertionError(f"snapshot at {sz:#x} outside history ({self.base:#x}, {last:#x}]")
-        i = bisect.bisect_right(self._zxids, sz)
-        return SyncPlan(T.SNAP, sz, tuple(self.history[i:]), data)
-
     def _trim(self) -> None:
         keep = self.config.committed_log_size
         if len(self.history) <= 2 * keep + 16:
@@ -1032,36 +610,6 @@ class Peer:
             return [self._follow.leader]
         return []
 
-    def _check_decision(self) -> None:
-        self._notes.extend(self._with_config(self.elector.take_notifications()))
-        leader = self.elector.decision
-        if self.role != Role.LOOKING or leader is None:
-            return
-        if self.removed:
-            return
-        voters = self._all_voters()
-        if leader not in voters and leader not in self._election_cfg.voters:
-            # A leader outside every logged configuration we know of cannot hold a quorum
-            # we would recognise: following it could split the ensemble.  Vote again.
-            self.elector.start(Candidate(self.current_epoch, self.last_zxid))
-            self._notes.extend(self._with_config(self.elector.take_notifications()))
-            return
-        if leader == self.id:
-            in_logged = self.active.version > 0 or self.id in voters
-            if not in_logged or self.id not in self._election_cfg.voters:
-                # A removed server that does not know it yet may vote for itself; only a
-                # voter of the newest configuration we have seen leads.  (It then needs a
-                # quorum of every configuration it holds, the active one included.)
-                self.elector.start(Candidate(self.current_epoch, self.last_zxid))
-                self._notes.extend(self._with_config(self.elector.take_notifications()))
-                return
-            self._become_leading()
-        elif self.id in voters or self.id not in self._all_members():
-            # A new server not yet in any logged configuration follows without a vote.
-            self._become_learner(leader, observer=False)
-        else:
-            self._become_learner(leader, observer=True)
-
     def _become_leading(self) -> None:
         self._set_role(Role.LEADING, self.id)
         self._lead = _Lead(since=self.ticks)
@@ -1072,66 +620,6 @@ class Peer:
         self._set_role(Role.OBSERVING if observer else Role.FOLLOWING, leader)
         self._follow = _Follow(leader, observer)
         self._msgs.append((leader, FollowerInfo(self.id, self.accepted_epoch, observer)))
-
-    # ------------------------------------------------------------------ election
-
-    def _step_election(self, n: Notification) -> None:
-        if self.role == Role.LOOKING and self.removed:
-            # Removed: we take part in no election, but a server that has not heard of
-            # the configuration that removed us learns it from our answer (at most one
-            # answer per tick to each, so that two such servers cannot echo forever).
-            if n.state == PeerState.LOOKING and self._answered.get(n.sender) != self.ticks:
-                self._answered[n.sender] = self.ticks
-                v = self.elector.vote
-                reply = Notification(
-                    self.id,
-                    v.leader,
-                    v.zxid,
-                    self.elector.logical_clock,
-                    v.peer_epoch,
-                    PeerState.LOOKING,
-                    self.notified_config,
-                )
-                self._notes.append((n.sender, reply))
-            return
-        if self.role == Role.LOOKING:
-            if n.config:
-                # Every member, of either implementation, sends only its committed one.
-                self._adopt_config(n.config)
-            if n.config and n.state in (PeerState.LEADING, PeerState.FOLLOWING):
-                try:
-                    reported = parse_config_text(n.config)
-                except ValueError:
-                    pass
-                else:
-                    # One older than what we know committed comes from a member still
-                    # syncing with its leader (the leader holds every committed one).
-                    if reported.version >= self.active.version:
-                        self._leader_cfg = reported
-                        self._leader_cfg_at = self.ticks
-                        self._reconfigure_elector()
-            self.elector.step(n)
-            self._check_decision()
-        elif n.state == PeerState.LOOKING:
-            # Tell a LOOKING peer who leads (FastLeaderElection.WorkerReceiver).  Once
-            # established, every member reports the same (leader, epoch), whichever
-            # round it joined in, so that a quorum of answers agrees.
-            v = self.elector.vote
-            peer_epoch = self.current_epoch if self.established else v.peer_epoch
-            leader = self.leader if self.leader is not None else v.leader
-            state = _STATE_OF_ROLE[self.role]
-            # Our committed configuration (WorkerReceiver answers with getQuorumVerifier()):
-            # a server with an older one learns which to vote with.
-            reply = Notification(
-                self.id,
-                leader,
-                v.zxid,
-                self.elector.logical_clock,
-                peer_epoch,
-                state,
-                self.notified_config,
-            )
-            self._notes.append((n.sender, reply))
 
     def _step_disconnected(self, peer: int) -> None:
         if self._lead is not None:
@@ -1145,481 +633,6 @@ class Peer:
                 f.retry_in = self.config.connect_retry_ticks
                 return
             self._follow = None  # the connection is already gone: no Disconnect to send
-            self._become_looking()
-
-    # ------------------------------------------------------------------ leader
-
-    def _step_leader(self, msg: QuorumMessage) -> None:
-        lead = self._lead
-        assert lead is not None
-        lr = lead.learners.get(msg.sender)
-        if isinstance(msg, FollowerInfo):
-            self._step_discovery_leader(msg)
-            return
-        if lr is None:
-            self._msgs.append(Disconnect(msg.sender))
-            return
-        lr.last_heard = self.ticks
-        if isinstance(msg, AckEpoch):
-            self._step_discovery_leader(msg)
-        elif isinstance(msg, Ack):
-            self._step_broadcast_leader_ack(lr, msg)
-        elif isinstance(msg, Ping):
-            if msg.payload:
-                self._reports.append((msg.sender, msg.payload))
-            # The echo of a heartbeat round (never one we have not started: a ZooKeeper
-            # learner echoes exactly what we sent).  Before NEWLEADER is acknowledged the
-            # learner has not taken our epoch: its echo proves nothing.
-            if lr.newleader_acked and msg.zxid > lr.echoed:
-                lr.echoed = min(msg.zxid, lead.round)
-                self._confirm_reads()
-        elif isinstance(msg, Request):
-            if self.established:
-                self._requests.append((msg.sender, msg.payload, msg.auth))
-        else:
-            self._drop_learner(msg.sender)
-
-    def _step_discovery_leader(self, msg: FollowerInfo | AckEpoch) -> None:
-        lead = self._lead
-        assert lead is not None
-        if isinstance(msg, FollowerInfo):
-            lead.learners[msg.sender] = _Learner(msg.sender, msg.observer, self.ticks)
-            if lead.new_epoch is None:
-                lead.infos[msg.sender] = msg.accepted_epoch
-                self._maybe_choose_epoch()
-            else:
-                self._send_leaderinfo(msg.sender)
-            return
-        lr = lead.learners[msg.sender]
-        if lead.new_epoch is None or lr.ackepoch is not None:
-            self._drop_learner(msg.sender)
-            return
-        lr.ackepoch = msg
-        if lead.phase in ("sync", "broadcast"):
-            self._sync_learner(lr)
-        else:
-            self._finish_discovery()
-
-    def _maybe_choose_epoch(self) -> None:
-        lead = self._lead
-        assert lead is not None
-        if lead.new_epoch is not None or not self._quorum_of_all(lead.infos, self._configs_in_force()):
-            return
-        # Leader.getEpochToPropose: one above every acceptedEpoch of a quorum.
-        lead.new_epoch = max(lead.infos.values()) + 1
-        lead.phase = "ackepoch"
-        self.accepted_epoch = lead.new_epoch
-        self._soft_dirty = True
-        for sid in sorted(lead.learners):
-            self._send_leaderinfo(sid)
-
-    def _send_leaderinfo(self, sid: int) -> None:
-        lead = self._lead
-        assert lead is not None and lead.new_epoch is not None
-        self._msgs.append((sid, LeaderInfo(self.id, lead.new_epoch, self.current_epoch, self.last_zxid)))
-
-    def _finish_discovery(self) -> None:
-        """Adopt the best history of the acknowledging quorum: THE point where ZAB's safety is kept.
-
-        Called when ACKEPOCHs arrive and when our own acceptedEpoch becomes durable.
-        Nothing of the new epoch (no sync, no proposal) leaves before this runs.
-        """
-        lead = self._lead
-        assert lead is not None
-        if lead.phase != "ackepoch" or self._durable.accepted_epoch != lead.new_epoch:
-            return
-        # Every follower's fresh acknowledgement counts (voters of some configuration
-        # or not): quorums are counted per configuration below, and the best history
-        # of a superset of a quorum is at least as good as that quorum's best.
-        acked = {
-            sid: lr.ackepoch
-            for sid, lr in lead.learners.items()
-            if lr.ackepoch is not None and not lr.observer and lr.ackepoch.current_epoch >= 0
-        }
-        mine = (self.current_epoch, self.last_zxid)
-        best = max(acked.values(), key=lambda a: (a.current_epoch, a.last_zxid), default=None)
-        plan: SyncPlan | None = None
-        if best is not None and (best.current_epoch, best.last_zxid) > mine:
-            if best.history is None:
-                # Ahead of us but did not say what we lack (a ZooKeeper follower never does):
-                # as ZooKeeper's Leader.waitForEpochAck ("Follower is ahead of the leader"),
-                # give up leading; the next election picks a member at least that far.
-                self._become_looking()
-                return
-            plan = best.history
-        # The fixpoint: a quorum of EVERY configuration in force anywhere in the history
-        # we would adopt, or wait for more acknowledgements (and pick again).
-        if not self._quorum_of_all([self.id, *acked], self._configs_after(plan)):
-            return
-        if plan is not None:
-            self._install_plan(plan)
-        self.current_epoch = lead.new_epoch
-        lead.initial_last = self.last_zxid
-        lead.phase = "sync"
-        for lr in list(lead.learners.values()):
-            if lr.ackepoch is not None:
-                self._sync_learner(lr)
-
-    def _configs_after(self, plan: SyncPlan | None) -> list[Membership]:
-        """The configurations in force in the history we would have after installing ``plan``."""
-        if plan is None:
-            return self._configs_in_force()
-        keep = plan.zxid if plan.kind == T.TRUNC else None
-        out = self._configs_in_force(keep)
-        if plan.kind == T.SNAP and plan.snapshot is not None and self.snapshot_membership_fn is not None:
-            m = self.snapshot_membership_fn(plan.snapshot)
-            if m is not None and m.version > 0:
-                out.append(m)
-        for e in plan.entries:
-            m = self.membership_fn(e.data)
-            if m is not None:
-                out.append(m)
-        # As in pending_configs: a configuration older than the newest committed one we
-        # know of is superseded by it.
-        floor = self.active.version
-        return [out[0]] + [m for m in out[1:] if m.version > floor]
-
-    def _sync_learner(self, lr: _Learner) -> None:
-        lead = self._lead
-        assert lead is not None and lead.new_epoch is not None and lr.ackepoch is not None
-        plan = self.plan_for(lr.ackepoch.last_zxid)
-        sid = lr.sid
-        if plan.kind == T.SNAP:
-            assert plan.snapshot is not None
-            self._msgs.append((sid, Snap(self.id, plan.zxid, plan.snapshot)))
-        elif plan.kind == T.TRUNC:
-            self._msgs.append((sid, Trunc(self.id, plan.zxid)))
-        else:
-            self._msgs.append((sid, Diff(self.id, plan.zxid)))
-        # As LearnerHandler.syncFollower/queueCommittedProposals: every committed proposal
-        # with its COMMIT, the outstanding ones (to followers only) without; an observer gets
-        # those as INFORM once committed (Leader.startForwarding).
-        committed = self.committed
-        upto = plan.zxid
-        for e in plan.entries:
-            if e.zxid > committed and lr.observer:
-                break
-            self._msgs.append((sid, Proposal(self.id, e.zxid, e.data)))
-            upto = e.zxid
-            if e.zxid <= committed:
-                self._msgs.append((sid, Commit(self.id, e.zxid)))
-        self._msgs.append((sid, NewLeader(self.id, lead.new_epoch, render_membership(self.latest))))
-        lr.newleader_upto = upto
-        # What the learner had before (it committed that itself) or got a COMMIT for.
-        lr.commit_sent = max(plan.zxid, min(committed, upto))
-
-    def _step_broadcast_leader_ack(self, lr: _Learner, msg: Ack) -> None:
-        lead = self._lead
-        assert lead is not None and lead.new_epoch is not None
-        if lr.newleader_upto is None:
-            self._drop_learner(lr.sid)
-            return
-        if msg.zxid == zxid(lead.new_epoch, 0):
-            # The NEWLEADER acknowledgement; the second one acknowledges UPTODATE
-            # (Learner.syncWithLeader sends both).
-            if lr.newleader_acked:
-                return
-            lr.newleader_acked = True
-            lr.acked = max(lr.acked, lr.newleader_upto)
-            if self.established:
-                lr.uptodate = True
-                self._msgs.append((lr.sid, UpToDate(self.id, min(self.committed, lr.newleader_upto))))
-        elif lr.newleader_acked:
-            if msg.zxid > self.last_zxid:
-                self._drop_learner(lr.sid)
-                return
-            lr.acked = max(lr.acked, msg.zxid)
-        else:
-            # A proposal's ACK before the NEWLEADER one: ZooKeeper 3.8's learner logs what the
-            # sync sent when NEWLEADER arrives and may acknowledge it early; the NEWLEADER
-            # ACK covers it anyway.
-            return
-        self._leader_progress()
-
-    def _leader_progress(self) -> None:
-        """Establish the epoch and advance the commit point from the acknowledgements."""
-        lead = self._lead
-        if lead is None:
-            return
-        if lead.phase == "ackepoch":
-            self._finish_discovery()
-        if lead.phase not in ("sync", "broadcast"):
-            return
-        acked = {sid: lr.acked for sid, lr in lead.learners.items() if lr.newleader_acked}
-        if self._durable.current_epoch == lead.new_epoch and self.persisted >= lead.initial_last:
-            acked[self.id] = self.persisted
-        pending = [(z, m.voters) for z, m in self.pending_configs()]
-        c = commit_point(acked, self.active.voters, pending)
-        if c is not None and pending:
-            # Normalize "everything before that reconfig entry" to a zxid of the history.
-            i = bisect.bisect_right(self._zxids, c)
-            c = self._zxids[i - 1] if i > 0 else self.base
-        if c is None or c < lead.initial_last:
-            return
-        if not self.established:
-            self.established = True
-            self._soft_dirty = True
-            lead.phase = "broadcast"
-            # A quorum follows us under our configuration: it is the ensemble's, and it
-            # lists us (a new server whose zoo.cfg lists itself never gets here).
-            self._listed = True
-            for lr in lead.learners.values():
-                if lr.newleader_acked and not lr.uptodate:
-                    lr.uptodate = True
-                    assert lr.newleader_upto is not None
-                    self._msgs.append((lr.sid, UpToDate(self.id, min(c, lr.newleader_upto))))
-        if c > self.committed:
-            lo = bisect.bisect_right(self._zxids, self.committed)
-            hi = bisect.bisect_right(self._zxids, c)
-            newly = self.history[lo:hi]
-            activations = self._designated_leaders(newly, acked)
-            self._set_committed(c)
-            for lr in lead.learners.values():
-                if lr.newleader_upto is None:
-                    continue
-                if lr.observer:
-                    for e in newly:
-                        if e.zxid > lr.newleader_upto:
-                            self._msgs.append(
-                                (lr.sid, Inform(self.id, e.zxid, e.data, activations.get(e.zxid)))
-                            )
-                else:
-                    # One COMMIT per proposal (see _Learner.commit_sent).
-                    for e in newly:
-                        if e.zxid > lr.commit_sent:
-                            self._msgs.append((lr.sid, Commit(self.id, e.zxid, activations.get(e.zxid))))
-                    lr.commit_sent = max(lr.commit_sent, c)
-            if self.id not in self.active.voters:
-                # Leader.tryToCommit: a leader that the committed reconfig removed from the
-                # voters steps down once the COMMITs are out; the new voters elect a leader.
-                self._become_looking()
-
-    def _designated_leaders(self, newly: Sequence[Entry], acked: dict[int, int]) -> dict[int, int]:
-        """The reconfig entries among ``newly`` and the leader each names (COMMITANDACTIVATE).
-
-        ZooKeeper's Leader.getDesignatedLeader: this leader if it is a voter of the new
-        configuration, else a new voter that acknowledged the most.  trizab's learners
-        activate on the commit and elect again themselves; ZooKeeper's need the word.
-        """
-        if not self._cfgs or not newly:
-            return {}
-        lo, hi = newly[0].zxid, newly[-1].zxid
-        out: dict[int, int] = {}
-        for z, m in self._cfgs:
-            if lo <= z <= hi:
-                if self.id in m.voters:
-                    out[z] = self.id
-                else:
-                    ackers = [sid for sid in m.voters if acked.get(sid, 0) >= z]
-                    out[z] = max(ackers, key=lambda sid: acked[sid]) if ackers else min(m.voters)
-        return out
-
-    def _drop_learner(self, sid: int) -> None:
-        lead = self._lead
-        if lead is not None:
-            lead.learners.pop(sid, None)
-        self._msgs.append(Disconnect(sid))
-
-    def _tick_leader(self) -> None:
-        lead = self._lead
-        assert lead is not None
-        cfg = self.config
-        if not self.established:
-            if self.ticks - lead.since > cfg.init_limit_ticks:
-                self._become_looking()
-                return
-        else:
-            # Leader.lead(): step down without a quorum of synced, live followers.
-            live = [self.id] + [
-                sid
-                for sid, lr in lead.learners.items()
-                if lr.newleader_acked and self.ticks - lr.last_heard <= cfg.sync_limit_ticks
-            ]
-            if not self._quorum_of_all(live, self._configs_in_force()):
-                self._become_looking()
-                return
-        for sid, lr in list(lead.learners.items()):
-            limit = cfg.sync_limit_ticks if lr.uptodate else cfg.init_limit_ticks
-            if self.ticks - lr.last_heard > limit:
-                self._drop_learner(sid)
-        if self.ticks % cfg.ping_ticks == 0:
-            self._start_round()
-
-    def _start_round(self) -> None:
-        """Ping every learner with the next heartbeat round (periodic, or asked for by read_index)."""
-        lead = self._lead
-        self._round_wanted = False
-        if lead is None:
-            return
-        lead.round += 1
-        ping = Ping(self.id, lead.round)
-        for sid, lr in sorted(lead.learners.items()):
-            # Only learners whose sync went out: a ZooKeeper learner exits on a PING where it
-            # reads LEADERINFO or DIFF/TRUNC/SNAP (LearnerHandler.ping waits for its sender too).
-            if lr.newleader_upto is not None:
-                self._msgs.append((sid, ping))
-
-    def _confirm_reads(self) -> None:
-        """Move the read_index tokens whose round a quorum has echoed to ``_confirmed``, in order."""
-        reads = self._reads
-        lead = self._lead
-        if not reads or lead is None:
-            return
-        configs = self._configs_in_force()
-        while reads:
-            needed, token = reads[0]
-            # Tokens wait in order of their round, so the first unconfirmed one stops the rest.
-            ids = [self.id]
-            ids.extend(sid for sid, lr in lead.learners.items() if lr.newleader_acked and lr.echoed >= needed)
-            if not self._quorum_of_all(ids, configs):
-                return
-            reads.popleft()
-            self._confirmed.append(token)
-
-    # ------------------------------------------------------------------ learner
-
-    def _step_learner(self, msg: QuorumMessage) -> None:
-        f = self._follow
-        assert f is not None
-        if msg.sender != f.leader:
-            self._msgs.append(Disconnect(msg.sender))
-            return
-        f.silence = 0
-        try:
-            if f.phase == "discovery":
-                self._step_discovery_learner(f, msg)
-            elif f.phase == "sync":
-                self._step_sync_learner(f, msg)
-            else:
-                self._step_broadcast_learner(f, msg)
-        except ProtocolError:
-            self._become_looking()
-
-    def _step_discovery_learner(self, f: _Follow, msg: QuorumMessage) -> None:
-        if isinstance(msg, Ping):
-            return
-        if not isinstance(msg, LeaderInfo):
-            raise ProtocolError(f"expected LEADERINFO, got {type(msg).__name__}")
-        if msg.epoch < self.accepted_epoch:
-            # Learner.registerWithLeader: never go back to an older epoch.
-            raise ProtocolError(f"leader epoch {msg.epoch} is below our accepted epoch")
-        fresh = msg.epoch > self.accepted_epoch
-        if fresh:
-            self.accepted_epoch = msg.epoch  # persisted (Ready.hard_state) before ACKEPOCH leaves
-        history = None
-        if (
-            fresh
-            and not f.observer
-            and msg.current_epoch is not None
-            and msg.last_zxid is not None
-            and (self.current_epoch, self.last_zxid) > (msg.current_epoch, msg.last_zxid)
-        ):
-            history = self.plan_for(msg.last_zxid)
-        # An epoch we had already accepted was perhaps acknowledged to another leader:
-        # ZooKeeper then answers currentEpoch -1 and the leader does not count us.
-        self._msgs.append(
-            (f.leader, AckEpoch(self.id, self.current_epoch if fresh else -1, self.last_zxid, history))
-        )
-        f.phase = "sync"
-
-    def _step_sync_learner(self, f: _Follow, msg: QuorumMessage) -> None:
-        if isinstance(msg, Diff):
-            # A ZooKeeper leader's DIFF zxid is our last zxid or its last committed one (which
-            # may be beyond ours); either way our history up to the smaller is the leader's.
-            f.synced_upto = min(msg.zxid, self.last_zxid)
-            return
-        if isinstance(msg, Trunc):
-            self._truncate_after(msg.zxid)
-            f.synced_upto = self.last_zxid
-        elif isinstance(msg, Snap):
-            self._install_snapshot(msg.zxid, msg.snapshot)
-        elif isinstance(msg, Proposal):
-            if msg.zxid > self.last_zxid:
-                self._append(Entry(msg.zxid, msg.data))
-        elif isinstance(msg, Commit):
-            # A proposal the leader had committed (LearnerHandler sends it with its COMMIT).
-            if msg.zxid > self.last_zxid:
-                raise ProtocolError(f"commit of {msg.zxid:#x} beyond our last {self.last_zxid:#x}")
-            self._set_committed(msg.zxid)
-        elif isinstance(msg, Inform):
-            if msg.zxid > self.last_zxid:
-                self._append(Entry(msg.zxid, msg.data))
-            self._set_committed(msg.zxid)
-        elif isinstance(msg, NewLeader):
-            if msg.epoch != self.accepted_epoch:
-                raise ProtocolError(f"NEWLEADER for epoch {msg.epoch}, accepted {self.accepted_epoch}")
-            # The leader's last seen configuration: we vote with it from now on if it is
-            # newer than ours (Learner.syncWithLeader: setLastSeenQuorumVerifier).  A
-            # ZooKeeper learner also makes it its committed one at UPTODATE; we activate a
-            # configuration only when our synced history commits it: the leader's last seen
-            # one may be a reconfig it proposed after it was established that never commits
-            # (see docs/mixed-ensembles.md).
-            # (What members told us while we looked is superseded by the leader's own word.)
-            self._leader_cfg = None
-            if msg.config:
-                self._see_config(msg.config)
-            self._reconfigure_elector()
-            self.current_epoch = msg.epoch  # persisted with the synced history before the ACK
-            self._msgs.append((f.leader, Ack(self.id, zxid(msg.epoch, 0))))
-            f.phase = "broadcast"
-            self._soft_dirty = True
-        elif isinstance(msg, Ping):
-            return
-        else:
-            raise ProtocolError(f"unexpected {type(msg).__name__} during sync")
-
-    def _step_broadcast_learner(self, f: _Follow, msg: QuorumMessage) -> None:
-        if isinstance(msg, Proposal):
-            if f.observer:
-                raise ProtocolError("PROPOSAL sent to an observer")
-            if msg.zxid > self.last_zxid:
-                if epoch_of(msg.zxid) != self.current_epoch:
-                    raise ProtocolError(f"proposal {msg.zxid:#x} outside epoch {self.current_epoch}")
-                self._append(Entry(msg.zxid, msg.data))
-                # Leaves after the barrier that covers the append (Ready order).
-                self._msgs.append((f.leader, Ack(self.id, msg.zxid)))
-        elif isinstance(msg, Commit | UpToDate):
-            if msg.zxid > self.last_zxid:
-                raise ProtocolError(f"commit of {msg.zxid:#x} beyond our last {self.last_zxid:#x}")
-            self._set_committed(msg.zxid)
-            if isinstance(msg, UpToDate) and msg.zxid < 0 and f.synced_upto is not None:
-                # ZooKeeper's leader sends UPTODATE with zxid -1 and never COMMITs the history
-                # its DIFF or TRUNC kept: a ZooKeeper learner applied its whole log at start-up.
-                # That history is in the leader's, which is committed once it is established
-                # (UPTODATE); without this a trizab learner would serve its snapshot's state
-                # until the next write's COMMIT. A trizab leader names its commit point here
-                # instead (its DIFF may end at a proposal still outstanding).
-                self._set_committed(f.synced_upto)
-            if isinstance(msg, UpToDate) and not self.established:
-                self.established = True
-                self._soft_dirty = True
-                # Learner.syncWithLeader acknowledges UPTODATE too (zxid newEpoch << 32).
-                self._msgs.append((f.leader, Ack(self.id, zxid(self.current_epoch, 0))))
-            self._check_learner_membership()
-        elif isinstance(msg, Inform):
-            if msg.zxid > self.last_zxid:
-                self._append(Entry(msg.zxid, msg.data))
-            self._set_committed(msg.zxid)
-            self._check_learner_membership()
-        elif isinstance(msg, Ping):
-            # Echo the leader's zxid field (its heartbeat round, see read_index), as
-            # ZooKeeper's Learner.ping does.
-            self._msgs.append((f.leader, Ping(self.id, msg.zxid, self._session_payload)))
-            self._session_payload = b""
-        else:
-            raise ProtocolError(f"unexpected {type(msg).__name__} while broadcasting")
-
-    def _tick_learner(self) -> None:
-        f = self._follow
-        assert f is not None
-        f.silence += 1
-        if f.retry_in is not None:
-            f.retry_in -= 1
-            if f.retry_in <= 0:
-                f.retry_in = None
-                self._msgs.append((f.leader, FollowerInfo(self.id, self.accepted_epoch, f.observer)))
-        limit = self.config.sync_limit_ticks if self.established else self.config.init_limit_ticks
-        if f.silence > limit:
             self._become_looking()
 
 
