@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import os
 import struct
 import threading
@@ -458,6 +459,25 @@ async def test_silent_session_expires_on_the_server_clock(autojump_clock: trio.t
             assert not server.core.ephemerals_by_session()
             await c.wait_closed()  # expiry closes the connection
             nursery.cancel_scope.cancel()
+
+
+async def test_tree_settles_before_the_collector_runs_again() -> None:
+    # ``on_tree_settled`` (trizab serve: gc.freeze for a big tree) must run while the collector is
+    # still paused after loading: otherwise the collector's first pass walks every loaded znode.
+    seen: list[tuple[int, bool]] = []
+    conf = cfg.ServerConfig(client_port=0, tick_time=200, storage_name="memory")
+    server = rt.Server(
+        conf,
+        storage=MemoryStoragePlugin(),
+        on_tree_settled=lambda count: seen.append((count, gc.isenabled())),
+    )
+    assert gc.isenabled()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(server.run, listeners=[MemoryListener()]))
+            assert gc.isenabled()
+            nursery.cancel_scope.cancel()
+    assert seen and seen[0][1] is False
 
 
 class BackgroundSlowStorage(SlowStorage):
