@@ -462,13 +462,20 @@ async def test_silent_session_expires_on_the_server_clock(autojump_clock: trio.t
 
 
 async def test_tree_settles_before_the_collector_runs_again() -> None:
-    # ``on_tree_settled`` (trizab serve: gc.freeze for a big tree) must run while the collector is
-    # still paused after loading: otherwise the collector's first pass walks every loaded znode.
+    # The collector is paused from the storage's open until ``on_tree_settled`` (trizab serve:
+    # gc.freeze for a big tree) has run: otherwise it walks every record and znode recovered.
     seen: list[tuple[int, bool]] = []
+    opened_with_collector: list[bool] = []
+
+    class Storage(MemoryStoragePlugin):
+        def open(self) -> Any:
+            opened_with_collector.append(gc.isenabled())
+            return super().open()
+
     conf = cfg.ServerConfig(client_port=0, tick_time=200, storage_name="memory")
     server = rt.Server(
         conf,
-        storage=MemoryStoragePlugin(),
+        storage=Storage(),
         on_tree_settled=lambda count: seen.append((count, gc.isenabled())),
     )
     assert gc.isenabled()
@@ -477,7 +484,19 @@ async def test_tree_settles_before_the_collector_runs_again() -> None:
             await nursery.start(functools.partial(server.run, listeners=[MemoryListener()]))
             assert gc.isenabled()
             nursery.cancel_scope.cancel()
+    assert opened_with_collector == [False]
     assert seen and seen[0][1] is False
+
+
+async def test_collector_runs_again_when_recovery_fails() -> None:
+    class Broken(MemoryStoragePlugin):
+        def open(self) -> Any:
+            raise OSError("unreadable")
+
+    server = rt.Server(cfg.ServerConfig(client_port=0, storage_name="memory"), storage=Broken())
+    with pytest.raises(OSError, match="unreadable"):
+        await server.run(listeners=[MemoryListener()])
+    assert gc.isenabled()
 
 
 class BackgroundSlowStorage(SlowStorage):

@@ -254,15 +254,23 @@ class Server:
         # A read replica listens only once synced: the kernel gives it connections at once.
         late_bind = listeners is None and config.is_read_replica and self.zab is not None
         listeners = listeners if listeners is not None else [] if late_bind else await self.clients.bind()
+        # No cyclic collection from reading the storage until the recovered tree has settled
+        # (``on_tree_settled`` freezes a big one): it would only walk what recovery builds to
+        # keep, the log's records then every znode (re-enabled after loading, its first pass
+        # cost 0.34 s of a 1,000,000-znode restart, bench/restart.py, right before the freeze).
+        collector_paused = contextlib.ExitStack()
+        collector_paused.enter_context(gc_paused())
         try:
             recovered = await self.disk.open(self._progress)
         except BaseException:
+            collector_paused.close()
             for ln in listeners:
                 await trio.aclose_forcefully(ln)
             raise
         commit_path: Any = None
         try:
-            core_task = self._recover(recovered)
+            with collector_paused:
+                core_task = self._recover(recovered)
             if self.zab is not None:
                 from trizab.runtime.zab_status import member_status
 
@@ -351,31 +359,27 @@ class Server:
             recovered_now = attrs.evolve(recovered, txns=[])
         else:
             recovered_now = recovered
-        # The collector stays paused until the tree has settled (``on_tree_settled`` freezes a
-        # big one): re-enabled in between, its first collection walked every znode just loaded,
-        # 0.34 s of a 1,000,000-znode restart (bench/restart.py), right before the freeze.
-        with gc_paused():
-            # A core factory's core need not report progress (only asked for when someone listens).
-            if self._progress is None:
-                core.load(recovered_now)
-            else:
-                core.load(recovered_now, self._progress)
-            if not self.replicated:
-                # The replayed log counts towards the next snapshot, so a long tail is not replayed
-                # again at every restart (ZooKeeper snapshots at start-up; we do it in the background).
-                self.snapshots.applied(len(recovered.txns))
-            self.admin.core = core
-            if recovered.snapshot is not None:
-                size = len(recovered.snapshot)
-                self.snapshots.last_saved = (recovered.snapshot_zxid, size, trio.current_time())
-            self.snapshots.start_walk = core.start_snapshot
-            self.core_task = CoreTask(core, self.clock, self.connections, self.admin, self.snapshots)
-            self.clients.sink = self.core_task
-            if self.replicated:  # a member serves no clients while it elects (see runtime/accept.py)
-                from trizab.server.replica import Mode
+        # A core factory's core need not report progress (only asked for when someone listens).
+        if self._progress is None:
+            core.load(recovered_now)
+        else:
+            core.load(recovered_now, self._progress)
+        if not self.replicated:
+            # The replayed log counts towards the next snapshot, so a long tail is not replayed
+            # again at every restart (ZooKeeper snapshots at start-up; we do it in the background).
+            self.snapshots.applied(len(recovered.txns))
+        self.admin.core = core
+        if recovered.snapshot is not None:
+            size = len(recovered.snapshot)
+            self.snapshots.last_saved = (recovered.snapshot_zxid, size, trio.current_time())
+        self.snapshots.start_walk = core.start_snapshot
+        self.core_task = CoreTask(core, self.clock, self.connections, self.admin, self.snapshots)
+        self.clients.sink = self.core_task
+        if self.replicated:  # a member serves no clients while it elects (see runtime/accept.py)
+            from trizab.server.replica import Mode
 
-                self.clients.serving = lambda: core.mode is not Mode.OFF
-            self._tree_settled()
+            self.clients.serving = lambda: core.mode is not Mode.OFF
+        self._tree_settled()
         log.info(
             "recovered snapshot 0x%x + %d logged txns (last zxid 0x%x), epochs %d/%d",
             recovered.snapshot_zxid,
