@@ -230,7 +230,7 @@ def _read_segment(path: Path, limit: int | None = None) -> bytes:
 
 def _dirty_end(path: Path, data: bytes, end: int) -> int:
     """Offset just past the last non-zero byte at or after ``end`` (``end`` if there is none)."""
-    last = end + len(data[end:].rstrip(b"\0"))
+    last = _nonzero_end(data, end)
     with open(path, "rb") as f:
         fd = f.fileno()
         size = os.fstat(fd).st_size
@@ -241,14 +241,33 @@ def _dirty_end(path: Path, data: bytes, end: int) -> int:
             except OSError:
                 break  # ENXIO: only holes (zeros) remain
             f.seek(pos)
-            chunk = f.read(1 << 20)
+            chunk = f.read(_ZERO_CHUNK)
             if not chunk:
                 break
-            stripped = chunk.rstrip(b"\0")
-            if stripped.strip(b"\0"):
-                last = pos + len(stripped)
+            chunk_end = _nonzero_end(chunk, 0)
+            if chunk_end:
+                last = pos + chunk_end
             pos += len(chunk)
     return last
+
+
+# A segment copied without its holes (cp, a backup) holds its preallocated zeros as data: 53 MB
+# after a 100,000-record log, which rstrip(b"\0") scanned at 0.5 GB/s (0.11 s of a restart).
+# startswith() against a block of zeros compares with memcmp and copies nothing.
+_ZERO_CHUNK = 1 << 20
+_ZEROS = bytes(_ZERO_CHUNK)
+
+
+def _nonzero_end(data: bytes, start: int) -> int:
+    """Offset just past the last non-zero byte of ``data[start:]`` (``start`` if all are zeros)."""
+    pos = len(data)
+    while pos > start:
+        lo = max(start, pos - _ZERO_CHUNK)
+        zeros = _ZEROS if pos - lo == _ZERO_CHUNK else _ZEROS[: pos - lo]
+        if not data.startswith(zeros, lo):
+            return lo + len(data[lo:pos].rstrip(b"\0"))
+        pos = lo
+    return start
 
 
 class TxnLogStoragePlugin:
@@ -371,28 +390,35 @@ class TxnLogStoragePlugin:
             raise StorageError(f"{self.snap_dir / name}: not an epoch number: {text[:40]!r}") from None
 
     def _load_snapshot(self, path: Path) -> bytes | None:
+        # header + data + long checksum + ustring "/" (int 1, b"/")
+        tail_size = 8 + 4 + 1
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < HEADER_SIZE + tail_size:
+                    log.warning("snapshot %s is too short (%d bytes); skipping it", path, size)
+                    return None
+                # Three reads, so that the data is read straight into the bytes returned: slicing
+                # it out of the whole file copied 128 MB (0.06 s of a 1,000,000-znode restart).
+                header = f.read(HEADER_SIZE)
+                body = f.read(size - HEADER_SIZE - tail_size)
+                tail = f.read()
         except OSError as exc:
             log.warning("cannot read snapshot %s: %s", path, exc)
             return None
-        # header + data + long checksum + ustring "/" (int 1, b"/")
-        tail = 8 + 4 + 1
-        if len(raw) < HEADER_SIZE + tail:
-            log.warning("snapshot %s is too short (%d bytes); skipping it", path, len(raw))
-            return None
-        magic, version, _ = _FILE_HEADER.unpack_from(raw, 0)
-        (crc,) = struct.unpack_from(">q", raw, len(raw) - tail)
-        body = memoryview(raw)[: len(raw) - tail]
+        magic, version, _ = _FILE_HEADER.unpack_from(header, 0)
+        (crc,) = struct.unpack_from(">q", tail, 0) if len(tail) == tail_size else (None,)
         if (
             magic != SNAP_MAGIC
             or version != VERSION
-            or raw[-5:] != b"\0\0\0\x01/"
-            or zlib.adler32(body) != crc
+            or len(body) != size - HEADER_SIZE - tail_size
+            or crc is None
+            or tail[8:] != b"\0\0\0\x01/"
+            or zlib.adler32(body, zlib.adler32(header)) != crc
         ):
             log.warning("snapshot %s fails its checksum or header; skipping it", path)
             return None
-        return bytes(body[HEADER_SIZE:])
+        return body
 
     # -- open / recovery -----------------------------------------------------
 

@@ -58,6 +58,13 @@ def test_ruok_and_isro() -> None:
     assert run("isro", snapshot(read_only=True)) == "ro"
 
 
+def test_ruok_gathers_no_snapshot() -> None:
+    # A snapshot sums every znode's size: readiness probes polling ruok must not pay for one.
+    called = []
+    assert fl.run("ruok", ALL, lambda: called.append(1)) == "imok"  # type: ignore[arg-type,return-value]
+    assert not called
+
+
 def test_envi_is_parsed_by_kazoo_as_zookeeper_3_8() -> None:
     text = run("envi")
     assert text.startswith("Environment:\n") and text.endswith("\n")

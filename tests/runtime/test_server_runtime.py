@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import os
 import struct
 import threading
@@ -458,6 +459,44 @@ async def test_silent_session_expires_on_the_server_clock(autojump_clock: trio.t
             assert not server.core.ephemerals_by_session()
             await c.wait_closed()  # expiry closes the connection
             nursery.cancel_scope.cancel()
+
+
+async def test_tree_settles_before_the_collector_runs_again() -> None:
+    # The collector is paused from the storage's open until ``on_tree_settled`` (trizab serve:
+    # gc.freeze for a big tree) has run: otherwise it walks every record and znode recovered.
+    seen: list[tuple[int, bool]] = []
+    opened_with_collector: list[bool] = []
+
+    class Storage(MemoryStoragePlugin):
+        def open(self) -> Any:
+            opened_with_collector.append(gc.isenabled())
+            return super().open()
+
+    conf = cfg.ServerConfig(client_port=0, tick_time=200, storage_name="memory")
+    server = rt.Server(
+        conf,
+        storage=Storage(),
+        on_tree_settled=lambda count: seen.append((count, gc.isenabled())),
+    )
+    assert gc.isenabled()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(server.run, listeners=[MemoryListener()]))
+            assert gc.isenabled()
+            nursery.cancel_scope.cancel()
+    assert opened_with_collector == [False]
+    assert seen and seen[0][1] is False
+
+
+async def test_collector_runs_again_when_recovery_fails() -> None:
+    class Broken(MemoryStoragePlugin):
+        def open(self) -> Any:
+            raise OSError("unreadable")
+
+    server = rt.Server(cfg.ServerConfig(client_port=0, storage_name="memory"), storage=Broken())
+    with pytest.raises(OSError, match="unreadable"):
+        await server.run(listeners=[MemoryListener()])
+    assert gc.isenabled()
 
 
 class BackgroundSlowStorage(SlowStorage):

@@ -226,3 +226,38 @@ def test_recovery_log_line_names_file_and_bytes(log_setup, caplog: pytest.LogCap
     assert re.search(
         rf"{re.escape(str(segment))}: torn record at offset {ends[-2]}; .*dropping \d+ bytes", line
     )
+
+
+@pytest.mark.parametrize("stray_at", [None, 0, (1 << 20) - 1, 1 << 20, (3 << 20) + 5])
+def test_segment_copied_without_holes(
+    log_setup, caplog: pytest.LogCaptureFixture, stray_at: int | None
+) -> None:
+    # A copy (cp, a backup) writes the preallocated zeros out as data: a stray byte anywhere in
+    # them, chunk boundaries included, is a torn batch and must be cut off, however far out.
+    base, segment, used, _ends, txns = log_setup
+    tail = bytearray(4 << 20)
+    if stray_at is not None:
+        tail[stray_at] = 0x42
+    segment.write_bytes(used + bytes(tail))
+    with caplog.at_level(logging.WARNING):
+        assert recover(base) == txns
+    if stray_at is None:
+        assert not caplog.messages
+        assert len(segment.read_bytes()) == len(used) + len(tail)
+    else:
+        assert f"dropping {stray_at + 1} bytes" in caplog.messages[0]
+        assert segment.read_bytes()[len(used) :].strip(b"\0") == b""
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=64),
+    zeros=st.sampled_from([0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 3]),
+    start=st.integers(min_value=0, max_value=80),
+)
+def test_nonzero_end_agrees_with_rstrip(data: bytes, zeros: int, start: int) -> None:
+    from trizab.plugins.storage.txnlog import _nonzero_end
+
+    buf = data + bytes(zeros) + data[:3]
+    start = min(start, len(buf))
+    assert _nonzero_end(buf, start) == start + len(buf[start:].rstrip(b"\0"))

@@ -128,3 +128,16 @@ def test_a_loaded_znode_costs_what_the_layout_promises() -> None:
         tracemalloc.stop()
     assert len(loaded.nodes) == count + 5
     assert traced / count < 360
+
+
+def test_a_loaded_node_has_every_slot_a_built_one_has() -> None:
+    # The snapshot loader fills a plain Node's slots itself (faster than calling Node(...)):
+    # a slot added to Node and forgotten there would be missing from every loaded znode.
+    tree = DataTree()
+    create(tree, 1, "/a")
+    loaded = DataTree()
+    deserialize_snapshot(loaded, serialize_snapshot(tree))
+    node, built = loaded.nodes["/a"], tree.nodes["/a"]
+    assert type(node) is type(built) is Node
+    for slot in Node.__slots__:
+        assert getattr(node, slot) == (None if slot == "_stat" else getattr(built, slot)), slot

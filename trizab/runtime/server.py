@@ -51,7 +51,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -73,10 +73,14 @@ from trizab.runtime.sasl import load_sasl
 from trizab.runtime.sasl import nonce as sasl_nonce
 from trizab.runtime.snapshots import Snapshotter
 from trizab.runtime.tls import ServerTls, TlsError
-from trizab.runtime.zab_commit import TICK_MS, ZabCommit
-from trizab.runtime.zab_status import member_status, member_view
 from trizab.server.distribution import Distribution
 from trizab.storage import Recovered, Storage
+from trizab.tree.snapshot import gc_paused
+
+if TYPE_CHECKING:
+    # Imported when a server is an ensemble member: ZAB, election and the quorum transport are
+    # a tenth of a standalone server's start-up imports (-X importtime), and it needs none of them.
+    from trizab.runtime.zab_commit import ZabCommit
 
 __all__ = ["Clock", "Server", "StartupError", "is_ensemble", "serve", "trizab_version"]
 
@@ -123,9 +127,12 @@ def _default_core(
     config: cfg.ServerConfig, now_ms: int, sasl_users: dict[str, str] | None = None, sasl_kerberos: Any = None
 ) -> Any:
     from trizab.server.core import ServerCore
-    from trizab.server.replica import ReplicaCore
 
-    cls = ReplicaCore if is_ensemble(config) else ServerCore
+    cls = ServerCore
+    if is_ensemble(config):
+        from trizab.server.replica import ReplicaCore
+
+        cls = ReplicaCore
     return cls(core_config(config, sasl_users, sasl_kerberos), now_ms=now_ms)
 
 
@@ -157,7 +164,7 @@ class Server:
         # (what, done, total, unit) while a big snapshot and log load at start-up; the CLI
         # shows it (trizab.progress).  Called from the storage's thread too.
         progress: Callable[[str, int, int, str], None] | None = None,
-        tick_ms: int = TICK_MS,
+        tick_ms: int | None = None,  # a member's ZAB tick (default: zab_commit.TICK_MS)
     ) -> None:
         self.config = config
         self.clock = clock or Clock()
@@ -189,17 +196,26 @@ class Server:
         self.snapshots = Snapshotter(config, self.disk, rng or random.Random(), on_saved=self._tree_settled)
         self.local: LocalCommit | None = None
         self.metrics_port: int | None = None  # /metrics's port once served (metricsProvider.*)
-        self.zab: ZabCommit | None = (
-            ZabCommit(config, self.clock, self.disk, tick_ms) if self.replicated else None
-        )
-        zab = self.zab
+        self.zab: ZabCommit | None = None
+        if self.replicated:
+            from trizab.runtime.zab_commit import TICK_MS, ZabCommit
+
+            self.zab = ZabCommit(config, self.clock, self.disk, TICK_MS if tick_ms is None else tick_ms)
         self.admin_server = AdminServer(
             config,
             self.admin,
             self.snapshots,
-            member=(lambda: member_view(zab, self._client_address())) if zab is not None else lambda: None,
-            initial_configuration=None if zab is not None else initial_configuration(config),
+            member=self._member_view,
+            initial_configuration=None if self.zab is not None else initial_configuration(config),
         )
+
+    def _member_view(self) -> Any:
+        """The AdminServer's view of this ensemble member (None when standalone)."""
+        if self.zab is None:
+            return None
+        from trizab.runtime.zab_status import member_view
+
+        return member_view(self.zab, self._client_address())
 
     @property
     def storage(self) -> Storage:
@@ -238,16 +254,26 @@ class Server:
         # A read replica listens only once synced: the kernel gives it connections at once.
         late_bind = listeners is None and config.is_read_replica and self.zab is not None
         listeners = listeners if listeners is not None else [] if late_bind else await self.clients.bind()
+        # No cyclic collection from reading the storage until the recovered tree has settled
+        # (``on_tree_settled`` freezes a big one): it would only walk what recovery builds to
+        # keep, the log's records then every znode (re-enabled after loading, its first pass
+        # cost 0.34 s of a 1,000,000-znode restart, bench/restart.py, right before the freeze).
+        collector_paused = contextlib.ExitStack()
+        collector_paused.enter_context(gc_paused())
         try:
             recovered = await self.disk.open(self._progress)
         except BaseException:
+            collector_paused.close()
             for ln in listeners:
                 await trio.aclose_forcefully(ln)
             raise
         commit_path: Any = None
         try:
-            core_task = self._recover(recovered)
+            with collector_paused:
+                core_task = self._recover(recovered)
             if self.zab is not None:
+                from trizab.runtime.zab_status import member_status
+
                 port = self.addresses[0][1] if self.addresses else (config.client_port or 0)
                 self.zab.start(core_task, recovered, port, self.snapshots)
                 commit_path = self.zab
