@@ -90,17 +90,19 @@ class Authentication:
         enforced, and the connection is closed.  A token after completion closes the
         connection without a reply (the JDK's server throws IllegalStateException there).
         """
-        users = self.config.sasl_users
-        kerberos = self.config.sasl_kerberos
-        if users is None and kerberos is None:
-            self._sasl_without_server(conn, xid, payload)
-            return
+        # A body that does not decode, or a null token, closes the connection without a reply,
+        # with or without a SASL server.
         try:
             req = decode_request(OpCode.SASL, payload)
         except JuteError:
             req = None
         if req is None or req.token is None:
             self._drop_conn(conn)
+            return
+        users = self.config.sasl_users
+        kerberos = self.config.sasl_kerberos
+        if users is None and kerberos is None:
+            self._sasl_without_server(conn, xid)
             return
         server = conn.sasl_server
         if server is None and kerberos is not None:
@@ -140,21 +142,15 @@ class Authentication:
             conn.ids = acls.java_set_order([*conn.ids, *(i for i in new if i not in conn.ids)])
         self._fixed(conn, Reply(r.ReplyHeader(xid, 0, 0), r.SetSASLResponse(token)))
 
-    def _sasl_without_server(self, conn: CoreConnection, xid: int, payload: bytes | memoryview) -> None:
-        """``ZooKeeperServer.processSasl`` on a server without a SASL server.
+    def _sasl_without_server(self, conn: CoreConnection, xid: int) -> None:
+        """``ZooKeeperServer.processSasl`` on a server without a SASL server, for a token that
+        decoded (``_sasl`` closed the connection otherwise).
 
         ZooKeeper then hits a NullPointerException on the missing SASL server, logs it and
         answers OK with a null token; a body that does not decode, or a null token, makes it
         close the connection without a reply.  A client that keeps trying (kazoo loops for
         ever on null tokens) gets AuthFailed and a close after a few rounds instead.
         """
-        try:
-            req = decode_request(OpCode.SASL, payload)
-        except JuteError:
-            req = None
-        if req is None or req.token is None:
-            self._drop_conn(conn)
-            return
         conn.sasl_rounds += 1
         if conn.sasl_rounds > _MAX_SASL_ROUNDS:
             self._outputs.append((conn.conn_id, Reply(r.ReplyHeader(xid, 0, Err.AUTH_FAILED))))
