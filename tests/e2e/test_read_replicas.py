@@ -27,6 +27,7 @@ from testkit.process import TrizabProcess
 from trizab import cli
 from trizab import config as cfg
 from trizab.runtime import replicas
+from trizab.runtime.free_ports import free_ports
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="readReplicas needs Linux")
 
@@ -278,7 +279,7 @@ def test_plan_and_replica_config() -> None:
 
 
 def test_loopback_ports_are_free_and_below_the_ephemeral_range() -> None:
-    ports = replicas.loopback_ports(6, random.Random(7))
+    ports = free_ports(6, "127.0.0.1", random.Random(7))
     assert len(set(ports)) == 6
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     assert all(10_000 <= p < max(low, 10_001) for p in ports)

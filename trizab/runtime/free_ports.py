@@ -5,7 +5,9 @@ outgoing connection takes its source port from: between our choosing a port and 
 binding it, a client connecting anywhere may take it ("Address already in use", seen in a CI
 run for a Prometheus port).  Ports are therefore drawn at random from below that range, where
 the kernel never puts an outgoing connection, and each is checked by binding it.  Ports are
-bound together, then released, so the ``count`` are distinct.
+bound together, then released, so the ``count`` are distinct.  Read replicas take their
+loopback quorum ports here too, for the same reason (and so that a restarted replica finds
+them free again).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def _ephemeral_start() -> int:
         return 32_768  # Linux's default
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct TCP ports on ``host`` that were free a moment ago."""
+def free_ports(count: int, host: str = "127.0.0.1", rng: random.Random | None = None) -> list[int]:
+    """``count`` distinct TCP ports on ``host`` that were free a moment ago (drawn with ``rng``)."""
+    rng = rng or random.SystemRandom()
     top = _ephemeral_start()
     if top - _LOWEST < 1000:  # a range that leaves no room below it: take the kernel's choice
         return _kernel_ports(count, host)
@@ -38,7 +41,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         while len(socks) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                s.bind((host, random.randrange(_LOWEST, top)))
+                s.bind((host, rng.randrange(_LOWEST, top)))
             except OSError:
                 s.close()
                 continue

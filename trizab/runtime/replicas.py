@@ -9,7 +9,7 @@ One trizab process runs its requests on one core.  With ``readReplicas=N``,
 * The main process becomes the leader of a one-voter ensemble
   (:func:`plan_replicas`): ``server.S=127.0.0.1:q:e`` for itself and an
   ``:observer`` line for each replica, on loopback ports free at start-up and
-  below the ephemeral range (:func:`loopback_ports`).  Its storage and
+  below the ephemeral range (:func:`trizab.runtime.free_ports.free_ports`).  Its storage and
   its fsync are unchanged, and it alone decides what is committed.
 * Each replica (:func:`replica_config`) keeps its tree in memory
   (``storage=memory``, no dataDir, no AdminServer, no metrics endpoint) and
@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -56,6 +55,7 @@ import attrs
 import trio
 
 from trizab import config as cfg
+from trizab.runtime.free_ports import free_ports
 
 __all__ = [
     "RESTART_DELAY_S",
@@ -105,42 +105,13 @@ class ReplicaPlan:
         return tuple(sid for sid in sorted(self.servers) if sid != self.leader_id)
 
 
-def loopback_ports(count: int, rng: random.Random | None = None) -> list[int]:
-    """``count`` ports free on 127.0.0.1 now, below the kernel's ephemeral range.
-
-    Outside that range no outgoing connection takes one of them between now and the bind (a
-    busy machine's clients would), nor while a restarted replica binds its ports again.
-    """
-    rng = rng or random.SystemRandom()
-    low = _ephemeral_low()
-    found: list[int] = []
-    while len(found) < count:
-        port = rng.randrange(10_000, max(low, 10_001))
-        if port in found:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError:
-                continue
-        found.append(port)
-    return found
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default range starts here
-
-
 def plan_replicas(config: cfg.ServerConfig, ports: Sequence[int] | None = None) -> ReplicaPlan:
     """The main server's id (its myid, else 1), its replicas' ids, and loopback quorum ports."""
     count = config.read_replicas
     leader_id = config.server_id or 1
     others = [sid for sid in range(1, count + 2) if sid != leader_id][:count]
     ids = [leader_id, *others]
-    ports = list(ports) if ports is not None else loopback_ports(2 * len(ids))
+    ports = list(ports) if ports is not None else free_ports(2 * len(ids), LOOPBACK)
     servers = {
         sid: cfg.QuorumServer(
             sid,
